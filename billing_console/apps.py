@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class BillingConsoleConfig(AppConfig):
+    name = "billing_console"
+    verbose_name = "Billing console"
+
+    def ready(self):
+        from billing_console import checks  # noqa: F401  registers the system checks

@@ -1,0 +1,45 @@
+"""Stripe event receivers: each app's `webhooks.py` registers functions for the event types it handles.
+
+    from billing_console.events import receiver
+
+    @receiver("invoice.payment_failed")
+    def open_dunning_case(event: dict) -> None:   # event is Stripe's event object (a dict)
+        dunning_case_open(...)
+
+`dispatch(event)` runs every receiver of the event's type, in registration order, inside the
+caller's transaction (the worker's), so a failing receiver rolls back all of them and the event
+stays failed, to be retried or replayed.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable
+
+Receiver = Callable[[dict], None]
+_receivers: dict[str, list[Receiver]] = defaultdict(list)
+
+
+def receiver(*event_types: str) -> Callable[[Receiver], Receiver]:
+    def register(fn: Receiver) -> Receiver:
+        for event_type in event_types:
+            if fn not in _receivers[event_type]:
+                _receivers[event_type].append(fn)
+        return fn
+
+    return register
+
+
+def receivers_for(event_type: str) -> list[Receiver]:
+    return list(_receivers.get(event_type, ()))
+
+
+def handled_types() -> list[str]:
+    return sorted(t for t, fns in _receivers.items() if fns)
+
+
+def dispatch(event: dict) -> int:
+    """Call every receiver for this event; returns how many ran."""
+    fns = receivers_for(event.get("type", ""))
+    for fn in fns:
+        fn(event)
+    return len(fns)

@@ -1,0 +1,83 @@
+"""Structured logging: a request/task id on every line, JSON when LOG_FORMAT=json, secrets redacted."""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import uuid
+
+from django.conf import settings
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+# Shapes of secrets that must never reach a log line, whatever the caller passed in.
+_SECRET_PATTERNS = re.compile(
+    r"(sk|rk)_(live|test)_[A-Za-z0-9]{8,}|whsec_[A-Za-z0-9]{8,}|Bearer\s+[A-Za-z0-9._\-]{8,}"
+)
+_SETTINGS_SECRETS = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CLOUD_MASTER_KEY", "LICENSE_SIGNING_KEY",
+                     "OPS_SECRET", "EVOLUTION_API_KEY", "SECRET_KEY", "EMAIL_HOST_PASSWORD")
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id"}
+
+
+def configured_secrets() -> list[str]:
+    values = [getattr(settings, name, "") for name in _SETTINGS_SECRETS]
+    values += list(getattr(settings, "CLOUD_MASTER_KEY_PREVIOUS", []))
+    return [v for v in values if isinstance(v, str) and len(v) >= 8]
+
+
+def redact(text: str) -> str:
+    text = _SECRET_PATTERNS.sub("[redacted]", text)
+    for value in configured_secrets():
+        if value in text:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record):
+        record.request_id = request_id_var.get()
+        return True
+
+
+class RedactSecretsFilter(logging.Filter):
+    def filter(self, record):
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        payload = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(payload, default=str))
+
+
+class RequestIdMiddleware:
+    """Takes X-Request-ID from the proxy or makes one; echoes it back and tags every log line."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        rid = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+        token = request_id_var.set(rid)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = rid
+        return response

@@ -1,0 +1,23 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from billing_console.checks import preflight_problems
+
+
+class Command(BaseCommand):
+    help = "List every blocker for running the console (presence and shape only) and end with GO or NO_GO."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--mode", choices=["test", "live"], default=None,
+                            help="Check for test or live mode (default: from STRIPE_LIVE_MODE).")
+
+    def handle(self, *args, mode=None, **options):
+        mode = mode or ("live" if settings.STRIPE_LIVE_MODE else "test")
+        problems = preflight_problems(mode)
+        self.stdout.write(f"Preflight for {mode} mode")
+        for pid, message in problems:
+            self.stdout.write(f"  [{pid}] {message}")
+        if problems:
+            self.stdout.write(self.style.ERROR(f"NO_GO ({len(problems)} blocker(s))"))
+            raise SystemExit(1)
+        self.stdout.write(self.style.SUCCESS("GO"))

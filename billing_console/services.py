@@ -1,0 +1,166 @@
+"""Core writes: audit, cron runs, access state, vault rotation.
+
+Every function owns its transaction, locks before deciding, and audits in the same transaction.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Callable, Iterator
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing_console.models import AuditEvent, CronRun, Customer
+from billing_console.vault import Keyring, aad_for, encrypted_columns
+
+log = logging.getLogger("billing_console")
+
+
+# --- Audit ----------------------------------------------------------------------------------
+def audit_log(*, actor_type: str, actor: str = "", action: str, target, customer: Customer | None = None,
+              data: dict | None = None) -> AuditEvent:
+    """Record a state change. Call inside the transaction that makes the change."""
+    if customer is None and isinstance(target, Customer):
+        customer = target
+    event = AuditEvent.objects.create(
+        actor_type=actor_type,
+        actor=str(actor)[:255],
+        action=action,
+        target_type=target._meta.label_lower,
+        target_id=str(target.pk),
+        customer=customer,
+        data=data or {},
+    )
+    log.info("audit %s", action, extra={"event": "audit", "action": action, "target": f"{event.target_type}#{event.target_id}",
+                                        "actor": f"{actor_type}:{actor}"})
+    return event
+
+
+def actor_of(user) -> tuple[str, str]:
+    """(actor_type, actor) for a Django user acting in the admin."""
+    return AuditEvent.ActorType.ADMIN, getattr(user, "get_username", lambda: str(user))()
+
+
+# --- Customer access ------------------------------------------------------------------------
+def customer_set_access_state(*, customer: Customer, state: str, actor_type: str, actor: str = "",
+                              reason: str = "") -> Customer:
+    """Move a customer's access state (dunning locks, cancellation, recovery). Audited; no-op if unchanged."""
+    if state not in Customer.AccessState.values:
+        raise ValueError(f"Unknown access state {state!r}.")
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        if customer.access_state == state:
+            return customer
+        previous = customer.access_state
+        customer.access_state = state
+        customer.access_state_changed_at = timezone.now()
+        customer.save(update_fields=["access_state", "access_state_changed_at", "updated_at"])
+        audit_log(actor_type=actor_type, actor=actor, action="customer.access_state_changed", target=customer,
+                  data={"from": previous, "to": state, "reason": reason})
+    return customer
+
+
+def customer_rotate_manage_salt(*, customer: Customer, actor_type: str, actor: str = "") -> Customer:
+    """Revoke every manage link already sent to this customer."""
+    from billing_console.models import new_salt
+
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        customer.manage_salt = new_salt()
+        customer.save(update_fields=["manage_salt", "updated_at"])
+        audit_log(actor_type=actor_type, actor=actor, action="customer.manage_links_revoked", target=customer)
+    return customer
+
+
+# --- Cron runs ------------------------------------------------------------------------------
+def cron_start(name: str) -> CronRun | None:
+    """Claim the cron `name`. Returns None (and records a skip) when another run holds it."""
+    now = timezone.now()
+    stale_before = now - timedelta(minutes=settings.CRON_STALE_AFTER_MINUTES)
+    # A run that crashed without finishing must not block every later start.
+    CronRun.objects.filter(name=name, status=CronRun.Status.RUNNING, started_at__lt=stale_before).update(
+        status=CronRun.Status.ABANDONED, finished_at=now, error_summary="No finish recorded; taken as crashed.")
+    try:
+        with transaction.atomic():
+            return CronRun.objects.create(name=name, status=CronRun.Status.RUNNING)
+    except IntegrityError:
+        CronRun.objects.create(name=name, status=CronRun.Status.SKIPPED, finished_at=now,
+                               error_summary="Another run of this cron was still running.")
+        log.warning("cron %s skipped: already running", name, extra={"event": "cron_skipped", "cron": name})
+        return None
+
+
+def cron_finish(run: CronRun, *, error: str = "") -> CronRun:
+    run.finished_at = timezone.now()
+    failures = int(run.counts.get("errors", 0) or 0) + int(run.counts.get("failed", 0) or 0)
+    run.status = CronRun.Status.ERRORS if (error or failures) else CronRun.Status.OK
+    run.error_summary = (error or run.error_summary)[:2000]
+    run.save(update_fields=["finished_at", "status", "counts", "error_summary"])
+    log.info("cron %s finished %s %s", run.name, run.status, run.counts,
+             extra={"event": "cron_finished", "cron": run.name, "status": run.status, "counts": run.counts})
+    return run
+
+
+@contextmanager
+def cron_guard(name: str) -> Iterator[CronRun | None]:
+    """`with cron_guard("push") as run:` -- run is None when skipped; put counts in run.counts."""
+    run = cron_start(name)
+    if run is None:
+        yield None
+        return
+    try:
+        yield run
+    except Exception as exc:
+        cron_finish(run, error=f"{type(exc).__name__}: {exc}")
+        raise
+    cron_finish(run)
+
+
+# --- Vault rotation -------------------------------------------------------------------------
+def vault_rotate(*, batch_size: int = 200, progress: Callable[[str], None] | None = None) -> dict:
+    """Re-encrypt every vault value under the current master key, in batches.
+
+    Safe to interrupt and run again: rows already under the current key are skipped, and each
+    batch commits on its own. Returns counts per column.
+    """
+    keyring = Keyring.from_settings()
+    current_prefix = f"v1.{keyring.current.kid}."
+    totals = {}
+    for model, column in encrypted_columns():
+        label = f"{model._meta.label}.{column}"
+        done = 0
+        pending = (model.objects.exclude(**{column: ""}).exclude(**{f"{column}__startswith": current_prefix})
+                   .order_by("pk").values_list("pk", flat=True))
+        while True:
+            with transaction.atomic():
+                pks = list(pending[:batch_size])
+                if not pks:
+                    break
+                rows = model.objects.select_for_update().filter(pk__in=pks)
+                for row in rows:
+                    token = getattr(row, column)
+                    if not keyring.needs_rotation(token):
+                        continue
+                    plaintext = keyring.decrypt(token, aad_for(row, column))
+                    setattr(row, column, keyring.encrypt(plaintext, aad_for(row, column)))
+                    row.save(update_fields=[column])
+                    done += 1
+            if progress:
+                progress(f"{label}: {done} re-encrypted so far")
+        totals[label] = done
+    with transaction.atomic():
+        audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="rotate_master_key", action="vault.rotated",
+                  target=_VaultTarget(), data={"key_id": keyring.current.kid, "counts": totals})
+    return totals
+
+
+class _VaultTarget:
+    """Audit target for the vault as a whole (it is not a row)."""
+
+    pk = "vault"
+
+    class _meta:
+        label_lower = "billing_console.vault"

@@ -1,0 +1,281 @@
+"""Settings, read only here and only through django-environ (every name is listed in .env.example).
+
+Defaults serve a local run (SQLite under var/, DEBUG on, console email). DJANGO_ENV=production
+removes every default for secrets and turns on the deploy-time security settings.
+"""
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+# A .env file beside manage.py is read when present; real environment variables win.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+PRODUCTION = DJANGO_ENV == "production"
+
+
+def _secret(name: str, default: str = "") -> str:
+    """A secret has no default in production: a missing one fails at start, not at first use."""
+    if PRODUCTION:
+        return env.str(name)
+    return env.str(name, default=default)
+
+
+# An empty value in .env counts as unset (copying .env.example as is must work).
+SECRET_KEY = env.str("SECRET_KEY") if PRODUCTION else (
+    env.str("SECRET_KEY", default="") or "dev-only-insecure-key-change-me-0123456789abcdefghijklmnop")
+DEBUG = False if PRODUCTION else env.bool("DEBUG", default=True)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The public base URL used in emails (manage links) and Stripe redirect URLs.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "djstripe",
+    "django_q",
+    "anymail",
+    "billing_console",
+    "licensing",
+    "deployments",
+    "dunning",
+]
+
+MIDDLEWARE = [
+    "billing_console.logging.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "billing_console.urls"
+WSGI_APPLICATION = "billing_console.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# SQLite under var/ by default; DATABASE_URL (postgres://...) switches to PostgreSQL.
+DATABASES = {
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'console.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    VAR_DIR.mkdir(exist_ok=True)
+    # Several processes (web, qcluster) share the file: wait for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (rate limits) --------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    # Database cache: shared by every process, so rate limits hold across workers without Redis.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "bc_cache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+MEDIA_URL = "media/"
+STORAGES = {
+    # Invoice PDFs and backups go through Django's storage API: a folder by default, any backend by setting.
+    "default": {"BACKEND": env.str("STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Email ----------------------------------------------------------------------------------
+# EMAIL_URL: consolemail:// (default), smtp://user:pass@host:port, smtp+tls://...
+# EMAIL_PROVIDER=mailgun|resend switches to django-anymail with ANYMAIL_API_KEY.
+EMAIL_PROVIDER = env.str("EMAIL_PROVIDER", default="")
+_email = env.email_url_config(env.str("EMAIL_URL", default="") or "consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "")
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)
+ANYMAIL = {}
+if EMAIL_PROVIDER == "mailgun":
+    EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    ANYMAIL = {"MAILGUN_API_KEY": _secret("ANYMAIL_API_KEY"), "MAILGUN_SENDER_DOMAIN": env.str("MAILGUN_SENDER_DOMAIN", default="")}
+elif EMAIL_PROVIDER == "resend":
+    EMAIL_BACKEND = "anymail.backends.resend.EmailBackend"
+    ANYMAIL = {"RESEND_API_KEY": _secret("ANYMAIL_API_KEY")}
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing Console <billing@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Operators' address for drift reports and the daily health report.
+OPS_EMAIL = env.str("OPS_EMAIL", default="")
+# Every invoice email is blind-copied here (bookkeeping).
+BILLING_BCC_ADDRESS = env.str("BILLING_BCC_ADDRESS", default="")
+
+# --- Stripe and dj-stripe -------------------------------------------------------------------
+STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
+STRIPE_SECRET_KEY = _secret("STRIPE_SECRET_KEY")
+STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
+STRIPE_TEST_SECRET_KEY = "" if STRIPE_LIVE_MODE else STRIPE_SECRET_KEY
+STRIPE_WEBHOOK_SECRET = _secret("STRIPE_WEBHOOK_SECRET")
+# Base URL of the Stripe API: unset means the real one; the sandbox sets http://127.0.0.1:12111.
+# dj-stripe applies it only when the setting exists, so it is defined only when given.
+if env.str("STRIPE_API_HOST", default=""):
+    STRIPE_API_HOST = env.str("STRIPE_API_HOST")
+# The API version the console is written and tested against (objects are read in this shape);
+# pinned to dj-stripe 2.11's own default so its sync reads the shapes it was built for.
+STRIPE_API_VERSION = env.str("STRIPE_API_VERSION", default="2026-05-27.dahlia")
+# Seconds of clock skew tolerated on a webhook signature timestamp (Stripe's default is 300).
+STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
+STRIPE_MAX_RETRIES = env.int("STRIPE_MAX_RETRIES", default=2)
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_USE_NATIVE_JSONFIELD = True
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+DJSTRIPE_WEBHOOK_SECRET = STRIPE_WEBHOOK_SECRET
+DJSTRIPE_WEBHOOK_TOLERANCE = STRIPE_WEBHOOK_TOLERANCE
+
+# Plans sold, configured by Stripe price id. A plan without a price id is shown as "coming soon".
+PLANS = {
+    "pro": {
+        "name": "Pro",
+        "price_id": env.str("STRIPE_PRICE_PRO", default=""),
+        "max_devices": env.int("PLAN_PRO_MAX_DEVICES", default=3),
+        "offline_grace_days": env.int("PLAN_PRO_OFFLINE_GRACE_DAYS", default=7),
+        "managed_deployment": True,
+    },
+    "team": {
+        "name": "Team",
+        "price_id": env.str("STRIPE_PRICE_TEAM", default=""),
+        "max_devices": env.int("PLAN_TEAM_MAX_DEVICES", default=10),
+        "offline_grace_days": env.int("PLAN_TEAM_OFFLINE_GRACE_DAYS", default=14),
+        "managed_deployment": True,
+    },
+}
+
+# --- Vault (AES-256-GCM for customers' cloud tokens and recovery emails) ---------------------
+CLOUD_MASTER_KEY = _secret("CLOUD_MASTER_KEY")
+# Earlier master keys, comma-separated: still decrypt while rotate_master_key re-encrypts.
+CLOUD_MASTER_KEY_PREVIOUS = env.list("CLOUD_MASTER_KEY_PREVIOUS", default=[])
+
+# --- Licensing --------------------------------------------------------------------------------
+# Ed25519 private key (PEM or base64 raw 32 bytes) that signs device tokens and licence blobs.
+LICENSE_SIGNING_KEY = _secret("LICENSE_SIGNING_KEY")
+# Earlier public keys still published for verification during a rotation (comma-separated "kid:base64").
+LICENSE_VERIFY_KEYS_PREVIOUS = env.list("LICENSE_VERIFY_KEYS_PREVIOUS", default=[])
+
+# --- Deployments ------------------------------------------------------------------------------
+HELM_BUNDLE_MANIFEST_URL = env.str("HELM_BUNDLE_MANIFEST_URL", default="")
+CLOUDFLARE_API_BASE = env.str("CLOUDFLARE_API_BASE", default="") or "https://api.cloudflare.com/client/v4"
+
+# --- WhatsApp (Evolution API) -------------------------------------------------------------
+EVOLUTION_API_URL = env.str("EVOLUTION_API_URL", default="")
+EVOLUTION_API_KEY = env.str("EVOLUTION_API_KEY", default="")
+EVOLUTION_INSTANCE = env.str("EVOLUTION_INSTANCE", default="billing")
+
+# --- Operations -----------------------------------------------------------------------------
+# Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.
+OPS_SECRET = _secret("OPS_SECRET")
+MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
+# A running cron older than this is taken as crashed, so the next start is not blocked forever.
+CRON_STALE_AFTER_MINUTES = env.int("CRON_STALE_AFTER_MINUTES", default=120)
+
+# --- django-q2 ------------------------------------------------------------------------------
+Q_CLUSTER = {
+    "name": "billing_console",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=300),
+    "retry": env.int("Q_RETRY", default=360),
+    "max_attempts": 1,  # retries are the console's own (visible state, backoff), not a blind re-run
+    "catch_up": False,  # a missed hourly push is done by the next one, not replayed n times
+    "save_limit": 1000,
+    "label": "Tasks",
+    "sync": env.bool("Q_SYNC", default=False),
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Logging --------------------------------------------------------------------------------
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "json" for one JSON object per line
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "context": {"()": "billing_console.logging.ContextFilter"},
+        "redact": {"()": "billing_console.logging.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "json": {"()": "billing_console.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+            "filters": ["context", "redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "stripe": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
+}
+
+# --- Security -------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # The load balancer probes /health over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^api/cloud/health$"]

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from billing_console import views
+
+admin.site.site_header = "Billing Console"
+admin.site.site_title = "Billing Console"
+admin.site.index_title = "Support console"
+
+urlpatterns = [
+    path("health", views.health, name="health"),
+    path("api/cloud/health", views.cloud_health_view, name="cloud-health"),
+    path("api/license/", include("licensing.urls")),
+    path("", include("deployments.urls")),
+    path("", include("dunning.urls")),
+    path("admin/", admin.site.urls),
+]

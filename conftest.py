@@ -1,0 +1,21 @@
+"""Project-wide test fixtures. App-specific fixtures live in tests/<app>/conftest.py."""
+import pytest
+
+TEST_MASTER_KEY = "test-master-key-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _console_settings(settings, tmp_path):
+    """Every test starts from a known, offline configuration (no real service, no real secret)."""
+    settings.CLOUD_MASTER_KEY = TEST_MASTER_KEY
+    settings.CLOUD_MASTER_KEY_PREVIOUS = []
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    settings.STRIPE_SECRET_KEY = ""
+    settings.STRIPE_WEBHOOK_SECRET = ""
+    settings.OPS_SECRET = ""
+    settings.LICENSE_SIGNING_KEY = ""
+    settings.HELM_BUNDLE_MANIFEST_URL = ""
+    yield

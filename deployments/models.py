@@ -1,0 +1,1 @@
+"""Deployments models (see DESIGN.md)."""

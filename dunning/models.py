@@ -1,0 +1,1 @@
+"""Dunning models (see DESIGN.md)."""

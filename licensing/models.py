@@ -1,0 +1,1 @@
+"""Licensing models (see DESIGN.md)."""
