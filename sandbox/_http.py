@@ -69,6 +69,9 @@ class StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle on, keep-alive clients wait
+            # ~40 ms for a delayed ACK on every response.
+            disable_nagle_algorithm = True
 
             def _dispatch(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -95,7 +98,8 @@ class StandIn:
 
         self._server = _Server((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True)
+        # A short poll interval so stop() returns in milliseconds, not the default half second.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=self.name, daemon=True)
         self._thread.start()
         return self
 
