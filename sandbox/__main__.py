@@ -7,11 +7,12 @@ import sys
 import threading
 from pathlib import Path
 
-from .run import DEMO_WEBHOOK_SECRET, Sandbox
+from .run import DEMO_EVOLUTION_KEY, DEMO_WEBHOOK_SECRET, Sandbox
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Local stand-ins for the console's outside systems.")
+    parser = argparse.ArgumentParser(prog="python -m sandbox",
+                                     description="Local stand-ins for the console's outside systems.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="start Stripe, Cloudflare, the bundle host, WhatsApp and SMTP stand-ins")
     for name, default in (("stripe", 12111), ("cloudflare", 12112), ("bundles", 12113), ("whatsapp", 12114),
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--webhook-url", default="http://127.0.0.1:8000/api/billing/webhook",
                      help="where the Stripe emulator delivers events ('' to deliver none)")
     run.add_argument("--webhook-secret", default=DEMO_WEBHOOK_SECRET, help="signing secret for those events")
+    run.add_argument("--whatsapp-api-key", default=DEMO_EVOLUTION_KEY, help="the apikey the Evolution stand-in accepts")
     run.add_argument("--data-dir", default="var/sandbox", help="bundle releases and sandbox.env live here")
     run.add_argument("--env", action="store_true",
                      help="print the console's environment lines on stdout (the service lines go to stderr)")
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox(args.data_dir, stripe_port=args.stripe_port, cloudflare_port=args.cloudflare_port,
                       bundles_port=args.bundles_port, whatsapp_port=args.whatsapp_port, smtp_port=args.smtp_port,
                       mail_http_port=args.mail_http_port, webhook_url=args.webhook_url or None,
-                      webhook_secret=args.webhook_secret)
+                      webhook_secret=args.webhook_secret, evolution_api_key=args.whatsapp_api_key)
     try:
         sandbox.start()
     except OSError as exc:

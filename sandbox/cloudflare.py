@@ -188,7 +188,8 @@ class FakeCloudflare(StandIn):
             if request.method != "PUT":
                 return envelope(405, errors=[(10405, "Method not allowed for this route")])
             return self._upload(request, token, match["account"], match["script"])
-        return envelope(404, errors=[(7003, f"Could not route to {request.path}, perhaps your object identifier is invalid?")])
+        return envelope(404, errors=[
+            (7003, f"Could not route to {request.path}, perhaps your object identifier is invalid?")])
 
     def _bearer(self, request: Request) -> Token | None:
         auth = request.headers.get("Authorization") or ""
@@ -222,11 +223,13 @@ class FakeCloudflare(StandIn):
         with self.lock:
             suspended = account_id in self._suspended
         if suspended:
-            return envelope(403, errors=[(CODE_ACCOUNT_SUSPENDED, "This account has been suspended. Contact Cloudflare support.")])
+            return envelope(403, errors=[
+                (CODE_ACCOUNT_SUSPENDED, "This account has been suspended. Contact Cloudflare support.")])
 
         parts = parse_multipart(request.headers.get("Content-Type") or "", request.body)
         if parts is None:
-            return envelope(400, errors=[(CODE_SCRIPT_INVALID, "Expected a multipart/form-data body with a metadata part")])
+            return envelope(400, errors=[
+                (CODE_SCRIPT_INVALID, "Expected a multipart/form-data body with a metadata part")])
         by_name = {p["name"]: p for p in parts}
         if "metadata" not in by_name:
             return envelope(400, errors=[(CODE_SCRIPT_INVALID, "Missing metadata part in the multipart upload")])

@@ -27,16 +27,21 @@ DEMO_EVOLUTION_INSTANCE = "billing"
 DEMO_STRIPE_SECRET_KEY = "sk_test_sandbox" + "0" * 24  # matches dj-stripe's key pattern
 DEMO_WEBHOOK_SECRET = "whsec_sandbox_local_only_0000000000000000"
 FIRST_RELEASE = "v1.0.0"
-FIRST_BUNDLE = (b"// Sandbox Worker bundle " + FIRST_RELEASE.encode() + b"\n"
-                b"export default {\n  async fetch(request) {\n"
-                b"    return new Response('Hello from the sandbox bundle " + FIRST_RELEASE.encode() + b"');\n  },\n};\n")
+FIRST_BUNDLE = f"""// Sandbox Worker bundle {FIRST_RELEASE}
+export default {{
+  async fetch(request) {{
+    return new Response("Hello from the sandbox bundle {FIRST_RELEASE}");
+  }},
+}};
+""".encode()
 
 
 class Sandbox:
     def __init__(self, data_dir: str | Path = "var/sandbox", *, host: str = "127.0.0.1",
                  stripe_port: int = 12111, cloudflare_port: int = 12112, bundles_port: int = 12113,
                  whatsapp_port: int = 12114, smtp_port: int = 1025, mail_http_port: int = 12115,
-                 webhook_url: str | None = None, webhook_secret: str = DEMO_WEBHOOK_SECRET, with_stripe: bool = True):
+                 webhook_url: str | None = None, webhook_secret: str = DEMO_WEBHOOK_SECRET,
+                 evolution_api_key: str = DEMO_EVOLUTION_KEY, with_stripe: bool = True):
         self.data_dir = Path(data_dir)
         self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
         self.stripe = None
@@ -44,7 +49,7 @@ class Sandbox:
         self._stripe_port, self._with_stripe, self._host = stripe_port, with_stripe, host
         self.cloudflare = FakeCloudflare(host, cloudflare_port)
         self.bundles = BundleHost(self.data_dir / "bundle-host", host, bundles_port)
-        self.evolution = FakeEvolution(DEMO_EVOLUTION_KEY, (DEMO_EVOLUTION_INSTANCE,), host, whatsapp_port)
+        self.evolution = FakeEvolution(evolution_api_key, (DEMO_EVOLUTION_INSTANCE,), host, whatsapp_port)
         self.mail = MailCatcher(host, smtp_port, http_port=mail_http_port)
         self._started: list = []
 
@@ -93,7 +98,7 @@ class Sandbox:
             CLOUDFLARE_API_BASE=f"{self.cloudflare.url}/client/v4",
             HELM_BUNDLE_MANIFEST_URL=self.bundles.manifest_url(),
             EVOLUTION_API_URL=self.evolution.url,
-            EVOLUTION_API_KEY=DEMO_EVOLUTION_KEY,
+            EVOLUTION_API_KEY=self.evolution.api_key,
             EVOLUTION_INSTANCE=DEMO_EVOLUTION_INSTANCE,
             EMAIL_URL=self.mail.url,
         )
@@ -102,7 +107,8 @@ class Sandbox:
     def describe(self) -> list[str]:
         """One line per service, for people."""
         if self.stripe is not None:
-            hook = f"webhooks -> {self.webhook_url}" if self.webhook_url else "webhooks not delivered (no --webhook-url)"
+            hook = (f"webhooks -> {self.webhook_url}" if self.webhook_url
+                    else "webhooks not delivered (no --webhook-url)")
             stripe = f"stripe      {self.stripe.url}  ({hook}; prices price_sandbox_pro, price_sandbox_team)"
         else:
             stripe = f"stripe      NOT STARTED: {self.stripe_missing or 'disabled'}"
@@ -112,7 +118,7 @@ class Sandbox:
             f"failing: {', '.join(DEMO_FAILING_TOKENS)}, {DEMO_SUSPENDED_TOKEN} on a suspended account)",
             f"bundles     {self.bundles.manifest_url()}  (releases {', '.join(self.bundles.versions())}; "
             f"files in {self.bundles.root})",
-            f"whatsapp    {self.evolution.url}  (apikey {DEMO_EVOLUTION_KEY}, instance {DEMO_EVOLUTION_INSTANCE})",
+            f"whatsapp    {self.evolution.url}  (apikey {self.evolution.api_key}, instance {DEMO_EVOLUTION_INSTANCE})",
             f"smtp        {self.mail.url}  (inbox at {self.mail.http_url})",
         ]
 

@@ -33,8 +33,8 @@ _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not
 
 
 def evolution_error(status: int, message, headers: dict | None = None) -> Response:
-    return Response(status, {"status": status, "error": _REASONS.get(status, "Error"), "response": {"message": message}},
-                    headers=headers)
+    body = {"status": status, "error": _REASONS.get(status, "Error"), "response": {"message": message}}
+    return Response(status, body, headers=headers)
 
 
 class FakeEvolution(StandIn):
