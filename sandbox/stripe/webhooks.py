@@ -187,7 +187,9 @@ class WebhookDelivery:
             if self._queue and self._queue[0][0] <= now:
                 if self.faults.reorder and self.reorder_window_seconds:
                     # Let the rest of a burst arrive, so there is something to reorder.
-                    self._cond.wait(self.reorder_window_seconds)
+                    deadline = now + self.reorder_window_seconds
+                    while not self._stopping and time.monotonic() < deadline:
+                        self._cond.wait(deadline - time.monotonic())
                     if self._stopping:
                         return None
                     now = time.monotonic()
