@@ -16,9 +16,11 @@ import json
 import mimetypes
 import re
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ._faults import DROP, Faults
 from ._http import Request, Response, StandIn
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
@@ -35,6 +37,12 @@ class BundleHost(StandIn):
             root = self._tmp.name
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.faults = Faults()
+
+    def fail_next(self, status: int | str, count: int = 1, path: str | None = None, delay: float = 0.0) -> None:
+        """The next `count` HTTP reads (of `path` only, e.g. "/manifest.json", if given) answer
+        `status`, or drop the connection (DROP); the file:// tree is not affected."""
+        self.faults.add(status, count=count, scope=path, delay=delay)
 
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, version: str, content: bytes, make_latest: bool = True) -> dict:
@@ -105,6 +113,10 @@ class BundleHost(StandIn):
     def handle(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return Response(405, {"error": "method not allowed"}, headers={"Allow": "GET, HEAD"})
+        fault = self.faults.take({request.path})
+        if fault:
+            time.sleep(fault.delay)
+            return None if fault.status == DROP else Response(fault.status, {"error": "injected failure"})
         path = (self.root / request.path.lstrip("/")).resolve()
         if not path.is_relative_to(self.root) or not path.is_file():
             return Response(404, {"error": f"not found: {request.path}"})

@@ -75,8 +75,10 @@ class Sandbox:
     def _start_stripe(self) -> None:
         try:  # lazily: the Stripe emulator is a separate package that may not be there yet
             from .stripe import StripeEmulator
-        except ImportError as exc:
-            self.stripe_missing = f"sandbox.stripe is not available yet ({exc})"
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.stripe":
+                raise  # the emulator is there but broken: show it, do not call it missing
+            self.stripe_missing = "sandbox.stripe is not available yet"
             return
         self.stripe = StripeEmulator(port=self._stripe_port, webhook_url=self.webhook_url or None,
                                      webhook_secret=self.webhook_secret)

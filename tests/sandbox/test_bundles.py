@@ -113,3 +113,14 @@ def test_writes_are_refused(host, http):
 def test_invalid_version_is_refused(host, version):
     with pytest.raises(ValueError):
         host.publish(version, V1)
+
+
+def test_injected_failures_for_one_path(host, http):
+    host.publish("v1.0.0", V1)
+    host.fail_next(503, count=2, path="/manifest.json")
+    host.fail_next("drop", path="/bundles/v1.0.0/worker.mjs")
+    assert http.get(host.manifest_url("v1.0.0")).status_code == 200
+    assert [http.get(host.manifest_url()).status_code for _ in range(3)] == [503, 503, 200]
+    with pytest.raises(httpx.RemoteProtocolError):
+        http.get(f"{host.url}/bundles/v1.0.0/worker.mjs")
+    assert http.get(f"{host.url}/bundles/v1.0.0/worker.mjs").content == V1
