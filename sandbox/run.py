@@ -80,8 +80,8 @@ class Sandbox:
                 raise  # the emulator is there but broken: show it, do not call it missing
             self.stripe_missing = "sandbox.stripe is not available yet"
             return
-        self.stripe = StripeEmulator(port=self._stripe_port, webhook_url=self.webhook_url or None,
-                                     webhook_secret=self.webhook_secret)
+        self.stripe = StripeEmulator(port=self._stripe_port, host=self._host,
+                                     webhook_url=self.webhook_url or None, webhook_secret=self.webhook_secret)
         self.stripe.start()
         self._started.append(self.stripe)
 

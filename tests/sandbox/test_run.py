@@ -14,10 +14,13 @@ PORTS = dict(stripe_port=0, cloudflare_port=0, bundles_port=0, whatsapp_port=0, 
 
 
 def test_sandbox_starts_everything_with_demo_data(tmp_path):
-    with Sandbox(tmp_path, with_stripe=False, **PORTS) as sandbox, httpx.Client(timeout=5) as http:
+    with Sandbox(tmp_path, **PORTS) as sandbox, httpx.Client(timeout=5) as http:
         env = sandbox.env()
-        assert set(env) >= {"CLOUDFLARE_API_BASE", "HELM_BUNDLE_MANIFEST_URL", "EVOLUTION_API_URL",
-                            "EVOLUTION_API_KEY", "EMAIL_URL"}
+        assert set(env) >= {"STRIPE_API_HOST", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CLOUDFLARE_API_BASE",
+                            "HELM_BUNDLE_MANIFEST_URL", "EVOLUTION_API_URL", "EVOLUTION_API_KEY", "EMAIL_URL"}
+        price = http.get(f"{env['STRIPE_API_HOST']}/v1/prices/{env['STRIPE_PRICE_PRO']}",
+                         auth=(env["STRIPE_SECRET_KEY"], ""))
+        assert price.status_code == 200 and price.json()["id"] == "price_sandbox_pro"
         verify = http.get(f"{env['CLOUDFLARE_API_BASE']}/accounts/{DEMO_ACCOUNT_ID}/tokens/verify",
                           headers={"Authorization": f"Bearer {DEMO_TOKEN}"})
         assert verify.status_code == 200
@@ -27,6 +30,12 @@ def test_sandbox_starts_everything_with_demo_data(tmp_path):
         assert state.json()["instance"]["state"] == "open"
         assert env["EMAIL_URL"] == sandbox.mail.url
         assert len(sandbox.describe()) == 5
+
+
+def test_sandbox_without_stripe_leaves_its_settings_out(tmp_path):
+    with Sandbox(tmp_path, with_stripe=False, **PORTS) as sandbox:
+        assert "STRIPE_API_HOST" not in sandbox.env()
+        assert sandbox.describe()[0].startswith("stripe      NOT STARTED")
 
 
 def test_launcher_prints_env_and_stops_on_sigterm(tmp_path):
