@@ -12,6 +12,8 @@ Answers as Evolution v2 does:
       instance disconnected (what Evolution answers when the WhatsApp session is closed)
   429 per-instance rate limit (`set_rate_limit`), with Retry-After
   GET /instance/connectionState/<instance> -> {"instance": {"instanceName", "state": "open" | "close"}}
+  GET /instance/connect/<instance>  the same when open; a QR code payload when closed
+  GET /  the unauthenticated "Welcome to the Evolution API, it is working!" answer
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from ._faults import DROP, Faults
 from ._http import Request, Response, StandIn
 
 _SEND_TEXT = re.compile(r"^/message/sendText/(?P<instance>[^/]+)$")
-_STATE = re.compile(r"^/instance/connectionState/(?P<instance>[^/]+)$")
+_STATE = re.compile(r"^/instance/(?:connectionState|connect)/(?P<instance>[^/]+)$")
 _NUMBER = re.compile(r"^\+?\d{8,15}$")
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
@@ -102,6 +104,9 @@ class FakeEvolution(StandIn):
             return self._control(request)
         if self.faults.latency:
             time.sleep(self.faults.latency)
+        if request.path == "/" and request.method == "GET":  # Evolution's unauthenticated liveness answer
+            return Response(200, {"status": 200, "message": "Welcome to the Evolution API, it is working!",
+                                  "version": "2.2.3-sandbox"})
         if not secrets.compare_digest((request.headers.get("apikey") or "").encode(), self.api_key.encode()):
             return evolution_error(401, "Unauthorized")
         send, state = _SEND_TEXT.match(request.path), _STATE.match(request.path)
@@ -114,6 +119,10 @@ class FakeEvolution(StandIn):
         if known is None:
             return evolution_error(404, [f'The "{instance}" instance does not exist'])
         if state and request.method == "GET":
+            if request.path.startswith("/instance/connect/") and known["state"] != "open":
+                # A closed session needs its QR code scanned again; the stand-in reconnects via control only.
+                return Response(200, {"pairingCode": None, "code": f"2@sandbox-{instance}", "count": 1,
+                                      "base64": "data:image/png;base64,"})
             return Response(200, {"instance": {"instanceName": instance, "state": known["state"]}})
         if not (send and request.method == "POST"):
             return evolution_error(404, f"Cannot {request.method} {request.path}")

@@ -5,6 +5,7 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
+from django.core import mail as django_mail
 
 from sandbox.smtp import MailCatcher
 
@@ -104,3 +105,19 @@ def test_port_zero_binds_a_free_port():
     with MailCatcher(port=0) as first, MailCatcher(port=0) as second:
         assert first.port and second.port and first.port != second.port
         assert first.url == f"smtp://127.0.0.1:{first.port}" and first.http_url is None
+
+
+def test_django_smtp_backend_mail_is_captured(catcher):
+    """What the console sends (Django's SMTP backend, BCC and a PDF) arrives parsed."""
+    connection = django_mail.get_connection("django.core.mail.backends.smtp.EmailBackend",
+                                            host=catcher.host, port=catcher.port, timeout=5)
+    message = django_mail.EmailMultiAlternatives(
+        "Your invoice", "Plain body", "billing@example.com", ["alice@example.com"],
+        bcc=["archive@billing.example"], connection=connection)
+    message.attach_alternative("<p>HTML body</p>", "text/html")
+    message.attach("INV-0001.pdf", PDF, "application/pdf")
+    assert message.send() == 1
+    mail = catcher.wait_for(timeout=5)
+    assert mail.to == ["alice@example.com"] and mail.bcc == ["archive@billing.example"]
+    assert (mail.text, mail.html) == ("Plain body", "<p>HTML body</p>")
+    assert [(a.filename, a.data) for a in mail.attachments] == [("INV-0001.pdf", PDF)]

@@ -160,3 +160,12 @@ def test_control_endpoints(http, evo):
     assert http.post(f"{base}/reset").status_code == 200
     assert http.get(f"{base}/messages").json() == {"messages": []}
     assert send(http, evo, instance="sales").status_code == 404
+
+
+def test_liveness_and_connect_endpoints(http, evo):
+    assert http.get(f"{evo.url}/").json()["status"] == 200
+    connect = f"{evo.url}/instance/connect/billing"
+    assert http.get(connect, headers={"apikey": KEY}).json()["instance"]["state"] == "open"
+    evo.disconnect("billing")
+    assert "code" in http.get(connect, headers={"apikey": KEY}).json()
+    assert http.get(connect).status_code == 401
