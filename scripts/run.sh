@@ -97,7 +97,7 @@ echo " Health:       http://$HOST:$PORT/health"
 echo " Pricing page: http://$HOST:$PORT/"
 if [ "${SANDBOX:-0}" = 1 ]; then
   echo " Sandbox mode: Stripe http://127.0.0.1:12111 (card 4242 4242 4242 4242 pays, 4000 0000 0000 0341 declines)"
-  echo "               Mail inbox http://127.0.0.1:12115/messages"
+  echo "               Mail inbox http://127.0.0.1:12115/"
 fi
 echo " Press Ctrl-C to stop."
 echo "================================================================"
