@@ -201,6 +201,10 @@ CLOUD_MASTER_KEY_PREVIOUS = env.list("CLOUD_MASTER_KEY_PREVIOUS", default=[])
 LICENSE_SIGNING_KEY = _secret("LICENSE_SIGNING_KEY")
 # Earlier public keys still published for verification during a rotation (comma-separated "kid:base64").
 LICENSE_VERIFY_KEYS_PREVIOUS = env.list("LICENSE_VERIFY_KEYS_PREVIOUS", default=[])
+# Licence API rate limits: requests per window per licence key (or device token's licence) and per client address.
+LICENSE_RATE_LIMIT_WINDOW_SECONDS = env.int("LICENSE_RATE_LIMIT_WINDOW_SECONDS", default=60)
+LICENSE_RATE_LIMIT_PER_KEY = env.int("LICENSE_RATE_LIMIT_PER_KEY", default=60)
+LICENSE_RATE_LIMIT_PER_ADDRESS = env.int("LICENSE_RATE_LIMIT_PER_ADDRESS", default=300)
 
 # --- Deployments ------------------------------------------------------------------------------
 HELM_BUNDLE_MANIFEST_URL = env.str("HELM_BUNDLE_MANIFEST_URL", default="")
@@ -265,6 +269,9 @@ LOGGING = {
 }
 
 # --- Security -------------------------------------------------------------------------------
+# Reverse proxies in front of the console that append to X-Forwarded-For (0: use the socket address).
+# Rate limits key on the client address, so set this only to the real number of trusted hops.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,286 @@
+"""The licence API for desktop apps (JSON, CSRF-exempt: no cookies, the key or token is the credential).
+
+Documented in docs/licensing.md. Errors are ``{"code": ..., "error": ...}`` with a 4xx/503 status;
+an unknown key and a device that is not on the licence get the same 404, and every token problem
+the same 401, so a caller never learns which part was wrong.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from functools import wraps
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from licensing import ratelimit
+from licensing.selectors import (
+    LicenseState, activation_for, activation_with_license, license_by_key, license_state,
+)
+from licensing.services import (
+    API, DeviceNotFound, LicenseError, TooManyDevices, device_activation_touch, license_activate_device,
+    license_deactivate_device,
+)
+from licensing.tokens import DEVICE, LICENSE, SigningUnavailable, TokenInvalid, iso, signing_key, token_sign, \
+    token_verify, verify_keys
+
+log = logging.getLogger("licensing")
+MAX_BODY_BYTES = 8 * 1024
+DEVICE_ID = re.compile(r"^[A-Za-z0-9._:@{}\-]{1,128}$")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+NOT_FOUND = ("NOT_FOUND", "Unknown licence key or device.")
+UNAUTHORIZED = ("UNAUTHORIZED", "The device token is invalid or has expired; activate the device again.")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, headers: dict | None = None, **extra):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers, self.extra = status, code, message, headers or {}, extra
+
+    def response(self) -> JsonResponse:
+        response = JsonResponse({"code": self.code, "error": self.message, **self.extra}, status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def not_found() -> ApiError:
+    return ApiError(404, *NOT_FOUND)
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, *UNAUTHORIZED, headers={"WWW-Authenticate": 'Bearer realm="license"'})
+
+
+def api_view(*methods: str):
+    def decorate(view):
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            try:
+                if request.method not in methods:
+                    raise ApiError(405, "METHOD_NOT_ALLOWED", f"Use {' or '.join(methods)}.",
+                                   headers={"Allow": ", ".join(methods)})
+                _limit("addr", ratelimit.client_address(request), settings.LICENSE_RATE_LIMIT_PER_ADDRESS)
+                response = view(request, *args, **kwargs)
+            except ApiError as exc:
+                response = exc.response()
+            except SigningUnavailable as exc:
+                log.error("licence API unavailable: %s", exc, extra={"event": "license_signing_unavailable"})
+                response = ApiError(503, "SIGNING_UNAVAILABLE", str(exc)).response()
+            response["Cache-Control"] = response.get("Cache-Control", "no-store")
+            return response
+
+        return wrapper
+
+    return decorate
+
+
+def _limit(kind: str, value: str, limit: int) -> None:
+    wait = ratelimit.hit(ratelimit.bucket(kind, value), limit=limit, window=settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS)
+    if wait:
+        raise ApiError(429, "RATE_LIMITED", f"Too many requests; retry in {wait} seconds.",
+                       headers={"Retry-After": str(wait)}, retryAfter=wait)
+
+
+def _limit_key(value: str) -> None:
+    _limit("key", value, settings.LICENSE_RATE_LIMIT_PER_KEY)
+
+
+# --- Input ----------------------------------------------------------------------------------
+def _json_body(request) -> dict:
+    if len(request.body) > MAX_BODY_BYTES:
+        raise ApiError(413, "BAD_REQUEST", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    if not request.body:
+        raise ApiError(400, "BAD_REQUEST", "The request body is empty; send a JSON object.")
+    if request.content_type != "application/json":
+        raise ApiError(415, "BAD_REQUEST", "Send a JSON body with Content-Type: application/json.")
+    try:
+        data = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "BAD_REQUEST", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "BAD_REQUEST", "The request body must be a JSON object.")
+    return data
+
+
+def _field_error(field: str, message: str) -> ApiError:
+    return ApiError(400, "BAD_REQUEST", f"{field}: {message}", fields={field: message})
+
+
+def _device_id(value, *, field: str = "device_id") -> str:
+    if value is None or value == "":
+        raise _field_error(field, "This field is required.")
+    if not isinstance(value, str) or not DEVICE_ID.match(value):
+        raise _field_error(field, "Use 1-128 characters: letters, digits and . _ : @ { } -")
+    return value
+
+
+def _text(data: dict, field: str, max_length: int) -> str:
+    value = data.get(field, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _field_error(field, "Must be a string.")
+    value = value.strip()
+    if len(value) > max_length or CONTROL_CHARS.search(value):
+        raise _field_error(field, f"Use at most {max_length} printable characters.")
+    return value
+
+
+def _key(value) -> str:
+    if value is None or value == "":
+        raise _field_error("key", "This field is required.")
+    if not isinstance(value, str) or len(value) > 80:
+        raise _field_error("key", "Must be a licence key like BCL-XXXXX-XXXXX-XXXXX-XXXXX-XXXXX-XXXXX.")
+    return value
+
+
+def _bearer(request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized()
+    return token.strip()
+
+
+def _token_activation(token: str, device_id: str | None):
+    """The activation a device token speaks for (with licence and customer), or 401."""
+    try:
+        claims = token_verify(token, device_id=device_id)
+    except TokenInvalid as exc:
+        log.info("device token rejected: %s", exc.reason, extra={"event": "license_token_rejected", "reason": exc.reason})
+        raise unauthorized() from None
+    license_id, token_device = claims.get("license"), claims.get("device")
+    if not isinstance(license_id, int) or not isinstance(token_device, str):
+        raise unauthorized()
+    _limit_key(f"license:{license_id}")
+    activation = activation_with_license(license_id=license_id, device_id=token_device)
+    # A reissued key retires the tokens minted under the old one.
+    if activation is None or activation.license.key_generation != claims.get("gen"):
+        raise unauthorized()
+    return activation
+
+
+# --- Output ---------------------------------------------------------------------------------
+def _status_body(state: LicenseState) -> dict:
+    lic, activation, ent = state.license, state.activation, state.entitlement
+    body = {
+        "active": state.active,
+        "status": state.reason,
+        "entitlement": lic.plan if state.active else None,
+        "plan": lic.plan,
+        "lock": ent.locked or None,
+        "licenseKeyPrefix": lic.key_prefix,
+        "maxDevices": lic.max_devices,
+        "currentPeriodEnd": iso(ent.current_period_end),
+        "cancelAtPeriodEnd": lic.customer.cancel_at_period_end,
+        "offlineGraceDays": ent.offline_grace_days,
+        "graceEndsAt": iso(ent.grace_ends_at),
+        "device": None,
+        "license": None,
+        "deviceAccessToken": None,
+        "deviceAccessTokenExpiresAtIso": None,
+        "checkedAt": iso(timezone.now()),
+    }
+    if activation is None or not activation.is_active:
+        return body
+    body["device"] = {"deviceId": activation.device_id, "name": activation.name, "platform": activation.platform,
+                      "activatedAt": iso(activation.activated_at), "lastCheckedAt": iso(activation.last_checked_at)}
+    expires_at = state.token_expires_at
+    facts = {"customer": lic.customer_id, "license": lic.pk, "device": activation.device_id,
+             "entitlement": body["entitlement"], "status": state.reason}
+    body["license"] = token_sign({**facts, "active": state.active, "plan": lic.plan, "maxDevices": lic.max_devices,
+                                  "currentPeriodEnd": body["currentPeriodEnd"], "graceEndsAt": body["graceEndsAt"],
+                                  "offlineGraceDays": ent.offline_grace_days}, typ=LICENSE, expires_at=expires_at)
+    if state.active:
+        body["deviceAccessToken"] = token_sign({**facts, "gen": lic.key_generation}, typ=DEVICE, expires_at=expires_at)
+        body["deviceAccessTokenExpiresAtIso"] = iso(expires_at)
+    return body
+
+
+# --- Views ----------------------------------------------------------------------------------
+@api_view("POST")
+def activate(request):
+    data = _json_body(request)
+    key = _key(data.get("key"))
+    device_id = _device_id(data.get("device_id"))
+    name, platform = _text(data, "name", 200), _text(data, "platform", 64)
+    _limit_key(f"key:{key}")
+    signing_key()  # refuse before writing anything when tokens cannot be signed
+    lic = license_by_key(key)
+    if lic is None:
+        raise not_found()
+    try:
+        activation, created = license_activate_device(license=lic, device_id=device_id, name=name, platform=platform)
+    except TooManyDevices as exc:
+        raise ApiError(409, exc.code, str(exc), count=exc.count, max=exc.max_devices) from None
+    except LicenseError as exc:
+        raise ApiError(403, exc.code, str(exc), active=False) from None
+    state = license_state(license=activation.license, activation=activation)
+    return JsonResponse(_status_body(state), status=201 if created else 200)
+
+
+@api_view("POST")
+def deactivate(request):
+    data = _json_body(request)
+    device_id = _device_id(data.get("device_id"))
+    token = _bearer(request)
+    if token:
+        activation = _token_activation(token, device_id)
+        lic = activation.license
+    else:
+        key = _key(data.get("key"))
+        _limit_key(f"key:{key}")
+        lic = license_by_key(key)
+        if lic is None:
+            raise not_found()
+    try:
+        activation = license_deactivate_device(license=lic, device_id=device_id, actor_type=API)
+    except DeviceNotFound:
+        raise not_found() from None
+    return JsonResponse({"ok": True, "deviceId": activation.device_id, "deactivatedAt": iso(activation.deactivated_at)})
+
+
+@api_view("GET")
+def status(request):
+    if "key" in request.GET:
+        raise _field_error("key", "Send the licence key in the X-License-Key header, never in the URL "
+                                  "(URLs end up in logs).")
+    signing_key()
+    token = _bearer(request)
+    if token:
+        device_id = request.GET.get("device_id")
+        activation = _token_activation(token, _device_id(device_id) if device_id is not None else None)
+        lic = activation.license
+    else:
+        key = _key(request.headers.get("X-License-Key"))
+        device_id = _device_id(request.GET.get("device_id"))
+        _limit_key(f"key:{key}")
+        lic = license_by_key(key)
+        if lic is None:
+            raise not_found()
+        activation = activation_for(license=lic, device_id=device_id)
+        if activation is not None:
+            activation.license = lic
+    state = license_state(license=lic, activation=activation)
+    if state.activation is not None and state.activation.is_active:
+        device_activation_touch(activation=state.activation)
+    return JsonResponse(_status_body(state))
+
+
+@api_view("GET")
+def public_key(request):
+    keys = verify_keys()
+    if not keys:
+        raise SigningUnavailable("No licence verification key is configured on this server (LICENSE_SIGNING_KEY).")
+    current = next((k.kid for k in keys.values() if k.current), None)
+    response = JsonResponse({"algorithm": "EdDSA", "curve": "Ed25519", "currentKid": current,
+                             "keys": [key.as_jwk() for key in keys.values()]})
+    response["Cache-Control"] = "public, max-age=300"
+    return response
