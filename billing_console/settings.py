@@ -209,6 +209,18 @@ LICENSE_RATE_LIMIT_PER_ADDRESS = env.int("LICENSE_RATE_LIMIT_PER_ADDRESS", defau
 # --- Deployments ------------------------------------------------------------------------------
 HELM_BUNDLE_MANIFEST_URL = env.str("HELM_BUNDLE_MANIFEST_URL", default="")
 CLOUDFLARE_API_BASE = env.str("CLOUDFLARE_API_BASE", default="") or "https://api.cloudflare.com/client/v4"
+CLOUDFLARE_TIMEOUT_SECONDS = env.float("CLOUDFLARE_TIMEOUT_SECONDS", default=30.0)
+# Pushes in flight at once during a run (threads doing HTTP; database writes stay on one connection).
+DEPLOY_PUSH_CONCURRENCY = env.int("DEPLOY_PUSH_CONCURRENCY", default=8)
+# Consecutive 401/403 answers after which a deployment is stopped until its token is rotated or verified.
+DEPLOY_MAX_AUTH_FAILURES = env.int("DEPLOY_MAX_AUTH_FAILURES", default=3)
+# A 429 whose Retry-After is at most this many seconds is waited out and retried within the run;
+# a longer one fails the push and the deployment is skipped until Retry-After has passed.
+DEPLOY_RETRY_AFTER_MAX_SECONDS = env.int("DEPLOY_RETRY_AFTER_MAX_SECONDS", default=10)
+# A publish still queued/building/deploying after this long is taken as crashed and marked failed.
+DEPLOY_PUBLISH_STALE_MINUTES = env.int("DEPLOY_PUBLISH_STALE_MINUTES", default=30)
+DEPLOY_BUNDLE_MAX_BYTES = env.int("DEPLOY_BUNDLE_MAX_BYTES", default=10 * 1024 * 1024)
+DEPLOY_COMPATIBILITY_DATE = env.str("DEPLOY_COMPATIBILITY_DATE", default="2025-01-01")
 
 # --- WhatsApp (Evolution API) -------------------------------------------------------------
 EVOLUTION_API_URL = env.str("EVOLUTION_API_URL", default="")

@@ -1,0 +1,161 @@
+"""The Cloudflare API client: verify a token, upload a Worker module script.
+
+Every failure becomes a `CloudflareError` with one of the console's error codes, so the push, the
+admin and the customer page all speak the same words. The token travels only in the Authorization
+header; it is never put into an error message or a log line.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import httpx
+from django.conf import settings
+
+from deployments.models import ErrorCode
+
+log = logging.getLogger("deployments.cloudflare")
+
+# Cloudflare answers a suspended account with a 403 too; these codes and words tell it from a scope problem.
+_SUSPENDED_CODES = {10014}
+_SUSPENDED_WORDS = ("suspended", "account is disabled", "account has been disabled")
+
+MESSAGES = {
+    ErrorCode.TOKEN_INVALID: "Cloudflare rejected the API token: it is expired, revoked or mistyped. Paste a fresh token.",
+    ErrorCode.TOKEN_SCOPE: "The API token is valid but lacks Workers Scripts:Edit on this account. Fix its permissions or paste another.",
+    ErrorCode.ACCOUNT_SUSPENDED: "Cloudflare has suspended this account; pushes resume once Cloudflare lifts it.",
+    ErrorCode.RATE_LIMITED: "Cloudflare asked us to slow down; the push will be retried.",
+    ErrorCode.UPSTREAM_ERROR: "Cloudflare answered with an error; the push will be retried.",
+    ErrorCode.NETWORK: "Cloudflare could not be reached; the push will be retried.",
+    ErrorCode.REQUEST_REJECTED: "Cloudflare rejected the upload.",
+}
+
+
+class CloudflareError(Exception):
+    def __init__(self, code: str, message: str, *, status: int | None = None, retry_after: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def is_auth(self) -> bool:
+        return self.code in (ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_SCOPE)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    script_name: str
+    etag: str
+    modified_on: str
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return int(value)
+    return None
+
+
+def _cf_errors(response: httpx.Response) -> list[dict]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def classify(response: httpx.Response) -> CloudflareError:
+    """Map a non-success answer to an error code and a message safe to show."""
+    status = response.status_code
+    errors = _cf_errors(response)
+    detail = "; ".join(f"{e.get('code')}: {str(e.get('message', ''))[:200]}" for e in errors)[:500]
+    suffix = f" (Cloudflare {status}{': ' + detail if detail else ''})"
+    if status == 401:
+        code = ErrorCode.TOKEN_INVALID
+    elif status == 403:
+        suspended = any(e.get("code") in _SUSPENDED_CODES for e in errors) or any(
+            w in str(e.get("message", "")).lower() for e in errors for w in _SUSPENDED_WORDS)
+        code = ErrorCode.ACCOUNT_SUSPENDED if suspended else ErrorCode.TOKEN_SCOPE
+    elif status == 429:
+        retry_after = _retry_after(response)
+        wait = f" Retry after {retry_after} s." if retry_after is not None else ""
+        return CloudflareError(ErrorCode.RATE_LIMITED, MESSAGES[ErrorCode.RATE_LIMITED] + wait + suffix,
+                               status=status, retry_after=retry_after)
+    elif status >= 500 or 200 <= status < 300:  # a 2xx with success=false is Cloudflare misbehaving too
+        code = ErrorCode.UPSTREAM_ERROR
+    else:
+        code = ErrorCode.REQUEST_REJECTED
+    return CloudflareError(code, MESSAGES[code] + suffix, status=status, retry_after=_retry_after(response))
+
+
+class CloudflareClient:
+    """Thread-safe (one httpx.Client with a connection pool); use as a context manager or call close()."""
+
+    def __init__(self, *, base_url: str | None = None, timeout: float | None = None, max_connections: int = 10):
+        self.base_url = (base_url or settings.CLOUDFLARE_API_BASE).rstrip("/")
+        timeout = settings.CLOUDFLARE_TIMEOUT_SECONDS if timeout is None else timeout
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"User-Agent": "billing-console/1"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _request(self, method: str, path: str, token: str, **kwargs) -> dict:
+        try:
+            response = self._http.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise CloudflareError(ErrorCode.NETWORK, MESSAGES[ErrorCode.NETWORK] + f" (timed out: {type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise CloudflareError(ErrorCode.NETWORK, MESSAGES[ErrorCode.NETWORK] + f" ({type(exc).__name__})") from None
+        if response.status_code >= 400:
+            raise classify(response)
+        try:
+            body = response.json()
+        except ValueError:
+            raise CloudflareError(ErrorCode.UPSTREAM_ERROR, MESSAGES[ErrorCode.UPSTREAM_ERROR] + " (answer was not JSON)",
+                                  status=response.status_code) from None
+        if not isinstance(body, dict) or not body.get("success"):
+            raise classify(response)
+        return body
+
+    def verify_token(self, *, account_id: str, token: str) -> None:
+        """Raises CloudflareError unless the token is active. User tokens verify at /user/tokens/verify;
+        account-owned tokens only at /accounts/<id>/tokens/verify, so a 401 there is retried on the latter."""
+        try:
+            body = self._request("GET", "/user/tokens/verify", token)
+        except CloudflareError as exc:
+            if exc.code != ErrorCode.TOKEN_INVALID:
+                raise
+            body = self._request("GET", f"/accounts/{account_id}/tokens/verify", token)
+        status = (body.get("result") or {}).get("status")
+        if status != "active":
+            raise CloudflareError(ErrorCode.TOKEN_INVALID, MESSAGES[ErrorCode.TOKEN_INVALID] + f" (token status {status!r})")
+
+    def upload_script(self, *, account_id: str, script_name: str, token: str, module: bytes,
+                      module_name: str = "worker.mjs", compatibility_date: str | None = None) -> UploadResult:
+        """PUT /accounts/<id>/workers/scripts/<name> as multipart: a `metadata` JSON part naming the main
+        module, and the module itself as application/javascript+module."""
+        metadata = {"main_module": module_name,
+                    "compatibility_date": compatibility_date or settings.DEPLOY_COMPATIBILITY_DATE}
+        files = [
+            ("metadata", (None, json.dumps(metadata).encode(), "application/json")),
+            (module_name, (module_name, module, "application/javascript+module")),
+        ]
+        body = self._request("PUT", f"/accounts/{account_id}/workers/scripts/{script_name}", token, files=files)
+        result = body.get("result") or {}
+        return UploadResult(script_name=result.get("id", script_name), etag=result.get("etag", ""),
+                            modified_on=result.get("modified_on", ""))

@@ -1,0 +1,130 @@
+"""Reads shared by the push, the admin, the health endpoint and the customer pages."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from billing_console.health import config_flags
+from billing_console.models import CronRun, Customer
+from billing_console.selectors import Reason, customer_entitlement
+from deployments.models import BundleRelease, Deployment, PublishVersion
+
+PUSH_CRON = "push_deployments"
+LOCK_REASONS = {Reason.HARD_LOCKED, Reason.CANCELED}
+
+
+def latest_release() -> BundleRelease | None:
+    """The release the manifest named most recently (pinning the manifest URL back makes an old one latest)."""
+    return BundleRelease.objects.filter(last_seen_at__isnull=False).order_by("-last_seen_at").first()
+
+
+def customer_lock_reason(customer: Customer) -> str:
+    """HARD_LOCKED or CANCELED when the customer's deployments must be paused automatically, else ""."""
+    reason = customer_entitlement(customer).reason
+    return reason if reason in LOCK_REASONS else ""
+
+
+def with_wanted_version(qs: QuerySet, latest_version: str) -> QuerySet:
+    """Annotate `wanted`: the pinned version, or the latest release when not pinned."""
+    return qs.annotate(wanted=Case(When(pinned_version="", then=Value(latest_version)), default=F("pinned_version"),
+                                   output_field=CharField()))
+
+
+def deployments_behind(qs: QuerySet, latest_version: str) -> QuerySet:
+    return with_wanted_version(qs, latest_version).exclude(wanted="").exclude(current_version=F("wanted"))
+
+
+def deployments_due(*, latest_version: str, ids: list | None = None, now: datetime | None = None) -> list[tuple[UUID, str]]:
+    """(deployment id, wanted version) for every deployment to push now: not paused, not waiting out a
+    Retry-After, not on its wanted version, and whose customer is entitled (the core selector decides)."""
+    now = now or timezone.now()
+    qs = Deployment.objects.filter(paused=False).exclude(next_attempt_at__gt=now)
+    if ids is not None:
+        qs = qs.filter(pk__in=ids)
+    qs = (deployments_behind(qs, latest_version).select_related("customer")
+          .only("id", "pinned_version", "current_version", "customer__subscription_id", "customer__subscription_status",
+                "customer__access_state", "customer__plan", "customer__current_period_end")
+          .order_by("created_at"))
+    return [(d.pk, d.wanted) for d in qs.iterator(chunk_size=2000) if customer_entitlement(d.customer, now=now).entitled]
+
+
+def deployment_counts() -> dict[str, int]:
+    S = Deployment.Status
+    return Deployment.objects.aggregate(
+        total=Count("id"), active=Count("id", filter=Q(status=S.ACTIVE)),
+        paused=Count("id", filter=Q(status=S.PAUSED)), errored=Count("id", filter=Q(status=S.ERRORED)))
+
+
+def push_events(limit: int = 5) -> list[dict]:
+    """The last finished pushes (derived from PublishVersion: each finished publish is a push event).
+    Public answer: a short deployment id, no customer, account or token."""
+    rows = (PublishVersion.objects.filter(completed_at__isnull=False).order_by("-completed_at")
+            .values("deployment_id", "number", "version", "status", "trigger", "error_code", "completed_at")[:limit])
+    return [{
+        "at": r["completed_at"].isoformat().replace("+00:00", "Z"),
+        "type": "push-failure" if r["status"] == PublishVersion.Status.FAILED else "push-ok",
+        "deployment": str(r["deployment_id"])[:8],
+        "publish": r["number"],
+        "version": r["version"],
+        "status": r["status"],
+        "trigger": r["trigger"],
+        "errorCode": r["error_code"] or None,
+    } for r in rows]
+
+
+def cloud_health_section() -> dict:
+    """Filled into /api/cloud/health by the provider registered in DeploymentsConfig.ready()."""
+    last = (CronRun.objects.filter(name=PUSH_CRON).exclude(status=CronRun.Status.SKIPPED)
+            .order_by("-started_at").only("started_at", "status").first())
+    return {
+        "deployments": deployment_counts(),
+        "cron": {
+            "lastRunAt": last.started_at.isoformat().replace("+00:00", "Z") if last else None,
+            "lastRunStatus": last.status if last else None,
+            "recent": push_events(5),
+        },
+    }
+
+
+# --- The deploy page's readiness panel (reference/000 "Deploy outcomes by readiness state") -------------
+@dataclass(frozen=True)
+class Readiness:
+    LIVE = "live"
+    ALMOST = "almost"
+    FAILED = "failed"
+
+    state: str
+    title: str
+    message: str
+    log: list[str] = field(default_factory=list)
+
+
+def deploy_readiness(deployment: Deployment | None = None) -> Readiness:
+    """Live (green), Almost there (orange) or Failed (red), with the steps that explain it."""
+    flags = config_flags()
+    missing = [name for name, flag in (("CLOUD_MASTER_KEY", "hasCloudMasterKey"), ("HELM_BUNDLE_MANIFEST_URL", "hasManifestUrl"))
+               if not flags[flag]]
+    if missing:
+        return Readiness(Readiness.FAILED, "Failed", "Managed deployments are not configured on this console yet.",
+                         [f"Missing setting: {name} (operator)" for name in missing])
+    release = latest_release()
+    if deployment is not None and deployment.status == Deployment.Status.ERRORED:
+        log = [f"#{p.number} {p.version}: {p.get_status_display()}" + (f" - {p.error_message}" if p.error_message else "")
+               for p in deployment.publishes.order_by("-number")[:5]]
+        return Readiness(Readiness.FAILED, "Failed", deployment.last_error_message or "The last push failed.", log)
+    if release is None:
+        return Readiness(Readiness.ALMOST, "Almost there",
+                         "Cloudflare resources are set up but the bundle hasn't been published yet. "
+                         "Use the Deploy to Cloudflare button or run wrangler deploy locally.",
+                         ["No tagged release is published at the manifest URL yet."])
+    if deployment is not None and not deployment.current_version:
+        return Readiness(Readiness.ALMOST, "Almost there",
+                         f"Your Worker will receive release {deployment.pinned_version or release.version} at the next hourly push.",
+                         ["Token verified with Cloudflare.", "Waiting for the first push."])
+    version = deployment.current_version if deployment is not None else release.version
+    note = " Pushes are paused." if deployment is not None and deployment.paused else ""
+    return Readiness(Readiness.LIVE, "Live", f"Worker is deployed and running (release {version}). Visit /app.{note}")
