@@ -15,6 +15,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 from django.conf import settings
 
+from deployments.cloudflare import ssl_context
+
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -50,7 +52,7 @@ def read_url(url: str, *, max_bytes: int, timeout: float = 30.0) -> bytes:
     if scheme not in ("http", "https"):
         raise ManifestError(f"Unsupported URL scheme {scheme!r} (use https, http or file).")
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True, verify=ssl_context()) as response:
             if response.status_code != 200:
                 raise ManifestError(f"{_safe_url(url)} answered HTTP {response.status_code}.")
             chunks, total = [], 0

@@ -387,7 +387,8 @@ class Bundles:
 # --- The push -------------------------------------------------------------------------------------------
 @dataclass
 class PushReport:
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter = field(default_factory=lambda: Counter(
+        {"due": 0, "pushed": 0, "failed": 0, "skipped_claimed": 0, "skipped_bundle": 0, "errors": 0}))
     problems: list[str] = field(default_factory=list)
     would_push: list[tuple[str, str, str]] = field(default_factory=list)  # dry run: (deployment, from, to)
 
