@@ -7,12 +7,11 @@ renews subscriptions, retries failed payments and expires checkout sessions.
 """
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
 import re
-import secrets
-import threading
 import time
 from collections import defaultdict
 
@@ -53,7 +52,9 @@ ID_PREFIXES = {"cus_": "customer", "sub_": "subscription", "in_": "invoice", "pm
 
 
 # How Stripe names each resource in "No such ..." errors.
-ERROR_NAMES = {"payment_method": "PaymentMethod", "subscription_item": "subscription item"}
+ERROR_NAMES = {"payment_method": "PaymentMethod", "subscription_item": "subscription item",
+               "webhook_endpoint": "webhook endpoint"}
+SANDBOX_ENDPOINT = "we_sandbox"  # the endpoint set by the constructor, the CLI and /_sandbox/webhook
 
 
 class StripeError(Exception):
@@ -113,7 +114,8 @@ class StripeEmulator(StandIn):
         self._ids: dict[str, list[str]] = defaultdict(list)  # object type -> ids, oldest first
         self._events: list[dict] = []
         self._event_by_id: dict[str, dict] = {}
-        self._delivery_ok: dict[str, bool | None] = {}  # event id -> None pending, True, False
+        self._delivery: dict[str, dict[str, bool | None]] = {}  # event -> endpoint -> delivered?
+        self._endpoint_secrets: dict[str, str] = {}
         self._session_items: dict[str, list[dict]] = {}
         self._session_subscription_data: dict[str, dict] = {}
         self._card_numbers: dict[str, str] = {}  # payment method id -> card number
@@ -126,8 +128,7 @@ class StripeEmulator(StandIn):
         self._request_context: tuple[str | None, str | None] = (None, None)
         self.api_faults = {"api_500": 0, "api_timeout": 0, "timeout_seconds": 5.0}
         self.requests: list[dict] = []  # every API call: method, path, status
-        self._webhooks = WebhookDelivery(url=webhook_url, secret=webhook_secret,
-                                         max_attempts=webhook_max_attempts,
+        self._webhooks = WebhookDelivery(max_attempts=webhook_max_attempts,
                                          retry_base_seconds=webhook_retry_seconds,
                                          timeout_seconds=webhook_timeout_seconds, seed=seed,
                                          on_result=self._on_delivery_result)
@@ -136,6 +137,8 @@ class StripeEmulator(StandIn):
         self._store(self.account)
         for spec in prices:
             self.seed_price(**spec)
+        if webhook_url:
+            self.configure_webhook(webhook_url, webhook_secret)
 
     # -- lifecycle and clock -----------------------------------------------------------------
     def start(self):
@@ -182,8 +185,33 @@ class StripeEmulator(StandIn):
         with self.lock:
             return [copy.deepcopy(self.objects[i]) for i in self._ids[object_type]]
 
-    def configure_webhook(self, url: str | None = None, secret: str | None = None):
-        self._webhooks.configure(url=url, secret=secret)
+    def configure_webhook(self, url: str | None = None, secret: str | None = None) -> dict | None:
+        """Point the sandbox's own endpoint (`we_sandbox`, all events) at `url`, signed with `secret`
+        (generated when not given; read it back with `webhook_secret`). `url=""` removes it."""
+        with self.lock:
+            endpoint = self.objects.get(SANDBOX_ENDPOINT)
+            if url == "":
+                self.objects.pop(SANDBOX_ENDPOINT, None)
+                self._endpoint_secrets.pop(SANDBOX_ENDPOINT, None)
+                if SANDBOX_ENDPOINT in self._ids["webhook_endpoint"]:
+                    self._ids["webhook_endpoint"].remove(SANDBOX_ENDPOINT)
+                return None
+            if endpoint is None:
+                if not url:
+                    raise ValueError("give the webhook url")
+                endpoint = self._store(shapes.webhook_endpoint(
+                    endpoint_id=SANDBOX_ENDPOINT, url=url, enabled_events=["*"], created=self.now(),
+                    api_version=self.api_version, description="Stripe sandbox endpoint"))
+            elif url:
+                endpoint["url"] = url
+            if secret or SANDBOX_ENDPOINT not in self._endpoint_secrets:
+                self._endpoint_secrets[SANDBOX_ENDPOINT] = secret or shapes.new_id("whsec_", 32)
+            return copy.deepcopy(endpoint)
+
+    @property
+    def webhook_secret(self) -> str | None:
+        with self.lock:
+            return self._endpoint_secrets.get(SANDBOX_ENDPOINT)
 
     def set_faults(self, **faults):
         """Webhook faults (duplicate, reorder, delay_seconds, hold) and API faults
@@ -276,20 +304,25 @@ class StripeEmulator(StandIn):
                              obj=copy.deepcopy(obj), created=self.now(), api_version=self.api_version,
                              previous_attributes=previous_attributes, request_id=request_id,
                              idempotency_key=idempotency_key)
-        if self._webhooks.enabled:
-            event["pending_webhooks"] = 1
+        targets = [(we["id"], we["url"], self._endpoint_secrets[we["id"]])
+                   for we in (self.objects[i] for i in self._ids["webhook_endpoint"])
+                   if we["status"] == "enabled" and ("*" in we["enabled_events"] or event_type in we["enabled_events"])]
+        event["pending_webhooks"] = len(targets)
         self._events.append(event)
         self._event_by_id[event["id"]] = event
-        if self._webhooks.enqueue(event["id"], event_body(event)):
-            self._delivery_ok[event["id"]] = None
+        if targets:
+            self._delivery[event["id"]] = {endpoint_id: None for endpoint_id, _, _ in targets}
+            self._webhooks.enqueue(event["id"], event_body(event), targets)
         return event
 
-    def _on_delivery_result(self, event_id: str, ok: bool):
+    def _on_delivery_result(self, event_id: str, endpoint_id: str, ok: bool):
         with self.lock:
-            if self._delivery_ok.get(event_id) is not True:
-                self._delivery_ok[event_id] = ok
-            if ok and event_id in self._event_by_id:
-                self._event_by_id[event_id]["pending_webhooks"] = 0
+            state = self._delivery.get(event_id)
+            if state is None:
+                return
+            if state.get(endpoint_id) is not True:
+                state[endpoint_id] = ok
+            self._event_by_id[event_id]["pending_webhooks"] = sum(1 for v in state.values() if v is not True)
 
     # -- the scheduler behind the clock ------------------------------------------------------
     def _run_due(self, until: int):
@@ -351,7 +384,8 @@ class StripeEmulator(StandIn):
         self._emit("customer.updated", customer, {"invoice_settings": previous})
         for sid in self._ids["subscription"]:
             sub = self.objects[sid]
-            if sub["customer"] == customer["id"] and sub["status"] != "canceled" and sub["default_payment_method"] != pm_id:
+            if (sub["customer"] == customer["id"] and sub["status"] != "canceled"
+                    and sub["default_payment_method"] != pm_id):
                 old = sub["default_payment_method"]
                 sub["default_payment_method"] = pm_id
                 self._emit("customer.subscription.updated", sub, {"default_payment_method": old})
@@ -584,7 +618,8 @@ class StripeEmulator(StandIn):
     # -- the API -----------------------------------------------------------------------------
     def _api(self, request: Request) -> Response:
         request_id = shapes.new_id("req_", 14)
-        headers = {"Request-Id": request_id, "Stripe-Version": request.headers.get("Stripe-Version") or self.api_version}
+        headers = {"Request-Id": request_id,
+                   "Stripe-Version": request.headers.get("Stripe-Version") or self.api_version}
         with self.lock:
             stall = None
             if self.api_faults["api_timeout"] > 0:
@@ -647,7 +682,6 @@ class StripeEmulator(StandIn):
         header = request.headers.get("Authorization") or ""
         scheme, _, credential = header.partition(" ")
         if scheme.lower() == "basic":
-            import base64
             try:
                 credential = base64.b64decode(credential).decode().split(":", 1)[0]
             except ValueError:
@@ -662,7 +696,9 @@ class StripeEmulator(StandIn):
                 "https://stripe.com/docs/api#authentication for details, or we can help at "
                 "https://support.stripe.com/."))
         if not credential.startswith(self.api_key_prefix) or len(credential) <= len(self.api_key_prefix):
-            shown = credential[:8] + "*" * max(len(credential) - 12, 0) + credential[-4:] if len(credential) > 12 else "****"
+            # Like Stripe, show only the ends of a wrong key.
+            shown = (credential[:8] + "*" * (len(credential) - 12) + credential[-4:]
+                     if len(credential) > 12 else "****")
             raise StripeError(401, f"Invalid API Key provided: {shown}")
 
     # routes: (method, pattern, handler name)
@@ -677,6 +713,7 @@ class StripeEmulator(StandIn):
         ("GET", r"/v1/prices/(?P<id>[^/]+)", "price_retrieve"),
         ("POST", r"/v1/customers", "customer_create"),
         ("GET", r"/v1/customers", "customer_list"),
+        ("GET", r"/v1/customers/search", "customer_search"),
         ("GET", r"/v1/customers/(?P<id>[^/]+)", "customer_retrieve"),
         ("POST", r"/v1/customers/(?P<id>[^/]+)", "customer_update"),
         ("DELETE", r"/v1/customers/(?P<id>[^/]+)", "customer_delete"),
@@ -690,6 +727,7 @@ class StripeEmulator(StandIn):
         ("POST", r"/v1/checkout/sessions/(?P<id>[^/]+)/expire", "checkout_session_expire"),
         ("POST", r"/v1/billing_portal/sessions", "portal_session_create"),
         ("GET", r"/v1/subscriptions", "subscription_list"),
+        ("GET", r"/v1/subscriptions/search", "subscription_search"),
         ("GET", r"/v1/subscriptions/(?P<id>[^/]+)", "subscription_retrieve"),
         ("POST", r"/v1/subscriptions/(?P<id>[^/]+)", "subscription_update"),
         ("DELETE", r"/v1/subscriptions/(?P<id>[^/]+)", "subscription_cancel"),
@@ -697,6 +735,11 @@ class StripeEmulator(StandIn):
         ("GET", r"/v1/invoices/(?P<id>[^/]+)", "invoice_retrieve"),
         ("GET", r"/v1/invoices/(?P<id>[^/]+)/lines", "invoice_lines"),
         ("POST", r"/v1/invoices/(?P<id>[^/]+)/pay", "invoice_pay"),
+        ("POST", r"/v1/webhook_endpoints", "webhook_endpoint_create"),
+        ("GET", r"/v1/webhook_endpoints", "webhook_endpoint_list"),
+        ("GET", r"/v1/webhook_endpoints/(?P<id>[^/]+)", "webhook_endpoint_retrieve"),
+        ("POST", r"/v1/webhook_endpoints/(?P<id>[^/]+)", "webhook_endpoint_update"),
+        ("DELETE", r"/v1/webhook_endpoints/(?P<id>[^/]+)", "webhook_endpoint_delete"),
         ("GET", r"/v1/events", "event_list"),
         ("GET", r"/v1/events/(?P<id>[^/]+)", "event_retrieve"),
     ]
@@ -807,6 +850,46 @@ class StripeEmulator(StandIn):
             bound = as_int(value, f"created[{op}]")
             items = [i for i in items if checks[op](i["created"], bound)]
         return items
+
+    _CLAUSE = re.compile(r"\s*(-?)(metadata\[['\"]([^'\"]+)['\"]\]|[a-z_]+)\s*(:|~)\s*['\"]([^'\"]*)['\"]\s*")
+
+    def _search(self, kind: str, params: dict, fields: set[str]) -> dict:
+        """Stripe's search: `field:'value'`, `field~'part'`, `metadata['key']:'value'`, `-` negates,
+        clauses joined by AND or by OR (not both). Pages are offsets in `page`."""
+        query = params.get("query")
+        if not query:
+            raise StripeError(400, "Missing required param: query.", code="parameter_missing", param="query")
+        joiner = " OR " if " OR " in query else " AND "
+        if joiner == " OR " and " AND " in query:
+            raise StripeError(400, "Queries cannot mix AND and OR.", param="query")
+        tests = []
+        for clause in query.split(joiner):
+            match = self._CLAUSE.fullmatch(clause)
+            if not match or (not match.group(3) and match.group(2) not in fields):
+                raise StripeError(400, f"Invalid search query near '{clause.strip()}'. The sandbox supports "
+                                       f"{', '.join(sorted(fields))} and metadata['key'].", param="query")
+            negate, field, meta_key, op, value = match.groups()
+
+            def test(obj, field=field, meta_key=meta_key, op=op, value=value, negate=negate):
+                actual = (obj.get("metadata") or {}).get(meta_key) if meta_key else obj.get(field)
+                actual = "" if actual is None else str(actual)
+                hit = value.lower() in actual.lower() if op == "~" else actual == value
+                return hit != bool(negate)
+            tests.append(test)
+        combine = any if joiner == " OR " else all
+        items = [o for o in self._newest_first(kind) if combine(t(o) for t in tests)]
+        limit = as_int(params.get("limit", 10), "limit")
+        offset = as_int(params.get("page") or 0, "page")
+        data = items[offset:offset + limit]
+        more = offset + limit < len(items)
+        return {"object": "search_result", "data": [self._render(o) for o in data], "has_more": more,
+                "next_page": str(offset + limit) if more else None, "url": f"/v1/{kind}s/search"}
+
+    def _api_customer_search(self, params):
+        return self._search("customer", params, {"email", "name", "phone", "created"})
+
+    def _api_subscription_search(self, params):
+        return self._search("subscription", params, {"status", "customer", "created"})
 
     @staticmethod
     def _allow(params: dict, allowed: set[str]):
@@ -1266,6 +1349,53 @@ class StripeEmulator(StandIn):
             raise StripeError(402, message, type="card_error", code="card_declined", decline_code=decline_code)
         return invoice
 
+    def _enabled_events(self, params) -> list[str]:
+        events = [e for e in as_list(params.get("enabled_events")) if isinstance(e, str) and e]
+        if not events:
+            raise StripeError(400, "Missing required param: enabled_events.", code="parameter_missing",
+                              param="enabled_events")
+        return events
+
+    def _api_webhook_endpoint_create(self, params):
+        self._allow(params, {"url", "enabled_events", "description", "metadata", "api_version", "connect"})
+        if not params.get("url"):
+            raise StripeError(400, "Missing required param: url.", code="parameter_missing", param="url")
+        endpoint = self._store(shapes.webhook_endpoint(
+            endpoint_id=shapes.new_id("we_"), url=params["url"], enabled_events=self._enabled_events(params),
+            created=self.now(), api_version=params.get("api_version") or None,
+            description=params.get("description") or None, metadata=self._metadata({}, params.get("metadata"))))
+        self._endpoint_secrets[endpoint["id"]] = shapes.new_id("whsec_", 32)
+        # Stripe shows the signing secret only in the answer to the create call.
+        return {**endpoint, "secret": self._endpoint_secrets[endpoint["id"]]}
+
+    def _api_webhook_endpoint_list(self, params):
+        return self._list(self._newest_first("webhook_endpoint"), params, "/v1/webhook_endpoints")
+
+    def _api_webhook_endpoint_retrieve(self, params, id):
+        return self._get("webhook_endpoint", id)
+
+    def _api_webhook_endpoint_update(self, params, id):
+        self._allow(params, {"url", "enabled_events", "description", "metadata", "disabled"})
+        endpoint = self._get("webhook_endpoint", id)
+        if params.get("url"):
+            endpoint["url"] = params["url"]
+        if "enabled_events" in params:
+            endpoint["enabled_events"] = self._enabled_events(params)
+        if "description" in params:
+            endpoint["description"] = params["description"] or None
+        if "metadata" in params:
+            endpoint["metadata"] = self._metadata(endpoint["metadata"], params["metadata"])
+        if "disabled" in params:
+            endpoint["status"] = "disabled" if as_bool(params["disabled"], "disabled") else "enabled"
+        return endpoint
+
+    def _api_webhook_endpoint_delete(self, params, id):
+        self._get("webhook_endpoint", id)
+        del self.objects[id]
+        self._ids["webhook_endpoint"].remove(id)
+        self._endpoint_secrets.pop(id, None)
+        return {"id": id, "object": "webhook_endpoint", "deleted": True}
+
     def _api_event_list(self, params):
         items = list(reversed(self._events))
         if "type" in params:
@@ -1279,8 +1409,8 @@ class StripeEmulator(StandIn):
             items = [e for e in items if e["type"] in types]
         if "delivery_success" in params:
             success = as_bool(params.pop("delivery_success"), "delivery_success")
-            items = [e for e in items if e["id"] in self._delivery_ok
-                     and (self._delivery_ok[e["id"]] is True) == success]
+            items = [e for e in items if e["id"] in self._delivery
+                     and all(v is True for v in self._delivery[e["id"]].values()) == success]
         return self._list(self._created_filter(items, params.get("created")), params, "/v1/events")
 
     def _api_event_retrieve(self, params, id):
@@ -1356,5 +1486,7 @@ class StripeEmulator(StandIn):
                 "offset_seconds": self._offset}
 
     def _webhook_state(self) -> dict:
-        hook = self._webhooks
-        return {"url": hook.url, "has_secret": bool(hook.secret), "held": hook.held_count}
+        with self.lock:
+            endpoint = self.objects.get(SANDBOX_ENDPOINT)
+            return {"url": endpoint["url"] if endpoint else None,
+                    "has_secret": SANDBOX_ENDPOINT in self._endpoint_secrets, "held": self._webhooks.held_count}

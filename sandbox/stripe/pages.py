@@ -20,8 +20,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:0 0 12px}.muted{color:
 .amount{font-size:34px;font-weight:600;margin:8px 0}label{display:block;font-size:14px;color:#3c4257;margin:14px 0 4px}
 input{width:100%;padding:10px 12px;border:1px solid #d5dbe1;border-radius:6px;font-size:16px}
 input:focus{outline:2px solid #635bff;border-color:#635bff}.row{display:flex;gap:12px}.row>div{flex:1}
-button,.button{display:inline-block;margin-top:20px;width:100%;padding:12px;border:0;border-radius:6px;background:#635bff;
-color:#fff;font-size:16px;font-weight:600;cursor:pointer;text-align:center;text-decoration:none}
+button,.button{display:inline-block;margin-top:20px;width:100%;padding:12px;border:0;border-radius:6px;
+background:#635bff;color:#fff;font-size:16px;font-weight:600;cursor:pointer;text-align:center;text-decoration:none}
 button.secondary{background:#fff;color:#1a1f36;border:1px solid #d5dbe1}button.danger{background:#df1b41}
 .error{background:#fde8ec;color:#a41c3a;border-radius:6px;padding:10px 12px;margin-top:14px}
 .badge{display:inline-block;font-size:12px;font-weight:600;border-radius:4px;padding:2px 8px;background:#e3e8ee}
@@ -124,7 +124,7 @@ def index(emu) -> Response:
     clock = emu._clock_state()
     return page("Stripe sandbox", f"""<div class=card><h1>Stripe sandbox</h1>
 <p class=muted>API base: <code>{e(emu.url)}</code> · clock {e(clock['iso'])} · {len(emu._events)} events ·
-webhook {e(emu._webhooks.url or 'not configured')}</p><h2>Prices</h2><table>{prices}</table></div>""")
+webhook {e(emu._webhook_state()['url'] or 'not configured')}</p><h2>Prices</h2><table>{prices}</table></div>""")
 
 
 def _line_summary(emu, session_id: str) -> str:
@@ -160,8 +160,9 @@ def checkout(emu, request: Request, session_id: str) -> Response:
     customer = emu.objects.get(session["customer"]) if session["customer"] else None
     email = (customer or {}).get("email") or field(form, "email") or session["customer_email"]
     merchant = emu.account["settings"]["dashboard"]["display_name"]
-    cancel = (f"<p><a href='{e(session['cancel_url'])}'>← Back to {e(urlsplit(session['cancel_url']).netloc or 'the shop')}"
-              f"</a></p>" if session["cancel_url"] else "")
+    shop = urlsplit(session["cancel_url"] or "").netloc or "the shop"
+    cancel = (f"<p><a href='{e(session['cancel_url'])}'>← Back to {e(shop)}</a></p>"
+              if session["cancel_url"] else "")
     error_html = f"<div class=error role=alert>{e(error)}</div>" if error else ""
     body = f"""<div class=card>{cancel}<p class=muted>Subscribe to</p><h1>{e(merchant)}</h1>
 <div class=amount>{money(session['amount_total'], session['currency'])}
@@ -231,7 +232,8 @@ def portal(emu, request: Request, session_id: str) -> Response:
             when = f"Renews {date(sub['current_period_end'])}"
             button = _portal_button(session_id, "cancel", sub["id"], "Cancel subscription", "danger")
         sub_rows.append(f"<div style='margin-bottom:18px'><h2>{e(product.get('name', 'Subscription'))} "
-                        f"{status_badge(sub['status'])}</h2><div>{money(item['price']['unit_amount'], item['price']['currency'])}"
+                        f"{status_badge(sub['status'])}</h2>"
+                        f"<div>{money(item['price']['unit_amount'], item['price']['currency'])}"
                         f" per {e(item['price']['recurring']['interval'])} · <span class=muted>{e(when)}</span></div>"
                         f"{button}</div>")
     pm_id = customer["invoice_settings"]["default_payment_method"]
@@ -239,12 +241,14 @@ def portal(emu, request: Request, session_id: str) -> Response:
     card = f"{e(pm['card']['brand']).title()} ending in {e(pm['card']['last4'])}" if pm else "No card on file"
     invoices = [i for i in emu._newest_first("invoice") if i["customer"] == customer["id"] and i["status"] != "draft"]
     invoice_rows = "".join(
-        f"<tr><td>{date(i['created'])}</td><td>{money(i['total'], i['currency'])}</td><td>{status_badge(i['status'])}</td>"
+        f"<tr><td>{date(i['created'])}</td><td>{money(i['total'], i['currency'])}</td>"
+        f"<td>{status_badge(i['status'])}</td>"
         f"<td><a href='{e(i['hosted_invoice_url'])}'>View</a></td></tr>" for i in invoices)
     back = (f"<p><a href='{e(session['return_url'])}'>← Return to {e(urlsplit(session['return_url']).netloc)}</a></p>"
             if session["return_url"] else "")
     messages = (f"<div class=error role=alert>{e(error)}</div>" if error else "") + \
-               (f"<div class='badge ok' role=status style='display:block;padding:10px'>{e(notice)}</div>" if notice else "")
+               (f"<div class='badge ok' role=status style='display:block;padding:10px'>{e(notice)}</div>"
+                if notice else "")
     body = f"""<div class=card>{back}<h1>{e(emu.account['settings']['dashboard']['display_name'])}</h1>
 <p class=muted>{e(customer['email'])}</p>{messages}</div>
 <div class=card><h2 class=muted>Current subscription</h2>{''.join(sub_rows) or '<p>No subscriptions.</p>'}</div>

@@ -285,6 +285,15 @@ def invoice(*, invoice_id: str, customer_obj: dict, subscription_obj: dict, line
     return obj
 
 
+# -- webhook endpoints ---------------------------------------------------------------------------
+def webhook_endpoint(*, endpoint_id: str, url: str, enabled_events: list[str], created: int, api_version,
+                     description=None, metadata=None) -> dict:
+    obj = example("webhook_endpoint")
+    obj.update(id=endpoint_id, url=url, enabled_events=enabled_events, created=created, api_version=api_version,
+               description=description, metadata=metadata or {}, status="enabled", livemode=False)
+    return obj
+
+
 # -- events ------------------------------------------------------------------------------------
 def event(*, event_id: str, event_type: str, obj: dict, created: int, api_version: str,
           previous_attributes=None, request_id=None, idempotency_key=None) -> dict:

@@ -42,13 +42,11 @@ class Faults:
 
 
 class WebhookDelivery:
-    """Queue and deliver events. `on_result(event_id, ok)` reports each finished event."""
+    """Queue and deliver events to endpoints given per event as `(endpoint_id, url, secret)`.
+    `on_result(event_id, endpoint_id, ok)` reports each delivery once it succeeded or gave up."""
 
-    def __init__(self, *, url: str | None, secret: str | None, max_attempts: int = 5,
-                 retry_base_seconds: float = 0.5, timeout_seconds: float = 10.0,
+    def __init__(self, *, max_attempts: int = 5, retry_base_seconds: float = 0.5, timeout_seconds: float = 10.0,
                  reorder_window_seconds: float = 0.1, seed: int | None = None, on_result=None):
-        self.url = url
-        self.secret = secret
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
         self.timeout_seconds = timeout_seconds
@@ -66,17 +64,6 @@ class WebhookDelivery:
         self._thread: threading.Thread | None = None
 
     # -- configuration ----------------------------------------------------------------------
-    def configure(self, *, url=None, secret=None):
-        with self._cond:
-            if url is not None:
-                self.url = url or None
-            if secret is not None:
-                self.secret = secret or None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url and self.secret)
-
     def set_faults(self, **changes):
         with self._cond:
             for key, value in changes.items():
@@ -112,21 +99,19 @@ class WebhookDelivery:
             self._thread = None
 
     # -- queueing ---------------------------------------------------------------------------
-    def enqueue(self, event_id: str, body: bytes) -> bool:
-        """Queue one event's body. Returns False when no endpoint is configured."""
+    def enqueue(self, event_id: str, body: bytes, targets: list[tuple[str, str, str]]):
+        """Queue one event's body for each `(endpoint_id, url, secret)`."""
         with self._cond:
-            if not self.enabled:
-                return False
-            copies = 2 if self.faults.duplicate and self.random.random() < self.faults.duplicate else 1
-            for copy in range(copies):
-                job = {"event_id": event_id, "body": body, "attempt": 0, "duplicate": copy > 0,
-                       "seq": self._next_seq()}
-                if self.faults.hold:
-                    self._held.append(job)
-                else:
-                    self._push(job, time.monotonic() + self.faults.delay_seconds)
+            for endpoint_id, url, secret in targets:
+                copies = 2 if self.faults.duplicate and self.random.random() < self.faults.duplicate else 1
+                for copy in range(copies):
+                    job = {"event_id": event_id, "body": body, "attempt": 0, "duplicate": copy > 0,
+                           "seq": self._next_seq(), "endpoint": endpoint_id, "url": url, "secret": secret}
+                    if self.faults.hold:
+                        self._held.append(job)
+                    else:
+                        self._push(job, time.monotonic() + self.faults.delay_seconds)
             self._cond.notify_all()
-            return True
 
     def flush(self) -> int:
         """Release held events now (reversed when the reorder fault is on)."""
@@ -204,39 +189,35 @@ class WebhookDelivery:
         return None
 
     def _attempt(self, job: dict):
-        with self._cond:
-            url, secret = self.url, self.secret
+        url = job["url"]
         job["attempt"] += 1
         status, error = None, None
-        if url and secret:
-            request = urllib.request.Request(url, data=job["body"], method="POST", headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                "Stripe-Signature": sign_payload(job["body"], secret),
-            })
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
-                    status = response.status
-                    response.read()
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-            except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
-                error = f"{type(exc).__name__}: {exc}"
-        else:
-            error = "no webhook endpoint configured"
+        request = urllib.request.Request(url, data=job["body"], method="POST", headers={
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            "Stripe-Signature": sign_payload(job["body"], job["secret"]),
+        })
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+                status = response.status
+                response.read()
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
+            error = f"{type(exc).__name__}: {exc}"
         ok = status is not None and 200 <= status < 300
         with self._cond:
             self.deliveries.append({
                 "event_id": job["event_id"], "attempt": job["attempt"], "status": status,
                 "error": error, "ok": ok, "duplicate": job["duplicate"], "at": time.time(),
-                "url": url,
+                "endpoint": job["endpoint"], "url": url,
             })
             retry = not ok and job["attempt"] < self.max_attempts and not self._stopping
             if retry:
                 backoff = self.retry_base_seconds * (2 ** (job["attempt"] - 1))
                 self._push(job, time.monotonic() + backoff)
         if not retry and self.on_result:
-            self.on_result(job["event_id"], ok)
+            self.on_result(job["event_id"], job["endpoint"], ok)
 
 
 def event_body(event: dict) -> bytes:

@@ -345,7 +345,8 @@ def test_unsupported_route_answers_stripe_error_json(emu):
         urllib.request.urlopen(request, timeout=5)
     assert answer.value.code == 404
     error = json.load(answer.value)["error"]
-    assert error["type"] == "invalid_request_error" and "Unrecognized request URL (GET: /v1/refunds)" in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert "Unrecognized request URL (GET: /v1/refunds)" in error["message"]
 
 
 def test_missing_or_invalid_api_key_is_refused_with_401(emu):
@@ -398,7 +399,8 @@ def test_module_level_stripe_with_api_base_works_like_dj_stripe_uses_it(emu, mon
     price = stripe.Price.retrieve("price_sandbox_team", expand=["product"])
     assert (price.unit_amount, price.currency, price.recurring.interval) == (2900, "usd", "month")
     assert price.product.name == "Billing Console Team"
-    assert {p.id for p in stripe.Price.list(active=True).auto_paging_iter()} >= {"price_sandbox_pro", "price_sandbox_team"}
+    listed = {p.id for p in stripe.Price.list(active=True).auto_paging_iter()}
+    assert listed >= {"price_sandbox_pro", "price_sandbox_team"}
 
 
 # -- webhooks --------------------------------------------------------------------------------------
@@ -531,3 +533,61 @@ def test_cli_serves_and_advances_the_clock():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- more of the API and the hosted pages ----------------------------------------------------------
+def test_webhook_endpoints_created_by_api_get_their_events_signed_with_their_secret(api, emu, receiver):
+    endpoint = api.v1.webhook_endpoints.create(params={"url": receiver.url + "/only-invoices",
+                                                       "enabled_events": ["invoice.paid"]})
+    assert endpoint.secret.startswith("whsec_") and endpoint.status == "enabled"
+    assert "secret" not in api.v1.webhook_endpoints.retrieve(endpoint.id)
+    assert {we.id for we in api.v1.webhook_endpoints.list()} == {endpoint.id, "we_sandbox"}
+    subscribe(api, emu)
+    assert emu.wait_idle(5)
+    mine = [r for r in receiver.received if r["status"] == 200 and b'"invoice.paid"' in r["body"]]
+    assert len(mine) == 2  # one for the sandbox endpoint, one for the API-created endpoint
+    verified = 0
+    for delivery in mine:
+        try:
+            stripe.Webhook.construct_event(delivery["body"], delivery["signature"], endpoint.secret)
+            verified += 1
+        except stripe.SignatureVerificationError:
+            stripe.Webhook.construct_event(delivery["body"], delivery["signature"], WEBHOOK_SECRET)
+    assert verified == 1
+    assert api.v1.webhook_endpoints.delete(endpoint.id).deleted is True
+
+
+def test_customer_and_subscription_search(api, emu):
+    session, result = subscribe(api, emu)
+    api.v1.customers.create(params={"email": "other@example.com", "metadata": {"console_id": "42"}})
+    found = api.v1.customers.search(params={"query": "email:'ada@example.com'"})
+    assert [c.id for c in found] == [result["customer"]]
+    assert [c.email for c in api.v1.customers.search(params={"query": "metadata['console_id']:'42'"})] \
+        == ["other@example.com"]
+    subs = api.v1.subscriptions.search(params={"query": "metadata['attempt']:'attempt-token-1' AND status:'active'"})
+    assert [s.id for s in subs] == [session.subscription]
+    with pytest.raises(stripe.InvalidRequestError):
+        api.v1.customers.search(params={"query": "nonsense"})
+
+
+def test_portal_card_update_pays_the_past_due_invoice(api, emu):
+    session, result = subscribe(api, emu)
+    emu.set_card(result["customer"], card="4000000000000341")
+    emu.advance(days=31)
+    portal = api.v1.billing_portal.sessions.create(params={"customer": result["customer"]})
+    status, _, page = submit_form(portal.url, {"action": "card", "card": "4242 4242 4242 4242"})
+    assert status == 200 and "ending in 4242" in page
+    sub = api.v1.subscriptions.retrieve(session.subscription)
+    assert sub.status == "active" and api.v1.invoices.retrieve(sub.latest_invoice).status == "paid"
+
+
+def test_hosted_invoice_page_takes_a_payment(api, emu):
+    session, result = subscribe(api, emu)
+    emu.set_card(result["customer"], "decline")
+    emu.advance(days=31)
+    invoice = api.v1.invoices.retrieve(api.v1.subscriptions.retrieve(session.subscription).latest_invoice)
+    status, _, page = submit_form(invoice.hosted_invoice_url, {"card": "4000 0000 0000 0341"})
+    assert "Your card was declined." in page
+    status, _, page = submit_form(invoice.hosted_invoice_url, {"card": "4242 4242 4242 4242"})
+    assert status == 200 and api.v1.invoices.retrieve(invoice.id).status == "paid"
+    assert api.v1.subscriptions.retrieve(session.subscription).status == "active"
