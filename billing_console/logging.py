@@ -10,6 +10,8 @@ import uuid
 from django.conf import settings
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# The django-q2 task being run by this worker ("-" outside tasks); set by the signals below.
+task_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("task_id", default="-")
 
 # Shapes of secrets that must never reach a log line, whatever the caller passed in.
 _SECRET_PATTERNS = re.compile(
@@ -17,7 +19,7 @@ _SECRET_PATTERNS = re.compile(
 )
 _SETTINGS_SECRETS = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CLOUD_MASTER_KEY", "LICENSE_SIGNING_KEY",
                      "OPS_SECRET", "EVOLUTION_API_KEY", "SECRET_KEY", "EMAIL_HOST_PASSWORD")
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id", "task_id"}
 
 
 def configured_secrets() -> list[str]:
@@ -37,6 +39,7 @@ def redact(text: str) -> str:
 class ContextFilter(logging.Filter):
     def filter(self, record):
         record.request_id = request_id_var.get()
+        record.task_id = task_id_var.get()
         return True
 
 
@@ -57,6 +60,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
+            "task_id": getattr(record, "task_id", "-"),
         }
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
@@ -81,3 +85,26 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["X-Request-ID"] = rid
         return response
+
+
+# Tokens of the task ids set by pre_execute, keyed by task id, so post_execute restores the previous value.
+_task_tokens: dict[str, contextvars.Token] = {}
+
+
+def _task_started(sender, func=None, task=None, **kwargs):
+    task_id = str((task or {}).get("id") or "-")
+    _task_tokens[task_id] = task_id_var.set(task_id)
+
+
+def _task_finished(sender, func=None, task=None, **kwargs):
+    token = _task_tokens.pop(str((task or {}).get("id") or "-"), None)
+    if token is not None:
+        task_id_var.reset(token)
+
+
+def connect_task_ids() -> None:
+    """Tag every log line a django-q2 task writes with its task id (called from the core's ready())."""
+    from django_q.signals import post_execute_in_worker, pre_execute
+
+    pre_execute.connect(_task_started, dispatch_uid="billing_console.logging.task_started")
+    post_execute_in_worker.connect(_task_finished, dispatch_uid="billing_console.logging.task_finished")

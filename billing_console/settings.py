@@ -233,6 +233,8 @@ OPS_SECRET = _secret("OPS_SECRET")
 MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
 # A running cron older than this is taken as crashed, so the next start is not blocked forever.
 CRON_STALE_AFTER_MINUTES = env.int("CRON_STALE_AFTER_MINUTES", default=120)
+# Daily backups kept in storage under backups/ (older ones are deleted after each export).
+BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=14)
 
 # --- django-q2 ------------------------------------------------------------------------------
 Q_CLUSTER = {
@@ -263,7 +265,7 @@ LOGGING = {
     },
     "formatters": {
         "json": {"()": "billing_console.logging.JsonFormatter"},
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(task_id)s] %(message)s"},
     },
     "handlers": {
         "console": {

@@ -1,0 +1,52 @@
+"""Helpers for the "database lost" drills: fill every console table, snapshot it, wipe it."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core import serializers
+from django.utils import timezone
+
+from billing_console import models as core
+from billing_console.backups import backup_models
+from billing_console.services import audit_log, cron_guard
+from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
+
+
+def console_snapshot() -> dict[str, list[dict]]:
+    """Every row of every console model, as serialized (stored values: ciphertexts, timestamps, pks)."""
+    return {
+        model._meta.label_lower: serializers.serialize("python", model._base_manager.order_by("pk"))
+        for model in backup_models()
+    }
+
+
+def console_wipe() -> None:
+    """What a lost database looks like after `migrate`: every console table empty."""
+    for model in reversed(backup_models()):
+        model._base_manager.all()._raw_delete(model._base_manager.db)
+
+
+def populate_core() -> dict:
+    """At least one row in every core model, including a vault column."""
+    now = timezone.now()
+    customer = SubscribedCustomerFactory(phone="+5511999999999", cohort="2026-a")
+    other = CustomerFactory(access_state="soft_locked")
+    attempt = core.CheckoutAttempt(plan="pro", price_id="price_sandbox_pro", email_hint="b***@example.com",
+                                   customer=customer, status="paid")
+    attempt.recovery_email = "buyer@example.com"
+    attempt.save()
+    core.WebhookEvent.objects.create(stripe_id="evt_drill1", type="invoice.paid", stripe_created=now,
+                                     payload={"id": "evt_drill1", "data": {"object": {"amount_paid": 900}}},
+                                     status="processed", processed_at=now)
+    invoice = core.Invoice.objects.create(stripe_id="in_drill1", customer=customer, stripe_customer_id="cus_drill1",
+                                          subscription_id=customer.subscription_id, currency="usd", total=900,
+                                          amount_paid=900, period_end=now + timedelta(days=30), data={"k": [1, 2]})
+    core.InvoiceEvent.objects.create(invoice=invoice, kind="email_sent", data={"provider_id": "m1"})
+    core.LedgerEntry.objects.create(account="cus_drill1", period="2026-04", total=900, currency="usd")
+    run = core.ReconciliationRun.objects.create(status="drift", drift_count=1, checked={"invoices": 1})
+    core.DriftItem.objects.create(run=run, kind="invoice_total", customer=other, stripe_id="in_drill1",
+                                  expected="900", actual="800", delta=100, currency="usd")
+    with cron_guard("drill") as cron:
+        cron.counts = {"rows": 3}
+    audit_log(actor_type="admin", actor="support", action="customer.noted", target=customer, data={"why": "drill"})
+    return {"customer": customer, "attempt": attempt}
