@@ -55,3 +55,4 @@ class CronRunAdmin(ReadOnlyAdmin):
     list_filter = ("status", "name")
     search_fields = ("name",)
     date_hierarchy = "started_at"
+from billing_console import admin_invoicing  # noqa: E402,F401  invoices, reconciliation, ledger (issue 7)

@@ -10,3 +10,4 @@ class BillingConsoleConfig(AppConfig):
         from billing_console.logging import connect_task_ids
 
         connect_task_ids()
+        from billing_console import invoicing_webhooks  # noqa: F401  registers the invoice.* receivers

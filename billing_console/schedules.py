@@ -19,4 +19,10 @@ SCHEDULES: list[Cron] = [
          "Push the wanted bundle release to every entitled, unpaused deployment that is behind."),
     Cron("backup_export", "billing_console.backups.backup_export_cron", "30 3 * * *",
          "daily backup of the console's tables to storage; keeps BACKUP_RETENTION files"),
+    Cron("invoice_delivery_retry", "billing_console.invoicing_tasks.invoice_delivery_retry", "*/5 * * * *",
+         "Render and email invoices whose delivery failed and whose backoff has passed."),
+    Cron("reconcile", "billing_console.invoicing_tasks.reconcile", "0 6 * * *",
+         "Compare Stripe's view with the console's; every difference becomes a DriftItem."),
+    Cron("daily_health_report", "billing_console.invoicing_tasks.daily_health_report", "0 7 * * *",
+         "Log the ops summary; email OPS_EMAIL when something is wrong."),
 ]

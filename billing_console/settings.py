@@ -149,6 +149,12 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 OPS_EMAIL = env.str("OPS_EMAIL", default="")
 # Every invoice email is blind-copied here (bookkeeping).
 BILLING_BCC_ADDRESS = env.str("BILLING_BCC_ADDRESS", default="")
+# Invoice delivery (PDF + email): attempts before it shows as failed, backoff between them, and how long
+# one worker holds an invoice it is delivering before another may take it over.
+INVOICE_DELIVERY_MAX_ATTEMPTS = env.int("INVOICE_DELIVERY_MAX_ATTEMPTS", default=5)
+INVOICE_DELIVERY_RETRY_BASE_SECONDS = env.int("INVOICE_DELIVERY_RETRY_BASE_SECONDS", default=120)
+INVOICE_DELIVERY_RETRY_MAX_SECONDS = env.int("INVOICE_DELIVERY_RETRY_MAX_SECONDS", default=6 * 3600)
+INVOICE_DELIVERY_LEASE_SECONDS = env.int("INVOICE_DELIVERY_LEASE_SECONDS", default=600)
 
 # --- Stripe and dj-stripe -------------------------------------------------------------------
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
@@ -279,6 +285,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "stripe": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        "weasyprint": {"level": "WARNING"},  # its INFO lines are per-render progress steps
+        "fontTools": {"level": "WARNING"},
     },
 }
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from billing_console import views
+from billing_console import ops, views
 
 admin.site.site_header = "Billing Console"
 admin.site.site_title = "Billing Console"
@@ -10,6 +10,7 @@ admin.site.index_title = "Support console"
 urlpatterns = [
     path("health", views.health, name="health"),
     path("api/cloud/health", views.cloud_health_view, name="cloud-health"),
+    path("api/ops/summary", ops.ops_summary_view, name="ops-summary"),
     path("api/license/", include("licensing.urls")),
     path("", include("deployments.urls")),
     path("", include("dunning.urls")),

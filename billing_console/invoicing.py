@@ -1,0 +1,419 @@
+"""Invoices: the console's copy of Stripe invoices, and their delivery (PDF -> storage -> email).
+
+Receivers call `invoice_apply_event`; delivery runs in a django-q2 task after commit
+(`invoice_deliver`), claims the invoice with a conditional update (a lease on `next_delivery_at`),
+and retries with bounded backoff. Every step leaves an InvoiceEvent and one structured log line.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime, timedelta, timezone as dt_timezone
+from email.utils import make_msgid
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.db.models import F, Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from billing_console.logging import redact
+from billing_console.models import Customer, Invoice, InvoiceEvent
+from billing_console.services import audit_log
+
+log = logging.getLogger("billing_console.invoicing")
+
+DELIVER_TASK = "billing_console.invoicing_tasks.deliver_invoice"
+
+# ISO 4217 currencies Stripe treats as zero-decimal / three-decimal (amounts are still integers).
+ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+                "xaf", "xof", "xpf"}
+THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
+SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "brl": "R$", "aud": "A$", "cad": "CA$", "inr": "₹"}
+
+# A late event must never move an invoice backwards: paid or void never return to open.
+STATUS_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
+INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
+                       "invoice.payment_failed", "invoice.marked_uncollectible", "invoice.voided")
+_SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+class InvoiceShapeError(ValueError):
+    """The Stripe object is not an invoice we can read; the event fails visibly instead of half-applying."""
+
+
+class DeliveryError(Exception):
+    pass
+
+
+# --- Money ------------------------------------------------------------------------------------
+def currency_exponent(currency: str) -> int:
+    currency = (currency or "").lower()
+    if currency in ZERO_DECIMAL:
+        return 0
+    if currency in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def money_format(amount: int, currency: str) -> str:
+    """1234, "usd" -> "$12.34"; 1000, "jpy" -> "¥1,000"; 1234, "chf" -> "12.34 CHF". Integer maths only."""
+    exponent = currency_exponent(currency)
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(int(amount)), 10 ** exponent)
+    number = f"{major:,}" + (f".{minor:0{exponent}d}" if exponent else "")
+    symbol = SYMBOLS.get((currency or "").lower())
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {(currency or '').upper()}"
+
+
+# --- Reading Stripe's invoice -----------------------------------------------------------------
+def _int(obj: dict, key: str, default: int = 0) -> int:
+    value = obj.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvoiceShapeError(f"invoice.{key} must be an integer amount in minor units, got {value!r}.")
+    return value
+
+
+def _ts(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvoiceShapeError(f"Expected a unix timestamp, got {value!r}.")
+    return datetime.fromtimestamp(value, tz=dt_timezone.utc)
+
+
+def invoice_tax(obj: dict) -> int:
+    """Tax in minor units: `total_taxes` (current API) or `tax` (older API versions)."""
+    taxes = obj.get("total_taxes")
+    if isinstance(taxes, list):
+        return sum(int(t.get("amount") or 0) for t in taxes if isinstance(t, dict))
+    return _int(obj, "tax")
+
+
+def invoice_subscription_id(obj: dict) -> str:
+    parent = obj.get("parent") or {}
+    details = parent.get("subscription_details") or {} if isinstance(parent, dict) else {}
+    sub = details.get("subscription") or obj.get("subscription") or ""
+    if isinstance(sub, dict):  # expanded
+        sub = sub.get("id", "")
+    return sub if isinstance(sub, str) else ""
+
+
+def invoice_fields_from_stripe(obj: dict) -> dict:
+    """The Invoice columns read from Stripe's invoice object (amounts in minor units)."""
+    if not isinstance(obj, dict) or obj.get("object") != "invoice":
+        raise InvoiceShapeError("data.object is not an invoice.")
+    stripe_id = obj.get("id")
+    if not isinstance(stripe_id, str) or not stripe_id:
+        raise InvoiceShapeError("The invoice has no id.")
+    customer = obj.get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    if not isinstance(customer, str) or not customer:
+        raise InvoiceShapeError(f"Invoice {stripe_id} has no customer.")
+    currency = obj.get("currency")
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
+        raise InvoiceShapeError(f"Invoice {stripe_id} has no valid currency.")
+    status = obj.get("status") or ""
+    if status and status not in STATUS_RANK:
+        raise InvoiceShapeError(f"Invoice {stripe_id} has an unknown status {status!r}.")
+    return {
+        "stripe_id": stripe_id,
+        "stripe_customer_id": customer,
+        "subscription_id": invoice_subscription_id(obj),
+        "number": (obj.get("number") or "")[:64],
+        "status": status,
+        "currency": currency.lower(),
+        "subtotal": _int(obj, "subtotal"),
+        "tax": invoice_tax(obj),
+        "total": _int(obj, "total"),
+        "amount_due": _int(obj, "amount_due"),
+        "amount_paid": _int(obj, "amount_paid"),
+        "period_start": _ts(obj.get("period_start")),
+        "period_end": _ts(obj.get("period_end")),
+        "hosted_invoice_url": (obj.get("hosted_invoice_url") or "")[:1000],
+        "stripe_created": _ts(obj.get("created")),
+    }
+
+
+def _is_newer(invoice: Invoice, status: str, at: datetime) -> bool:
+    if invoice.state_at is None:
+        return True
+    old, new = STATUS_RANK.get(invoice.status, 0), STATUS_RANK.get(status, 0)
+    if new != old:
+        return new > old
+    return at >= invoice.state_at
+
+
+def _find_customer(stripe_customer_id: str, subscription_id: str) -> Customer | None:
+    query = Q(stripe_customer_id=stripe_customer_id)
+    if subscription_id:
+        query |= Q(subscription_id=subscription_id)
+    # Prefer the match on the Stripe customer id; the subscription id is the fallback.
+    matches = list(Customer.objects.filter(query)[:2])
+    for customer in matches:
+        if customer.stripe_customer_id == stripe_customer_id:
+            return customer
+    return matches[0] if matches else None
+
+
+def invoice_event_record(invoice: Invoice, kind: str, **data) -> InvoiceEvent:
+    """One delivery step: a row for support and one structured log line (reference 002's datapoints)."""
+    event = InvoiceEvent.objects.create(invoice=invoice, kind=kind, data=data)
+    level = logging.WARNING if kind.endswith("_failed") else logging.INFO
+    log.log(level, "%s %s", kind, invoice.stripe_id,
+            extra={"event": kind, "account_id": invoice.stripe_customer_id, "invoice": invoice.stripe_id, **data})
+    return event
+
+
+# --- Applying Stripe events -------------------------------------------------------------------
+def invoice_apply_event(*, event: dict) -> Invoice:
+    """Upsert the local invoice from an invoice.* event; on invoice.finalized queue its delivery.
+
+    Idempotent per event and per object: an older or lower-ranked state than the one applied is
+    recorded as received but does not change the row.
+    """
+    try:
+        obj = event["data"]["object"]
+        at = _ts(event["created"])
+    except (KeyError, TypeError) as exc:
+        raise InvoiceShapeError(f"Malformed event: missing {exc}.") from exc
+    if at is None:
+        raise InvoiceShapeError("The event has no created time.")
+    fields = invoice_fields_from_stripe(obj)
+    event_type = event.get("type", "")
+    with transaction.atomic():
+        invoice, created = Invoice.objects.select_for_update().get_or_create(
+            stripe_id=fields["stripe_id"],
+            defaults={"stripe_customer_id": fields["stripe_customer_id"], "currency": fields["currency"]},
+        )
+        applied = created or _is_newer(invoice, fields["status"], at)
+        update = ["updated_at"]
+        if applied:
+            for name, value in fields.items():
+                setattr(invoice, name, value)
+            invoice.state_at = at
+            invoice.data = obj
+            update += list(fields) + ["state_at", "data"]
+        if invoice.customer_id is None:
+            invoice.customer = _find_customer(invoice.stripe_customer_id, invoice.subscription_id)
+            update.append("customer")
+        queue = (event_type == "invoice.finalized" and invoice.emailed_at is None
+                 and invoice.delivery_status == Invoice.Delivery.PENDING and invoice.next_delivery_at is None)
+        if queue:
+            invoice.next_delivery_at = timezone.now()
+            update.append("next_delivery_at")
+        invoice.save(update_fields=update if not created else None)
+        invoice_event_record(invoice, "webhook_received", event_type=event_type, idempotency_key=event.get("id", ""),
+                             applied=applied, status=invoice.status)
+        if queue:
+            _enqueue_delivery(invoice.pk)
+    return invoice
+
+
+def _enqueue_delivery(invoice_id: int) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task(DELIVER_TASK, invoice_id, task_name=f"invoice-delivery-{invoice_id}"))
+
+
+# --- PDF --------------------------------------------------------------------------------------
+def _refuse_fetch(url, *args, **kwargs):
+    # The template is self-contained; the renderer must never reach the network or the disk.
+    raise ValueError(f"External resource refused: {url}")
+
+
+def invoice_pdf_context(invoice: Invoice) -> dict:
+    data = invoice.data or {}
+    currency = invoice.currency
+    lines = []
+    for line in ((data.get("lines") or {}).get("data") or []):
+        period = line.get("period") or {}
+        lines.append({
+            "description": line.get("description") or "Subscription",
+            "quantity": line.get("quantity") or 1,
+            "amount": money_format(int(line.get("amount") or 0), line.get("currency") or currency),
+            "period_start": _ts(period.get("start")),
+            "period_end": _ts(period.get("end")),
+        })
+    customer = invoice.customer
+    return {
+        "invoice": invoice,
+        "number": invoice.number or invoice.stripe_id,
+        "issued": invoice.stripe_created,
+        "customer_name": (customer.name if customer else "") or data.get("customer_name") or "",
+        "customer_email": (customer.email if customer else "") or data.get("customer_email") or "",
+        "seller": data.get("account_name") or "Billing Console",
+        "lines": lines,
+        "subtotal": money_format(invoice.subtotal, currency),
+        "tax": money_format(invoice.tax, currency),
+        "total": money_format(invoice.total, currency),
+        "amount_paid": money_format(invoice.amount_paid, currency),
+        "amount_due": money_format(invoice.amount_due, currency),
+        "currency": currency.upper(),
+    }
+
+
+def invoice_render_pdf(invoice: Invoice) -> bytes:
+    import weasyprint  # heavy import; only the worker that renders pays for it
+
+    html = render_to_string("invoices/invoice.html", invoice_pdf_context(invoice))
+    return weasyprint.HTML(string=html, url_fetcher=_refuse_fetch).write_pdf()
+
+
+def invoice_pdf_path(invoice: Invoice) -> str:
+    customer = _SAFE_PATH.sub("_", invoice.stripe_customer_id or "unknown")
+    return f"invoices/{customer}/{_SAFE_PATH.sub('_', invoice.stripe_id)}.pdf"
+
+
+def _render_and_store(invoice: Invoice) -> str:
+    started = time.monotonic()
+    try:
+        pdf = invoice_render_pdf(invoice)
+        path = invoice_pdf_path(invoice)
+        if default_storage.exists(path):
+            default_storage.delete(path)  # a re-render replaces the file instead of getting a suffixed name
+        stored = default_storage.save(path, ContentFile(pdf))
+    except Exception as exc:
+        error = redact(f"{type(exc).__name__}: {exc}")[:500]
+        invoice_event_record(invoice, "pdf_render_failed", error=error)
+        raise DeliveryError(f"PDF render failed: {error}") from exc
+    duration_ms = int((time.monotonic() - started) * 1000)
+    Invoice.objects.filter(pk=invoice.pk).update(pdf_path=stored, delivery_status=Invoice.Delivery.RENDERED,
+                                                 updated_at=timezone.now())
+    invoice.pdf_path, invoice.delivery_status = stored, Invoice.Delivery.RENDERED
+    invoice_event_record(invoice, "pdf_rendered", duration_ms=duration_ms, path=stored, bytes=len(pdf))
+    return stored
+
+
+# --- Email ------------------------------------------------------------------------------------
+def invoice_recipient(invoice: Invoice) -> str:
+    if invoice.customer_id and invoice.customer.email:
+        return invoice.customer.email
+    return (invoice.data or {}).get("customer_email") or ""
+
+
+def _send_email(invoice: Invoice) -> str:
+    recipient = invoice_recipient(invoice)
+    try:
+        if not recipient:
+            raise DeliveryError("No email address for this invoice's customer yet.")
+        with default_storage.open(invoice.pdf_path, "rb") as fh:
+            pdf = fh.read()
+        context = invoice_pdf_context(invoice)
+        subject = f"Invoice {context['number']} from {context['seller']}"
+        message = EmailMessage(
+            subject=subject,
+            body=render_to_string("invoices/email.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[recipient],
+            bcc=[settings.BILLING_BCC_ADDRESS] if settings.BILLING_BCC_ADDRESS else [],
+            headers={"Message-ID": make_msgid(domain="billing-console")},
+        )
+        message.attach(f"{_SAFE_PATH.sub('_', context['number'])}.pdf", pdf, "application/pdf")
+        message.send(fail_silently=False)
+    except Exception as exc:
+        error = redact(f"{type(exc).__name__}: {exc}")[:500]
+        invoice_event_record(invoice, "email_failed", template="invoice", error=error)
+        raise DeliveryError(f"Email failed: {error}") from exc
+    status = getattr(message, "anymail_status", None)
+    message_id = (status.message_id if status is not None and status.message_id else message.extra_headers["Message-ID"])
+    now = timezone.now()
+    Invoice.objects.filter(pk=invoice.pk).update(delivery_status=Invoice.Delivery.SENT, emailed_at=now,
+                                                 next_delivery_at=None, delivery_error="", updated_at=now)
+    invoice.delivery_status, invoice.emailed_at, invoice.next_delivery_at = Invoice.Delivery.SENT, now, None
+    invoice_event_record(invoice, "email_sent", template="invoice", message_id=str(message_id),
+                         bcc=bool(settings.BILLING_BCC_ADDRESS))
+    return str(message_id)
+
+
+# --- Delivery ---------------------------------------------------------------------------------
+def _claimable(now: datetime):
+    return Invoice.objects.filter(delivery_status__in=[Invoice.Delivery.PENDING, Invoice.Delivery.RENDERED],
+                                  emailed_at__isnull=True, next_delivery_at__lte=now)
+
+
+def invoice_retry_delay(attempts: int) -> timedelta:
+    base = settings.INVOICE_DELIVERY_RETRY_BASE_SECONDS
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), settings.INVOICE_DELIVERY_RETRY_MAX_SECONDS))
+
+
+def invoice_deliver(*, invoice_id: int) -> Invoice | None:
+    """Render (if not stored yet) and email one invoice. Returns None when someone else holds it or
+    it is not due (already emailed, failed for good, or waiting for its retry time)."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.INVOICE_DELIVERY_LEASE_SECONDS)
+    # The claim: a conditional update, so two workers (or a replayed event) never send the same invoice.
+    if not _claimable(now).filter(pk=invoice_id).update(next_delivery_at=lease, updated_at=now,
+                                                       delivery_attempts=F("delivery_attempts") + 1):
+        return None
+    invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
+    try:
+        if not invoice.pdf_path or not default_storage.exists(invoice.pdf_path):
+            _render_and_store(invoice)
+        _send_email(invoice)
+    except DeliveryError as exc:
+        _schedule_retry(invoice, str(exc))
+    return invoice
+
+
+def _schedule_retry(invoice: Invoice, error: str) -> None:
+    now = timezone.now()
+    if invoice.delivery_attempts >= settings.INVOICE_DELIVERY_MAX_ATTEMPTS:
+        Invoice.objects.filter(pk=invoice.pk).update(delivery_status=Invoice.Delivery.FAILED, next_delivery_at=None,
+                                                     delivery_error=error, updated_at=now)
+        invoice.delivery_status, invoice.next_delivery_at = Invoice.Delivery.FAILED, None
+        invoice_event_record(invoice, "delivery_gave_up", attempts=invoice.delivery_attempts, error=error)
+    else:
+        retry_at = now + invoice_retry_delay(invoice.delivery_attempts)
+        Invoice.objects.filter(pk=invoice.pk).update(next_delivery_at=retry_at, delivery_error=error, updated_at=now)
+        invoice.next_delivery_at = retry_at
+        invoice_event_record(invoice, "delivery_retry_scheduled", attempts=invoice.delivery_attempts,
+                             retry_at=retry_at.isoformat())
+    invoice.delivery_error = error
+
+
+def invoice_deliver_due(*, limit: int = 200) -> dict:
+    """The retry cron: deliver every invoice whose (re)try time has come."""
+    counts = {"due": 0, "sent": 0, "retrying": 0, "failed": 0, "skipped": 0}
+    ids = list(_claimable(timezone.now()).order_by("next_delivery_at").values_list("pk", flat=True)[:limit])
+    counts["due"] = len(ids)
+    for invoice_id in ids:
+        invoice = invoice_deliver(invoice_id=invoice_id)
+        if invoice is None:
+            counts["skipped"] += 1
+        elif invoice.delivery_status == Invoice.Delivery.SENT:
+            counts["sent"] += 1
+        elif invoice.delivery_status == Invoice.Delivery.FAILED:
+            counts["failed"] += 1
+        else:
+            counts["retrying"] += 1
+    return counts
+
+
+def invoice_resend(*, invoice: Invoice, actor_type: str, actor: str = "") -> Invoice:
+    """Support's "resend invoice": the one way an invoice is emailed again. Audited."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.status in ("", "draft"):
+            raise ValueError(f"Invoice {invoice} is not finalized yet; there is nothing to send.")
+        previous = {"delivery_status": invoice.delivery_status,
+                    "emailed_at": invoice.emailed_at.isoformat() if invoice.emailed_at else None}
+        invoice.delivery_status = Invoice.Delivery.RENDERED if invoice.pdf_path else Invoice.Delivery.PENDING
+        invoice.emailed_at = None
+        invoice.delivery_attempts = 0
+        invoice.delivery_error = ""
+        invoice.next_delivery_at = timezone.now()
+        invoice.save(update_fields=["delivery_status", "emailed_at", "delivery_attempts", "delivery_error",
+                                    "next_delivery_at", "updated_at"])
+        invoice_event_record(invoice, "resend_requested", actor=f"{actor_type}:{actor}")
+        audit_log(actor_type=actor_type, actor=actor, action="invoice.resend_requested", target=invoice,
+                  customer=invoice.customer, data=previous)
+        _enqueue_delivery(invoice.pk)
+    return invoice

@@ -1,0 +1,520 @@
+"""Reconciliation: Stripe's view against the console's, with zero tolerance.
+
+Set-based: the console side is loaded with a handful of queries into dicts, Stripe's side is
+streamed page by page (never held whole), and every difference becomes a DriftItem, written in
+batches. Time grows linearly with the number of invoices (bench/bench_reconcile.py).
+
+Stripe is read through a "Stripe view": any object with `invoices(customer=, created_gte=)` and
+`subscriptions(customer=)` iterators. `PagedStripeView` builds one from a page fetcher, so the
+gateway, the sandbox emulator and a recorded page set all go through the same paginated reader.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time as dt_time, timezone as dt_timezone
+from typing import Callable, Iterable, Iterator, Protocol
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from billing_console.invoicing import invoice_subscription_id
+from billing_console.logging import redact
+from billing_console.models import Customer, DriftItem, Invoice, LedgerEntry, ReconciliationRun
+from billing_console.selectors import customer_entitlement
+from billing_console.services import audit_log
+
+log = logging.getLogger("billing_console.reconciliation")
+
+# Revenue leak: entitled although Stripe has no subscription in one of these states.
+PAYING_STATUSES = {"active", "trialing", "past_due"}
+# Customer harmed: Stripe says the payment is current, yet the console refuses the product. A past_due
+# customer that dunning has locked is not "harmed"; that lock is the policy working.
+CURRENT_STATUSES = {"active", "trialing"}
+ENDED_STATUSES = {"canceled", "incomplete_expired"}
+ABSENT = "(absent)"
+PAGE_SIZE = 100
+DRIFT_BATCH = 1000
+EMAIL_MAX_ITEMS = 50
+
+
+class ReconcileScopeError(ValueError):
+    """Bad --customer / --since input: reported to the operator, nothing is run."""
+
+
+# --- Reading Stripe ---------------------------------------------------------------------------
+class StripeView(Protocol):
+    def invoices(self, *, customer: str | None = None, created_gte: int | None = None) -> Iterable[dict]: ...
+
+    def subscriptions(self, *, customer: str | None = None) -> Iterable[dict]: ...
+
+
+PageFetcher = Callable[[str, dict], dict]
+
+
+def paginate(fetch_page: Callable[[dict], dict], params: dict) -> Iterator[dict]:
+    """Follow Stripe's list envelope (`data`, `has_more`) with `starting_after`, one page in memory."""
+    params = {**params, "limit": params.get("limit", PAGE_SIZE)}
+    while True:
+        page = fetch_page(params)
+        data = page.get("data") or []
+        yield from data
+        if not page.get("has_more") or not data:
+            return
+        params = {**params, "starting_after": data[-1]["id"]}
+
+
+class PagedStripeView:
+    """Stripe's view from `fetch(resource, params) -> list envelope`, resource "invoices" or "subscriptions"."""
+
+    def __init__(self, fetch: PageFetcher):
+        self.fetch = fetch
+
+    def invoices(self, *, customer: str | None = None, created_gte: int | None = None) -> Iterator[dict]:
+        params: dict = {}
+        if customer:
+            params["customer"] = customer
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        return paginate(lambda p: self.fetch("invoices", p), params)
+
+    def subscriptions(self, *, customer: str | None = None) -> Iterator[dict]:
+        params: dict = {"status": "all"}
+        if customer:
+            params["customer"] = customer
+        return paginate(lambda p: self.fetch("subscriptions", p), params)
+
+
+def default_stripe_view() -> StripeView:
+    """Stripe's view through the console's gateway (the one module that talks to Stripe)."""
+    from billing_console import stripe_gateway
+
+    return PagedStripeView(stripe_gateway.list_page)
+
+
+# --- Scope ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scope:
+    stripe_customer_id: str = ""
+    customer_pk: int | None = None
+    since: date | None = None
+
+    @property
+    def full(self) -> bool:
+        """A full run covers every customer; only full runs count for the cohort gate."""
+        return not self.stripe_customer_id
+
+    @property
+    def since_ts(self) -> int | None:
+        return int(datetime.combine(self.since, dt_time.min, tzinfo=dt_timezone.utc).timestamp()) if self.since else None
+
+    @property
+    def since_period(self) -> str:
+        return self.since.strftime("%Y-%m") if self.since else ""
+
+    def as_json(self) -> dict:
+        return {"customer": self.stripe_customer_id or None, "since": self.since.isoformat() if self.since else None}
+
+
+def reconcile_scope(*, customer: str = "", since: str = "") -> Scope:
+    """Parse the operator's --customer (email or cus_ id) and --since (YYYY-MM-DD)."""
+    since_date = None
+    if since:
+        try:
+            since_date = date.fromisoformat(since.strip())
+        except ValueError:
+            raise ReconcileScopeError(f"--since must be a date like 2026-01-31, got {since!r}.") from None
+        if since_date > timezone.now().date():
+            raise ReconcileScopeError("--since is in the future.")
+    customer = (customer or "").strip()
+    if not customer:
+        return Scope(since=since_date)
+    if customer.startswith("cus_"):
+        row = Customer.objects.filter(stripe_customer_id=customer).only("pk").first()
+        return Scope(stripe_customer_id=customer, customer_pk=row.pk if row else None, since=since_date)
+    if "@" not in customer:
+        raise ReconcileScopeError(f"--customer must be an email or a Stripe customer id (cus_...), got {customer!r}.")
+    row = Customer.objects.filter(email__iexact=customer).only("pk", "stripe_customer").first()
+    if row is None:
+        raise ReconcileScopeError(f"No customer with email {customer}.")
+    if not row.stripe_customer_id:
+        raise ReconcileScopeError(f"{customer} has no Stripe customer yet; there is nothing to compare.")
+    return Scope(stripe_customer_id=row.stripe_customer_id, customer_pk=row.pk, since=since_date)
+
+
+def invoice_period(obj: dict) -> str:
+    """YYYY-MM of the service period an invoice bills (first line's period, else the invoice's)."""
+    lines = (obj.get("lines") or {}).get("data") or []
+    start = ((lines[0].get("period") or {}).get("start") if lines else None) or obj.get("period_start") or obj.get("created")
+    return datetime.fromtimestamp(int(start), tz=dt_timezone.utc).strftime("%Y-%m")
+
+
+# --- The run ----------------------------------------------------------------------------------
+class _DriftWriter:
+    """Collects DriftItems, writes them in batches, logs `reconcile_drift` per item."""
+
+    def __init__(self, run: ReconciliationRun, cohort_of: dict[int, str]):
+        self.run, self.cohort_of = run, cohort_of
+        self.pending: list[DriftItem] = []
+        self.count = 0
+        self.by_kind: dict[str, int] = defaultdict(int)
+        self.by_cohort: dict[str, int] = defaultdict(int)
+        self.sample: list[DriftItem] = []
+
+    def add(self, kind: str, *, customer: Customer | None, stripe_id: str = "", expected="", actual="",
+            delta: int = 0, currency: str = "") -> None:
+        item = DriftItem(run=self.run, kind=kind, customer=customer, stripe_id=stripe_id[:255],
+                         expected=str(expected)[:255], actual=str(actual)[:255], delta=delta, currency=currency or "")
+        self.pending.append(item)
+        self.count += 1
+        self.by_kind[kind] += 1
+        cohort = self.cohort_of.get(customer.pk, "") if customer else ""
+        if cohort:
+            self.by_cohort[cohort] += 1
+        if len(self.sample) < EMAIL_MAX_ITEMS:
+            self.sample.append(item)
+        log.warning("reconcile_drift %s %s", kind, stripe_id, extra={
+            "event": "reconcile_drift", "kind": kind, "account_id": customer.stripe_customer_id if customer else "",
+            "stripe_id": stripe_id, "stripe_value": item.expected, "console_value": item.actual, "delta": delta,
+            "currency": currency, "run": self.run.pk})
+        if len(self.pending) >= DRIFT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            DriftItem.objects.bulk_create(self.pending, batch_size=DRIFT_BATCH)
+            self.pending = []
+
+
+def reconciliation_run(*, scope: Scope | None = None, stripe_view: StripeView | None = None,
+                       triggered_by: str = "", now: datetime | None = None) -> ReconciliationRun:
+    """Compare Stripe with the console and record the result. Never raises for a Stripe or data
+    failure: the run is marked failed with the (redacted) error, so crons and admins see it."""
+    scope = scope or Scope()
+    now = now or timezone.now()
+    run = ReconciliationRun.objects.create(scope=scope.as_json(), triggered_by=triggered_by[:100])
+    try:
+        stripe_view = stripe_view or default_stripe_view()
+        checked, writer = _compare(run, scope, stripe_view, now)
+        writer.flush()
+    except Exception as exc:
+        run.status = ReconciliationRun.Status.FAILED
+        run.error = redact(f"{type(exc).__name__}: {exc}")[:2000]
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "error", "finished_at"])
+        log.exception("reconcile_failed run %s", run.pk, extra={"event": "reconcile_failed", "run": run.pk})
+        return run
+    run.checked = checked
+    run.drift_count = writer.count
+    run.status = ReconciliationRun.Status.DRIFT if writer.count else ReconciliationRun.Status.CLEAN
+    run.finished_at = timezone.now()
+    run.save(update_fields=["checked", "drift_count", "status", "finished_at"])
+    if writer.count:
+        _notify_drift(run, writer)
+    else:
+        log.info("reconcile_clean run %s %s", run.pk, checked, extra={
+            "event": "reconcile_clean", "run": run.pk, "accounts_checked": checked["customers"],
+            "invoices_checked": checked["invoices"], "subscriptions_checked": checked["subscriptions"]})
+    for cohort, accounts in checked.get("cohorts", {}).items():
+        if not writer.by_cohort.get(cohort):
+            log.info("reconcile_clean cohort %s", cohort,
+                     extra={"event": "reconcile_clean", "cohort": cohort, "accounts_checked": accounts, "run": run.pk})
+    return run
+
+
+def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: datetime):
+    # --- the console's side: one query per table, into dicts ---
+    customers_qs = Customer.objects.only(
+        "id", "email", "stripe_customer", "subscription_id", "subscription_status", "plan", "current_period_end",
+        "access_state", "cohort")
+    if scope.stripe_customer_id:
+        customers_qs = customers_qs.filter(stripe_customer_id=scope.stripe_customer_id)
+    customers = list(customers_qs)
+    by_sub = {c.subscription_id: c for c in customers if c.subscription_id}
+    by_cus = {c.stripe_customer_id: c for c in customers if c.stripe_customer_id}
+    cohort_of = {c.pk: c.cohort for c in customers if c.cohort}
+    cohort_accounts = {c.stripe_customer_id: c for c in customers if c.cohort and c.stripe_customer_id}
+
+    invoices_qs = Invoice.objects.all()
+    if scope.stripe_customer_id:
+        invoices_qs = invoices_qs.filter(stripe_customer_id=scope.stripe_customer_id)
+    if scope.since:
+        invoices_qs = invoices_qs.filter(stripe_created__gte=datetime.fromtimestamp(scope.since_ts, tz=dt_timezone.utc))
+    local_invoices = {row[0]: row[1:] for row in invoices_qs.values_list(
+        "stripe_id", "status", "total", "currency", "customer_id").iterator(chunk_size=10000)}
+    customers_by_pk = {c.pk: c for c in customers}
+
+    ledger_qs = LedgerEntry.objects.filter(account__in=Customer.objects.exclude(cohort="").values("stripe_customer"))
+    if scope.stripe_customer_id:
+        ledger_qs = ledger_qs.filter(account=scope.stripe_customer_id)
+    if scope.since:
+        ledger_qs = ledger_qs.filter(period__gte=scope.since_period)
+    ledger = {(a, p, c): t for a, p, c, t in ledger_qs.values_list("account", "period", "currency", "total")}
+
+    writer = _DriftWriter(run, cohort_of)
+    add = writer.add
+    checked = {"customers": len(customers), "invoices": 0, "subscriptions": 0, "ledger_periods": 0}
+
+    # --- invoices: stream Stripe's pages, pop each from the console's dict ---
+    stripe_paid: dict[tuple[str, str, str], int] = defaultdict(int)
+    for inv in view.invoices(customer=scope.stripe_customer_id or None, created_gte=scope.since_ts):
+        checked["invoices"] += 1
+        sid, status, total, currency = inv["id"], inv.get("status") or "", int(inv.get("total") or 0), inv["currency"]
+        cus = inv["customer"] if isinstance(inv["customer"], str) else inv["customer"]["id"]
+        owner = by_cus.get(cus) or by_sub.get(invoice_subscription_id(inv))
+        local = local_invoices.pop(sid, None)
+        if local is None:
+            add(DriftItem.Kind.INVOICE_MISSING, customer=owner, stripe_id=sid, expected=f"{status} {total}",
+                actual=ABSENT, delta=total, currency=currency)
+        else:
+            l_status, l_total, l_currency, _ = local
+            if l_currency != currency:
+                add(DriftItem.Kind.INVOICE_TOTAL, customer=owner, stripe_id=sid, expected=f"{total} {currency}",
+                    actual=f"{l_total} {l_currency}", delta=0, currency=currency)
+            elif l_total != total:
+                add(DriftItem.Kind.INVOICE_TOTAL, customer=owner, stripe_id=sid, expected=total, actual=l_total,
+                    delta=total - l_total, currency=currency)
+            if l_status != status:
+                add(DriftItem.Kind.INVOICE_STATUS, customer=owner, stripe_id=sid, expected=status, actual=l_status)
+        if status == "paid" and cus in cohort_accounts:
+            period = invoice_period(inv)
+            if period >= scope.since_period:
+                stripe_paid[(cus, period, currency)] += total
+    # What the console holds and Stripe does not list (in the same scope) is drift too.
+    for sid, (l_status, l_total, l_currency, customer_pk) in local_invoices.items():
+        add(DriftItem.Kind.INVOICE_TOTAL, customer=customers_by_pk.get(customer_pk), stripe_id=sid, expected=ABSENT,
+            actual=f"{l_status} {l_total}", delta=-l_total, currency=l_currency)
+    del local_invoices
+
+    # --- subscriptions: status per subscription, then entitlement per customer ---
+    stripe_statuses: dict[int, set[str]] = defaultdict(set)
+    seen_subs: set[str] = set()
+    for sub in view.subscriptions(customer=scope.stripe_customer_id or None):
+        checked["subscriptions"] += 1
+        sid, status = sub["id"], sub.get("status") or ""
+        cus = sub["customer"] if isinstance(sub["customer"], str) else sub["customer"]["id"]
+        local = by_sub.get(sid)
+        if local is not None:
+            seen_subs.add(sid)
+            stripe_statuses[local.pk].add(status)
+            if local.subscription_status != status:
+                add(DriftItem.Kind.SUBSCRIPTION_STATUS, customer=local, stripe_id=sid, expected=status,
+                    actual=local.subscription_status or ABSENT)
+            continue
+        owner = by_cus.get(cus)
+        if owner is not None:
+            stripe_statuses[owner.pk].add(status)
+        if status not in ENDED_STATUSES:
+            # A live subscription the console does not track (no customer, or a different subscription).
+            add(DriftItem.Kind.SUBSCRIPTION_STATUS, customer=owner, stripe_id=sid, expected=status,
+                actual=f"not tracked ({owner.subscription_id or 'no subscription'})" if owner else "no customer")
+    for customer in customers:
+        if customer.subscription_id and customer.subscription_status and customer.subscription_id not in seen_subs:
+            add(DriftItem.Kind.SUBSCRIPTION_STATUS, customer=customer, stripe_id=customer.subscription_id,
+                expected=ABSENT, actual=customer.subscription_status)
+        entitlement = customer_entitlement(customer, now=now)
+        statuses = stripe_statuses.get(customer.pk, set())
+        stripe_text = ",".join(sorted(statuses)) or "no subscription"
+        if entitlement.entitled and not statuses & PAYING_STATUSES:
+            add(DriftItem.Kind.REVENUE_LEAK, customer=customer, stripe_id=customer.subscription_id,
+                expected=f"not entitled (Stripe: {stripe_text})", actual=f"entitled ({entitlement.reason})")
+        elif not entitlement.entitled and statuses & CURRENT_STATUSES:
+            add(DriftItem.Kind.CUSTOMER_HARMED, customer=customer, stripe_id=customer.subscription_id,
+                expected=f"entitled (Stripe: {stripe_text})", actual=f"not entitled ({entitlement.reason})")
+
+    # --- legacy ledger, for customers in a migration cohort ---
+    cohorts: dict[str, int] = defaultdict(int)
+    for account, customer in cohort_accounts.items():
+        cohorts[customer.cohort] += 1
+    for key in sorted(set(ledger) | set(stripe_paid)):
+        account, period, currency = key
+        customer = cohort_accounts.get(account)
+        if customer is None:
+            continue
+        checked["ledger_periods"] += 1
+        legacy, paid = ledger.get(key), stripe_paid.get(key, 0)
+        if legacy != paid:
+            add(DriftItem.Kind.LEDGER_TOTAL, customer=customer, stripe_id=f"{account} {period}",
+                expected=paid, actual=ABSENT if legacy is None else legacy, delta=paid - (legacy or 0),
+                currency=currency)
+    checked["cohorts"] = dict(cohorts)
+    checked["cohort_drift"] = {c: writer.by_cohort.get(c, 0) for c in cohorts}
+    checked["full"] = scope.full
+    checked["by_kind"] = dict(writer.by_kind)
+    return checked, writer
+
+
+def _notify_drift(run: ReconciliationRun, writer: _DriftWriter) -> None:
+    if not settings.OPS_EMAIL:
+        return
+    lines = [f"Reconciliation run #{run.pk} found {writer.count} difference(s) between Stripe and the console.", ""]
+    lines += [f"  {kind}: {n}" for kind, n in sorted(writer.by_kind.items())]
+    lines += ["", "First items (Stripe's view -> console's view, delta in minor units):"]
+    lines += [f"  {i.kind} {i.stripe_id}: {i.expected} -> {i.actual} (delta {i.delta} {i.currency})".rstrip()
+              for i in writer.sample]
+    lines += ["", f"Resolve them in the admin: {settings.SITE_URL}/admin/billing_console/driftitem/?run__id__exact={run.pk}"]
+    try:
+        send_mail(f"[Billing Console] Reconciliation drift: {writer.count} item(s)", "\n".join(lines),
+                  settings.DEFAULT_FROM_EMAIL, [settings.OPS_EMAIL])
+    except Exception as exc:  # the run is recorded; a failed notification must not hide it
+        log.error("reconcile drift email failed: %s", redact(str(exc)), extra={"event": "email_failed", "template": "reconcile_drift"})
+
+
+# --- Resolving drift --------------------------------------------------------------------------
+def drift_item_explain(*, item: DriftItem, note: str, actor_type: str, actor: str = "") -> DriftItem:
+    note = (note or "").strip()
+    if not note:
+        raise ValueError("A note is required to mark a drift item explained.")
+    if len(note) > 2000:
+        raise ValueError("The note is longer than 2000 characters.")
+    with transaction.atomic():
+        item = DriftItem.objects.select_for_update().get(pk=item.pk)
+        if item.resolution != DriftItem.Resolution.OPEN:
+            return item
+        item.resolution = DriftItem.Resolution.EXPLAINED
+        item.note = note
+        item.resolved_by = actor[:150]
+        item.resolved_at = timezone.now()
+        item.save(update_fields=["resolution", "note", "resolved_by", "resolved_at"])
+        audit_log(actor_type=actor_type, actor=actor, action="drift_item.explained", target=item,
+                  customer=item.customer, data={"kind": item.kind, "stripe_id": item.stripe_id, "note": note})
+    return item
+
+
+# --- The cohort gate --------------------------------------------------------------------------
+def cohort_gate() -> list[dict]:
+    """Per cohort: did the last finished full run find zero drift for it? (the gate to migrate the next)"""
+    cohorts = (Customer.objects.exclude(cohort="").values_list("cohort", flat=True).distinct().order_by("cohort"))
+    last_full = None
+    for run in (ReconciliationRun.objects.filter(status__in=[ReconciliationRun.Status.CLEAN, ReconciliationRun.Status.DRIFT])
+                .order_by("-started_at")[:20]):
+        if (run.checked or {}).get("full"):
+            last_full = run
+            break
+    rows = []
+    for cohort in cohorts:
+        checked = (last_full.checked or {}) if last_full else {}
+        accounts = (checked.get("cohorts") or {}).get(cohort)
+        drift = (checked.get("cohort_drift") or {}).get(cohort)
+        rows.append({
+            "cohort": cohort,
+            "run": last_full,
+            "accounts": accounts or 0,
+            "drift": drift,
+            "clean": bool(last_full) and accounts is not None and drift == 0,
+        })
+    return rows
+
+
+# --- Legacy ledger import ---------------------------------------------------------------------
+LEDGER_COLUMNS = ("account", "period", "total", "currency")
+LEDGER_MAX_BYTES = 20 * 1024 * 1024
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_TOTAL = re.compile(r"^-?\d{1,18}$")
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+_ACCOUNT = re.compile(r"^\S{1,255}$")
+
+
+class LedgerImportError(ValueError):
+    """The file has bad rows; `errors` lists them as "line N: message". Nothing was imported."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__(f"{len(errors)} problem(s); nothing imported. " + "; ".join(errors[:5]))
+
+
+def ledger_parse(content: bytes | str) -> list[dict]:
+    """Validate every row of a ledger CSV (header account,period,total,currency). Raises LedgerImportError
+    listing every bad row with its line number; returns the rows only when all are good."""
+    if isinstance(content, bytes):
+        if len(content) > LEDGER_MAX_BYTES:
+            raise LedgerImportError([f"The file is larger than {LEDGER_MAX_BYTES // (1024 * 1024)} MB."])
+        try:
+            content = content.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise LedgerImportError([f"The file is not UTF-8 text (byte {exc.start})."]) from None
+    reader = csv.reader(io.StringIO(content))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise LedgerImportError(["line 1: the file is empty; expected the header account,period,total,currency."]) from None
+    except csv.Error as exc:
+        raise LedgerImportError([f"line 1: {exc}"]) from None
+    columns = [h.strip().lower() for h in header]
+    if sorted(columns) != sorted(LEDGER_COLUMNS):
+        raise LedgerImportError([f"line 1: the header must be {','.join(LEDGER_COLUMNS)} (any order), got {','.join(header)!r}."])
+    index = {name: columns.index(name) for name in LEDGER_COLUMNS}
+    rows, errors, seen = [], [], {}
+    try:
+        for values in reader:
+            line = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(columns):
+                errors.append(f"line {line}: expected {len(columns)} columns, got {len(values)}.")
+                continue
+            account, period, total, currency = (values[index[n]].strip() for n in LEDGER_COLUMNS)
+            problems = []
+            if not _ACCOUNT.match(account):
+                problems.append("account is empty or contains spaces")
+            if not _PERIOD.match(period):
+                problems.append(f"period must be YYYY-MM, got {period!r}")
+            if not _TOTAL.match(total):
+                problems.append(f"total must be an integer in minor units (no decimals), got {total!r}")
+            if not _CURRENCY.match(currency):
+                problems.append(f"currency must be a 3-letter code, got {currency!r}")
+            if problems:
+                errors.append(f"line {line}: " + "; ".join(problems) + ".")
+                continue
+            key = (account, period, currency.lower())
+            if key in seen:
+                errors.append(f"line {line}: duplicate of line {seen[key]} ({account} {period} {currency.lower()}).")
+                continue
+            seen[key] = line
+            rows.append({"account": account, "period": period, "total": int(total), "currency": currency.lower()})
+    except csv.Error as exc:
+        errors.append(f"line {reader.line_num}: {exc}")
+    if errors:
+        raise LedgerImportError(errors)
+    if not rows:
+        raise LedgerImportError(["The file has a header but no rows."])
+    return rows
+
+
+def ledger_import(*, content: bytes | str, source: str, actor_type: str, actor: str = "") -> dict:
+    """Import legacy totals: all rows or none (one transaction), upserting on (account, period, currency)."""
+    rows = ledger_parse(content)
+    source = (source or "")[:255]
+    with transaction.atomic():
+        accounts = sorted({r["account"] for r in rows})
+        existing: dict[tuple, int] = {}
+        for i in range(0, len(accounts), 5000):  # bounded IN lists, whatever the file's size
+            existing.update(((a, p, c), t) for a, p, c, t in LedgerEntry.objects.select_for_update().filter(
+                account__in=accounts[i:i + 5000]).values_list("account", "period", "currency", "total"))
+        result = {"rows": len(rows), "created": 0, "updated": 0, "unchanged": 0}
+        for r in rows:
+            before = existing.get((r["account"], r["period"], r["currency"]))
+            result["created" if before is None else "unchanged" if before == r["total"] else "updated"] += 1
+        LedgerEntry.objects.bulk_create([LedgerEntry(source=source, **r) for r in rows], batch_size=2000,
+                                        update_conflicts=True, unique_fields=["account", "period", "currency"],
+                                        update_fields=["total", "source"])
+        audit_log(actor_type=actor_type, actor=actor, action="ledger.imported", target=_LedgerTarget(source),
+                  data={"source": source, **result})
+    log.info("ledger imported %s", result, extra={"event": "ledger_imported", "source": source, "counts": result})
+    return result
+
+
+class _LedgerTarget:
+    """Audit target for one import (a file, not a row)."""
+
+    def __init__(self, source: str):
+        self.pk = source or "upload"
+
+    class _meta:
+        label_lower = "billing_console.ledgerentry"

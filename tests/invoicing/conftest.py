@@ -1,0 +1,35 @@
+import pytest
+from django.db import transaction
+from django_q.conf import Conf
+
+from billing_console import events
+
+
+@pytest.fixture(autouse=True)
+def _tasks_run_inline(monkeypatch):
+    # django-q2 reads Q_CLUSTER["sync"] once at import (Conf.SYNC), so the root conftest's settings
+    # override alone does not make async_task run inline.
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def deliver_events(django_capture_on_commit_callbacks):
+    """Apply Stripe events the way the Stripe worker does: one transaction per event, receivers via
+    dispatch, then the on-commit side effects (the delivery task runs inline: Q_CLUSTER sync)."""
+
+    def apply(*evts):
+        for evt in evts:
+            with django_capture_on_commit_callbacks(execute=True):
+                with transaction.atomic():
+                    events.dispatch(evt)
+
+    return apply
+
+
+@pytest.fixture
+def invoice_settings(settings):
+    settings.BILLING_BCC_ADDRESS = "books@bcc.example.com"
+    settings.DEFAULT_FROM_EMAIL = "Billing <billing@example.com>"
+    settings.INVOICE_DELIVERY_MAX_ATTEMPTS = 3
+    settings.INVOICE_DELIVERY_RETRY_BASE_SECONDS = 60
+    return settings
