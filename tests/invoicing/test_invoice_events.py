@@ -2,7 +2,7 @@ import pytest
 from django.core import mail
 
 from billing_console.events import dispatch
-from billing_console.invoicing import InvoiceShapeError
+from billing_console.invoicing import InvoiceShapeError, invoice_apply_event
 from billing_console.models import Invoice, InvoiceEvent
 from tests.invoicing.factories import CustomerFactory, stripe_event, stripe_invoice
 
@@ -72,17 +72,25 @@ def test_voided_invoice_is_recorded_as_void(deliver_events):
     (lambda o: o.update(customer=None), "no customer"),
     (lambda o: o.update(status="weird"), "unknown status"),
 ])
-def test_malformed_invoice_fails_the_event_and_writes_nothing(mutate, message):
+def test_malformed_invoice_is_refused_and_writes_nothing(mutate, message):
     obj = stripe_invoice()
     mutate(obj)
     with pytest.raises(InvoiceShapeError, match=message):
-        dispatch(stripe_event("invoice.finalized", obj))
+        invoice_apply_event(event=stripe_event("invoice.finalized", obj))
     assert not Invoice.objects.exists() and not InvoiceEvent.objects.exists()
+
+
+def test_malformed_invoice_event_is_skipped_and_logged_without_failing_other_receivers(caplog):
+    obj = stripe_invoice()
+    obj["total"] = "12.34"
+    dispatch(stripe_event("invoice.payment_failed", obj))  # does not raise: dunning's receiver still runs
+    assert not Invoice.objects.exists()
+    assert [r.event_type for r in caplog.records if getattr(r, "event", "") == "invoice_event_skipped"] == ["invoice.payment_failed"]
 
 
 def test_event_without_created_time_is_refused():
     evt = stripe_event("invoice.created", stripe_invoice(status="draft"))
     del evt["created"]
     with pytest.raises(InvoiceShapeError):
-        dispatch(evt)
+        invoice_apply_event(event=evt)
     assert not Invoice.objects.exists()
