@@ -7,7 +7,7 @@ class BillingConsoleConfig(AppConfig):
 
     def ready(self):
         from billing_console import checks  # noqa: F401  registers the system checks
+        from billing_console import invoicing_webhooks  # noqa: F401  registers the invoice.* receivers
         from billing_console.logging import connect_task_ids
 
         connect_task_ids()
-        from billing_console import invoicing_webhooks  # noqa: F401  registers the invoice.* receivers
