@@ -173,6 +173,18 @@ STRIPE_API_VERSION = env.str("STRIPE_API_VERSION", default="2026-05-27.dahlia")
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
 STRIPE_MAX_RETRIES = env.int("STRIPE_MAX_RETRIES", default=2)
+# Largest webhook body accepted; Stripe's events are a few KB, anything far bigger is refused early (413).
+STRIPE_WEBHOOK_MAX_BYTES = env.int("STRIPE_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# A failed event is retried by the console with backoff this many times, then waits for support (replay).
+STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
+# Mirror each event into dj-stripe's tables (its sync) before the console's receivers run.
+STRIPE_DJSTRIPE_SYNC = env.bool("STRIPE_DJSTRIPE_SYNC", default=True)
+# Where Stripe sends the buyer after Checkout and the Customer Portal ({CHECKOUT_SESSION_ID} is filled by Stripe).
+BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="") or f"{SITE_URL}/?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"
+BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="") or f"{SITE_URL}/?checkout=canceled"
+BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or f"{SITE_URL}/"
+# The page an abandoned checkout's follow-up email links back to.
+PRICING_URL = env.str("PRICING_URL", default="") or f"{SITE_URL}/"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"

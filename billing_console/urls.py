@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from billing_console import ops, views
+from billing_console import api, ops, views
 
 admin.site.site_header = "Billing Console"
 admin.site.site_title = "Billing Console"
@@ -11,6 +11,9 @@ urlpatterns = [
     path("health", views.health, name="health"),
     path("api/cloud/health", views.cloud_health_view, name="cloud-health"),
     path("api/ops/summary", ops.ops_summary_view, name="ops-summary"),
+    path("api/billing/checkout", api.checkout, name="billing-checkout"),
+    path("api/billing/portal", api.portal, name="billing-portal"),
+    path("api/billing/webhook", api.webhook, name="billing-webhook"),
     path("api/license/", include("licensing.urls")),
     path("", include("deployments.urls")),
     path("", include("dunning.urls")),

@@ -1,0 +1,128 @@
+"""Billing JSON API: checkout, portal and the Stripe webhook. Views parse, call one service, answer."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from billing_console import stripe_gateway
+from billing_console.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
+from billing_console.manage_links import ManageLinkInvalid, manage_link_read
+from billing_console.models import Customer
+from billing_console.stripe_events import WebhookRejected, webhook_event_store, webhook_payload_verify
+
+log = logging.getLogger("billing_console.api")
+MAX_JSON_BYTES = 16 * 1024
+
+
+def _error(status: int, code: str, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+def _json_body(request: HttpRequest):
+    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_JSON_BYTES:
+        raise CheckoutInputError({"body": "Request body too large."})
+    try:
+        return json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise CheckoutInputError({"body": "Send a JSON object."}) from None
+
+
+@csrf_exempt
+@never_cache
+@require_POST
+def checkout(request):
+    """POST {email, plan | price, device_id?} -> 200 {url, attemptId}."""
+    try:
+        clean = checkout_input_clean(_json_body(request))
+    except CheckoutInputError as exc:
+        return _error(400, "INVALID_INPUT", "Some fields need attention.", fields=exc.errors)
+    except PlanNotAvailable as exc:
+        return _error(409, "PLAN_NOT_AVAILABLE", str(exc), plan=exc.plan)
+    try:
+        attempt, url = checkout_start(**clean)
+    except CheckoutStripeFailed as exc:
+        return _error(502, "STRIPE_ERROR", f"Checkout could not be opened: {exc.message}",
+                      attemptId=str(exc.attempt.pk))
+    return JsonResponse({"url": url, "attemptId": str(attempt.pk)})
+
+
+# --- Portal -------------------------------------------------------------------------------------
+# Other ways to prove who the customer is (licensing adds device tokens): fn(data) -> Customer | None.
+# A function returns None when the request is not its kind of credential and raises ManageLinkInvalid
+# when it is but is not valid.
+PortalAuthenticator = Callable[[dict], "Customer | None"]
+_portal_authenticators: list[PortalAuthenticator] = []
+
+
+def register_portal_authenticator(fn: PortalAuthenticator) -> PortalAuthenticator:
+    if fn not in _portal_authenticators:
+        _portal_authenticators.append(fn)
+    return fn
+
+
+def _portal_customer(data: dict) -> Customer | None:
+    token = data.get("token")
+    if isinstance(token, str) and token:
+        return manage_link_read(token)
+    for authenticate in _portal_authenticators:
+        customer = authenticate(data)
+        if customer is not None:
+            return customer
+    return None
+
+
+@csrf_exempt
+@never_cache
+@require_POST
+def portal(request):
+    """POST {token} (a manage-link token; or a device token once licensing registers it) -> {url}."""
+    try:
+        data = _json_body(request)
+    except CheckoutInputError as exc:
+        return _error(400, "INVALID_INPUT", "Send a JSON object with a token.", fields=exc.errors)
+    if not isinstance(data, dict):
+        return _error(400, "INVALID_INPUT", "Send a JSON object with a token.")
+    try:
+        customer = _portal_customer(data)
+    except ManageLinkInvalid:
+        customer = None
+    if customer is None:
+        return _error(401, "UNAUTHORIZED", "This link is not valid or has expired. Ask for a new one.")
+    if not customer.stripe_customer_id:
+        return _error(409, "NO_STRIPE_CUSTOMER", "There is no Stripe billing account for this customer yet.")
+    try:
+        session = stripe_gateway.portal_session_create(customer_id=customer.stripe_customer_id,
+                                                       return_url=settings.BILLING_RETURN_URL)
+    except stripe_gateway.StripeGatewayError as exc:
+        return _error(502, "STRIPE_ERROR", f"The billing portal could not be opened: {exc.message}")
+    return JsonResponse({"url": session["url"]})
+
+
+# --- Webhook ------------------------------------------------------------------------------------
+@csrf_exempt
+@require_POST
+def webhook(request):
+    """Verify, store once, answer. Everything else happens in the worker (billing_console.stripe_events)."""
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.STRIPE_WEBHOOK_MAX_BYTES:
+        return _error(413, "TOO_LARGE", "Webhook body too large.")
+    body = request.body
+    if len(body) > settings.STRIPE_WEBHOOK_MAX_BYTES:
+        return _error(413, "TOO_LARGE", "Webhook body too large.")
+    try:
+        event = webhook_payload_verify(payload=body, signature=request.headers.get("Stripe-Signature", ""))
+    except WebhookRejected as exc:
+        return _error(exc.status, "WEBHOOK_REJECTED", exc.message)
+    try:
+        row, created = webhook_event_store(event=event)
+    except DatabaseError:
+        log.exception("could not store Stripe event %s", event.get("id"))
+        return _error(503, "STORE_FAILED", "The event could not be stored; Stripe will retry.")
+    return JsonResponse({"received": True, "duplicate": not created})

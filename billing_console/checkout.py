@@ -1,0 +1,269 @@
+"""Checkout: a pending attempt before Stripe is called, then paid or abandoned from Stripe's events.
+
+The attempt's token travels in the session's metadata, its `client_reference_id` and the
+subscription's metadata, so every later event (and `rebuild_from_stripe`) finds it again.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.core.validators import validate_email
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from billing_console import stripe_gateway
+from billing_console import stripe_objects as so
+from billing_console.manage_links import manage_link_make
+from billing_console.models import AuditEvent, CheckoutAttempt, Customer
+from billing_console.services import audit_log
+from billing_console.subscriptions import customer_apply_subscription, customer_link_stripe
+
+log = logging.getLogger("billing_console.checkout")
+
+STRIPE = AuditEvent.ActorType.STRIPE
+DEVICE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class CheckoutInputError(Exception):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class PlanNotAvailable(Exception):
+    """The plan exists but has no Stripe price configured yet: "coming soon"."""
+
+    def __init__(self, plan: str):
+        super().__init__(f"The {settings.PLANS[plan]['name']} plan is coming soon.")
+        self.plan = plan
+
+
+class CheckoutStripeFailed(Exception):
+    def __init__(self, attempt: CheckoutAttempt, message: str):
+        super().__init__(message)
+        self.attempt = attempt
+        self.message = message
+
+
+def mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def checkout_input_clean(data) -> dict:
+    """Validate the checkout request body. Raises CheckoutInputError (field -> message) or PlanNotAvailable."""
+    if not isinstance(data, dict):
+        raise CheckoutInputError({"body": "Send a JSON object with email and plan (or price)."})
+    errors: dict[str, str] = {}
+
+    def text(name: str, max_length: int) -> str:
+        value = data.get(name, "")
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            errors[name] = "Must be a string."
+            return ""
+        value = value.strip()
+        if len(value) > max_length:
+            errors[name] = f"At most {max_length} characters."
+        return value
+
+    email = text("email", 254).lower()
+    plan = text("plan", 32)
+    price = text("price", 255)
+    device_id = text("device_id", 128) or text("deviceId", 128)
+    if "email" not in errors:
+        if not email:
+            errors["email"] = "Enter your email address."
+        else:
+            try:
+                validate_email(email)
+            except ValidationError:
+                errors["email"] = "Enter a valid email address."
+    if device_id and "device_id" not in errors and not DEVICE_ID.match(device_id):
+        errors["device_id"] = "Letters, digits and . _ : - only."
+    price_id = ""
+    if not errors.get("plan") and not errors.get("price"):
+        if plan and plan not in settings.PLANS:
+            errors["plan"] = f"Unknown plan. Choose one of: {', '.join(settings.PLANS)}."
+        elif price:
+            by_price = {p["price_id"]: code for code, p in settings.PLANS.items() if p["price_id"]}
+            if price not in by_price:
+                errors["price"] = "This price is not sold here."
+            elif plan and by_price[price] != plan:
+                errors["price"] = "This price belongs to another plan."
+            else:
+                plan, price_id = by_price[price], price
+        elif not plan:
+            errors["plan"] = "Choose a plan."
+    if errors:
+        raise CheckoutInputError(errors)
+    price_id = price_id or settings.PLANS[plan]["price_id"]
+    if not price_id:
+        raise PlanNotAvailable(plan)
+    return {"email": email, "plan": plan, "price_id": price_id, "device_id": device_id}
+
+
+def checkout_start(*, email: str, plan: str, price_id: str, device_id: str = "") -> tuple[CheckoutAttempt, str]:
+    """Create the pending attempt (committed before Stripe is called), then the Checkout Session.
+    Returns (attempt, checkout URL). Raises CheckoutStripeFailed (the attempt stays, for support)."""
+    with transaction.atomic():
+        attempt = CheckoutAttempt(plan=plan, price_id=price_id, device_id=device_id, email_hint=mask_email(email))
+        attempt.recovery_email = email
+        attempt.save(force_insert=True)
+        audit_log(actor_type=AuditEvent.ActorType.API, actor="checkout", action="checkout.started", target=attempt,
+                  data={"plan": plan, "price": price_id, "email_hint": attempt.email_hint})
+
+    known = Customer.objects.filter(email__iexact=email).exclude(stripe_customer=None).first()
+    token_data = {so.CHECKOUT_TOKEN_KEY: attempt.token, so.PLAN_KEY: plan}
+    if device_id:
+        token_data["device_id"] = device_id
+    params = {
+        "mode": "subscription",
+        "line_items": [{"price": price_id, "quantity": 1}],
+        "client_reference_id": attempt.token,
+        "metadata": token_data,
+        "subscription_data": {"metadata": token_data},
+        "success_url": settings.BILLING_SUCCESS_URL,
+        "cancel_url": settings.BILLING_CANCEL_URL,
+    }
+    if known:
+        params["customer"] = known.stripe_customer_id
+    else:
+        params["customer_email"] = email
+    try:
+        # The attempt id makes the key: a retried request can never open a second session.
+        session = stripe_gateway.checkout_session_create(params=params, idempotency_key=f"bc-checkout-{attempt.pk}")
+    except stripe_gateway.StripeGatewayError as exc:
+        with transaction.atomic():
+            audit_log(actor_type=AuditEvent.ActorType.API, actor="checkout", action="checkout.stripe_failed",
+                      target=attempt, data={"error": exc.message, "code": exc.code})
+        raise CheckoutStripeFailed(attempt, exc.message) from None
+    CheckoutAttempt.objects.filter(pk=attempt.pk).update(stripe_session_id=session["id"])
+    attempt.stripe_session_id = session["id"]
+    return attempt, session["url"]
+
+
+def _attempt_for_session(session: dict) -> CheckoutAttempt | None:
+    token = so.checkout_token(session)
+    query = CheckoutAttempt.objects.select_for_update()
+    attempt = query.filter(token=token).first() if token else None
+    if attempt is None and session.get("id"):
+        attempt = query.filter(stripe_session_id=session["id"]).first()
+    return attempt
+
+
+def checkout_session_complete(*, session: dict, event_created: datetime | None) -> Customer | None:
+    """checkout.session.completed: attempt paid, customer created or linked, subscription applied,
+    manage link emailed (once, when the attempt turns paid)."""
+    if session.get("mode") not in (None, "subscription"):
+        return None
+    with transaction.atomic():
+        attempt = _attempt_for_session(session)
+        email = so.session_email(session) or (attempt.recovery_email if attempt else "")
+        stripe_customer_id = so.obj_id(session.get("customer"))
+        customer = customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email,
+                                        name=so.session_name(session), actor="webhook")
+        newly_paid = False
+        if attempt is not None and attempt.status != CheckoutAttempt.Status.PAID:
+            previous = attempt.status
+            attempt.status = CheckoutAttempt.Status.PAID
+            attempt.customer = customer
+            attempt.completed_at = timezone.now()
+            attempt.stripe_session_id = attempt.stripe_session_id or session.get("id")
+            attempt.save(update_fields=["status", "customer", "completed_at", "stripe_session_id"])
+            audit_log(actor_type=STRIPE, actor="webhook", action="checkout.paid", target=attempt, customer=customer,
+                      data={"from": previous, "session": session.get("id")})
+            newly_paid = True
+
+        subscription = session.get("subscription")
+        sub_id = so.obj_id(subscription)
+        newly_linked = bool(sub_id) and customer.subscription_id != sub_id
+        if newly_linked:
+            if not isinstance(subscription, dict):
+                subscription = stripe_gateway.subscription_retrieve(sub_id)  # the event only names it
+            customer, _ = customer_apply_subscription(customer=customer, subscription=subscription,
+                                                      state_at=event_created, actor="webhook")
+        if newly_paid or (attempt is None and newly_linked):
+            customer_id = customer.pk
+            transaction.on_commit(lambda: _enqueue("billing_console.tasks.customer_manage_link_send", customer_id,
+                                                   "checkout"))
+    return customer
+
+
+def checkout_session_expire_apply(*, session: dict) -> CheckoutAttempt | None:
+    """checkout.session.expired: attempt abandoned, one follow-up email queued to the recovery address."""
+    with transaction.atomic():
+        attempt = _attempt_for_session(session)
+        if attempt is None or attempt.status != CheckoutAttempt.Status.PENDING:
+            return attempt
+        attempt.status = CheckoutAttempt.Status.ABANDONED
+        attempt.completed_at = timezone.now()
+        if attempt.follow_up_status == CheckoutAttempt.FollowUp.NONE:
+            attempt.follow_up_status = (CheckoutAttempt.FollowUp.QUEUED if attempt.recovery_email_encrypted
+                                        else CheckoutAttempt.FollowUp.SKIPPED)
+        attempt.save(update_fields=["status", "completed_at", "follow_up_status"])
+        audit_log(actor_type=STRIPE, actor="webhook", action="checkout.abandoned", target=attempt,
+                  data={"session": session.get("id"), "follow_up": attempt.follow_up_status})
+        if attempt.follow_up_status == CheckoutAttempt.FollowUp.QUEUED:
+            attempt_id = attempt.pk
+            transaction.on_commit(lambda: _enqueue("billing_console.tasks.checkout_follow_up_send", str(attempt_id)))
+    return attempt
+
+
+def checkout_follow_up_send(*, attempt_id) -> str:
+    """Send the abandoned-checkout email at most once: the queued -> sent claim happens before the send."""
+    claimed = CheckoutAttempt.objects.filter(pk=attempt_id, follow_up_status=CheckoutAttempt.FollowUp.QUEUED).update(
+        follow_up_status=CheckoutAttempt.FollowUp.SENT, follow_up_sent_at=timezone.now())
+    if not claimed:
+        return "skipped"
+    attempt = CheckoutAttempt.objects.get(pk=attempt_id)
+    context = {"plan_name": settings.PLANS.get(attempt.plan, {}).get("name", attempt.plan),
+               "pricing_url": settings.PRICING_URL}
+    try:
+        _send("checkout_follow_up", attempt.recovery_email, context)
+    except Exception as exc:
+        CheckoutAttempt.objects.filter(pk=attempt_id).update(follow_up_status=CheckoutAttempt.FollowUp.FAILED)
+        with transaction.atomic():
+            audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="checkout.follow_up_failed",
+                      target=attempt, data={"error": type(exc).__name__})
+        log.warning("follow-up email for checkout %s failed: %s", attempt.pk, type(exc).__name__)
+        return "failed"
+    with transaction.atomic():
+        audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="checkout.follow_up_sent",
+                  target=attempt, data={"to": attempt.email_hint})
+    return "sent"
+
+
+def customer_manage_link_send(*, customer_id: int, reason: str = "") -> str:
+    """Email the customer a fresh manage link (after checkout; later /recover uses it too)."""
+    customer = Customer.objects.get(pk=customer_id)
+    context = {"customer": customer, "manage_url": manage_link_make(customer),
+               "plan_name": settings.PLANS.get(customer.plan, {}).get("name", customer.plan),
+               "max_age_days": settings.MANAGE_LINK_MAX_AGE_DAYS, "reason": reason}
+    _send("manage_link", customer.email, context)
+    with transaction.atomic():
+        audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="customer.manage_link_emailed",
+                  target=customer, data={"reason": reason})
+    return "sent"
+
+
+def _send(template: str, to: str, context: dict) -> None:
+    subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
+    text = render_to_string(f"emails/{template}.txt", context)
+    html = render_to_string(f"emails/{template}.html", context)
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message.attach_alternative(html, "text/html")
+    message.send()
+
+
+def _enqueue(func: str, *args) -> None:
+    from django_q.tasks import async_task
+
+    async_task(func, *args)

@@ -1,0 +1,206 @@
+"""The Stripe event inbox: verify, store once, answer; then apply in a worker, once, all or nothing.
+
+    webhook view --verify--> webhook_event_receive() --INSERT once per evt_ id--> 200
+                                                      `-- on commit: async_task(process, row id)
+    worker: webhook_event_process()  claim (conditional UPDATE) -> one transaction:
+            dj-stripe sync (savepoint; a failure is only a warning) -> events.dispatch() -> processed
+            a receiver exception rolls everything back -> failed, attempts+1, next_attempt_at (backoff)
+    cron stripe_events_retry: failed-and-due, stuck in processing past the lease, never enqueued.
+    replay (admin, manage.py replay_events): the same process, forced.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+import stripe
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from billing_console import events as event_bus
+from billing_console import stripe_objects as so
+from billing_console.logging import redact
+from billing_console.models import WebhookEvent
+from billing_console.services import audit_log
+
+log = logging.getLogger("billing_console.stripe")
+
+# A claimed event not finished after this long is taken as crashed and can be claimed again.
+PROCESSING_LEASE = timedelta(minutes=10)
+# Received but never processed (the enqueue was lost): the retry cron picks it up after this.
+NOT_ENQUEUED_AFTER = timedelta(minutes=2)
+BACKOFF_BASE_SECONDS = 60
+BACKOFF_MAX = timedelta(hours=6)
+DJSTRIPE_WARNING = "dj-stripe sync skipped: "
+
+
+class WebhookRejected(Exception):
+    """The request is not a genuine, readable Stripe event. `status` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+# --- Receiving ----------------------------------------------------------------------------------
+def webhook_payload_verify(*, payload: bytes, signature: str) -> dict:
+    """Check Stripe's signature (any of several v1 signatures, timestamp within the tolerance) and
+    parse the event. Raises WebhookRejected."""
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise WebhookRejected("Webhook secret is not configured.", status=503)
+    if not signature:
+        raise WebhookRejected("Missing Stripe-Signature header.")
+    try:
+        stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, secret,
+                                              settings.STRIPE_WEBHOOK_TOLERANCE)
+    except UnicodeDecodeError:
+        raise WebhookRejected("Body is not UTF-8.") from None
+    except stripe.SignatureVerificationError as exc:
+        reason = "timestamp outside the tolerance" if "tolerance" in str(exc) else "signature does not match"
+        raise WebhookRejected(f"Invalid Stripe signature ({reason}).") from None
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise WebhookRejected("Body is not JSON.") from None
+    if not isinstance(event, dict) or event.get("object") != "event" or not str(event.get("id", "")).startswith("evt_") \
+            or not isinstance(event.get("type"), str) or not isinstance(event.get("data"), dict):
+        raise WebhookRejected("Body is not a Stripe event.")
+    return event
+
+
+def webhook_event_store(*, event: dict, enqueue: bool = True) -> tuple[WebhookEvent, bool]:
+    """Store the event once per Stripe id. Returns (row, created); a duplicate only counts a delivery.
+    Processing is enqueued when the transaction commits (and again for a duplicate not yet done)."""
+    obj = so.event_object(event)
+    row = WebhookEvent(
+        stripe_id=event["id"][:255], type=event["type"][:100], livemode=bool(event.get("livemode")),
+        api_version=(event.get("api_version") or "")[:64],
+        stripe_created=so.event_created(event) or timezone.now(),
+        object_id=str(obj.get("id") or "")[:255], payload=event,
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+            created = True
+        except IntegrityError:
+            created = False
+            WebhookEvent.objects.filter(stripe_id=row.stripe_id).update(deliveries=F("deliveries") + 1)
+            row = WebhookEvent.objects.only("pk", "status", "stripe_id").get(stripe_id=row.stripe_id)
+        if enqueue and row.status in (WebhookEvent.Status.RECEIVED,):
+            pk = row.pk
+            transaction.on_commit(lambda: _enqueue_process(pk))
+    return row, created
+
+
+def _enqueue_process(pk: int) -> None:
+    from django_q.tasks import async_task
+
+    try:
+        async_task("billing_console.tasks.webhook_event_process", pk)
+    except Exception:  # the row is stored; the retry cron applies it if the queue is unreachable
+        log.exception("could not enqueue webhook event %s", pk)
+
+
+# --- Processing ---------------------------------------------------------------------------------
+def _backoff(attempts: int) -> timedelta:
+    return min(timedelta(seconds=BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+def _error_text(exc: BaseException) -> str:
+    return redact(f"{type(exc).__name__}: {exc}")[:2000]
+
+
+def _djstripe_sync(event: dict) -> str:
+    """Mirror the event into dj-stripe's tables in a savepoint. Returns a warning ('' when fine):
+    one object dj-stripe cannot parse must not block the console's own receivers."""
+    if not settings.STRIPE_DJSTRIPE_SYNC:
+        return ""
+    from djstripe.models import Event as DjstripeEvent
+
+    try:
+        with transaction.atomic():
+            DjstripeEvent.process(data=event)
+    except Exception as exc:
+        log.warning("dj-stripe could not sync %s %s: %s", event.get("type"), event.get("id"), type(exc).__name__,
+                    extra={"event": "djstripe_sync_failed", "stripe_event": event.get("id")})
+        return DJSTRIPE_WARNING + _error_text(exc)
+    return ""
+
+
+def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> str:
+    """Apply one stored event. Returns "processed", "failed" or "skipped" (someone else has it, or it is
+    done / not due). `force` (replay) also takes failed-not-due and processed events."""
+    now = timezone.now()
+    claimable = (Q(status=WebhookEvent.Status.RECEIVED)
+                 | Q(status=WebhookEvent.Status.FAILED, next_attempt_at__lte=now)
+                 | Q(status=WebhookEvent.Status.PROCESSING, next_attempt_at__lte=now))
+    if force:
+        claimable |= Q(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.PROCESSED])
+    claimed = WebhookEvent.objects.filter(claimable, pk=webhook_event_id).update(
+        status=WebhookEvent.Status.PROCESSING, next_attempt_at=now + PROCESSING_LEASE)
+    if not claimed:
+        return "skipped"
+    row = WebhookEvent.objects.get(pk=webhook_event_id)
+    event = row.payload
+    try:
+        with transaction.atomic():
+            warning = _djstripe_sync(event)
+            ran = event_bus.dispatch(event)
+            WebhookEvent.objects.filter(pk=row.pk).update(
+                status=WebhookEvent.Status.PROCESSED, processed_at=timezone.now(), attempts=F("attempts") + 1,
+                last_error=warning, next_attempt_at=None)
+    except Exception as exc:
+        attempts = row.attempts + 1
+        retry_at = now + _backoff(attempts) if attempts < settings.STRIPE_EVENT_MAX_ATTEMPTS else None
+        WebhookEvent.objects.filter(pk=row.pk).update(
+            status=WebhookEvent.Status.FAILED, attempts=attempts, last_error=_error_text(exc), next_attempt_at=retry_at)
+        log.warning("stripe event %s (%s) failed, attempt %s: %s", row.stripe_id, row.type, attempts, _error_text(exc),
+                    exc_info=True, extra={"event": "webhook_failed", "stripe_event": row.stripe_id,
+                                          "stripe_type": row.type, "attempts": attempts})
+        return "failed"
+    log.info("stripe event %s (%s) processed by %s receiver(s)", row.stripe_id, row.type, ran,
+             extra={"event": "webhook_processed", "stripe_event": row.stripe_id, "stripe_type": row.type})
+    return "processed"
+
+
+def webhook_events_retry_due(*, limit: int = 500) -> dict:
+    """The retry cron: failed events whose backoff is over, claims whose worker died, and events whose
+    enqueue was lost; oldest Stripe time first."""
+    now = timezone.now()
+    due = (WebhookEvent.objects
+           .filter(Q(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.PROCESSING], next_attempt_at__lte=now)
+                   | Q(status=WebhookEvent.Status.RECEIVED, received_at__lte=now - NOT_ENQUEUED_AFTER))
+           .order_by("stripe_created", "pk").values_list("pk", flat=True)[:limit])
+    counts = {"processed": 0, "failed": 0, "skipped": 0}
+    for pk in list(due):
+        counts[webhook_event_process(webhook_event_id=pk)] += 1
+    return counts
+
+
+def webhook_events_replay(*, events: QuerySet | list[WebhookEvent], actor_type: str, actor: str = "") -> dict:
+    """Re-run processing for these events through the same path (admin action, replay_events)."""
+    counts = {"processed": 0, "failed": 0, "skipped": 0}
+    for row in sorted(events, key=lambda r: (r.stripe_created, r.pk)):
+        with transaction.atomic():
+            audit_log(actor_type=actor_type, actor=actor, action="webhook_event.replayed", target=row,
+                      data={"stripe_id": row.stripe_id, "status_before": row.status})
+        counts[webhook_event_process(webhook_event_id=row.pk, force=True)] += 1
+    return counts
+
+
+def webhook_events_selector(*, failed_only: bool = False, stripe_ids: list[str] | None = None,
+                            since: datetime | None = None) -> QuerySet:
+    qs = WebhookEvent.objects.all()
+    if failed_only:
+        qs = qs.filter(status=WebhookEvent.Status.FAILED)
+    if stripe_ids:
+        qs = qs.filter(stripe_id__in=stripe_ids)
+    if since:
+        qs = qs.filter(stripe_created__gte=since)
+    return qs.order_by("stripe_created", "pk")

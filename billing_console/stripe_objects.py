@@ -1,0 +1,150 @@
+"""Read Stripe objects (plain dicts) the same way whatever API shape they come in.
+
+The console pins STRIPE_API_VERSION (2026-05-27.dahlia): a subscription's period lives on its
+items, an invoice names its subscription under `parent.subscription_details`. Older shapes (the
+top-level fields) are read as a fallback so replayed or legacy events still work. Every app reads
+Stripe objects through these helpers instead of guessing paths.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone as dt_timezone
+
+# Where the console's checkout token travels (metadata of the session and of the subscription).
+CHECKOUT_TOKEN_KEY = "checkout_token"
+PLAN_KEY = "plan"
+
+
+def obj_id(value) -> str:
+    """The id of a field that may be an id string or an expanded object."""
+    if isinstance(value, dict):
+        return value.get("id") or ""
+    return value or ""
+
+
+def to_datetime(timestamp) -> datetime | None:
+    if timestamp in (None, "", 0):
+        return None
+    return datetime.fromtimestamp(int(timestamp), tz=dt_timezone.utc)
+
+
+def event_object(event: dict) -> dict:
+    return (event.get("data") or {}).get("object") or {}
+
+
+def event_created(event: dict) -> datetime | None:
+    return to_datetime(event.get("created"))
+
+
+def metadata(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+# --- Subscriptions ------------------------------------------------------------------------------
+def subscription_items(sub: dict) -> list[dict]:
+    return ((sub.get("items") or {}).get("data")) or []
+
+
+def subscription_period_end(sub: dict) -> datetime | None:
+    """Current period end: the latest of the items' (current API), else the top-level field (older API)."""
+    ends = [item.get("current_period_end") for item in subscription_items(sub) if item.get("current_period_end")]
+    if ends:
+        return to_datetime(max(ends))
+    return to_datetime(sub.get("current_period_end"))
+
+
+def subscription_period_start(sub: dict) -> datetime | None:
+    starts = [item.get("current_period_start") for item in subscription_items(sub) if item.get("current_period_start")]
+    if starts:
+        return to_datetime(min(starts))
+    return to_datetime(sub.get("current_period_start"))
+
+
+def subscription_price_id(sub: dict) -> str:
+    for item in subscription_items(sub):
+        price = item.get("price") or item.get("plan")
+        if price:
+            return obj_id(price)
+    return obj_id(sub.get("plan"))
+
+
+def subscription_customer_id(sub: dict) -> str:
+    return obj_id(sub.get("customer"))
+
+
+def subscription_cancel_at_period_end(sub: dict) -> bool:
+    """Scheduled to end: the flag, or (current API) a `cancel_at` set on a still-running subscription."""
+    if sub.get("cancel_at_period_end"):
+        return True
+    return bool(sub.get("cancel_at")) and sub.get("status") not in ("canceled", "incomplete_expired")
+
+
+def subscription_state_time(sub: dict, event_created: datetime | None = None) -> datetime | None:
+    """When this subscription state was true, for the watermark: the event's time, or (for a
+    re-read) the newest of the object's own timestamps."""
+    if event_created:
+        return event_created
+    stamps = [sub.get(k) for k in ("created", "canceled_at", "ended_at", "current_period_start")]
+    stamps += [item.get("current_period_start") for item in subscription_items(sub)]
+    stamps = [int(s) for s in stamps if s]
+    return to_datetime(max(stamps)) if stamps else None
+
+
+def checkout_token(obj: dict) -> str:
+    """The console's checkout token on a session (metadata, then client_reference_id) or a subscription."""
+    return metadata(obj).get(CHECKOUT_TOKEN_KEY) or (obj.get("client_reference_id") or "")
+
+
+# --- Checkout sessions --------------------------------------------------------------------------
+def session_email(session: dict) -> str:
+    details = session.get("customer_details") or {}
+    return (details.get("email") or session.get("customer_email") or "").strip().lower()
+
+
+def session_name(session: dict) -> str:
+    return ((session.get("customer_details") or {}).get("name") or "").strip()
+
+
+# --- Invoices -----------------------------------------------------------------------------------
+def invoice_subscription_id(invoice: dict) -> str:
+    """`parent.subscription_details.subscription` (current API), else `subscription` (older)."""
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    if details.get("subscription"):
+        return obj_id(details["subscription"])
+    sub = obj_id(invoice.get("subscription"))
+    if sub:
+        return sub
+    for line in ((invoice.get("lines") or {}).get("data")) or []:
+        line_parent = (line.get("parent") or {}).get("subscription_item_details") or {}
+        if line_parent.get("subscription"):
+            return obj_id(line_parent["subscription"])
+        if line.get("subscription"):
+            return obj_id(line["subscription"])
+    return ""
+
+
+def invoice_customer_id(invoice: dict) -> str:
+    return obj_id(invoice.get("customer"))
+
+
+def invoice_period(invoice: dict) -> tuple[datetime | None, datetime | None]:
+    """The service period billed: from the lines (current API), else the invoice's own fields."""
+    lines = ((invoice.get("lines") or {}).get("data")) or []
+    starts = [(line.get("period") or {}).get("start") for line in lines]
+    ends = [(line.get("period") or {}).get("end") for line in lines]
+    starts, ends = [s for s in starts if s], [e for e in ends if e]
+    if starts and ends:
+        return to_datetime(min(starts)), to_datetime(max(ends))
+    return to_datetime(invoice.get("period_start")), to_datetime(invoice.get("period_end"))
+
+
+# --- Events -------------------------------------------------------------------------------------
+def event_object_id(event: dict) -> str:
+    return obj_id(event_object(event).get("id"))
+
+
+def event_customer_id(event: dict) -> str:
+    obj = event_object(event)
+    if obj.get("object") == "customer":
+        return obj.get("id") or ""
+    return obj_id(obj.get("customer"))

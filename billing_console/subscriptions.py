@@ -1,0 +1,245 @@
+"""Customers and their subscription, as Stripe says they are.
+
+The Stripe receivers, "resync from Stripe" and later rebuild/reconcile all apply Stripe's objects
+through these functions, so there is one rule for what may change:
+- a customer is found by subscription id, then Stripe customer id, then the checkout token the
+  console put in the subscription's metadata, then email;
+- a subscription state is applied only if it is not older than the customer's watermark
+  (`subscription_state_at`, the Stripe time of the newest state applied); a canceled subscription
+  never comes back for the same id, and at equal times a period end never moves backwards;
+- cancellation moves access to canceled through `customer_set_access_state`; a return from
+  past_due to active does not unlock anything (dunning does that on invoice.paid).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing_console import stripe_gateway
+from billing_console import stripe_objects as so
+from billing_console.models import AuditEvent, CheckoutAttempt, Customer
+from billing_console.selectors import ENDED_STATUSES, plan_for_price
+from billing_console.services import audit_log, customer_set_access_state
+
+log = logging.getLogger("billing_console.stripe")
+
+STRIPE = AuditEvent.ActorType.STRIPE
+SUBSCRIPTION_FIELDS = ("subscription_id", "subscription_status", "plan", "price_id", "current_period_end",
+                       "cancel_at_period_end")
+
+
+# --- Finding and linking customers ------------------------------------------------------------------
+def customer_link_stripe(*, stripe_customer_id: str, email: str, name: str = "", actor_type: str = STRIPE,
+                         actor: str = "") -> Customer:
+    """The console customer for a Stripe customer: found by its cus_ id, else by email (and linked),
+    else created. Safe under concurrent calls for the same email."""
+    email = (email or "").strip().lower()
+    with transaction.atomic():
+        customer = None
+        if stripe_customer_id:
+            customer = Customer.objects.select_for_update().filter(stripe_customer_id=stripe_customer_id).first()
+        if customer is None and email:
+            customer = Customer.objects.select_for_update().filter(email__iexact=email).first()
+        if customer is None:
+            if not email:
+                raise ValueError("A customer needs an email: Stripe sent none and none is known for this checkout.")
+            try:
+                with transaction.atomic():
+                    customer = Customer.objects.create(email=email, name=name[:200],
+                                                       stripe_customer_id=stripe_customer_id or None)
+            except IntegrityError:
+                # Another worker created the same email a moment ago: link that row instead.
+                customer = Customer.objects.select_for_update().get(email__iexact=email)
+            else:
+                audit_log(actor_type=actor_type, actor=actor, action="customer.created", target=customer,
+                          data={"stripe_customer": stripe_customer_id})
+                return customer
+        changed = []
+        if stripe_customer_id and customer.stripe_customer_id != stripe_customer_id:
+            if customer.stripe_customer_id:
+                # A second Stripe customer for the same person (e.g. a new checkout): follow the newest.
+                log.info("customer %s moves from %s to %s", customer.pk, customer.stripe_customer_id, stripe_customer_id)
+            customer.stripe_customer_id = stripe_customer_id
+            changed.append("stripe_customer")
+        if name and not customer.name:
+            customer.name = name[:200]
+            changed.append("name")
+        if changed:
+            customer.save(update_fields=[*changed, "updated_at"])
+            audit_log(actor_type=actor_type, actor=actor, action="customer.linked_to_stripe", target=customer,
+                      data={"stripe_customer": stripe_customer_id, "fields": changed})
+    return customer
+
+
+def customer_for_subscription(subscription: dict, *, create: bool = True) -> Customer | None:
+    """The console customer a Stripe subscription belongs to; created from the checkout attempt or the
+    Stripe customer when none exists yet (a subscription event may arrive before its checkout event)."""
+    sub_id = subscription.get("id") or ""
+    stripe_customer_id = so.subscription_customer_id(subscription)
+    customer = None
+    if sub_id:
+        customer = Customer.objects.filter(subscription_id=sub_id).first()
+    if customer is None and stripe_customer_id:
+        customer = Customer.objects.filter(stripe_customer_id=stripe_customer_id).first()
+    if customer is not None or not create:
+        return customer
+    token = so.checkout_token(subscription)
+    attempt = CheckoutAttempt.objects.filter(token=token).first() if token else None
+    if attempt is not None and attempt.customer_id:
+        return customer_link_stripe(stripe_customer_id=stripe_customer_id, email=attempt.customer.email)
+    email, name = (attempt.recovery_email if attempt else ""), ""
+    if not email and stripe_customer_id:
+        stripe_customer = stripe_gateway.customer_retrieve(stripe_customer_id)
+        email, name = stripe_customer.get("email") or "", stripe_customer.get("name") or ""
+    if not email:
+        log.warning("subscription %s has no customer email; not linked", sub_id)
+        return None
+    return customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email, name=name)
+
+
+# --- Applying a subscription state ------------------------------------------------------------------
+def _state_is_newer(customer: Customer, subscription: dict, state_at: datetime | None) -> tuple[bool, str]:
+    """(apply?, why not). state_at None means a fresh re-read from Stripe: always current."""
+    incoming_status = subscription.get("status") or ""
+    watermark = customer.subscription_state_at
+    if customer.subscription_id and customer.subscription_id != subscription.get("id"):
+        incoming_live = incoming_status not in ENDED_STATUSES
+        current_live = customer.subscription_status not in ENDED_STATUSES
+        if current_live and not incoming_live:
+            return False, "an ended subscription does not replace the customer's live one"
+        if incoming_live and not current_live:
+            return True, ""
+    if state_at is None or watermark is None:
+        return True, ""
+    if state_at < watermark:
+        return False, "older than the state already applied"
+    if customer.subscription_id == subscription.get("id"):
+        if customer.subscription_status in ENDED_STATUSES and incoming_status not in ENDED_STATUSES:
+            return False, "a canceled subscription does not come back"
+        period_end = so.subscription_period_end(subscription)
+        if state_at == watermark and period_end and customer.current_period_end and period_end < customer.current_period_end:
+            return False, "same moment, earlier period"
+    return True, ""
+
+
+def customer_apply_subscription(*, customer: Customer, subscription: dict, state_at: datetime | None,
+                                actor_type: str = STRIPE, actor: str = "", force: bool = False) -> tuple[Customer, bool]:
+    """Make the customer's subscription fields match `subscription` (a Stripe object as of `state_at`;
+    None = just re-read). Returns (customer, applied). Older states are ignored unless `force`."""
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        if not force:
+            newer, why = _state_is_newer(customer, subscription, state_at)
+            if not newer:
+                log.info("subscription %s state at %s ignored for customer %s: %s", subscription.get("id"),
+                         state_at, customer.pk, why)
+                return customer, False
+        status = subscription.get("status") or ""
+        price_id = so.subscription_price_id(subscription)
+        replaced = customer.subscription_id and customer.subscription_id != subscription.get("id")
+        wanted = {
+            "subscription_id": subscription.get("id") or "",
+            "subscription_status": status,
+            "price_id": price_id or customer.price_id,
+            "plan": plan_for_price(price_id) or so.metadata(subscription).get(so.PLAN_KEY, "") or customer.plan,
+            "current_period_end": so.subscription_period_end(subscription),
+            "cancel_at_period_end": so.subscription_cancel_at_period_end(subscription),
+        }
+        changes = {k: [str(getattr(customer, k) or ""), str(v or "")] for k, v in wanted.items() if getattr(customer, k) != v}
+        for key, value in wanted.items():
+            setattr(customer, key, value)
+        if state_at and (customer.subscription_state_at is None or state_at > customer.subscription_state_at):
+            customer.subscription_state_at = state_at
+        elif state_at is None and customer.subscription_state_at is None:
+            customer.subscription_state_at = so.subscription_state_time(subscription)
+        customer.save(update_fields=[*SUBSCRIPTION_FIELDS, "subscription_state_at", "updated_at"])
+        if changes:
+            audit_log(actor_type=actor_type, actor=actor, action="customer.subscription_changed", target=customer,
+                      data={"subscription": wanted["subscription_id"], "changes": changes})
+        if status in ENDED_STATUSES:
+            customer_set_access_state(customer=customer, state=Customer.AccessState.CANCELED, actor_type=actor_type,
+                                      actor=actor, reason=f"subscription {status}")
+        elif customer.access_state == Customer.AccessState.CANCELED and (replaced or "subscription_status" in changes):
+            # A new (or revived) paid subscription gives access back; dunning locks are not touched here.
+            customer_set_access_state(customer=customer, state=Customer.AccessState.ACTIVE, actor_type=actor_type,
+                                      actor=actor, reason=f"subscription {status}")
+        customer.refresh_from_db()
+    return customer, True
+
+
+def subscription_event_apply(*, subscription: dict, state_at: datetime | None) -> Customer | None:
+    """customer.subscription.* : find (or create) the customer, then apply with the watermark."""
+    customer = customer_for_subscription(subscription)
+    if customer is None:
+        return None
+    customer, _ = customer_apply_subscription(customer=customer, subscription=subscription, state_at=state_at,
+                                              actor="webhook")
+    return customer
+
+
+def customer_stripe_update_apply(*, stripe_customer: dict) -> Customer | None:
+    """customer.updated: keep email and name as Stripe has them. Events may be reordered, so when they
+    differ from ours the customer is re-read from Stripe and the current values win."""
+    customer = Customer.objects.filter(stripe_customer_id=stripe_customer.get("id") or "").first()
+    if customer is None or stripe_customer.get("deleted"):
+        return customer
+    email = (stripe_customer.get("email") or "").strip().lower()
+    name = (stripe_customer.get("name") or "").strip()
+    if (not email or email == customer.email) and (not name or name == customer.name):
+        return customer
+    current = stripe_gateway.customer_retrieve(stripe_customer["id"])
+    return customer_apply_stripe_customer(customer=customer, stripe_customer=current)
+
+
+def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict, actor_type: str = STRIPE,
+                                   actor: str = "") -> Customer:
+    email = (stripe_customer.get("email") or "").strip().lower()
+    name = (stripe_customer.get("name") or "").strip()[:200]
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        changes = {}
+        if email and email != customer.email:
+            if Customer.objects.filter(email__iexact=email).exclude(pk=customer.pk).exists():
+                log.warning("customer %s: Stripe email belongs to another customer; email kept", customer.pk)
+                audit_log(actor_type=actor_type, actor=actor, action="customer.email_conflict", target=customer,
+                          data={"stripe_customer": stripe_customer.get("id")})
+            else:
+                changes["email"] = [customer.email, email]
+                customer.email = email
+        if name and name != customer.name:
+            changes["name"] = [customer.name, name]
+            customer.name = name
+        if changes:
+            customer.save(update_fields=["email", "name", "updated_at"])
+            audit_log(actor_type=actor_type, actor=actor, action="customer.updated_from_stripe", target=customer,
+                      data={"changes": changes})
+    return customer
+
+
+# --- Resync ---------------------------------------------------------------------------------------
+def customer_resync(*, customer: Customer, actor_type: str, actor: str = "") -> Customer:
+    """Re-read the customer and their subscription from Stripe and apply them as current (support's
+    "resync from Stripe"; reconciliation's fix). Raises StripeGatewayError when Stripe cannot answer."""
+    subscription = None
+    if customer.subscription_id:
+        subscription = stripe_gateway.subscription_retrieve(customer.subscription_id)
+    if customer.stripe_customer_id:
+        stripe_customer = stripe_gateway.customer_retrieve(customer.stripe_customer_id)
+        if not stripe_customer.get("deleted"):
+            customer = customer_apply_stripe_customer(customer=customer, stripe_customer=stripe_customer,
+                                                      actor_type=actor_type, actor=actor)
+        if subscription is None or subscription.get("status") in ENDED_STATUSES:
+            # The newest live subscription of this Stripe customer, if there is one.
+            live = next(iter(stripe_gateway.subscriptions_list({"customer": customer.stripe_customer_id})), None)
+            subscription = live or subscription
+    if subscription is not None:
+        customer, _ = customer_apply_subscription(customer=customer, subscription=subscription, state_at=None,
+                                                  actor_type=actor_type, actor=actor, force=True)
+    with transaction.atomic():
+        audit_log(actor_type=actor_type, actor=actor, action="customer.resynced", target=customer,
+                  data={"subscription": customer.subscription_id, "status": customer.subscription_status,
+                        "at": timezone.now().isoformat()})
+    return customer

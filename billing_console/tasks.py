@@ -1,0 +1,21 @@
+"""django-q2 entry points of the core: take ids, call one service."""
+from billing_console import checkout, stripe_events
+from billing_console.services import cron_guard
+
+
+def webhook_event_process(webhook_event_id: int) -> str:
+    return stripe_events.webhook_event_process(webhook_event_id=webhook_event_id)
+
+
+def stripe_events_retry() -> None:
+    with cron_guard("stripe_events_retry") as run:
+        if run is not None:
+            run.counts = stripe_events.webhook_events_retry_due()
+
+
+def checkout_follow_up_send(attempt_id: str) -> str:
+    return checkout.checkout_follow_up_send(attempt_id=attempt_id)
+
+
+def customer_manage_link_send(customer_id: int, reason: str = "") -> str:
+    return checkout.customer_manage_link_send(customer_id=customer_id, reason=reason)
