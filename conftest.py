@@ -5,7 +5,7 @@ TEST_MASTER_KEY = "test-master-key-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
-def _console_settings(settings, tmp_path):
+def _console_settings(settings, tmp_path, monkeypatch):
     """Every test starts from a known, offline configuration (no real service, no real secret)."""
     settings.CLOUD_MASTER_KEY = TEST_MASTER_KEY
     settings.CLOUD_MASTER_KEY_PREVIOUS = []
@@ -13,6 +13,9 @@ def _console_settings(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    # django-q2 reads Q_CLUSTER once at import: the flag itself must be patched for async_task to run inline.
+    from django_q.conf import Conf
+    monkeypatch.setattr(Conf, "SYNC", True)
     settings.STRIPE_SECRET_KEY = ""
     settings.STRIPE_WEBHOOK_SECRET = ""
     settings.OPS_SECRET = ""

@@ -1,0 +1,119 @@
+"""The webhook view: only genuine, recent, readable Stripe events are stored, once per event id."""
+import json
+import time
+
+import pytest
+
+from billing_console.models import WebhookEvent
+from sandbox.stripe import sign_payload
+from tests.billing.conftest import WEBHOOK_SECRET, WEBHOOK_URL
+
+pytestmark = pytest.mark.django_db
+
+
+def an_event(event_id="evt_test_0001", event_type="product.created", **obj):
+    return {"id": event_id, "object": "event", "type": event_type, "created": int(time.time()), "livemode": False,
+            "api_version": "2026-05-27.dahlia", "data": {"object": {"id": "prod_1", "object": "product", **obj}}}
+
+
+def test_signed_unknown_event_is_stored_and_marked_processed(stripe_settings, post_event):
+    response = post_event(an_event())
+    assert response.status_code == 200 and response.json() == {"received": True, "duplicate": False}
+    row = WebhookEvent.objects.get()
+    assert (row.stripe_id, row.type, row.object_id, row.status) == ("evt_test_0001", "product.created", "prod_1",
+                                                                     WebhookEvent.Status.PROCESSED)
+    assert row.attempts == 1 and row.last_error == ""
+
+
+def test_duplicate_delivery_counts_a_delivery_and_answers_200(stripe_settings, post_event):
+    post_event(an_event())
+    response = post_event(an_event())
+    assert response.status_code == 200 and response.json()["duplicate"] is True
+    row = WebhookEvent.objects.get()
+    assert row.deliveries == 2 and row.attempts == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"HTTP_STRIPE_SIGNATURE": "garbage"},
+    {"HTTP_STRIPE_SIGNATURE": "t=123"},
+    {"HTTP_STRIPE_SIGNATURE": "t=notanumber,v1=abc"},
+])
+def test_missing_or_malformed_signature_is_400_and_stores_nothing(stripe_settings, post_event, headers):
+    response = post_event(an_event(), headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "WEBHOOK_REJECTED"
+    assert not WebhookEvent.objects.exists()
+
+
+def test_wrong_secret_is_400_and_stores_nothing(stripe_settings, post_event):
+    response = post_event(an_event(), secret="whsec_someoneElsesSecret000000")
+    assert response.status_code == 400 and "signature does not match" in response.json()["error"]["message"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_body_changed_after_signing_is_400(stripe_settings, client):
+    body = json.dumps(an_event()).encode()
+    signature = sign_payload(body, WEBHOOK_SECRET)
+    tampered = body.replace(b"product.created", b"product.deleted")
+    response = client.post(WEBHOOK_URL, data=tampered, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_timestamp_outside_tolerance_is_400(stripe_settings, post_event):
+    stale = int(time.time()) - stripe_settings.STRIPE_WEBHOOK_TOLERANCE - 60
+    response = post_event(an_event(), timestamp=stale)
+    assert response.status_code == 400 and "tolerance" in response.json()["error"]["message"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_one_matching_signature_among_several_is_accepted(stripe_settings, client, django_capture_on_commit_callbacks):
+    """During a secret roll Stripe signs with the old and the new secret: any v1 that matches is enough."""
+    body = json.dumps(an_event()).encode()
+    now = int(time.time())
+    good = sign_payload(body, WEBHOOK_SECRET, now).split("v1=")[1]
+    other = sign_payload(body, "whsec_previousSecret00000000000", now).split("v1=")[1]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(WEBHOOK_URL, data=body, content_type="application/json",
+                               HTTP_STRIPE_SIGNATURE=f"t={now},v1={other},v1={good}")
+    assert response.status_code == 200
+    assert WebhookEvent.objects.count() == 1
+
+
+def test_huge_body_is_413_before_anything_else(stripe_settings, client):
+    stripe_settings.STRIPE_WEBHOOK_MAX_BYTES = 1024
+    body = json.dumps(an_event(padding="x" * 2048)).encode()
+    response = client.post(WEBHOOK_URL, data=body, content_type="application/json",
+                           HTTP_STRIPE_SIGNATURE=sign_payload(body, WEBHOOK_SECRET))
+    assert response.status_code == 413
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", json.dumps({"id": "evt_1", "object": "charge"}).encode(),
+                                  json.dumps({"object": "event", "id": "nope", "type": "x", "data": {}}).encode()])
+def test_signed_body_that_is_not_an_event_is_400(stripe_settings, post_event, body):
+    assert post_event(body).status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_no_webhook_secret_configured_answers_503_so_stripe_retries(stripe_settings, post_event):
+    stripe_settings.STRIPE_WEBHOOK_SECRET = ""
+    response = post_event(an_event())
+    assert response.status_code == 503
+    assert not WebhookEvent.objects.exists()
+
+
+def test_get_is_not_allowed(client):
+    assert client.get(WEBHOOK_URL).status_code == 405
+
+
+def test_database_failure_answers_503(stripe_settings, post_event, monkeypatch):
+    from django.db import DatabaseError
+
+    def broken(self, *args, **kwargs):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(WebhookEvent, "save", broken)
+    response = post_event(an_event())
+    assert response.status_code == 503 and response.json()["error"]["code"] == "STORE_FAILED"
