@@ -75,8 +75,8 @@ def customer_link_stripe(*, stripe_customer_id: str, email: str, name: str = "",
 
 
 def customer_for_subscription(subscription: dict, *, create: bool = True) -> Customer | None:
-    """The console customer a Stripe subscription belongs to; created from the checkout attempt or the
-    Stripe customer when none exists yet (a subscription event may arrive before its checkout event)."""
+    """The console customer a Stripe subscription belongs to; created from the checkout attempt named in
+    its metadata when none exists yet (a subscription event may arrive before its checkout event)."""
     sub_id = subscription.get("id") or ""
     stripe_customer_id = so.subscription_customer_id(subscription)
     customer = None
@@ -90,14 +90,12 @@ def customer_for_subscription(subscription: dict, *, create: bool = True) -> Cus
     attempt = CheckoutAttempt.objects.filter(token=token).first() if token else None
     if attempt is not None and attempt.customer_id:
         return customer_link_stripe(stripe_customer_id=stripe_customer_id, email=attempt.customer.email)
-    email, name = (attempt.recovery_email if attempt else ""), ""
-    if not email and stripe_customer_id:
-        stripe_customer = stripe_gateway.customer_retrieve(stripe_customer_id)
-        email, name = stripe_customer.get("email") or "", stripe_customer.get("name") or ""
-    if not email:
-        log.warning("subscription %s has no customer email; not linked", sub_id)
+    if attempt is None:
+        # Not from the console's checkout and no customer known: checkout.session.completed (or a
+        # resync / rebuild) creates the customer; this event has nothing to attach to yet.
+        log.info("subscription %s: no console customer for %s yet", sub_id, stripe_customer_id)
         return None
-    return customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email, name=name)
+    return customer_link_stripe(stripe_customer_id=stripe_customer_id, email=attempt.recovery_email)
 
 
 # --- Applying a subscription state ------------------------------------------------------------------
@@ -106,11 +104,11 @@ def _state_is_newer(customer: Customer, subscription: dict, state_at: datetime |
     incoming_status = subscription.get("status") or ""
     watermark = customer.subscription_state_at
     if customer.subscription_id and customer.subscription_id != subscription.get("id"):
-        incoming_live = incoming_status not in ENDED_STATUSES
-        current_live = customer.subscription_status not in ENDED_STATUSES
-        if current_live and not incoming_live:
-            return False, "an ended subscription does not replace the customer's live one"
-        if incoming_live and not current_live:
+        # One subscription per customer: another one takes over only once the current one has ended
+        # (a second live subscription would otherwise flip the customer back and forth).
+        if customer.subscription_status not in ENDED_STATUSES:
+            return False, "the customer's current subscription is still live"
+        if incoming_status not in ENDED_STATUSES:
             return True, ""
     if state_at is None or watermark is None:
         return True, ""
