@@ -168,7 +168,9 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None) 
         attempt = _attempt_for_session(session)
         email = so.session_email(session) or (attempt.recovery_email if attempt else "")
         stripe_customer_id = so.obj_id(session.get("customer"))
-        customer = customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email,
+        subscription = session.get("subscription")
+        sub_id = so.obj_id(subscription)
+        customer = customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email, subscription_id=sub_id,
                                         name=so.session_name(session), actor="webhook")
         newly_paid = False
         if attempt is not None and attempt.status != CheckoutAttempt.Status.PAID:
@@ -182,8 +184,6 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None) 
                       data={"from": previous, "session": session.get("id")})
             newly_paid = True
 
-        subscription = session.get("subscription")
-        sub_id = so.obj_id(subscription)
         newly_linked = bool(sub_id) and customer.subscription_id != sub_id
         if newly_linked:
             if not isinstance(subscription, dict):

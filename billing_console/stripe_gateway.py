@@ -170,6 +170,22 @@ def event_retrieve(event_id: str) -> dict:
     return _call("read an event", lambda: client().v1.events.retrieve(event_id))
 
 
+_LISTS = {
+    "invoices": lambda c: c.v1.invoices.list,
+    "subscriptions": lambda c: c.v1.subscriptions.list,
+    "customers": lambda c: c.v1.customers.list,
+    "events": lambda c: c.v1.events.list,
+    "checkout_sessions": lambda c: c.v1.checkout.sessions.list,
+}
+
+
+def list_page(resource: str, params: dict) -> dict:
+    """One page of a Stripe list (`{"data": [...], "has_more": bool}`) for callers that page themselves."""
+    if resource not in _LISTS:
+        raise ValueError(f"Unknown Stripe list {resource!r}; one of {sorted(_LISTS)}.")
+    return _call(f"list {resource.replace('_', ' ')}", lambda: _LISTS[resource](client())(params=dict(params)))
+
+
 def _paginate(action: str, lister: Callable[[dict], Any], params: dict | None) -> Iterator[dict]:
     """Every object of a Stripe list, page by page (100 per page), newest first as Stripe lists them."""
     params = {**(params or {}), "limit": 100}

@@ -32,14 +32,16 @@ SUBSCRIPTION_FIELDS = ("subscription_id", "subscription_status", "plan", "price_
 
 
 # --- Finding and linking customers ------------------------------------------------------------------
-def customer_link_stripe(*, stripe_customer_id: str, email: str, name: str = "", actor_type: str = STRIPE,
-                         actor: str = "") -> Customer:
-    """The console customer for a Stripe customer: found by its cus_ id, else by email (and linked),
-    else created. Safe under concurrent calls for the same email."""
+def customer_link_stripe(*, stripe_customer_id: str, email: str, name: str = "", subscription_id: str = "",
+                         actor_type: str = STRIPE, actor: str = "") -> Customer:
+    """The console customer for a Stripe customer: found by the subscription it already holds, its cus_
+    id, else by email (and linked), else created. Safe under concurrent calls for the same email."""
     email = (email or "").strip().lower()
     with transaction.atomic():
         customer = None
-        if stripe_customer_id:
+        if subscription_id:
+            customer = Customer.objects.select_for_update().filter(subscription_id=subscription_id).first()
+        if customer is None and stripe_customer_id:
             customer = Customer.objects.select_for_update().filter(stripe_customer_id=stripe_customer_id).first()
         if customer is None and email:
             customer = Customer.objects.select_for_update().filter(email__iexact=email).first()
