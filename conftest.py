@@ -7,6 +7,8 @@ TEST_MASTER_KEY = "test-master-key-0123456789abcdef"
 @pytest.fixture(autouse=True)
 def _console_settings(settings, tmp_path, monkeypatch):
     """Every test starts from a known, offline configuration (no real service, no real secret)."""
+    # PBKDF2's deliberate slowness costs ~0.3 s per login in tests; MD5 is fine for throwaway users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CLOUD_MASTER_KEY = TEST_MASTER_KEY
     settings.CLOUD_MASTER_KEY_PREVIOUS = []
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
