@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from billing_console import api, ops, views
+from billing_console import api, console_admin, ops, views
 
 admin.site.site_header = "Billing Console"
 admin.site.site_title = "Billing Console"
@@ -17,5 +17,6 @@ urlpatterns = [
     path("api/license/", include("licensing.urls")),
     path("", include("deployments.urls")),
     path("", include("dunning.urls")),
+    path("admin/search/", admin.site.admin_view(console_admin.search_view), name="console-search"),
     path("admin/", admin.site.urls),
 ]

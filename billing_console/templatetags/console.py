@@ -1,0 +1,35 @@
+"""Template tags of the support console: the front page dashboard and the customer page's summary."""
+from __future__ import annotations
+
+from django import template
+
+from billing_console.dashboard import dashboard_sections
+from billing_console.models import AuditEvent, Customer
+from billing_console.pages.wording import entitlement_words, stripe_dashboard_urls
+from billing_console.selectors import customer_entitlement, plan_settings
+
+register = template.Library()
+
+RECENT_AUDIT_EVENTS = 15
+
+
+@register.simple_tag(takes_context=True)
+def console_dashboard(context):
+    return dashboard_sections(context["request"])
+
+
+@register.simple_tag
+def customer_summary(customer: Customer | None) -> dict | None:
+    """Everything the top of the customer page shows: two queries (the customer is already loaded)."""
+    if customer is None or customer.pk is None:
+        return None
+    ent = customer_entitlement(customer)
+    events = list(AuditEvent.objects.filter(customer=customer).order_by("-at")[:RECENT_AUDIT_EVENTS])
+    return {
+        "entitlement": ent,
+        "words": entitlement_words(ent, cancel_at_period_end=customer.cancel_at_period_end),
+        "plan": plan_settings(customer.plan),
+        "stripe": stripe_dashboard_urls(stripe_customer_id=customer.stripe_customer_id or "",
+                                        subscription_id=customer.subscription_id),
+        "events": events,
+    }
