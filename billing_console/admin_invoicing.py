@@ -75,7 +75,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
     fieldsets = (
         (None, {"fields": ("stripe_id", "number", "customer", "stripe_customer_id", "subscription_id", "status",
                            "hosted_invoice_url", "stripe_created", "state_at")}),
-        ("Amounts (minor units)", {"fields": ("currency", "subtotal", "tax", "total", "amount_due", "amount_paid",
+        ("Amounts (minor units)", {"fields": ("total_display", "currency", "subtotal", "tax", "total", "amount_due", "amount_paid",
                                               "period_start", "period_end")}),
         ("Delivery", {"fields": ("delivery_status", "delivery_attempts", "delivery_error", "next_delivery_at",
                                  "emailed_at", "pdf_link")}),
@@ -246,7 +246,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     def import_view(self, request):
         if not self.has_import_permission(request):
             raise PermissionDenied
-        form = LedgerImportForm(request.POST or None, request.FILES or None)
+        form = LedgerImportForm(request.POST, request.FILES) if request.method == "POST" else LedgerImportForm()
         errors: list[str] = []
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
