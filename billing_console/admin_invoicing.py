@@ -16,7 +16,7 @@ from billing_console.admin import ReadOnlyAdmin, register_customer_inline
 from billing_console.invoicing import invoice_resend, money_format
 from billing_console.models import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.reconciliation import (
-    LEDGER_MAX_BYTES, LedgerImportError, cohort_gate, drift_item_explain, ledger_import,
+    LEDGER_MAX_BYTES, LedgerImportError, cohort_gate, drift_item_explain, drift_item_resync, ledger_import,
 )
 from billing_console.services import actor_of
 
@@ -185,21 +185,38 @@ class DriftItemAdmin(ReadOnlyAdmin):
     search_fields = ("stripe_id", "customer__email", "note")
     list_select_related = ("customer", "run")
     show_full_result_count = False
-    actions = ["mark_explained"]
+    actions = ["resync_from_stripe", "mark_explained"]
     readonly_fields = ("run", "kind", "customer", "stripe_id", "expected", "actual", "delta", "currency",
                        "resolution", "note", "resolved_by", "resolved_at")
 
     def has_resolve_permission(self, request):
         return request.user.has_perm("billing_console.change_driftitem")
 
+    @admin.action(description="Resync from Stripe (re-read the invoice and the customer)", permissions=["resolve"])
+    def resync_from_stripe(self, request, queryset):
+        from billing_console.stripe_gateway import StripeGatewayError
+
+        actor_type, actor = actor_of(request.user)
+        done = 0
+        for item in queryset.filter(resolution=DriftItem.Resolution.OPEN).select_related("customer"):
+            try:
+                drift_item_resync(item=item, actor_type=actor_type, actor=actor)
+                done += 1
+            except (ValueError, StripeGatewayError) as exc:
+                self.message_user(request, f"{item.get_kind_display()} {item.stripe_id}: {exc}", level=messages.WARNING)
+        self.message_user(request, f"{done} drift item(s) resynced from Stripe; the next reconciliation confirms the fix.")
+
     @admin.action(description="Mark explained (with a note)", permissions=["resolve"])
     def mark_explained(self, request, queryset):
         form = ExplainForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
             actor_type, actor = actor_of(request.user)
-            for item in queryset:
+            open_items = list(queryset.filter(resolution=DriftItem.Resolution.OPEN))
+            for item in open_items:
                 drift_item_explain(item=item, note=form.cleaned_data["note"], actor_type=actor_type, actor=actor)
-            self.message_user(request, f"{queryset.count()} drift item(s) marked explained.")
+            skipped = queryset.count() - len(open_items)
+            self.message_user(request, f"{len(open_items)} drift item(s) marked explained"
+                                       + (f"; {skipped} already resolved, left as they were." if skipped else "."))
             return None
         return TemplateResponse(request, "invoices/admin/drift_explain.html", {
             **self.admin_site.each_context(request), "title": "Mark drift items explained", "form": form,

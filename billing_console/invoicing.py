@@ -186,14 +186,19 @@ def invoice_apply_event(*, event: dict) -> Invoice:
         raise InvoiceShapeError(f"Malformed event: missing {exc}.") from exc
     if at is None:
         raise InvoiceShapeError("The event has no created time.")
+    return invoice_apply_stripe(obj=obj, at=at, event_type=event.get("type", ""), event_id=event.get("id", ""))
+
+
+def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: str = "", force: bool = False) -> Invoice:
+    """Apply Stripe's invoice object as of `at`. `force` (a resync: Stripe's current answer) skips the
+    watermark check."""
     fields = invoice_fields_from_stripe(obj)
-    event_type = event.get("type", "")
     with transaction.atomic():
         invoice, created = Invoice.objects.select_for_update().get_or_create(
             stripe_id=fields["stripe_id"],
             defaults={"stripe_customer_id": fields["stripe_customer_id"], "currency": fields["currency"]},
         )
-        applied = created or _is_newer(invoice, fields["status"], at)
+        applied = created or force or _is_newer(invoice, fields["status"], at)
         update = ["updated_at"]
         if applied:
             for name, value in fields.items():
@@ -210,10 +215,23 @@ def invoice_apply_event(*, event: dict) -> Invoice:
             invoice.next_delivery_at = timezone.now()
             update.append("next_delivery_at")
         invoice.save(update_fields=update if not created else None)
-        invoice_event_record(invoice, "webhook_received", event_type=event_type, idempotency_key=event.get("id", ""),
-                             applied=applied, status=invoice.status)
+        invoice_event_record(invoice, "resynced" if force else "webhook_received", event_type=event_type,
+                             idempotency_key=event_id, applied=applied, status=invoice.status)
         if queue:
             _enqueue_delivery(invoice.pk)
+    return invoice
+
+
+def invoice_resync(*, stripe_id: str, actor_type: str, actor: str = "") -> Invoice:
+    """Re-read one invoice from Stripe and apply it as current (support's fix for invoice drift).
+    Raises the gateway's error when Stripe cannot answer (e.g. no such invoice)."""
+    from billing_console import stripe_gateway
+
+    obj = stripe_gateway.invoice_retrieve(stripe_id)
+    invoice = invoice_apply_stripe(obj=obj, at=timezone.now(), event_type="resync", force=True)
+    with transaction.atomic():
+        audit_log(actor_type=actor_type, actor=actor, action="invoice.resynced", target=invoice, customer=invoice.customer,
+                  data={"status": invoice.status, "total": invoice.total, "currency": invoice.currency})
     return invoice
 
 

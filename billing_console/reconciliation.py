@@ -91,11 +91,28 @@ class PagedStripeView:
         return paginate(lambda p: self.fetch("subscriptions", p), params)
 
 
-def default_stripe_view() -> StripeView:
-    """Stripe's view through the console's gateway (the one module that talks to Stripe)."""
-    from billing_console import stripe_gateway
+class GatewayStripeView:
+    """Stripe's view through the console's gateway (the one module that talks to Stripe; it pages
+    with `starting_after`, 100 a page, exactly like `paginate`)."""
 
-    return PagedStripeView(stripe_gateway.list_page)
+    def invoices(self, *, customer: str | None = None, created_gte: int | None = None) -> Iterator[dict]:
+        from billing_console import stripe_gateway
+
+        params: dict = {}
+        if customer:
+            params["customer"] = customer
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        return stripe_gateway.invoices_list(params)
+
+    def subscriptions(self, *, customer: str | None = None) -> Iterator[dict]:
+        from billing_console import stripe_gateway
+
+        return stripe_gateway.subscriptions_list({"status": "all", **({"customer": customer} if customer else {})})
+
+
+def default_stripe_view() -> StripeView:
+    return GatewayStripeView()
 
 
 # --- Scope ------------------------------------------------------------------------------------
@@ -518,3 +535,40 @@ class _LedgerTarget:
 
     class _meta:
         label_lower = "billing_console.ledgerentry"
+
+
+# --- Resync (the other way to resolve drift) --------------------------------------------------
+INVOICE_KINDS = {DriftItem.Kind.INVOICE_TOTAL, DriftItem.Kind.INVOICE_STATUS, DriftItem.Kind.INVOICE_MISSING}
+
+
+def drift_item_resync(*, item: DriftItem, actor_type: str, actor: str = "") -> DriftItem:
+    """Re-read what the item is about from Stripe and apply it (the invoice, and the customer with
+    their subscription), then mark it resynced. The next run shows whether the difference is gone.
+    Raises ValueError when Stripe cannot settle it, or the gateway's error when Stripe cannot answer."""
+    from billing_console.invoicing import invoice_resync
+    from billing_console.subscriptions import customer_resync
+
+    if item.resolution != DriftItem.Resolution.OPEN:
+        return item
+    if item.kind == DriftItem.Kind.LEDGER_TOTAL:
+        raise ValueError("A legacy ledger difference cannot be fixed from Stripe: correct and re-import the ledger, "
+                         "or mark it explained.")
+    customer = item.customer
+    if item.kind in INVOICE_KINDS and item.stripe_id.startswith("in_"):
+        customer = invoice_resync(stripe_id=item.stripe_id, actor_type=actor_type, actor=actor).customer or customer
+    elif customer is None:
+        raise ValueError(f"No console customer for {item.stripe_id or 'this item'}: there is nothing to resync; "
+                         "mark it explained once handled.")
+    if customer is not None:
+        customer_resync(customer=customer, actor_type=actor_type, actor=actor)
+    with transaction.atomic():
+        item = DriftItem.objects.select_for_update().get(pk=item.pk)
+        if item.resolution != DriftItem.Resolution.OPEN:
+            return item
+        item.resolution = DriftItem.Resolution.RESYNCED
+        item.resolved_by = actor[:150]
+        item.resolved_at = timezone.now()
+        item.save(update_fields=["resolution", "resolved_by", "resolved_at"])
+        audit_log(actor_type=actor_type, actor=actor, action="drift_item.resynced", target=item,
+                  customer=item.customer, data={"kind": item.kind, "stripe_id": item.stripe_id})
+    return item

@@ -149,3 +149,21 @@ def test_draft_invoice_cannot_be_resent(customer):
     with pytest.raises(ValueError, match="not finalized"):
         invoice_resend(invoice=invoice, actor_type="admin", actor="support1")
     assert not AuditEvent.objects.exists() and len(mail.outbox) == 0
+
+
+def test_customer_text_is_escaped_and_the_renderer_fetches_nothing(deliver_events, invoice_settings):
+    CustomerFactory(email="eve@example.com", name='<img src="http://127.0.0.1:9/x.png">Eve', stripe_customer_id="cus_eve")
+    obj = stripe_invoice(customer="cus_eve", number="EVE-1",
+                         lines=[('<link rel="stylesheet" href="file:///etc/passwd">Pro', 100)])
+    with mock.patch("billing_console.invoicing._refuse_fetch", side_effect=AssertionError("fetched")) as fetch:
+        deliver_events(stripe_event("invoice.finalized", obj))
+    assert not fetch.called
+    invoice = Invoice.objects.get()
+    assert invoice.delivery_status == Invoice.Delivery.SENT
+    assert '<img src="http://127.0.0.1:9/x.png">Eve' in pdf_text(invoice.pdf_path)  # shown as text, not loaded
+
+
+def test_invoice_ids_cannot_escape_the_storage_folder(deliver_events, invoice_settings):
+    obj = stripe_invoice(id="in_../../etc/x", customer="cus_../..", customer_email="z@example.com")
+    deliver_events(stripe_event("invoice.finalized", obj))
+    assert Invoice.objects.get().pdf_path == "invoices/cus______/in_______etc_x.pdf"
