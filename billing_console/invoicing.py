@@ -6,6 +6,7 @@ and retries with bounded backoff. Every step leaves an InvoiceEvent and one stru
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -227,7 +228,8 @@ def invoice_resync(*, stripe_id: str, actor_type: str, actor: str = "") -> Invoi
     Raises the gateway's error when Stripe cannot answer (e.g. no such invoice)."""
     from billing_console import stripe_gateway
 
-    obj = stripe_gateway.invoice_retrieve(stripe_id)
+    # stripe-python hands *_decimal fields back as Decimal; the stored copy is plain JSON like an event's.
+    obj = json.loads(json.dumps(stripe_gateway.invoice_retrieve(stripe_id), default=str))
     invoice = invoice_apply_stripe(obj=obj, at=timezone.now(), event_type="resync", force=True)
     with transaction.atomic():
         audit_log(actor_type=actor_type, actor=actor, action="invoice.resynced", target=invoice, customer=invoice.customer,
