@@ -91,28 +91,12 @@ class PagedStripeView:
         return paginate(lambda p: self.fetch("subscriptions", p), params)
 
 
-class GatewayStripeView:
-    """Stripe's view through the console's gateway (the one module that talks to Stripe; it pages
-    with `starting_after`, 100 a page, exactly like `paginate`)."""
-
-    def invoices(self, *, customer: str | None = None, created_gte: int | None = None) -> Iterator[dict]:
-        from billing_console import stripe_gateway
-
-        params: dict = {}
-        if customer:
-            params["customer"] = customer
-        if created_gte is not None:
-            params["created"] = {"gte": created_gte}
-        return stripe_gateway.invoices_list(params)
-
-    def subscriptions(self, *, customer: str | None = None) -> Iterator[dict]:
-        from billing_console import stripe_gateway
-
-        return stripe_gateway.subscriptions_list({"status": "all", **({"customer": customer} if customer else {})})
-
-
 def default_stripe_view() -> StripeView:
-    return GatewayStripeView()
+    """Stripe's view through the console's gateway (the one module that talks to Stripe), one page
+    per call, through the same paginated reader the benchmark's recorded pages go through."""
+    from billing_console import stripe_gateway
+
+    return PagedStripeView(stripe_gateway.list_page)
 
 
 # --- Scope ------------------------------------------------------------------------------------

@@ -1,15 +1,7 @@
 import pytest
 from django.db import transaction
-from django_q.conf import Conf
 
 from billing_console import events
-
-
-@pytest.fixture(autouse=True)
-def _tasks_run_inline(monkeypatch):
-    # django-q2 reads Q_CLUSTER["sync"] once at import (Conf.SYNC), so the root conftest's settings
-    # override alone does not make async_task run inline.
-    monkeypatch.setattr(Conf, "SYNC", True)
 
 
 @pytest.fixture(autouse=True)
