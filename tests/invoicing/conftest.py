@@ -4,12 +4,6 @@ from django.db import transaction
 from billing_console import events
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # admin_client and staff users hash a password; the default hasher costs a second per user on 2 cores.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def deliver_events(django_capture_on_commit_callbacks):
     """Apply Stripe events the way the Stripe worker does: one transaction per event, receivers via
