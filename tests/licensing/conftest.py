@@ -15,6 +15,12 @@ def new_signing_key() -> tuple[str, str]:
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """admin_user hashes a password; PBKDF2's real cost is seconds per test on a busy 2-core machine."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Rate-limit counters live in the (locmem) cache: every test starts with none."""
     cache.clear()

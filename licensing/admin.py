@@ -1,0 +1,174 @@
+"""Support console for licences and devices. Every action calls one service (audited there) and
+reports counts. Neither a key nor its hash is ever shown: support sees and searches the prefix,
+and can paste a whole key into the search box to find its licence by hash.
+"""
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+
+from billing_console.admin import register_customer_inline
+from billing_console.services import actor_of
+from licensing import services
+from licensing.keys import key_hash, key_normalize
+from licensing.models import DeviceActivation, License
+
+ACTIVE_DEVICES = Count("activations", filter=Q(activations__deactivated_at__isnull=True), distinct=True)
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class DeviceActivationInline(ReadOnlyInline):
+    model = DeviceActivation
+    fields = readonly_fields = ("device_id", "name", "platform", "activated_at", "last_checked_at", "deactivated_at")
+
+
+class LicenseCustomerInline(ReadOnlyInline):
+    """The customer page's licence section."""
+
+    model = License
+    fields = readonly_fields = ("key_prefix", "plan", "status", "active_devices", "max_devices", "key_delivery",
+                                "needs_reissue", "issued_at", "reissued_at")
+    verbose_name_plural = "Licences"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(active_device_count=ACTIVE_DEVICES)
+
+    @admin.display(description="Active devices")
+    def active_devices(self, obj):
+        return obj.active_device_count
+
+
+register_customer_inline(LicenseCustomerInline)
+
+
+def _each(modeladmin, request, queryset, service, done: str, **kwargs) -> None:
+    """Run one service per selected row; report how many changed and every refusal."""
+    actor_type, actor = actor_of(request.user)
+    changed = 0
+    for obj in queryset:
+        try:
+            result = service(actor_type=actor_type, actor=actor, **{modeladmin.service_arg: obj}, **kwargs)
+        except services.LicenseError as exc:
+            modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
+            continue
+        changed += result if isinstance(result, int) else 1
+    modeladmin.message_user(request, f"{changed} {done}")
+
+
+@admin.register(License)
+class LicenseAdmin(admin.ModelAdmin):
+    service_arg = "license"
+    list_display = ("key_prefix", "customer_email", "plan", "status", "active_devices", "max_devices", "key_delivery",
+                    "needs_reissue", "issued_at")
+    list_filter = ("status", "plan", "needs_reissue", "key_delivery")
+    search_fields = ("key_prefix", "customer__email", "subscription_id", "activations__device_id")
+    search_help_text = "Key prefix (BCL-XXXXX), a whole key, customer email, subscription id or device id."
+    list_select_related = ("customer",)
+    show_full_result_count = False
+    fields = readonly_fields = ("customer", "subscription_id", "key_prefix", "plan", "max_devices", "offline_grace_days",
+                                "status", "status_reason", "key_delivery", "key_generation", "needs_reissue",
+                                "issued_at", "reissued_at", "updated_at")
+    inlines = [DeviceActivationInline]
+    actions = ["suspend", "unsuspend", "revoke", "reissue_key", "reset_activations"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(active_device_count=ACTIVE_DEVICES)
+
+    def get_search_results(self, request, queryset, search_term):
+        normalized = key_normalize(search_term)
+        if normalized:  # a whole key pasted in: find it by its hash, never by storing or showing it
+            return queryset.filter(key_hash=key_hash(normalized)), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def has_add_permission(self, request):
+        return False  # licences come from paid subscriptions
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Customer", ordering="customer__email")
+    def customer_email(self, obj):
+        return obj.customer.email
+
+    @admin.display(description="Active devices", ordering="active_device_count")
+    def active_devices(self, obj):
+        return obj.active_device_count
+
+    @admin.action(description="Suspend selected licences", permissions=["change"])
+    def suspend(self, request, queryset):
+        _each(self, request, queryset, services.license_suspend, "licence(s) suspended", reason="support action")
+
+    @admin.action(description="Unsuspend selected licences", permissions=["change"])
+    def unsuspend(self, request, queryset):
+        _each(self, request, queryset, services.license_unsuspend, "licence(s) unsuspended", reason="support action")
+
+    @admin.action(description="Revoke selected licences (permanent)", permissions=["change"])
+    def revoke(self, request, queryset):
+        _each(self, request, queryset, services.license_revoke, "licence(s) revoked", reason="support action")
+
+    @admin.action(description="Reset device activations", permissions=["change"])
+    def reset_activations(self, request, queryset):
+        _each(self, request, queryset, services.license_reset_activations, "device(s) deactivated")
+
+    @admin.action(description="Reissue key (old key stops working; new key emailed)", permissions=["change"])
+    def reissue_key(self, request, queryset):
+        actor_type, actor = actor_of(request.user)
+        done = 0
+        for lic in queryset.select_related("customer"):
+            try:
+                lic, key = services.license_reissue_key(license=lic, actor_type=actor_type, actor=actor)
+            except services.LicenseError as exc:
+                self.message_user(request, f"{lic}: {exc}", messages.ERROR)
+                continue
+            done += 1
+            # Shown once, here; it is emailed to the customer and never stored.
+            self.message_user(request, f"New key for {lic.customer.email}: {key} (shown once; emailed to the customer)",
+                              messages.WARNING)
+        self.message_user(request, f"{done} key(s) reissued")
+
+
+@admin.register(DeviceActivation)
+class DeviceActivationAdmin(admin.ModelAdmin):
+    service_arg = "activation"
+    list_display = ("device_id", "name", "platform", "license_prefix", "customer_email", "is_active", "activated_at",
+                    "last_checked_at", "deactivated_at")
+    list_filter = (("deactivated_at", admin.EmptyFieldListFilter), "platform")
+    search_fields = ("device_id", "name", "license__key_prefix", "license__customer__email")
+    search_help_text = "Device id, device name, key prefix (BCL-XXXXX) or customer email."
+    list_select_related = ("license__customer",)
+    show_full_result_count = False
+    fields = readonly_fields = ("license", "device_id", "name", "platform", "activated_at", "last_checked_at",
+                                "deactivated_at")
+    actions = ["revoke_device"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Licence", ordering="license__key_prefix")
+    def license_prefix(self, obj):
+        return obj.license.key_prefix
+
+    @admin.display(description="Customer", ordering="license__customer__email")
+    def customer_email(self, obj):
+        return obj.license.customer.email
+
+    @admin.display(description="Active", boolean=True)
+    def is_active(self, obj):
+        return obj.is_active
+
+    @admin.action(description="Revoke selected devices (frees the seat)", permissions=["change"])
+    def revoke_device(self, request, queryset):
+        _each(self, request, queryset.filter(deactivated_at__isnull=True), services.device_activation_revoke,
+              "device(s) revoked")
