@@ -55,39 +55,52 @@ def unauthorized() -> ApiError:
     return ApiError(401, *UNAUTHORIZED, headers={"WWW-Authenticate": 'Bearer realm="license"'})
 
 
+class Limiter:
+    """The request's rate-limit check, made once: the view adds the key's bucket when it knows the key,
+    and a request that fails before that (bad input, bad token) is still counted for its address."""
+
+    def __init__(self, request):
+        self.address = ratelimit.client_address(request)
+        self.checked = False
+
+    def check(self, key: str | None = None) -> None:
+        self.checked = True
+        limits = [(ratelimit.bucket("addr", self.address), settings.LICENSE_RATE_LIMIT_PER_ADDRESS)]
+        if key is not None:
+            limits.append((ratelimit.bucket("key", key), settings.LICENSE_RATE_LIMIT_PER_KEY))
+        wait = ratelimit.hit(limits, window=settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS)
+        if wait:
+            raise ApiError(429, "RATE_LIMITED", f"Too many requests; retry in {wait} seconds.",
+                           headers={"Retry-After": str(wait)}, retryAfter=wait)
+
+
 def api_view(*methods: str):
     def decorate(view):
         @csrf_exempt
         @wraps(view)
         def wrapper(request, *args, **kwargs):
+            limiter = request.limiter = Limiter(request)
             try:
                 if request.method not in methods:
                     raise ApiError(405, "METHOD_NOT_ALLOWED", f"Use {' or '.join(methods)}.",
                                    headers={"Allow": ", ".join(methods)})
-                _limit("addr", ratelimit.client_address(request), settings.LICENSE_RATE_LIMIT_PER_ADDRESS)
                 response = view(request, *args, **kwargs)
             except ApiError as exc:
                 response = exc.response()
             except SigningUnavailable as exc:
                 log.error("licence API unavailable: %s", exc, extra={"event": "license_signing_unavailable"})
                 response = ApiError(503, "SIGNING_UNAVAILABLE", str(exc)).response()
+            if not limiter.checked:
+                try:
+                    limiter.check()
+                except ApiError as exc:
+                    response = exc.response()
             response["Cache-Control"] = response.get("Cache-Control", "no-store")
             return response
 
         return wrapper
 
     return decorate
-
-
-def _limit(kind: str, value: str, limit: int) -> None:
-    wait = ratelimit.hit(ratelimit.bucket(kind, value), limit=limit, window=settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS)
-    if wait:
-        raise ApiError(429, "RATE_LIMITED", f"Too many requests; retry in {wait} seconds.",
-                       headers={"Retry-After": str(wait)}, retryAfter=wait)
-
-
-def _limit_key(value: str) -> None:
-    _limit("key", value, settings.LICENSE_RATE_LIMIT_PER_KEY)
 
 
 # --- Input ----------------------------------------------------------------------------------
@@ -149,7 +162,7 @@ def _bearer(request) -> str | None:
     return token.strip()
 
 
-def _token_activation(token: str, device_id: str | None):
+def _token_activation(token: str, device_id: str | None, limiter: Limiter):
     """The activation a device token speaks for (with licence and customer), or 401."""
     try:
         claims = token_verify(token, device_id=device_id)
@@ -159,7 +172,7 @@ def _token_activation(token: str, device_id: str | None):
     license_id, token_device = claims.get("license"), claims.get("device")
     if not isinstance(license_id, int) or not isinstance(token_device, str):
         raise unauthorized()
-    _limit_key(f"license:{license_id}")
+    limiter.check(f"license:{license_id}")
     activation = activation_with_license(license_id=license_id, device_id=token_device)
     # A reissued key retires the tokens minted under the old one.
     if activation is None or activation.license.key_generation != claims.get("gen"):
@@ -211,7 +224,7 @@ def activate(request):
     key = _key(data.get("key"))
     device_id = _device_id(data.get("device_id"))
     name, platform = _text(data, "name", 200), _text(data, "platform", 64)
-    _limit_key(f"key:{key}")
+    request.limiter.check(f"key:{key}")
     signing_key()  # refuse before writing anything when tokens cannot be signed
     lic = license_by_key(key)
     if lic is None:
@@ -232,11 +245,11 @@ def deactivate(request):
     device_id = _device_id(data.get("device_id"))
     token = _bearer(request)
     if token:
-        activation = _token_activation(token, device_id)
+        activation = _token_activation(token, device_id, request.limiter)
         lic = activation.license
     else:
         key = _key(data.get("key"))
-        _limit_key(f"key:{key}")
+        request.limiter.check(f"key:{key}")
         lic = license_by_key(key)
         if lic is None:
             raise not_found()
@@ -256,12 +269,13 @@ def status(request):
     token = _bearer(request)
     if token:
         device_id = request.GET.get("device_id")
-        activation = _token_activation(token, _device_id(device_id) if device_id is not None else None)
+        activation = _token_activation(token, _device_id(device_id) if device_id is not None else None,
+                                       request.limiter)
         lic = activation.license
     else:
         key = _key(request.headers.get("X-License-Key"))
         device_id = _device_id(request.GET.get("device_id"))
-        _limit_key(f"key:{key}")
+        request.limiter.check(f"key:{key}")
         lic = license_by_key(key)
         if lic is None:
             raise not_found()
@@ -276,6 +290,7 @@ def status(request):
 
 @api_view("GET")
 def public_key(request):
+    request.limiter.check()
     keys = verify_keys()
     if not keys:
         raise SigningUnavailable("No licence verification key is configured on this server (LICENSE_SIGNING_KEY).")

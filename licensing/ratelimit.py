@@ -1,6 +1,8 @@
 """Fixed-window rate limits in Django's cache (the database or Redis: shared by every worker).
 
-Buckets are named by a hash, never by a licence key in clear.
+All the buckets of one request are counted in one call, which on Redis is one pipelined round
+trip (INCR + EXPIRE per bucket) instead of Django's add/exists/incr per bucket: the limiter runs on
+every licence call, so its cost is the API's. Buckets are named by a hash, never by a key in clear.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import math
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 
 log = logging.getLogger("licensing")
 
@@ -29,25 +32,50 @@ def bucket(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
 
 
-def hit(name: str, *, limit: int, window: int) -> int:
-    """Count one request in `name`'s current window; returns seconds to wait (0: allowed).
+def _redis_client(cache: RedisCache):
+    """Django's RedisCache builds a new client object (about 200 callbacks) on every call; keep one per
+    cache instance (one per thread) on the same connection pool."""
+    client = getattr(cache, "_bc_ratelimit_client", None)
+    if client is None:
+        client = cache._bc_ratelimit_client = cache._cache.get_client(write=True)
+    return client
+
+
+def _count(keys: list[str], window: int) -> list[int]:
+    cache = caches["default"]
+    if isinstance(cache, RedisCache):
+        pipe = _redis_client(cache).pipeline(transaction=False)
+        for key in keys:
+            full_key = cache.make_and_validate_key(key)
+            pipe.incr(full_key)
+            pipe.expire(full_key, window + 1)
+        return pipe.execute()[::2]
+    counts = []
+    for key in keys:
+        if cache.add(key, 1, timeout=window + 1):
+            counts.append(1)
+            continue
+        try:
+            counts.append(cache.incr(key))
+        except ValueError:  # the entry expired between add and incr: this request starts it again
+            cache.add(key, 1, timeout=window + 1)
+            counts.append(1)
+    return counts
+
+
+def hit(limits: list[tuple[str, int]], *, window: int) -> int:
+    """Count one request in each (bucket, limit); returns seconds to wait (0: allowed).
 
     Fails open when the cache is unreachable: the licence API must not go down with the cache.
     """
     now = time.time()
     window_no = int(now // window)
-    key = f"bc:rl:{name}:{window_no}"
+    keys = [f"bc:rl:{name}:{window_no}" for name, _ in limits]
     try:
-        if cache.add(key, 1, timeout=window + 1):
-            count = 1
-        else:
-            count = cache.incr(key)
-    except ValueError:  # the window expired between add and incr: this request starts the next one
-        cache.add(key, 1, timeout=window + 1)
-        count = 1
+        counts = _count(keys, window)
     except Exception as exc:
         log.warning("rate limit cache unavailable: %s", type(exc).__name__, extra={"event": "rate_limit_cache_error"})
         return 0
-    if count <= limit:
+    if all(count <= limit for count, (_, limit) in zip(counts, limits)):
         return 0
     return max(1, math.ceil((window_no + 1) * window - now))
