@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import logging
 
+from billing_console import stripe_objects as so
 from billing_console.events import receiver
 from billing_console.models import AuditEvent, Customer
 from licensing.services import license_ensure
 
 log = logging.getLogger("licensing")
-
-
-def _stripe_id(value) -> str:
-    """An id field that may arrive expanded (a dict) or as a bare id."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else ""
 
 
 def _customer_for(subscription_id: str, stripe_customer_id: str) -> Customer | None:
@@ -32,14 +26,14 @@ def _customer_for(subscription_id: str, stripe_customer_id: str) -> Customer | N
 
 @receiver("checkout.session.completed", "customer.subscription.created", "customer.subscription.updated")
 def provision_license(event: dict) -> None:
-    obj = (event.get("data") or {}).get("object") or {}
+    obj = so.event_object(event)
     if obj.get("object") == "checkout.session":
         if obj.get("mode") != "subscription":
             return
-        subscription_id = _stripe_id(obj.get("subscription"))
+        subscription_id = so.obj_id(obj.get("subscription"))
     else:
-        subscription_id = _stripe_id(obj.get("id"))
-    customer = _customer_for(subscription_id, _stripe_id(obj.get("customer")))
+        subscription_id = so.obj_id(obj.get("id"))
+    customer = _customer_for(subscription_id, so.obj_id(obj.get("customer")))
     if customer is None:
         # Nothing to attach a licence to yet; the next event for this subscription provisions it.
         log.info("no customer yet for %s; licence not provisioned by %s", subscription_id or "-", event.get("id"),

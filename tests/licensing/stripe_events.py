@@ -36,15 +36,21 @@ def event(event_type: str, obj: dict) -> dict:
 
 
 def subscription(*, sub_id: str, customer: str = "cus_QXg1o8vcGmoR32", status: str = "active",
-                 price: str = "price_sandbox_pro") -> dict:
+                 price: str = "price_sandbox_pro", period_days: int = 20) -> dict:
+    """A subscription as Stripe sends it now: started ten days ago, renewing in `period_days`."""
+    now = int(time.time())
     obj = copy.deepcopy(_SUBSCRIPTION)
-    obj.update(id=sub_id, customer=customer, status=status)
+    obj.update(id=sub_id, customer=customer, status=status, created=now - 10 * 86400)
     item = obj["items"]["data"][0]
     item["subscription"], item["price"]["id"] = sub_id, price
+    item["current_period_start"], item["current_period_end"] = now - 10 * 86400, now + period_days * 86400
     return obj
 
 
-def checkout_session(*, sub_id: str, customer: str = "cus_QXg1o8vcGmoR32", mode: str = "subscription") -> dict:
+def checkout_session(*, sub_id: str, customer: str = "cus_QXg1o8vcGmoR32", mode: str = "subscription",
+                     email: str = "example@example.com") -> dict:
     obj = copy.deepcopy(_CHECKOUT_SESSION)
-    obj.update(subscription=sub_id if mode == "subscription" else None, customer=customer, mode=mode)
+    obj.update(subscription=sub_id if mode == "subscription" else None, customer=customer, mode=mode,
+               created=int(time.time()) - 60)
+    obj["customer_details"]["email"] = email
     return obj

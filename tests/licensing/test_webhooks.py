@@ -63,17 +63,29 @@ def test_customer_found_by_stripe_customer_id_when_the_session_has_no_subscripti
 
 
 def test_plan_change_follows_the_plan_settings(settings, django_capture_on_commit_callbacks):
+    settings.PLANS = {code: {**plan, "price_id": f"price_sandbox_{code}"} for code, plan in settings.PLANS.items()}
     buyer = customer()
     with django_capture_on_commit_callbacks(execute=True):
         dispatch(completed(buyer.subscription_id))
-    buyer.plan, buyer.price_id = "team", "price_sandbox_team"
-    buyer.save()
+    # The core receiver runs first and moves the customer to the Team plan; ours follows it.
     dispatch(stripe_events.event("customer.subscription.updated",
                                  stripe_events.subscription(sub_id=buyer.subscription_id, price="price_sandbox_team")))
+    buyer.refresh_from_db()
     lic = License.objects.get()
+    assert buyer.plan == "team"
     assert (lic.plan, lic.max_devices, lic.offline_grace_days) == ("team", 10, 14)
     assert AuditEvent.objects.filter(action="license.plan_changed").count() == 1
     assert len(mail.outbox) == 1
+
+
+def test_subscription_created_before_checkout_completed_issues_the_licence(django_capture_on_commit_callbacks):
+    """Events come in any order: whichever arrives first for a known, paid customer provisions."""
+    buyer = customer()
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch(stripe_events.event("customer.subscription.created",
+                                     stripe_events.subscription(sub_id=buyer.subscription_id)))
+        dispatch(completed(buyer.subscription_id))
+    assert License.objects.count() == 1 and len(mail.outbox) == 1
 
 
 @pytest.mark.parametrize("status", ["incomplete", "canceled"])
