@@ -204,3 +204,41 @@ def webhook_events_selector(*, failed_only: bool = False, stripe_ids: list[str] 
     if since:
         qs = qs.filter(stripe_created__gte=since)
     return qs.order_by("stripe_created", "pk")
+
+
+# --- The endpoint row -----------------------------------------------------------------------------
+CONSOLE_ENDPOINT_ID = "we_billing_console"
+
+
+def webhook_endpoint_url() -> str:
+    return f"{settings.SITE_URL}/api/billing/webhook"
+
+
+def webhook_endpoint_setup() -> tuple[object, str]:
+    """Create or update dj-stripe's WebhookEndpoint row for the console's endpoint from
+    STRIPE_WEBHOOK_SECRET and SITE_URL, so nobody has to click it together in the admin.
+    Returns (row, "created" | "updated" | "unchanged"). Idempotent."""
+    from djstripe.models import WebhookEndpoint
+
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        raise ValueError("STRIPE_WEBHOOK_SECRET is not set: copy the endpoint's signing secret (whsec_...) from Stripe.")
+    wanted = {
+        "url": webhook_endpoint_url(), "secret": settings.STRIPE_WEBHOOK_SECRET, "status": "enabled",
+        "enabled_events": ["*"], "api_version": settings.STRIPE_API_VERSION, "livemode": settings.STRIPE_LIVE_MODE,
+        "djstripe_tolerance": settings.STRIPE_WEBHOOK_TOLERANCE,
+    }
+    with transaction.atomic():
+        row = WebhookEndpoint.objects.select_for_update().filter(id=CONSOLE_ENDPOINT_ID).first()
+        if row is None:
+            row = WebhookEndpoint.objects.create(id=CONSOLE_ENDPOINT_ID, created=timezone.now(), metadata={}, **wanted)
+            outcome = "created"
+        elif any(getattr(row, k) != v for k, v in wanted.items()):
+            for key, value in wanted.items():
+                setattr(row, key, value)
+            row.save()
+            outcome = "updated"
+        else:
+            return row, "unchanged"
+        audit_log(actor_type="system", actor="setup_webhook_endpoint", action=f"webhook_endpoint.{outcome}",
+                  target=row, data={"url": row.url})
+    return row, outcome

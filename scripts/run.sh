@@ -82,6 +82,8 @@ echo "Applying database migrations (a new database takes a minute or two: dj-str
 $PY manage.py migrate --noinput
 $PY manage.py createcachetable
 $PY manage.py setup_schedules
+# Record the webhook endpoint (SITE_URL/api/billing/webhook + its signing secret); skipped, with a note, when no secret is set.
+$PY manage.py setup_webhook_endpoint || echo "Webhook endpoint not recorded: set STRIPE_WEBHOOK_SECRET (see README, Stripe)."
 
 $PY manage.py runserver "$HOST:$PORT" --noreload &
 pids+=($!)

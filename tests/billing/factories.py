@@ -6,6 +6,7 @@ from billing_console.models import CheckoutAttempt, WebhookEvent
 class CheckoutAttemptFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CheckoutAttempt
+        skip_postgeneration_save = True
 
     plan = "pro"
     price_id = "price_sandbox_pro"
