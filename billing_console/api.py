@@ -26,8 +26,15 @@ def _error(status: int, code: str, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 def _json_body(request: HttpRequest):
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_JSON_BYTES:
+    if _content_length(request) > MAX_JSON_BYTES:
         raise CheckoutInputError({"body": "Request body too large."})
     try:
         return json.loads(request.body or b"null")
@@ -111,7 +118,7 @@ def portal(request):
 @require_POST
 def webhook(request):
     """Verify, store once, answer. Everything else happens in the worker (billing_console.stripe_events)."""
-    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.STRIPE_WEBHOOK_MAX_BYTES:
+    if _content_length(request) > settings.STRIPE_WEBHOOK_MAX_BYTES:
         return _error(413, "TOO_LARGE", "Webhook body too large.")
     body = request.body
     if len(body) > settings.STRIPE_WEBHOOK_MAX_BYTES:
