@@ -50,3 +50,18 @@ def populate_core() -> dict:
         cron.counts = {"rows": 3}
     audit_log(actor_type="admin", actor="support", action="customer.noted", target=customer, data={"why": "drill"})
     return {"customer": customer, "attempt": attempt}
+
+
+def populate_console() -> dict:
+    """At least one row in every model of every console app (core, licensing, deployments)."""
+    from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
+    from tests.licensing.factories import DeviceActivationFactory, LicenseFactory
+
+    made = populate_core()
+    customer = made["customer"]
+    licence = LicenseFactory(customer=customer, subscription_id=customer.subscription_id)
+    DeviceActivationFactory(license=licence)
+    deployment = DeploymentFactory(customer=customer, api_token="cfTokDrill" + "Z" * 30)
+    BundleReleaseFactory()
+    PublishVersionFactory(deployment=deployment, status="live")
+    return {**made, "license": licence, "deployment": deployment}
