@@ -11,3 +11,9 @@ class DeploymentsConfig(AppConfig):
         from deployments.selectors import cloud_health_section
 
         register_cloud_health(cloud_health_section)
+
+        # rebuild_from_stripe: deployment shells (no token) from what deployment_create kept on Stripe.
+        from billing_console.rebuild import register_rebuilder
+        from deployments.rebuild import rebuild_deployment
+
+        register_rebuilder(rebuild_deployment)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing_console.models import AuditEvent, Customer
+from billing_console.rebuild import remember_on_stripe
 from billing_console.selectors import ENDED_STATUSES, customer_entitlement, plan_settings
 from billing_console.services import audit_log
 from billing_console.vault import VaultError
@@ -117,9 +118,34 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
             deployment.save()
             audit_log(actor_type=actor_type, actor=actor, action="deployment.created", target=deployment, customer=customer,
                       data={"account_id": account_id, "script_name": script_name, "token_last4": deployment.token_last4})
+            # Kept on the Stripe subscription too, so rebuild_from_stripe can restore the shell after data loss.
+            remember_on_stripe(customer=customer, values={STRIPE_ACCOUNT_KEY: account_id, STRIPE_SCRIPT_KEY: script_name})
     except IntegrityError:
         raise ValidationError({"script_name": "This Cloudflare account already has a deployment with that script name."}) from None
     return deployment
+
+
+# --- Rebuild from Stripe (added for billing_console.rebuild; see deployments/rebuild.py) ----------------
+STRIPE_ACCOUNT_KEY = "cf_account_id"
+STRIPE_SCRIPT_KEY = "cf_script_name"
+SHELL_REASON = "Waiting for the Cloudflare API token (deployment restored from Stripe)."
+
+
+def deployment_restore_shell(*, customer: Customer, account_id: str, script_name: str, actor_type: str,
+                             actor: str = "") -> tuple[Deployment, bool]:
+    """A deployment without a token, paused until the customer enters one (rotating the token
+    resumes it). Returns (deployment, created); an existing one for the account and script is kept."""
+    with transaction.atomic():
+        existing = Deployment.objects.select_for_update().filter(account_id=account_id, script_name=script_name).first()
+        if existing is not None:
+            return existing, False
+        deployment = Deployment(customer=customer, account_id=account_id, script_name=script_name, paused=True,
+                                paused_by=PausedBy.MANUAL, paused_reason=SHELL_REASON, paused_at=timezone.now())
+        deployment.status = deployment.derived_status()
+        deployment.save(force_insert=True)
+        audit_log(actor_type=actor_type, actor=actor, action="deployment.restored_shell", target=deployment,
+                  customer=customer, data={"account_id": account_id, "script_name": script_name})
+    return deployment, True
 
 
 def deployment_rotate_token(*, deployment: Deployment, api_token: str, actor_type: str, actor: str = "") -> Deployment:

@@ -58,11 +58,13 @@ def _new_key() -> tuple[str, str, str]:
 
 
 # --- Provisioning ---------------------------------------------------------------------------
-def license_ensure(*, customer: Customer, actor_type: str, actor: str = "") -> License | None:
+def license_ensure(*, customer: Customer, actor_type: str, actor: str = "", rebuilt: bool = False) -> License | None:
     """One licence per entitled subscription, with the plan's device limit and offline grace.
 
     Idempotent: a second call (a duplicate or later event) finds the licence and only follows a
     plan change. Returns None when the customer's current subscription entitles nothing yet.
+    `rebuilt` (rebuild_from_stripe): the new key is not emailed and the licence is flagged
+    needs_reissue, so support reissues it once the customer has been told.
     """
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
@@ -83,10 +85,11 @@ def license_ensure(*, customer: Customer, actor_type: str, actor: str = "") -> L
                 return None
             key, digest, prefix = _new_key()
             lic = License.objects.create(customer=customer, subscription_id=customer.subscription_id,
-                                         key_hash=digest, key_prefix=prefix, **values)
+                                         key_hash=digest, key_prefix=prefix, needs_reissue=rebuilt, **values)
             audit_log(actor_type=actor_type, actor=actor, action="license.issued", target=lic, customer=customer,
-                      data={"key_prefix": prefix, **values})
-            _email_key_on_commit(lic, key, reissued=False)
+                      data={"key_prefix": prefix, "rebuilt": rebuilt, **values})
+            if not rebuilt:
+                _email_key_on_commit(lic, key, reissued=False)
             return lic
         changed = {name: value for name, value in values.items() if getattr(lic, name) != value}
         if not changed:
