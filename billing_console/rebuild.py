@@ -27,7 +27,7 @@ from billing_console import stripe_gateway
 from billing_console import stripe_objects as so
 from billing_console.models import AuditEvent, Customer
 from billing_console.selectors import ENDED_STATUSES
-from billing_console.subscriptions import customer_apply_subscription, customer_for_subscription
+from billing_console.subscriptions import customer_apply_subscription, customer_for_subscription, customer_link_stripe
 
 log = logging.getLogger("billing_console.rebuild")
 
@@ -125,11 +125,9 @@ def _latest_live_per_customer(subscriptions: list[dict]) -> tuple[list[dict], in
     return sorted(live.values(), key=lambda s: (s.get("created") or 0, s.get("id"))), ended
 
 
-def _email_of(subscription: dict) -> str:
+def _stripe_customer_of(subscription: dict) -> dict:
     stripe_customer_id = so.subscription_customer_id(subscription)
-    if not stripe_customer_id:
-        return ""
-    return (stripe_gateway.customer_retrieve(stripe_customer_id).get("email") or "").strip().lower()
+    return stripe_gateway.customer_retrieve(stripe_customer_id) if stripe_customer_id else {}
 
 
 def _rebuild_one(subscription: dict, *, dry_run: bool) -> tuple[CustomerRebuild, Customer | None]:
@@ -137,18 +135,20 @@ def _rebuild_one(subscription: dict, *, dry_run: bool) -> tuple[CustomerRebuild,
     customer = customer_for_subscription(subscription, create=False)
     line = CustomerRebuild(email=customer.email if customer else "", subscription_id=sub_id)
     if customer is None:
-        if dry_run:
-            line.email = _email_of(subscription) or "(no email in Stripe)"
-            line.created.append("customer")
-        else:
-            customer = customer_for_subscription(subscription)
-            if customer is None:
-                line.email = "(no email in Stripe)"
-                line.needs_person.append(f"Stripe customer {so.subscription_customer_id(subscription)} has no email: "
-                                         "add one in Stripe, then run the rebuild again")
-                return line, None
-            line.email = customer.email
-            line.created.append("customer")
+        stripe_customer = _stripe_customer_of(subscription)
+        email = (stripe_customer.get("email") or "").strip().lower()
+        if not email or stripe_customer.get("deleted"):
+            line.email = "(no email in Stripe)"
+            line.needs_person.append(f"Stripe customer {so.subscription_customer_id(subscription) or '-'} has no email: "
+                                     "add one in Stripe, then run the rebuild again")
+            return line, None
+        line.email = email
+        line.created.append("customer")
+        if not dry_run:
+            # Found by cus_ id, else by email (the rebuild may have made it for another subscription), else created.
+            customer = customer_link_stripe(stripe_customer_id=stripe_customer["id"], email=email,
+                                            name=stripe_customer.get("name") or "",
+                                            actor_type=AuditEvent.ActorType.SYSTEM, actor=ACTOR)
     else:
         line.existing.append("customer")
     if not dry_run:
