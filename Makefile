@@ -1,5 +1,6 @@
 # The two commands a new user needs: `make run` and `make test`. Everything else is for developers.
 PY := .venv/bin/python
+SHELL := /bin/bash
 STAMP := .venv/.installed
 
 .PHONY: run test venv migrate check bench soak e2e clean
@@ -14,9 +15,10 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv .venv
-	@$(PY) -m pip install --quiet --upgrade pip
-	@echo "Installing Python packages into .venv ..."
-	@$(PY) -m pip install --quiet -r requirements-dev.txt
+	@echo "Installing Python packages into .venv (first time: a few minutes) ..."
+	@# Filter pip's notes about package mirrors configured on the machine but absent; keep real errors.
+	@set -o pipefail; $(PY) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@set -o pipefail; $(PY) -m pip install --quiet -r requirements-dev.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@touch $(STAMP)
 
 migrate: venv
