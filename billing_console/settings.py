@@ -33,6 +33,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localh
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # The public base URL used in emails (manage links) and Stripe redirect URLs.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# The product's name on the customer pages (pricing, manage, recover).
+SITE_NAME = env.str("SITE_NAME", default="Billing Console")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -180,8 +182,8 @@ STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
 # Mirror each event into dj-stripe's tables (its sync) before the console's receivers run.
 STRIPE_DJSTRIPE_SYNC = env.bool("STRIPE_DJSTRIPE_SYNC", default=True)
 # Where Stripe sends the buyer after Checkout and the Customer Portal ({CHECKOUT_SESSION_ID} is filled by Stripe).
-BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="") or f"{SITE_URL}/?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"
-BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="") or f"{SITE_URL}/?checkout=canceled"
+BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="") or f"{SITE_URL}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
+BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="") or f"{SITE_URL}/checkout/cancel"
 BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or f"{SITE_URL}/"
 # The page an abandoned checkout's follow-up email links back to.
 PRICING_URL = env.str("PRICING_URL", default="") or f"{SITE_URL}/"
@@ -249,6 +251,10 @@ EVOLUTION_INSTANCE = env.str("EVOLUTION_INSTANCE", default="billing")
 # Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.
 OPS_SECRET = _secret("OPS_SECRET")
 MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
+# /recover: requests per window per email address and per client address (429 past them).
+RECOVER_RATE_LIMIT_WINDOW_SECONDS = env.int("RECOVER_RATE_LIMIT_WINDOW_SECONDS", default=3600)
+RECOVER_RATE_LIMIT_PER_EMAIL = env.int("RECOVER_RATE_LIMIT_PER_EMAIL", default=3)
+RECOVER_RATE_LIMIT_PER_CLIENT = env.int("RECOVER_RATE_LIMIT_PER_CLIENT", default=20)
 # A running cron older than this is taken as crashed, so the next start is not blocked forever.
 CRON_STALE_AFTER_MINUTES = env.int("CRON_STALE_AFTER_MINUTES", default=120)
 # Daily backups kept in storage under backups/ (older ones are deleted after each export).

@@ -19,4 +19,5 @@ urlpatterns = [
     path("", include("dunning.urls")),
     path("admin/search/", admin.site.admin_view(console_admin.search_view), name="console-search"),
     path("admin/", admin.site.urls),
+    path("", include("billing_console.pages.urls")),
 ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django import template
+from django.conf import settings
 
 from billing_console.dashboard import dashboard_sections
 from billing_console.models import AuditEvent, Customer
@@ -33,3 +34,8 @@ def customer_summary(customer: Customer | None) -> dict | None:
                                         subscription_id=customer.subscription_id),
         "events": events,
     }
+
+
+@register.simple_tag
+def site_name() -> str:
+    return settings.SITE_NAME

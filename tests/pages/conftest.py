@@ -27,3 +27,18 @@ def admin_client_(client, admin_user):
 def _fast_passwords(settings):
     # PBKDF2 at full strength costs a second per login user on 2 cores; these tests are not about hashing.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# Real stand-ins on port 0, shared with the apps' own tests.
+from tests.billing.conftest import emulator, stripe_settings  # noqa: E402,F401
+from tests.deployments.conftest import bundles, cloudflare  # noqa: E402,F401
+
+
+@pytest.fixture
+def manage_url():
+    from billing_console.manage_links import manage_link_token
+
+    def make(customer, suffix=""):
+        return f"/manage/{manage_link_token(customer)}/{suffix}"
+
+    return make

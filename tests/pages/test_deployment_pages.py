@@ -1,0 +1,136 @@
+import pytest
+
+from billing_console.models import AuditEvent
+from deployments.models import Deployment
+from tests.core.factories import SubscribedCustomerFactory
+from tests.deployments.factories import DeploymentFactory
+
+pytestmark = pytest.mark.django_db
+
+ACCOUNT = "0c1a55e7d3b54f0e9c8a7b6d5e4f3a21"
+GOOD_TOKEN = "cf_good_token_0123456789abcdef"
+
+
+def _prefix(deployment):
+    return f"d{deployment.pk.hex[:8]}"
+
+
+def test_rotating_the_token_verifies_it_with_cloudflare_and_audits_the_customer(client, manage_url, cloudflare):
+    deployment = DeploymentFactory(account_id=ACCOUNT, last_error_code="token_invalid", last_error_message="expired")
+    cloudflare.add_token(GOOD_TOKEN, ACCOUNT)
+    customer = deployment.customer
+    response = client.post(manage_url(customer, f"deployments/{deployment.pk}/token"),
+                           {f"{_prefix(deployment)}-api_token": GOOD_TOKEN})
+    assert response.status_code == 303
+    deployment.refresh_from_db()
+    assert deployment.api_token == GOOD_TOKEN and deployment.token_last4 == GOOD_TOKEN[-4:]
+    assert deployment.last_error_code == ""
+    event = AuditEvent.objects.get(action="deployment.token_rotated")
+    assert (event.actor_type, event.actor) == ("customer", customer.email)
+    assert GOOD_TOKEN not in client.get(manage_url(customer)).content.decode()
+
+
+def test_a_token_cloudflare_rejects_is_not_saved_and_the_error_shows_on_the_field(client, manage_url, cloudflare):
+    deployment = DeploymentFactory(account_id=ACCOUNT)
+    before = deployment.api_token_encrypted
+    cloudflare.add_token("cf_revoked_token_0123456789ab", ACCOUNT, status="revoked")
+    response = client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/token"),
+                           {f"{_prefix(deployment)}-api_token": "cf_revoked_token_0123456789ab"})
+    assert response.status_code == 400
+    assert 'class="field-error"' in response.content.decode()
+    deployment.refresh_from_db()
+    assert deployment.api_token_encrypted == before
+    assert not AuditEvent.objects.filter(action="deployment.token_rotated").exists()
+
+
+def test_a_malformed_token_gets_a_field_error_without_calling_cloudflare(client, manage_url, cloudflare):
+    deployment = DeploymentFactory(account_id=ACCOUNT)
+    response = client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/token"),
+                           {f"{_prefix(deployment)}-api_token": "short"})
+    assert response.status_code == 400
+    assert "Paste the Cloudflare API token" in response.content.decode()
+
+
+def test_an_empty_token_is_a_field_error(client, manage_url, cloudflare):
+    deployment = DeploymentFactory(account_id=ACCOUNT)
+    response = client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/token"), {})
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+
+
+def test_pause_and_resume_from_the_manage_page(client, manage_url):
+    deployment = DeploymentFactory()
+    customer = deployment.customer
+    assert client.post(manage_url(customer, f"deployments/{deployment.pk}/pause")).status_code == 303
+    deployment.refresh_from_db()
+    assert deployment.paused and deployment.status == Deployment.Status.PAUSED
+    body = client.get(manage_url(customer)).content.decode()
+    assert "Updates are paused" in body and "Resume updates" in body
+    assert client.post(manage_url(customer, f"deployments/{deployment.pk}/resume")).status_code == 303
+    deployment.refresh_from_db()
+    assert not deployment.paused
+    actions = list(AuditEvent.objects.filter(actor_type="customer").values_list("action", flat=True).order_by("at"))
+    assert actions == ["deployment.paused", "deployment.resumed"]
+
+
+def test_resume_refused_by_the_service_is_explained(client, manage_url):
+    deployment = DeploymentFactory(paused=True, paused_by=Deployment.PausedBy.AUTH_FAILURES, consecutive_auth_failures=3)
+    response = client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/resume"), follow=True)
+    assert "rotate or verify" in response.content.decode()
+    deployment.refresh_from_db()
+    assert deployment.paused
+
+
+def test_cannot_touch_another_customers_deployment(client, manage_url):
+    mine = SubscribedCustomerFactory()
+    theirs = DeploymentFactory()
+    assert client.post(manage_url(mine, f"deployments/{theirs.pk}/pause")).status_code == 404
+    theirs.refresh_from_db()
+    assert not theirs.paused
+
+
+def test_deploy_page_connects_a_cloudflare_account(client, manage_url, cloudflare, bundles):
+    customer = SubscribedCustomerFactory()
+    cloudflare.add_token(GOOD_TOKEN, ACCOUNT)
+    page = client.get(manage_url(customer, "deploy/"))
+    assert page.status_code == 200 and "Connect your Cloudflare account" in page.content.decode()
+    response = client.post(manage_url(customer, "deploy/"),
+                           {"account_id": ACCOUNT, "script_name": "acme-app", "api_token": GOOD_TOKEN})
+    assert response.status_code == 303
+    deployment = Deployment.objects.get(customer=customer)
+    assert deployment.script_name == "acme-app"
+    assert AuditEvent.objects.get(action="deployment.created").actor_type == "customer"
+    body = client.get(manage_url(customer, "deploy/")).content.decode()
+    assert "Almost there" in body  # set up, waiting for the first push
+
+
+def test_deploy_page_shows_field_errors(client, manage_url, cloudflare, bundles):
+    customer = SubscribedCustomerFactory()
+    response = client.post(manage_url(customer, "deploy/"), {"account_id": "nope", "script_name": "Bad Name!",
+                                                             "api_token": GOOD_TOKEN})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "32 hexadecimal characters" in body and "lowercase letters" in body
+    assert not Deployment.objects.exists()
+
+
+@pytest.mark.parametrize("state,title", [("live", "Live"), ("failed", "Failed")])
+def test_readiness_panel(client, manage_url, bundles, state, title):
+    from deployments.services import release_record
+    from deployments.manifest import manifest_fetch
+
+    release_record(manifest_fetch())
+    kwargs = ({"current_version": "v1.0.0"} if state == "live"
+              else {"last_error_code": "account_suspended", "last_error_message": "Account suspended"})
+    deployment = DeploymentFactory(**kwargs)
+    deployment.status = deployment.derived_status()
+    deployment.save()
+    body = client.get(manage_url(deployment.customer, "deploy/")).content.decode()
+    assert f"readiness-{state}" in body and title in body
+
+
+def test_readiness_failed_when_the_console_is_not_configured(client, manage_url, settings):
+    settings.HELM_BUNDLE_MANIFEST_URL = ""
+    customer = SubscribedCustomerFactory()
+    body = client.get(manage_url(customer, "deploy/")).content.decode()
+    assert "readiness-failed" in body
