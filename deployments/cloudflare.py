@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import secrets
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from django.conf import settings
@@ -102,6 +103,34 @@ def classify(response: httpx.Response) -> CloudflareError:
     return CloudflareError(code, MESSAGES[code] + suffix, status=status, retry_after=_retry_after(response))
 
 
+@dataclass(frozen=True)
+class PreparedUpload:
+    content_type: str
+    body: bytes = field(repr=False)
+
+
+def prepare_upload(module: bytes, *, module_name: str = "worker.mjs", compatibility_date: str | None = None) -> PreparedUpload:
+    """The multipart body Cloudflare expects for a module Worker: a `metadata` JSON part naming the main module,
+    and the module itself as application/javascript+module. Encoded once per release and reused for every
+    deployment (the bytes are the same; encoding per request costs more CPU than the request itself)."""
+    metadata = json.dumps({"main_module": module_name,
+                           "compatibility_date": compatibility_date or settings.DEPLOY_COMPATIBILITY_DATE}).encode()
+    boundary = secrets.token_hex(16)
+    while boundary.encode() in module:  # pragma: no cover - 128 random bits
+        boundary = secrets.token_hex(16)
+    body = b"".join([
+        f"--{boundary}\r\n".encode(),
+        b'Content-Disposition: form-data; name="metadata"\r\nContent-Type: application/json\r\n\r\n',
+        metadata,
+        f"\r\n--{boundary}\r\n".encode(),
+        f'Content-Disposition: form-data; name="{module_name}"; filename="{module_name}"\r\n'.encode(),
+        b"Content-Type: application/javascript+module\r\n\r\n",
+        module,
+        f"\r\n--{boundary}--\r\n".encode(),
+    ])
+    return PreparedUpload(content_type=f"multipart/form-data; boundary={boundary}", body=body)
+
+
 class CloudflareClient:
     """Thread-safe (one httpx.Client with a connection pool); use as a context manager or call close()."""
 
@@ -125,9 +154,10 @@ class CloudflareClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _request(self, method: str, path: str, token: str, **kwargs) -> dict:
+    def _request(self, method: str, path: str, token: str, headers: dict | None = None, **kwargs) -> dict:
         try:
-            response = self._http.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            response = self._http.request(method, path, headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                                          **kwargs)
         except httpx.TimeoutException as exc:
             raise CloudflareError(ErrorCode.NETWORK, MESSAGES[ErrorCode.NETWORK] + f" (timed out: {type(exc).__name__})") from None
         except httpx.TransportError as exc:
@@ -156,17 +186,10 @@ class CloudflareClient:
         if status != "active":
             raise CloudflareError(ErrorCode.TOKEN_INVALID, MESSAGES[ErrorCode.TOKEN_INVALID] + f" (token status {status!r})")
 
-    def upload_script(self, *, account_id: str, script_name: str, token: str, module: bytes,
-                      module_name: str = "worker.mjs", compatibility_date: str | None = None) -> UploadResult:
-        """PUT /accounts/<id>/workers/scripts/<name> as multipart: a `metadata` JSON part naming the main
-        module, and the module itself as application/javascript+module."""
-        metadata = {"main_module": module_name,
-                    "compatibility_date": compatibility_date or settings.DEPLOY_COMPATIBILITY_DATE}
-        files = [
-            ("metadata", (None, json.dumps(metadata).encode(), "application/json")),
-            (module_name, (module_name, module, "application/javascript+module")),
-        ]
-        body = self._request("PUT", f"/accounts/{account_id}/workers/scripts/{script_name}", token, files=files)
+    def upload_script(self, *, account_id: str, script_name: str, token: str, upload: "PreparedUpload") -> UploadResult:
+        """PUT /accounts/<id>/workers/scripts/<name> with a body from `prepare_upload`."""
+        body = self._request("PUT", f"/accounts/{account_id}/workers/scripts/{script_name}", token,
+                             content=upload.body, headers={"Content-Type": upload.content_type})
         result = body.get("result") or {}
         return UploadResult(script_name=result.get("id", script_name), etag=result.get("etag", ""),
                             modified_on=result.get("modified_on", ""))

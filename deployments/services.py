@@ -30,7 +30,7 @@ from billing_console.rebuild import remember_on_stripe
 from billing_console.selectors import ENDED_STATUSES, customer_entitlement, plan_settings
 from billing_console.services import audit_log
 from billing_console.vault import VaultError
-from deployments.cloudflare import CloudflareClient, CloudflareError
+from deployments.cloudflare import CloudflareClient, CloudflareError, PreparedUpload, prepare_upload
 from deployments.manifest import Manifest, ManifestError, bundle_fetch, manifest_fetch
 from deployments.models import AUTH_ERROR_CODES, BundleRelease, Deployment, ErrorCode, PublishVersion
 from deployments.selectors import customer_lock_reason, deployments_due, latest_release
@@ -44,7 +44,7 @@ ACTOR_CRON = AuditEvent.ActorType.CRON
 PausedBy = Deployment.PausedBy
 PV = PublishVersion
 
-CLAIM_BATCH = 500
+CLAIM_BATCH = 200  # small enough that claiming never stalls the uploads in flight for long
 FLUSH_EVERY = 200
 FLUSH_SECONDS = 1.0
 MAX_RATE_LIMIT_ATTEMPTS = 3
@@ -386,13 +386,14 @@ def release_record(manifest: Manifest) -> BundleRelease:
 
 
 class Bundles:
-    """Verified bundle bytes per version for one run (fetched once; a failure is remembered too)."""
+    """Verified bundles per version for one run, as ready-to-send uploads (fetched, checked and encoded once;
+    a failure is remembered too)."""
 
     def __init__(self, manifest: Manifest | None = None):
-        self._data: dict[str, bytes | ManifestError] = {}
+        self._data: dict[str, PreparedUpload | ManifestError] = {}
         self._manifest = manifest  # a dry run reads the manifest's release without recording it
 
-    def get(self, version: str) -> bytes:
+    def get(self, version: str) -> PreparedUpload:
         if version not in self._data:
             try:
                 if self._manifest is not None and self._manifest.version == version:
@@ -401,7 +402,8 @@ class Bundles:
                     release = BundleRelease.objects.filter(version=version).first()
                 if release is None:
                     raise ManifestError(f"Release {version} has never been named by the manifest.")
-                self._data[version] = bundle_fetch(version=version, bundle_url=release.bundle_url, sha256=release.sha256)
+                self._data[version] = prepare_upload(
+                    bundle_fetch(version=version, bundle_url=release.bundle_url, sha256=release.sha256))
             except ManifestError as exc:
                 self._data[version] = exc
         value = self._data[version]
@@ -432,7 +434,7 @@ class _Job:
     script_name: str
     version: str
     trigger: str
-    module: bytes = field(repr=False)
+    upload: PreparedUpload = field(repr=False)
     token: str = field(repr=False)
 
 
@@ -563,7 +565,7 @@ def _prepare(publish_ids: list[int], bundles: Bundles, outcomes: list[_Outcome])
         d = p.deployment
         outcome = _Outcome(p.pk, d.pk, p.version, p.trigger)
         try:
-            module = bundles.get(p.version)
+            upload = bundles.get(p.version)
         except ManifestError as exc:
             outcome.error = CloudflareError(ErrorCode.BUNDLE_UNAVAILABLE, str(exc))
             outcomes.append(outcome)
@@ -577,7 +579,7 @@ def _prepare(publish_ids: list[int], bundles: Bundles, outcomes: list[_Outcome])
                                             "The stored Cloudflare token cannot be read; rotate the token.")
             outcomes.append(outcome)
             continue
-        jobs.append(_Job(p.pk, d.pk, p.number, d.account_id, d.script_name, p.version, p.trigger, module, token))
+        jobs.append(_Job(p.pk, d.pk, p.number, d.account_id, d.script_name, p.version, p.trigger, upload, token))
     PV.objects.filter(pk__in=[j.publish_id for j in jobs], status=PV.Status.BUILDING).update(status=PV.Status.DEPLOYING)
     return jobs
 
@@ -586,7 +588,7 @@ def _push_one(client: CloudflareClient, job: _Job) -> CloudflareError | None:
     """Runs in a pool thread: HTTP only, no database. A short Retry-After is waited out and retried."""
     for attempt in range(1, MAX_RATE_LIMIT_ATTEMPTS + 1):
         try:
-            client.upload_script(account_id=job.account_id, script_name=job.script_name, token=job.token, module=job.module)
+            client.upload_script(account_id=job.account_id, script_name=job.script_name, token=job.token, upload=job.upload)
             return None
         except CloudflareError as exc:
             retry_after = exc.retry_after
@@ -607,21 +609,27 @@ def _run_publishes(batches: Iterator[list[int]], *, bundles: Bundles, client: Cl
     exhausted = False
     last_flush = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
+
+        def submit():
+            while ready and len(in_flight) < concurrency:
+                job = ready.popleft()
+                in_flight[pool.submit(_push_one, client, job)] = job
+
         while True:
+            if in_flight:
+                done, _ = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = in_flight.pop(future)
+                    outcomes.append(_Outcome(job.publish_id, job.deployment_id, job.version, job.trigger, future.result()))
+            submit()
+            # Claim more only when the queue runs low, and only after the pool is full again.
             while not exhausted and len(ready) < concurrency:
                 batch = next(batches, None)
                 if batch is None:
                     exhausted = True
                 else:
                     ready.extend(_prepare(batch, bundles, outcomes))
-            while ready and len(in_flight) < concurrency:
-                job = ready.popleft()
-                in_flight[pool.submit(_push_one, client, job)] = job
-            if in_flight:
-                done, _ = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = in_flight.pop(future)
-                    outcomes.append(_Outcome(job.publish_id, job.deployment_id, job.version, job.trigger, future.result()))
+                    submit()
             finished = exhausted and not ready and not in_flight
             if outcomes and (finished or len(outcomes) >= FLUSH_EVERY or time.monotonic() - last_flush >= FLUSH_SECONDS):
                 _record(outcomes, report)

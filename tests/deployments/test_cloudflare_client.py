@@ -1,7 +1,7 @@
 import httpx
 import pytest
 
-from deployments.cloudflare import CloudflareClient, CloudflareError, classify
+from deployments.cloudflare import CloudflareClient, CloudflareError, classify, prepare_upload
 from deployments.models import ErrorCode
 from sandbox._faults import DROP
 
@@ -17,7 +17,7 @@ def client(cloudflare):
 
 
 def upload(client, **overrides):
-    args = {"account_id": ACCOUNT, "script_name": "helm", "token": TOKEN, "module": b"export default {}"}
+    args = {"account_id": ACCOUNT, "script_name": "helm", "token": TOKEN, "upload": prepare_upload(b"export default {}")}
     return client.upload_script(**{**args, **overrides})
 
 
