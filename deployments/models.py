@@ -40,6 +40,7 @@ class Deployment(models.Model):
         MANUAL = "manual", "Manual (support or customer)"
         AUTO_LOCK = "auto_lock", "Automatic (customer locked or canceled)"
         AUTH_FAILURES = "auth_failures", "Automatic (token rejected repeatedly)"
+        NO_TOKEN = "no_token", "Waiting for an API token (restored deployment)"
 
     # UUID primary key: the vault binds the row id into the token's ciphertext, so it must exist first.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -88,6 +89,11 @@ class Deployment(models.Model):
     @property
     def stopped_for_auth(self) -> bool:
         return self.paused and self.paused_by == self.PausedBy.AUTH_FAILURES
+
+    @property
+    def waits_for_token(self) -> bool:
+        """Paused until a (new) token is stored: a token stop, or a shell restored without one."""
+        return self.paused and self.paused_by in (self.PausedBy.AUTH_FAILURES, self.PausedBy.NO_TOKEN)
 
     def derived_status(self) -> str:
         """Status follows from the pause and the last error; a token stop counts as errored (it needs a person)."""

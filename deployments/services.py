@@ -140,7 +140,7 @@ def deployment_restore_shell(*, customer: Customer, account_id: str, script_name
         if existing is not None:
             return existing, False
         deployment = Deployment(customer=customer, account_id=account_id, script_name=script_name, paused=True,
-                                paused_by=PausedBy.MANUAL, paused_reason=SHELL_REASON, paused_at=timezone.now())
+                                paused_by=PausedBy.NO_TOKEN, paused_reason=SHELL_REASON, paused_at=timezone.now())
         deployment.status = deployment.derived_status()
         deployment.save(force_insert=True)
         audit_log(actor_type=actor_type, actor=actor, action="deployment.restored_shell", target=deployment,
@@ -170,7 +170,7 @@ def _clear_errors(d: Deployment) -> None:
     d.last_error_code, d.last_error_message, d.last_error_at = "", "", None
     d.consecutive_failures = d.consecutive_auth_failures = 0
     d.next_attempt_at = None
-    if d.stopped_for_auth:
+    if d.waits_for_token:
         d.paused, d.paused_by, d.paused_reason, d.paused_at = False, PausedBy.NONE, "", None
 
 
@@ -236,6 +236,8 @@ def deployment_resume(*, deployment: Deployment, actor_type: str, actor: str = "
         if d.paused_by == PausedBy.AUTH_FAILURES:
             raise ValidationError(f"Stopped after {d.consecutive_auth_failures} token rejections: rotate or verify "
                                   "the Cloudflare token to resume.")
+        if d.paused_by == PausedBy.NO_TOKEN:
+            raise ValidationError("No Cloudflare token is stored yet: rotating the token resumes it.")
         lock = customer_lock_reason(d.customer)
         if d.paused_by == PausedBy.AUTO_LOCK and lock:
             if by == PausedBy.AUTO_LOCK:

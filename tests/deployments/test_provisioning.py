@@ -129,3 +129,16 @@ def test_verify_token_records_a_rejection(cloudflare, make_deployment):
     deployment, error = deployment_verify_token(deployment=deployment, actor_type="admin", actor="support")
     assert error.code == ErrorCode.TOKEN_INVALID
     assert deployment.last_error_code == ErrorCode.TOKEN_INVALID and deployment.status == Deployment.Status.ERRORED
+
+
+def test_a_restored_shell_waits_for_a_token_and_rotation_resumes_it(cloudflare):
+    from deployments.services import deployment_restore_shell, deployment_resume
+
+    customer = SubscribedCustomerFactory()
+    shell, created = deployment_restore_shell(customer=customer, account_id=ACCOUNT, script_name="helm", actor_type="system")
+    assert created and shell.paused and shell.paused_by == Deployment.PausedBy.NO_TOKEN
+    with pytest.raises(ValidationError, match="No Cloudflare token"):
+        deployment_resume(deployment=shell, actor_type="admin")
+    cloudflare.add_token(TOKEN, ACCOUNT)
+    shell = deployment_rotate_token(deployment=shell, api_token=TOKEN, actor_type="customer", actor="c@example.com")
+    assert not shell.paused and shell.status == Deployment.Status.ACTIVE and shell.token_last4 == "AAAA"
