@@ -246,6 +246,19 @@ DEPLOY_COMPATIBILITY_DATE = env.str("DEPLOY_COMPATIBILITY_DATE", default="2025-0
 EVOLUTION_API_URL = env.str("EVOLUTION_API_URL", default="")
 EVOLUTION_API_KEY = env.str("EVOLUTION_API_KEY", default="")
 EVOLUTION_INSTANCE = env.str("EVOLUTION_INSTANCE", default="billing")
+EVOLUTION_TIMEOUT_SECONDS = env.float("EVOLUTION_TIMEOUT_SECONDS", default=10.0)
+
+# --- Dunning --------------------------------------------------------------------------------
+# Attempts per step before it is marked failed for support; the wait doubles from the base, capped.
+DUNNING_MAX_ATTEMPTS = env.int("DUNNING_MAX_ATTEMPTS", default=5)
+DUNNING_RETRY_BASE_SECONDS = env.int("DUNNING_RETRY_BASE_SECONDS", default=300)
+DUNNING_RETRY_MAX_SECONDS = env.int("DUNNING_RETRY_MAX_SECONDS", default=6 * 3600)
+# Steps claimed and recorded per database round; a run's query count grows with batches, not cases.
+DUNNING_BATCH_SIZE = env.int("DUNNING_BATCH_SIZE", default=200)
+# WhatsApp messages per minute per Evolution instance, shared by every worker (through the cache).
+DUNNING_WHATSAPP_PER_MINUTE = env.int("DUNNING_WHATSAPP_PER_MINUTE", default=20)
+# A step still "sending" after this long lost its worker mid-send: failed for support, never resent blindly.
+DUNNING_SENDING_STALE_MINUTES = env.int("DUNNING_SENDING_STALE_MINUTES", default=30)
 
 # --- Operations -----------------------------------------------------------------------------
 # Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.

@@ -1,0 +1,624 @@
+"""Dunning writes: policies, cases, the step queue and its sends, access locks.
+
+Every function owns its transaction, locks before deciding, and audits in the same transaction.
+`now` is a parameter everywhere time matters, so tests (and the sandbox clock) drive the timeline.
+A send is recorded before (claimed: "sending", attempts + 1) and after (sent / retry / failed /
+skipped), so nothing is sent twice and nothing vanishes; payment that lands before the claim means
+nothing is sent, because the claim only takes steps of active cases and locks the case row.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.template import TemplateDoesNotExist, TemplateSyntaxError
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from billing_console.models import AuditEvent, Customer, Invoice
+from billing_console.services import audit_log, customer_set_access_state
+from dunning import channels
+from dunning.models import Channel, CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
+
+log = logging.getLogger("dunning")
+
+A = Customer.AccessState
+LOCK_STATES = (A.GRACE, A.SOFT_LOCKED, A.HARD_LOCKED)
+S = DunningStepLog.Status
+
+DEFAULT_POLICY_NAME = "Default"
+# (code, offset_days, channel, template): the policy the issue and the runbook describe.
+DEFAULT_STEPS = (
+    ("FAIL_IMMEDIATE", 0, Channel.EMAIL, "payment_failed"),
+    ("SOFT_D+1", 1, Channel.WHATSAPP, "reminder"),
+    ("SOFT_D+3", 3, Channel.EMAIL, "reminder"),
+    ("SOFT_D+7", 7, Channel.WHATSAPP, "reminder"),
+    ("FINAL_D+10", 10, Channel.EMAIL, "final_notice"),
+)
+
+
+class DunningError(ValueError):
+    """Bad input or a request the case's state does not allow; the message is fit for support."""
+
+
+def from_stripe_ts(value) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=dt_timezone.utc) if value else None
+
+
+# --- Policies -------------------------------------------------------------------------------
+def dunning_policy_ensure_default() -> DunningPolicy:
+    """The default policy (created by a data migration; tests call this). Never changes an existing one."""
+    with transaction.atomic():
+        policy = DunningPolicy.objects.select_for_update().filter(is_default=True).first()
+        if policy is not None:
+            return policy
+        policy, created = DunningPolicy.objects.get_or_create(
+            name=DEFAULT_POLICY_NAME, defaults={"is_default": True, "grace_days": 3, "hard_lock_days": 14})
+        if not created:
+            policy.is_default = True
+            policy.save(update_fields=["is_default", "updated_at"])
+        if not policy.steps.exists():
+            DunningStep.objects.bulk_create(
+                DunningStep(policy=policy, code=code, offset_days=offset, channel=channel, template=template)
+                for code, offset, channel, template in DEFAULT_STEPS)
+        audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="dunning", action="dunning.policy_default_set",
+                  target=policy, data={"created": created, "steps": [s[0] for s in DEFAULT_STEPS]})
+    return policy
+
+
+def customer_dunning_settings(customer: Customer) -> tuple[DunningPolicy, bool]:
+    """(policy, excluded) for a customer: their own settings, else the default policy."""
+    own = CustomerDunning.objects.filter(customer=customer).select_related("policy").first()
+    if own and own.policy:
+        return own.policy, own.excluded
+    return dunning_policy_ensure_default(), bool(own and own.excluded)
+
+
+# --- Reading Stripe's invoice ---------------------------------------------------------------
+def _id(value) -> str:
+    return (value.get("id") if isinstance(value, dict) else value) or ""
+
+
+def invoice_subscription_id(invoice: dict) -> str:
+    """Dahlia keeps the subscription under parent.subscription_details; older shapes at the top."""
+    details = ((invoice.get("parent") or {}).get("subscription_details") or {})
+    return _id(details.get("subscription")) or _id(invoice.get("subscription"))
+
+
+def _customer_for(*, subscription_id: str, stripe_customer_id: str) -> Customer | None:
+    if subscription_id:
+        customer = Customer.objects.filter(subscription_id=subscription_id).first()
+        if customer:
+            return customer
+    if stripe_customer_id:
+        return Customer.objects.filter(stripe_customer_id=stripe_customer_id).first()
+    return None
+
+
+# --- Cases ----------------------------------------------------------------------------------
+def _plan_steps(case: DunningCase, steps: list[DunningStep], logged: set[str], *, excluded: bool,
+                now: datetime) -> tuple[list[DunningStepLog], datetime | None]:
+    """Logs for the steps due by `now` that have none yet, and when the next one falls due.
+
+    When several steps fall due at once (the task did not run for days), only the latest is sent;
+    the earlier ones are recorded as skipped, so the customer does not get a burst of reminders.
+    """
+    due, later = [], []
+    for step in steps:
+        if step.code in logged:
+            continue
+        (due if case.opened_at + timedelta(days=step.offset_days) <= now else later).append(step)
+    logs = []
+    for i, step in enumerate(due):
+        log_row = DunningStepLog(case=case, step_code=step.code, channel=step.channel, template=step.template,
+                                 due_at=case.opened_at + timedelta(days=step.offset_days), status=S.QUEUED)
+        if excluded:
+            log_row.status, log_row.reason = S.SKIPPED, "excluded"
+            log_row.detail = "The customer is excluded from dunning."
+        elif i < len(due) - 1:
+            log_row.status, log_row.reason = S.SKIPPED, "superseded"
+            log_row.detail = f"A later step ({due[-1].code}) was already due when this one was queued."
+        logs.append(log_row)
+    next_at = min((case.opened_at + timedelta(days=s.offset_days) for s in later), default=None)
+    return logs, next_at
+
+
+def _policy_steps(policy_id: int, cache: dict) -> list[DunningStep]:
+    if policy_id not in cache:
+        cache[policy_id] = list(DunningStep.objects.filter(policy_id=policy_id).order_by("offset_days", "id"))
+    return cache[policy_id]
+
+
+def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") -> DunningCase | None:
+    """A payment of `invoice` failed: open its case once (keyed by invoice id), queue the steps due now,
+    put the customer in grace. A repeat (Stripe's retries, duplicate events) only updates the counters.
+
+    Returns None when the invoice is known to be paid already (a late failure event). Raises
+    DunningError when no customer matches, so the event fails visibly and can be replayed.
+    """
+    invoice_id = invoice.get("id") or ""
+    if not invoice_id.startswith("in_"):
+        raise DunningError(f"Not an invoice id: {invoice_id!r}.")
+    subscription_id = invoice_subscription_id(invoice)
+    stripe_customer_id = _id(invoice.get("customer"))
+    fields = {
+        "amount_due": int(invoice.get("amount_remaining", invoice.get("amount_due")) or 0),
+        "currency": (invoice.get("currency") or "")[:3],
+        "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
+        "attempt_count": int(invoice.get("attempt_count") or 0),
+    }
+    with transaction.atomic():
+        case = DunningCase.objects.select_for_update().filter(invoice_id=invoice_id).first()
+        if case is not None:
+            return _case_note_failure(case, fields, failed_at)
+        if Invoice.objects.filter(stripe_id=invoice_id, status="paid").exists():
+            log.info("payment_failed for paid invoice %s ignored", invoice_id)
+            return None
+        customer = _customer_for(subscription_id=subscription_id, stripe_customer_id=stripe_customer_id)
+        if customer is None:
+            raise DunningError(f"No customer for invoice {invoice_id} (subscription {subscription_id or '-'}, "
+                               f"customer {stripe_customer_id or '-'}).")
+        policy, excluded = customer_dunning_settings(customer)
+        try:
+            with transaction.atomic():
+                case = DunningCase.objects.create(
+                    customer=customer, policy=policy, invoice_id=invoice_id, subscription_id=subscription_id,
+                    stripe_customer_id=stripe_customer_id, opened_at=failed_at, last_failure_at=failed_at, **fields)
+        except IntegrityError:  # the same event applied concurrently: the other one opened it
+            case = DunningCase.objects.select_for_update().get(invoice_id=invoice_id)
+            return _case_note_failure(case, fields, failed_at)
+        logs, case.next_step_at = _plan_steps(case, _policy_steps(policy.pk, {}), set(), excluded=excluded,
+                                              now=failed_at)
+        DunningStepLog.objects.bulk_create(logs)
+        case.save(update_fields=["next_step_at", "updated_at"])
+        audit_log(actor_type=AuditEvent.ActorType.STRIPE, actor=actor, action="dunning.case_opened", target=case,
+                  customer=customer, data={"invoice": invoice_id, "subscription": subscription_id,
+                                           "policy": policy.name, "excluded": excluded,
+                                           "queued": [lg.step_code for lg in logs if lg.status == S.QUEUED]})
+        if not excluded and customer.access_state == A.ACTIVE:
+            customer_set_access_state(customer=customer, state=A.GRACE, actor_type=AuditEvent.ActorType.STRIPE,
+                                      actor=actor, reason=f"payment failed on {invoice_id}")
+        queued = [lg.pk for lg in logs if lg.status == S.QUEUED]
+        if queued:
+            # The first reminder goes out now rather than at the next task run.
+            transaction.on_commit(lambda: async_task("dunning.tasks.send_steps", queued))
+    return case
+
+
+def _case_note_failure(case: DunningCase, fields: dict, failed_at: datetime) -> DunningCase:
+    changed = []
+    if failed_at > case.last_failure_at:
+        case.last_failure_at = failed_at
+        changed.append("last_failure_at")
+        for name, value in fields.items():
+            if value != getattr(case, name) and (value or name == "amount_due"):
+                setattr(case, name, value)
+                changed.append(name)
+    if changed:
+        case.save(update_fields=[*changed, "updated_at"])
+    return case
+
+
+def dunning_case_close(*, case: DunningCase, status: str, reason: str, actor_type: str, actor: str = "",
+                       at: datetime | None = None) -> DunningCase:
+    """Close an active case (recovered or canceled): pending steps are skipped with the reason, and the
+    customer's lock is recomputed from what is still open -- lifted at once when nothing is."""
+    if status not in (DunningCase.Status.RECOVERED, DunningCase.Status.CANCELED):
+        raise DunningError(f"A case closes as recovered or canceled, not {status!r}.")
+    at = at or timezone.now()
+    with transaction.atomic():
+        case = DunningCase.objects.select_for_update().select_related("customer").get(pk=case.pk)
+        if not case.is_active:
+            return case
+        previous = case.status
+        case.status, case.closed_at, case.close_reason, case.next_step_at = status, at, reason[:64], None
+        case.save(update_fields=["status", "closed_at", "close_reason", "next_step_at", "updated_at"])
+        skipped = DunningStepLog.objects.filter(case=case, status=S.QUEUED).update(
+            status=S.SKIPPED, reason=reason[:64], detail=f"Case {status} before this step was sent.",
+            next_retry_at=None, updated_at=timezone.now())
+        audit_log(actor_type=actor_type, actor=actor, action=f"dunning.case_{status}", target=case,
+                  customer=case.customer, data={"from": previous, "reason": reason, "steps_skipped": skipped})
+        _customer_refresh_lock(case.customer, now=at, actor_type=actor_type, actor=actor,
+                               reason=f"dunning case {case.invoice_id} {status}")
+    return case
+
+
+def dunning_invoice_paid(*, invoice_id: str, paid_at: datetime, actor: str = "") -> DunningCase | None:
+    case = DunningCase.objects.filter(invoice_id=invoice_id).first()
+    if case is None:
+        return None
+    return dunning_case_close(case=case, status=DunningCase.Status.RECOVERED, reason="recovered",
+                              actor_type=AuditEvent.ActorType.STRIPE, actor=actor, at=paid_at)
+
+
+def dunning_subscription_changed(*, subscription_id: str, status: str, changed_at: datetime,
+                                 actor: str = "") -> list[DunningCase]:
+    """The subscription is active again (recovered) or ended (canceled). Only a change newer than the
+    case's last failure counts, so a late "active" from before the failure never closes it."""
+    if not subscription_id:
+        return []
+    if status in ("active", "trialing"):
+        new_status, reason = DunningCase.Status.RECOVERED, "subscription_active"
+    elif status in ("canceled", "incomplete_expired"):
+        new_status, reason = DunningCase.Status.CANCELED, "subscription_canceled"
+    else:
+        return []
+    cases = DunningCase.objects.filter(subscription_id=subscription_id, status__in=DunningCase.ACTIVE)
+    if new_status == DunningCase.Status.RECOVERED:
+        cases = cases.filter(last_failure_at__lt=changed_at)
+    return [dunning_case_close(case=case, status=new_status, reason=reason, actor_type=AuditEvent.ActorType.STRIPE,
+                               actor=actor, at=changed_at) for case in cases]
+
+
+# --- Access locks ---------------------------------------------------------------------------
+def access_state_for(*, opened_at: datetime, policy: DunningPolicy, now: datetime) -> str:
+    """Past grace_days soft-locked, past hard_lock_days hard-locked; before that, grace."""
+    elapsed = now - opened_at
+    if elapsed > timedelta(days=policy.hard_lock_days):
+        return A.HARD_LOCKED
+    if elapsed > timedelta(days=policy.grace_days):
+        return A.SOFT_LOCKED
+    return A.GRACE
+
+
+def _customer_refresh_lock(customer: Customer, *, now: datetime, actor_type: str, actor: str, reason: str) -> Customer:
+    """Set the lock the customer's oldest active case calls for; active when none (and not excluded)."""
+    if customer.access_state not in (A.ACTIVE, *LOCK_STATES):
+        return customer  # canceled: not dunning's to change
+    oldest = (DunningCase.objects.filter(customer=customer, status__in=DunningCase.ACTIVE)
+              .select_related("policy").order_by("opened_at").first())
+    excluded = CustomerDunning.objects.filter(customer=customer, excluded=True).exists()
+    target = A.ACTIVE if (oldest is None or excluded) else access_state_for(opened_at=oldest.opened_at,
+                                                                            policy=oldest.policy, now=now)
+    if customer.access_state == target:
+        return customer
+    return customer_set_access_state(customer=customer, state=target, actor_type=actor_type, actor=actor, reason=reason)
+
+
+def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: str = AuditEvent.ActorType.CRON,
+                                    actor: str = "enforce_access_policies") -> dict:
+    """Bring every customer's lock in line with their oldest unpaid case (one read of the active cases);
+    lift locks that no active case explains; cancel exhausted cases the policy says to cancel."""
+    now = now or timezone.now()
+    counts = {"checked": 0, "grace": 0, "soft_locked": 0, "hard_locked": 0, "unlocked": 0, "cancel_requested": 0}
+    rows = (DunningCase.objects.filter(status__in=DunningCase.ACTIVE)
+            .exclude(customer__dunning_settings__excluded=True)
+            .order_by("customer_id", "opened_at")
+            .values_list("customer_id", "customer__access_state", "opened_at", "policy__grace_days",
+                         "policy__hard_lock_days"))
+    seen: set[int] = set()
+    for customer_id, state, opened_at, grace_days, hard_days in rows.iterator(chunk_size=2000):
+        if customer_id in seen:
+            continue
+        seen.add(customer_id)
+        counts["checked"] += 1
+        target = access_state_for(opened_at=opened_at, policy=DunningPolicy(grace_days=grace_days,
+                                                                             hard_lock_days=hard_days), now=now)
+        if state == target or state == A.CANCELED:
+            continue
+        customer_set_access_state(customer=Customer(pk=customer_id), state=target, actor_type=actor_type, actor=actor,
+                                  reason=f"dunning policy: {(now - opened_at).days} day(s) past due")
+        counts[target] += 1
+    orphans = Customer.objects.filter(access_state__in=LOCK_STATES).exclude(pk__in=seen).values_list("pk", flat=True)
+    for customer_id in list(orphans):
+        customer_set_access_state(customer=Customer(pk=customer_id), state=A.ACTIVE, actor_type=actor_type,
+                                  actor=actor, reason="no unpaid dunning case")
+        counts["unlocked"] += 1
+    counts["cancel_requested"] = _cancel_due_cases(now=now, actor_type=actor_type, actor=actor)
+    return counts
+
+
+def _cancel_due_cases(*, now: datetime, actor_type: str, actor: str) -> int:
+    """Exhausted cases whose policy cancels after N days. Cancelling needs the Stripe gateway, which the
+    console does not have yet: the case stays exhausted (with the reason recorded once) for support."""
+    due = (DunningCase.objects.filter(status=DunningCase.Status.EXHAUSTED, cancel_requested_at__isnull=True,
+                                      policy__cancel_after_days__isnull=False, cancel_error="")
+           .select_related("policy"))
+    count = 0
+    for case in due:
+        if now - case.opened_at <= timedelta(days=case.policy.cancel_after_days):
+            continue
+        with transaction.atomic():
+            locked = DunningCase.objects.select_for_update().get(pk=case.pk)
+            if locked.cancel_error or locked.cancel_requested_at:
+                continue
+            locked.cancel_error = "Cancellation is due, but the console has no Stripe gateway to cancel with yet."
+            locked.save(update_fields=["cancel_error", "updated_at"])
+            audit_log(actor_type=actor_type, actor=actor, action="dunning.case_cancel_blocked", target=locked,
+                      customer=Customer(pk=locked.customer_id), data={"reason": locked.cancel_error})
+        count += 1
+    return count
+
+
+# --- The step queue and its sends ------------------------------------------------------------
+def dunning_run(*, now: datetime | None = None) -> dict:
+    """One pass of the dunning task: give up on sends a dead worker left, queue the steps now due,
+    send every due step, and mark cases whose steps are all done as exhausted."""
+    now = now or timezone.now()
+    counts = {"stale": _fail_stale_sends(now=now)}
+    counts.update(dunning_steps_queue_due(now=now))
+    for key, value in dunning_steps_send(now=now).items():
+        counts[key] = counts.get(key, 0) + value
+    counts["exhausted"] = _mark_exhausted(now=now)
+    return counts
+
+
+def _fail_stale_sends(*, now: datetime) -> int:
+    """A step left "sending" by a worker that died mid-send may or may not have reached the customer:
+    it becomes failed for support (who can check and retry), never resent blindly."""
+    before = now - timedelta(minutes=settings.DUNNING_SENDING_STALE_MINUTES)
+    return DunningStepLog.objects.filter(status=S.SENDING, last_attempt_at__lt=before).update(
+        status=S.FAILED, reason="outcome_unknown", next_retry_at=None, updated_at=timezone.now(),
+        detail="The worker stopped during the send; check the provider before retrying.")
+
+
+def dunning_steps_queue_due(*, now: datetime | None = None) -> dict:
+    """Create the log rows of every step that fell due, in batches of open cases claimed with SKIP LOCKED."""
+    now = now or timezone.now()
+    counts = {"queued": 0, "skipped": 0}
+    steps_cache: dict = {}
+    batch_size = settings.DUNNING_BATCH_SIZE
+    while True:
+        with transaction.atomic():
+            cases = list(DunningCase.objects.select_for_update(skip_locked=True, of=("self",))
+                         .filter(status=DunningCase.Status.OPEN, next_step_at__lte=now)
+                         .select_related("customer__dunning_settings").order_by("next_step_at")[:batch_size])
+            if not cases:
+                break
+            logged: dict[int, set[str]] = {}
+            for case_id, code in DunningStepLog.objects.filter(case__in=cases).values_list("case_id", "step_code"):
+                logged.setdefault(case_id, set()).add(code)
+            new_logs = []
+            for case in cases:
+                settings_row = getattr(case.customer, "dunning_settings", None)
+                logs, case.next_step_at = _plan_steps(case, _policy_steps(case.policy_id, steps_cache),
+                                                      logged.get(case.pk, set()),
+                                                      excluded=bool(settings_row and settings_row.excluded), now=now)
+                case.updated_at = now
+                new_logs.extend(logs)
+            DunningStepLog.objects.bulk_create(new_logs, ignore_conflicts=True)
+            DunningCase.objects.bulk_update(cases, ["next_step_at", "updated_at"])
+        for row in new_logs:
+            counts["queued" if row.status == S.QUEUED else "skipped"] += 1
+        if len(cases) < batch_size:
+            break
+    return counts
+
+
+def dunning_steps_send(*, now: datetime | None = None, ids: list[int] | None = None) -> dict:
+    """Send due queued steps (or exactly `ids`), a batch at a time: claim, deliver, record.
+
+    Safe with any number of workers: the claim takes rows with FOR UPDATE SKIP LOCKED (the log and its
+    case) and moves them to "sending" before anything leaves, so each step is sent once.
+    """
+    now = now or timezone.now()
+    counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0, "deferred": 0}
+    batch_size = settings.DUNNING_BATCH_SIZE
+    while True:
+        claimed = _claim(now=now, limit=batch_size, ids=ids)
+        if not claimed:
+            break
+        results = _deliver(claimed, now=now)
+        for outcome in _record(claimed, results, now=now):
+            counts[outcome] += 1
+        if ids is not None or len(claimed) < batch_size:
+            break
+    return counts
+
+
+def _claim(*, now: datetime, limit: int, ids: list[int] | None) -> list[DunningStepLog]:
+    with transaction.atomic():
+        qs = (DunningStepLog.objects.select_for_update(skip_locked=True, of=("self", "case"))
+              .select_related("case", "case__policy", "case__customer", "case__customer__dunning_settings")
+              .filter(status=S.QUEUED, case__status__in=DunningCase.ACTIVE))
+        if ids is None:
+            qs = qs.filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now), due_at__lte=now)
+        else:
+            qs = qs.filter(pk__in=ids)
+        claimed = list(qs.order_by("due_at", "id")[:limit])
+        if claimed:
+            DunningStepLog.objects.filter(pk__in=[row.pk for row in claimed]).update(
+                status=S.SENDING, attempts=F("attempts") + 1, last_attempt_at=now, updated_at=timezone.now())
+    return claimed
+
+
+def _deliver(rows: list[DunningStepLog], *, now: datetime) -> list[channels.SendResult]:
+    """Send each claimed step through its channel. Never raises: every row gets a result to record."""
+    results: list[channels.SendResult | None] = [None] * len(rows)
+    whatsapp: list[tuple[int, str]] = []  # (index, E.164 number) of the rows that may go out
+    client = channels.EvolutionClient()
+    for i, row in enumerate(rows):
+        customer = row.case.customer
+        own = getattr(customer, "dunning_settings", None)
+        if own is not None and own.excluded:
+            results[i] = channels.SendResult(channels.SKIPPED, "excluded", "The customer is excluded from dunning.")
+        elif row.channel == Channel.WHATSAPP:
+            if not client.configured:
+                results[i] = channels.SendResult(channels.SKIPPED, "whatsapp_not_configured",
+                                                 "EVOLUTION_API_URL / EVOLUTION_API_KEY are not set.")
+            elif not customer.phone:
+                results[i] = channels.SendResult(channels.SKIPPED, "no_phone", "The customer has no phone number.")
+            elif (number := channels.e164(customer.phone)) is None:
+                results[i] = channels.SendResult(channels.SKIPPED, "invalid_phone",
+                                                 f"{customer.phone!r} is not a valid E.164 number (e.g. +5511999999999).")
+            else:
+                whatsapp.append((i, number))
+    granted = channels.whatsapp_reserve(len(whatsapp), now=now, instance=client.instance)
+    for n, (i, _number) in enumerate(whatsapp):
+        if n >= granted:
+            results[i] = channels.SendResult(channels.DEFERRED, "rate_limited",
+                                             "This minute's WhatsApp allowance is used up; sent in the next one.",
+                                             retry_after=60 - int(now.timestamp()) % 60)
+    numbers = dict(whatsapp)
+    with client, channels.EmailSender() as email:
+        for i, row in enumerate(rows):
+            if results[i] is not None:
+                continue
+            try:
+                message = channels.render(channel=row.channel, template=row.template, case=row.case,
+                                          customer=row.case.customer, step_code=row.step_code, now=now)
+                if row.channel == Channel.WHATSAPP:
+                    results[i] = client.send_text(numbers[i], message.text)
+                else:
+                    results[i] = email.send(message)
+            except (TemplateDoesNotExist, TemplateSyntaxError) as exc:
+                results[i] = channels.SendResult(channels.FAILED, "template_error", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # one bad row must not leave the whole batch stuck in "sending"
+                log.exception("dunning send of log %s failed", row.pk)
+                results[i] = channels.SendResult(channels.RETRY, "internal_error", f"{type(exc).__name__}: {exc}"[:500])
+    return results
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff from the base, capped: 5 min, 10, 20, 40 ... with the defaults."""
+    seconds = settings.DUNNING_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)
+    return timedelta(seconds=min(seconds, settings.DUNNING_RETRY_MAX_SECONDS))
+
+
+def _record(rows: list[DunningStepLog], results: list[channels.SendResult], *, now: datetime) -> list[str]:
+    """Write every result of a batch in one statement. `row.attempts` still holds the count before the claim."""
+    outcomes = []
+    for row, result in zip(rows, results):
+        attempts = row.attempts + 1
+        row.provider_response = channels.scrub(result.response) if result.response else row.provider_response
+        row.reason, row.detail, row.next_retry_at = result.reason, channels.scrub(result.detail), None
+        row.updated_at = timezone.now()
+        outcome = result.outcome
+        if outcome == channels.SENT:
+            row.status, row.sent_at, row.attempts = S.SENT, now, attempts
+            row.provider_message_id = result.message_id[:255]
+        elif outcome in (channels.SKIPPED, channels.DEFERRED):
+            # Nothing went out: the attempt is not counted.
+            row.status = S.SKIPPED if outcome == channels.SKIPPED else S.QUEUED
+            if outcome == channels.DEFERRED:
+                row.next_retry_at = now + timedelta(seconds=result.retry_after or 60)
+        elif outcome == channels.RETRY and attempts < settings.DUNNING_MAX_ATTEMPTS:
+            row.status, row.attempts = S.QUEUED, attempts
+            wait = retry_delay(attempts)
+            if result.retry_after:
+                wait = max(wait, timedelta(seconds=result.retry_after))
+            row.next_retry_at = now + wait
+        else:
+            row.status, row.attempts = S.FAILED, attempts
+            if outcome == channels.RETRY:
+                row.detail = f"{row.detail} (gave up after {attempts} attempts)"
+                outcome = channels.FAILED
+        outcomes.append(outcome)
+        log.info("dunning step %s %s for case %s: %s %s", row.step_code, row.status, row.case_id, row.reason,
+                 row.provider_message_id, extra={"event": "dunning_step", "log_id": row.pk, "status": row.status})
+    DunningStepLog.objects.bulk_update(rows, ["status", "reason", "detail", "attempts", "sent_at", "next_retry_at",
+                                              "provider_message_id", "provider_response", "updated_at"])
+    return outcomes
+
+
+def _mark_exhausted(*, now: datetime) -> int:
+    """Open cases with every step logged and none pending: exhausted (locks still apply)."""
+    pending = DunningStepLog.objects.filter(case=OuterRef("pk"), status__in=DunningStepLog.PENDING)
+    with transaction.atomic():
+        cases = list(DunningCase.objects.select_for_update(skip_locked=True, of=("self",))
+                     .filter(status=DunningCase.Status.OPEN, next_step_at__isnull=True)
+                     .exclude(Exists(pending)).only("pk", "customer_id", "invoice_id"))
+        if not cases:
+            return 0
+        DunningCase.objects.filter(pk__in=[c.pk for c in cases]).update(
+            status=DunningCase.Status.EXHAUSTED, exhausted_at=now, updated_at=timezone.now())
+        # One insert for the batch (audit_log writes one row per call).
+        AuditEvent.objects.bulk_create(
+            AuditEvent(actor_type=AuditEvent.ActorType.CRON, actor="dunning_send", action="dunning.case_exhausted",
+                       target_type=DunningCase._meta.label_lower, target_id=str(c.pk), customer_id=c.customer_id,
+                       data={"invoice": c.invoice_id}) for c in cases)
+    return len(cases)
+
+
+# --- Support's tools ------------------------------------------------------------------------
+def dunning_step_send_now(*, case: DunningCase, step_code: str, actor_type: str, actor: str = "",
+                          now: datetime | None = None) -> DunningStepLog:
+    """Send one step of an active case now, whatever its day (the runbook's manual send). A step that
+    was sent is not sent again; a failed or skipped one is queued afresh."""
+    now = now or timezone.now()
+    step_code = (step_code or "").strip().upper()
+    with transaction.atomic():
+        case = DunningCase.objects.select_for_update().select_related("policy").get(pk=case.pk)
+        if not case.is_active:
+            raise DunningError(f"Case {case.invoice_id} is {case.status}; nothing is sent for a closed case.")
+        step = DunningStep.objects.filter(policy=case.policy, code=step_code).first()
+        if step is None:
+            codes = ", ".join(case.policy.steps.values_list("code", flat=True))
+            raise DunningError(f"Unknown step {step_code!r} for policy {case.policy.name} (steps: {codes}).")
+        row = DunningStepLog.objects.select_for_update().filter(case=case, step_code=step.code).first()
+        if row is None:
+            row = DunningStepLog.objects.create(case=case, step_code=step.code, channel=step.channel,
+                                                template=step.template, due_at=now, manual=True)
+        else:
+            _requeue(row, now=now)
+        audit_log(actor_type=actor_type, actor=actor, action="dunning.step_send_requested", target=row,
+                  customer=Customer(pk=case.customer_id), data={"case": case.invoice_id, "step": step.code})
+    dunning_steps_send(now=now, ids=[row.pk])
+    row.refresh_from_db()
+    return row
+
+
+def dunning_step_retry(*, step_log: DunningStepLog, actor_type: str, actor: str = "",
+                       now: datetime | None = None) -> DunningStepLog:
+    """Support's retry of a failed (or skipped, e.g. after fixing the phone) step: fresh attempts, sent now."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        row = DunningStepLog.objects.select_for_update().select_related("case").get(pk=step_log.pk)
+        if row.status not in (S.FAILED, S.SKIPPED):
+            raise DunningError(f"Step log #{row.pk} is {row.status}; only failed or skipped steps are retried.")
+        if not row.case.is_active:
+            raise DunningError(f"Case {row.case.invoice_id} is {row.case.status}; nothing is sent for a closed case.")
+        previous = {"status": row.status, "reason": row.reason, "attempts": row.attempts}
+        _requeue(row, now=now)
+        audit_log(actor_type=actor_type, actor=actor, action="dunning.step_retry_requested", target=row,
+                  customer=Customer(pk=row.case.customer_id), data={"case": row.case.invoice_id,
+                                                                    "step": row.step_code, "previous": previous})
+    dunning_steps_send(now=now, ids=[row.pk])
+    row.refresh_from_db()
+    return row
+
+
+def _requeue(row: DunningStepLog, *, now: datetime) -> None:
+    if row.status == S.SENT:
+        raise DunningError(f"{row.step_code} was already sent at {row.sent_at:%Y-%m-%d %H:%M} UTC; a step is sent once.")
+    if row.status == S.SENDING:
+        raise DunningError(f"{row.step_code} is being sent right now.")
+    if row.status == S.FAILED:
+        row.attempts = 0  # support's retry gets a fresh allowance
+    row.status, row.reason, row.detail, row.next_retry_at, row.manual = S.QUEUED, "", "", None, True
+    row.save(update_fields=["status", "reason", "detail", "next_retry_at", "manual", "attempts", "updated_at"])
+
+
+def dunning_case_for_subscription(subscription_id: str) -> DunningCase:
+    case = (DunningCase.objects.filter(subscription_id=subscription_id, status__in=DunningCase.ACTIVE)
+            .order_by("-opened_at").first())
+    if case is None:
+        if not DunningCase.objects.filter(subscription_id=subscription_id).exists():
+            raise DunningError(f"No dunning case for subscription {subscription_id!r}.")
+        raise DunningError(f"Subscription {subscription_id!r} has no open dunning case (all closed).")
+    return case
+
+
+def customer_dunning_update(*, customer: Customer, policy: DunningPolicy | None, excluded: bool, note: str = "",
+                            actor_type: str, actor: str = "", now: datetime | None = None) -> CustomerDunning:
+    """Assign a policy to a customer or exclude them (support, on the customer page). Excluding lifts any
+    dunning lock at once; including again lets the oldest unpaid case decide."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        row, _ = CustomerDunning.objects.select_for_update().get_or_create(customer=customer)
+        before = {"policy": row.policy.name if row.policy else None, "excluded": row.excluded, "note": row.note}
+        row.policy, row.excluded, row.note = policy, bool(excluded), (note or "")[:255]
+        after = {"policy": policy.name if policy else None, "excluded": row.excluded, "note": row.note}
+        if before == after:
+            return row
+        row.save()
+        audit_log(actor_type=actor_type, actor=actor, action="dunning.customer_settings_changed", target=row,
+                  customer=customer, data={"from": before, "to": after})
+        if before["excluded"] != after["excluded"]:
+            _customer_refresh_lock(customer, now=now, actor_type=actor_type, actor=actor,
+                                   reason="excluded from dunning" if row.excluded else "included in dunning again")
+    return row
