@@ -14,15 +14,13 @@ from dunning.services import dunning_policy_ensure_default
 from dunning.models import Channel, CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 from tests.core.factories import SubscribedCustomerFactory
 
-# Stripe's fixtures3.json: the sandbox's copy in the repository (the shared copy while it lands).
-_FIXTURES = [Path(settings.BASE_DIR) / "sandbox" / "stripe" / "fixtures3.json",
-             Path("/work/shared/stripe/fixtures3.json")]
+# Stripe's own example objects, as the sandbox keeps them.
+_FIXTURES = Path(settings.BASE_DIR) / "sandbox" / "stripe" / "fixtures3.json"
 
 
 @lru_cache(maxsize=1)
 def _resources() -> dict:
-    path = next(p for p in _FIXTURES if p.exists())
-    return json.loads(path.read_text())["resources"]
+    return json.loads(_FIXTURES.read_text())["resources"]
 
 
 def stripe_object(kind: str) -> dict:
