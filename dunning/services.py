@@ -136,14 +136,19 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
     """A payment of `invoice` failed: open its case once (keyed by invoice id), queue the steps due now,
     put the customer in grace. A repeat (Stripe's retries, duplicate events) only updates the counters.
 
-    Returns None when the invoice is known to be paid already (a late failure event). Raises
-    DunningError when no customer matches, so the event fails visibly and can be replayed.
+    Returns None, logging why, when there is nothing to dun: the invoice is known to be paid already
+    (a late failure event), it is a subscription's first invoice (the subscription stays incomplete
+    and never granted access), or no console customer matches (e.g. a checkout declined before it
+    completed). Failing the event instead would also roll back the other apps' receivers.
     """
     invoice_id = invoice.get("id") or ""
     if not invoice_id.startswith("in_"):
         raise DunningError(f"Not an invoice id: {invoice_id!r}.")
     subscription_id = invoice_subscription_id(invoice)
     stripe_customer_id = _id(invoice.get("customer"))
+    if invoice.get("billing_reason") == "subscription_create":
+        log.info("payment_failed for first invoice %s ignored: the subscription is incomplete", invoice_id)
+        return None
     fields = {
         "amount_due": int(invoice.get("amount_remaining", invoice.get("amount_due")) or 0),
         "currency": (invoice.get("currency") or "")[:3],
@@ -159,8 +164,10 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
             return None
         customer = _customer_for(subscription_id=subscription_id, stripe_customer_id=stripe_customer_id)
         if customer is None:
-            raise DunningError(f"No customer for invoice {invoice_id} (subscription {subscription_id or '-'}, "
-                               f"customer {stripe_customer_id or '-'}).")
+            log.warning("payment_failed for invoice %s ignored: no customer with subscription %s or Stripe id %s",
+                        invoice_id, subscription_id or "-", stripe_customer_id or "-",
+                        extra={"event": "dunning_no_customer", "invoice": invoice_id})
+            return None
         policy, excluded = customer_dunning_settings(customer)
         try:
             with transaction.atomic():

@@ -32,7 +32,8 @@ def ts(at: datetime) -> int:
 
 
 def invoice_object(*, customer, invoice_id=None, status="open", amount_due=900, currency="usd", attempt_count=1,
-                   paid_at: datetime | None = None, hosted_invoice_url="https://invoice.stripe.test/i/abc") -> dict:
+                   paid_at: datetime | None = None, hosted_invoice_url="https://invoice.stripe.test/i/abc",
+                   billing_reason="subscription_cycle") -> dict:
     """An invoice of the customer's subscription, in the pinned API version's shape."""
     invoice = stripe_object("invoice")
     invoice.update({
@@ -47,7 +48,7 @@ def invoice_object(*, customer, invoice_id=None, status="open", amount_due=900, 
         "currency": currency,
         "attempt_count": attempt_count,
         "attempted": True,
-        "billing_reason": "subscription_cycle",
+        "billing_reason": billing_reason,
         "hosted_invoice_url": hosted_invoice_url,
     })
     invoice["parent"] = {"quote_details": None, "type": "subscription_details",

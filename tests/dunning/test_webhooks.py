@@ -57,11 +57,19 @@ def test_duplicate_failure_events_open_one_case_and_queue_one_step(policy, t0):
     assert AuditEvent.objects.filter(action="dunning.case_opened").count() == 1
 
 
-def test_failure_for_unknown_customer_fails_the_event(policy, t0):
+def test_failure_for_unknown_customer_is_logged_and_skipped(policy, t0, caplog):
     stranger = DunningCustomerFactory.build(subscription_id="sub_nobody", stripe_customer_id="cus_nobody")
-    with pytest.raises(DunningError, match="No customer"):
-        fail(stranger, t0)
+    fail(stranger, t0)
     assert not DunningCase.objects.exists()
+    assert [r.invoice for r in caplog.records if getattr(r, "event", "") == "dunning_no_customer"] == ["in_fail0001"]
+
+
+def test_failure_of_a_subscriptions_first_invoice_opens_nothing(policy, t0):
+    customer = DunningCustomerFactory(subscription_status="incomplete")
+    fail(customer, t0, billing_reason="subscription_create")
+    assert not DunningCase.objects.exists()
+    customer.refresh_from_db()
+    assert customer.access_state == "active"
 
 
 def test_failure_event_without_an_invoice_id_is_rejected(policy, t0):
@@ -75,7 +83,7 @@ def test_failure_event_without_an_invoice_id_is_rejected(policy, t0):
 def test_late_failure_event_for_a_paid_invoice_opens_nothing(policy, t0):
     customer = DunningCustomerFactory()
     Invoice.objects.create(stripe_id="in_paid", customer=customer, stripe_customer_id=customer.stripe_customer_id,
-                           currency="usd", status="paid")
+                           currency="usd", status="paid", state_at=t0 + timedelta(hours=1))
     fail(customer, t0, invoice_id="in_paid")
     assert not DunningCase.objects.exists()
 
