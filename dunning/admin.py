@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from billing_console.admin import register_customer_inline
 from billing_console.services import actor_of
+from billing_console.stripe_gateway import StripeGatewayError
 from dunning import services
 from dunning.models import CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 from dunning.selectors import dunning_cases_for_admin
@@ -110,7 +111,7 @@ class DunningCaseAdmin(ServiceOnlyAdmin):
     search_fields = ("invoice_id", "subscription_id", "stripe_customer_id", "customer__email")
     date_hierarchy = "opened_at"
     show_full_result_count = False
-    actions = ["send_step_now", "close_case", "enforce_policies_now"]
+    actions = ["send_step_now", "close_case", "sync_from_stripe", "enforce_policies_now"]
 
     def get_queryset(self, request):
         return dunning_cases_for_admin()
@@ -162,6 +163,17 @@ class DunningCaseAdmin(ServiceOnlyAdmin):
         self._run(request, queryset.filter(status__in=DunningCase.ACTIVE), "closed", lambda case, actor_type, actor:
                   services.dunning_case_close(case=case, status=DunningCase.Status.CANCELED, reason="closed_by_support",
                                               actor_type=actor_type, actor=actor))
+
+    @admin.action(description="Sync subscription and invoice from Stripe (closes the case if paid)",
+                  permissions=["change"])
+    def sync_from_stripe(self, request, queryset):
+        def sync(case, actor_type, actor):
+            try:
+                services.dunning_case_sync_from_stripe(case=case, actor_type=actor_type, actor=actor)
+            except StripeGatewayError as exc:
+                raise services.DunningError(str(exc))
+
+        self._run(request, queryset, "synced from Stripe", sync)
 
     @admin.action(description="Enforce access policies now (all customers)", permissions=["change"])
     def enforce_policies_now(self, request, queryset):

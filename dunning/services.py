@@ -9,7 +9,7 @@ nothing is sent, because the claim only takes steps of active cases and locks th
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -18,8 +18,11 @@ from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing_console import stripe_gateway
 from billing_console.models import AuditEvent, Customer, Invoice
 from billing_console.services import audit_log, customer_set_access_state
+from billing_console.stripe_objects import invoice_customer_id, invoice_subscription_id, to_datetime
+from billing_console.subscriptions import customer_resync
 from dunning import channels
 from dunning.models import Channel, CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 
@@ -42,10 +45,6 @@ DEFAULT_STEPS = (
 
 class DunningError(ValueError):
     """Bad input or a request the case's state does not allow; the message is fit for support."""
-
-
-def from_stripe_ts(value) -> datetime | None:
-    return datetime.fromtimestamp(int(value), tz=dt_timezone.utc) if value else None
 
 
 # --- Policies -------------------------------------------------------------------------------
@@ -75,17 +74,6 @@ def customer_dunning_settings(customer: Customer) -> tuple[DunningPolicy, bool]:
     if own and own.policy:
         return own.policy, own.excluded
     return dunning_policy_ensure_default(), bool(own and own.excluded)
-
-
-# --- Reading Stripe's invoice ---------------------------------------------------------------
-def _id(value) -> str:
-    return (value.get("id") if isinstance(value, dict) else value) or ""
-
-
-def invoice_subscription_id(invoice: dict) -> str:
-    """Dahlia keeps the subscription under parent.subscription_details; older shapes at the top."""
-    details = ((invoice.get("parent") or {}).get("subscription_details") or {})
-    return _id(details.get("subscription")) or _id(invoice.get("subscription"))
 
 
 def _customer_for(*, subscription_id: str, stripe_customer_id: str) -> Customer | None:
@@ -145,7 +133,7 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
     if not invoice_id.startswith("in_"):
         raise DunningError(f"Not an invoice id: {invoice_id!r}.")
     subscription_id = invoice_subscription_id(invoice)
-    stripe_customer_id = _id(invoice.get("customer"))
+    stripe_customer_id = invoice_customer_id(invoice)
     if invoice.get("billing_reason") == "subscription_create":
         log.info("payment_failed for first invoice %s ignored: the subscription is incomplete", invoice_id)
         return None
@@ -319,25 +307,72 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
 
 
 def _cancel_due_cases(*, now: datetime, actor_type: str, actor: str) -> int:
-    """Exhausted cases whose policy cancels after N days. Cancelling needs the Stripe gateway, which the
-    console does not have yet: the case stays exhausted (with the reason recorded once) for support."""
+    """Exhausted cases whose policy cancels after N days: cancel the subscription in Stripe."""
     due = (DunningCase.objects.filter(status=DunningCase.Status.EXHAUSTED, cancel_requested_at__isnull=True,
-                                      policy__cancel_after_days__isnull=False, cancel_error="")
+                                      policy__cancel_after_days__isnull=False)
            .select_related("policy"))
     count = 0
     for case in due:
-        if now - case.opened_at <= timedelta(days=case.policy.cancel_after_days):
-            continue
-        with transaction.atomic():
-            locked = DunningCase.objects.select_for_update().get(pk=case.pk)
-            if locked.cancel_error or locked.cancel_requested_at:
-                continue
-            locked.cancel_error = "Cancellation is due, but the console has no Stripe gateway to cancel with yet."
-            locked.save(update_fields=["cancel_error", "updated_at"])
-            audit_log(actor_type=actor_type, actor=actor, action="dunning.case_cancel_blocked", target=locked,
-                      customer=Customer(pk=locked.customer_id), data={"reason": locked.cancel_error})
-        count += 1
+        if now - case.opened_at > timedelta(days=case.policy.cancel_after_days):
+            dunning_case_cancel_subscription(case=case, actor_type=actor_type, actor=actor, now=now)
+            count += 1
     return count
+
+
+def dunning_case_cancel_subscription(*, case: DunningCase, actor_type: str, actor: str = "",
+                                     now: datetime | None = None) -> DunningCase:
+    """Cancel the case's subscription in Stripe, as the policy says after its last step. Recorded before
+    the call; the idempotency key is the case's, so a repeat never cancels twice. A failure Stripe may
+    recover from is tried again at the next enforcement; any other stays on the case for support."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = DunningCase.objects.select_for_update().get(pk=case.pk)
+        if not case.is_active or case.cancel_requested_at:
+            return case
+        if not case.subscription_id:
+            raise DunningError(f"Case {case.invoice_id} has no subscription to cancel.")
+        case.cancel_requested_at, case.cancel_error = now, ""
+        case.save(update_fields=["cancel_requested_at", "cancel_error", "updated_at"])
+        audit_log(actor_type=actor_type, actor=actor, action="dunning.subscription_cancel_requested", target=case,
+                  customer=Customer(pk=case.customer_id), data={"subscription": case.subscription_id})
+    try:
+        if not stripe_gateway.configured():
+            raise stripe_gateway.StripeGatewayError("Stripe is not configured (STRIPE_SECRET_KEY).", retryable=True)
+        stripe_gateway.subscription_cancel(case.subscription_id, idempotency_key=f"dunning-cancel-{case.pk}")
+    except stripe_gateway.StripeGatewayError as exc:
+        with transaction.atomic():
+            case = DunningCase.objects.select_for_update().get(pk=case.pk)
+            case.cancel_error = exc.message[:1000]
+            if exc.retryable:
+                case.cancel_requested_at = None
+            case.save(update_fields=["cancel_error", "cancel_requested_at", "updated_at"])
+            audit_log(actor_type=actor_type, actor=actor, action="dunning.subscription_cancel_failed", target=case,
+                      customer=Customer(pk=case.customer_id), data={"error": case.cancel_error, "code": exc.code,
+                                                                    "retryable": exc.retryable})
+        return case
+    return dunning_case_close(case=case, status=DunningCase.Status.CANCELED, reason="canceled_by_policy",
+                              actor_type=actor_type, actor=actor, at=now)
+
+
+def dunning_case_sync_from_stripe(*, case: DunningCase, actor_type: str, actor: str = "") -> DunningCase:
+    """Support's "sync from Stripe" (runbook: paid but still locked, a webhook was missed): resync the
+    customer's subscription, re-read the invoice, and close the case if Stripe says it is paid or over.
+    Raises StripeGatewayError when Stripe cannot answer."""
+    case = DunningCase.objects.select_related("customer").get(pk=case.pk)
+    customer = customer_resync(customer=case.customer, actor_type=actor_type, actor=actor)
+    invoice = stripe_gateway.invoice_retrieve(case.invoice_id)
+    status = invoice.get("status")
+    if status == "paid":
+        paid_at = to_datetime((invoice.get("status_transitions") or {}).get("paid_at")) or timezone.now()
+        return dunning_case_close(case=case, status=DunningCase.Status.RECOVERED, reason="recovered_on_resync",
+                                  actor_type=actor_type, actor=actor, at=paid_at)
+    if status == "void" or customer.subscription_status in ("canceled", "incomplete_expired"):
+        return dunning_case_close(case=case, status=DunningCase.Status.CANCELED, reason=f"{status or 'canceled'}_on_resync",
+                                  actor_type=actor_type, actor=actor)
+    with transaction.atomic():
+        audit_log(actor_type=actor_type, actor=actor, action="dunning.case_synced", target=case, customer=customer,
+                  data={"invoice_status": status, "subscription_status": customer.subscription_status})
+    return case
 
 
 # --- The step queue and its sends ------------------------------------------------------------

@@ -3,32 +3,29 @@ and per object (a case is keyed by invoice id; closing a closed case is a no-op;
 from django.utils import timezone
 
 from billing_console.events import receiver
+from billing_console.stripe_objects import event_created, event_object, to_datetime
 from dunning import services
 
 
-def _object(event: dict) -> dict:
-    return (event.get("data") or {}).get("object") or {}
-
-
 def _at(event: dict):
-    return services.from_stripe_ts(event.get("created")) or timezone.now()
+    return event_created(event) or timezone.now()
 
 
 @receiver("invoice.payment_failed")
 def invoice_payment_failed(event: dict) -> None:
-    services.dunning_case_open(invoice=_object(event), failed_at=_at(event), actor=event.get("id", ""))
+    services.dunning_case_open(invoice=event_object(event), failed_at=_at(event), actor=event.get("id", ""))
 
 
 @receiver("invoice.paid")
 def invoice_paid(event: dict) -> None:
-    invoice = _object(event)
-    paid_at = services.from_stripe_ts((invoice.get("status_transitions") or {}).get("paid_at")) or _at(event)
+    invoice = event_object(event)
+    paid_at = to_datetime((invoice.get("status_transitions") or {}).get("paid_at")) or _at(event)
     services.dunning_invoice_paid(invoice_id=invoice.get("id", ""), paid_at=paid_at, actor=event.get("id", ""))
 
 
 @receiver("customer.subscription.updated", "customer.subscription.deleted")
 def subscription_changed(event: dict) -> None:
-    subscription = _object(event)
+    subscription = event_object(event)
     services.dunning_subscription_changed(subscription_id=subscription.get("id", ""),
                                           status=subscription.get("status", ""), changed_at=_at(event),
                                           actor=event.get("id", ""))

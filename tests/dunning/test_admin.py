@@ -95,6 +95,41 @@ def test_enforce_policies_now_action_locks(staff, policy):
     assert case.customer.access_state == "soft_locked"
 
 
+def test_sync_from_stripe_closes_a_case_whose_payment_webhook_was_missed(staff, subscriber, emulator, deliver):
+    customer = subscriber
+    mark = len(emulator.events)
+    emulator.set_card(customer.stripe_customer_id, outcome="decline")
+    sub = emulator.get(customer.subscription_id)
+    emulator.advance(seconds=sub["items"]["data"][0]["current_period_end"] - emulator.now() + 60)
+    deliver(emulator.events[mark:])
+    case = DunningCase.objects.get(customer=customer)
+    # The customer pays, but the events never arrive (webhook outage).
+    emulator.set_card(customer.stripe_customer_id, outcome="succeed")
+    emulator.advance(days=3)
+    assert emulator.get(case.invoice_id)["status"] == "paid"
+    customer.refresh_from_db()
+    assert customer.access_state == "grace"
+
+    response = action(staff, "dunningcase", "sync_from_stripe", [case.pk])
+    assert "1 case(s) synced from Stripe" in messages_of(response)
+    case.refresh_from_db()
+    customer.refresh_from_db()
+    assert (case.status, case.close_reason) == ("recovered", "recovered_on_resync")
+    assert (customer.access_state, customer.subscription_status) == ("active", "active")
+    assert AuditEvent.objects.filter(action="customer.resynced", actor_type="admin").exists()
+
+
+def test_sync_from_stripe_reports_stripe_errors(staff, policy, settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "x" * 24
+    settings.STRIPE_API_HOST = "http://127.0.0.1:9"  # nothing listens
+    settings.STRIPE_MAX_RETRIES = 0
+    case = DunningCaseFactory()
+    response = action(staff, "dunningcase", "sync_from_stripe", [case.pk])
+    assert any("Stripe" in m and case.invoice_id in m for m in messages_of(response))
+    assert "0 case(s) synced from Stripe" in messages_of(response)
+    assert DunningCase.objects.get(pk=case.pk).status == "open"
+
+
 def test_retry_action_resends_failed_and_refuses_sent(staff, policy):
     failed = DunningStepLogFactory(status="failed", reason="email_error")
     sent = DunningStepLogFactory(status="sent", step_code="SOFT_D+3", case=failed.case, sent_at=timezone.now())

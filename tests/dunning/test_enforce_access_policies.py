@@ -9,7 +9,8 @@ from billing_console.models import AuditEvent, Customer
 from billing_console.selectors import Reason, customer_entitlement
 from dunning.models import CustomerDunning, DunningCase
 from dunning.services import dunning_enforce_access_policies
-from tests.dunning.factories import DunningCaseFactory, DunningCustomerFactory, DunningPolicyFactory, DunningStepFactory
+from tests.dunning.factories import (DunningCaseFactory, DunningCustomerFactory, DunningPolicyFactory, DunningStepFactory,
+                                     DunningStepLogFactory)
 
 pytestmark = pytest.mark.django_db
 
@@ -59,17 +60,35 @@ def test_excluded_customer_is_never_locked(policy, t0):
     assert state(customer) == "active"
 
 
-def test_exhausted_case_still_locks_and_due_cancellation_is_recorded_for_support(t0):
+def test_exhausted_case_still_locks_and_is_canceled_in_stripe_when_the_policy_says(subscriber, emulator, deliver, t0):
     strict = DunningPolicyFactory(grace_days=1, hard_lock_days=2, cancel_after_days=5)
-    customer = DunningCustomerFactory(access_state="grace")
+    customer = subscriber
     case = DunningCaseFactory(customer=customer, policy=strict, opened_at=t0, status="exhausted", next_step_at=None)
+    DunningStepLogFactory(case=case, status="sent")
     assert dunning_enforce_access_policies(now=t0 + timedelta(days=3))["cancel_requested"] == 0
     assert state(customer) == "hard_locked"
-    counts = dunning_enforce_access_policies(now=t0 + timedelta(days=6))
+    assert emulator.get(customer.subscription_id)["status"] == "active"
+
+    mark = len(emulator.events)
+    assert dunning_enforce_access_policies(now=t0 + timedelta(days=6))["cancel_requested"] == 1
     case.refresh_from_db()
-    assert counts["cancel_requested"] == 1 and case.status == DunningCase.Status.EXHAUSTED
-    assert "no Stripe gateway" in case.cancel_error
+    assert (case.status, case.close_reason, case.cancel_error) == ("canceled", "canceled_by_policy", "")
+    assert emulator.get(customer.subscription_id)["status"] == "canceled"
+    assert AuditEvent.objects.filter(action="dunning.subscription_cancel_requested", target_id=str(case.pk)).count() == 1
+    deliver(emulator.events[mark:])  # customer.subscription.deleted: the core cancels access, dunning has nothing left
+    assert state(customer) == "canceled"
     assert dunning_enforce_access_policies(now=t0 + timedelta(days=7))["cancel_requested"] == 0
+
+
+def test_cancellation_that_stripe_cannot_do_now_is_recorded_and_tried_again(t0, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    strict = DunningPolicyFactory(grace_days=1, hard_lock_days=2, cancel_after_days=5)
+    case = DunningCaseFactory(policy=strict, opened_at=t0, status="exhausted", next_step_at=None)
+    assert dunning_enforce_access_policies(now=t0 + timedelta(days=6))["cancel_requested"] == 1
+    case.refresh_from_db()
+    assert case.status == "exhausted" and "not configured" in case.cancel_error and case.cancel_requested_at is None
+    assert AuditEvent.objects.filter(action="dunning.subscription_cancel_failed").count() == 1
+    assert dunning_enforce_access_policies(now=t0 + timedelta(days=7))["cancel_requested"] == 1  # tried again
 
 
 def test_query_count_does_not_grow_with_customers_already_in_their_state(policy, t0, django_assert_max_num_queries):

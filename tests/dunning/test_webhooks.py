@@ -31,9 +31,7 @@ def test_payment_failed_opens_case_queues_first_step_and_starts_grace(policy, t0
     assert AuditEvent.objects.filter(action="dunning.case_opened", target_id=str(case.pk)).count() == 1
 
 
-def test_first_step_is_sent_right_after_the_event_commits(policy, t0, django_capture_on_commit_callbacks, monkeypatch):
-    # django-q2 reads Q_CLUSTER["sync"] once at import; run the task inline as the cluster would.
-    monkeypatch.setattr("django_q.conf.Conf.SYNC", True)
+def test_first_step_is_sent_right_after_the_event_commits(policy, t0, django_capture_on_commit_callbacks):
     customer = DunningCustomerFactory()
     with django_capture_on_commit_callbacks(execute=True):
         fail(customer, t0)
