@@ -46,7 +46,7 @@ def test_failed_renewal_makes_the_subscription_past_due_but_still_entitled(subsc
     deliver(renewal)
     customer.refresh_from_db()
     assert customer.subscription_status == "past_due"
-    assert customer.access_state == Customer.AccessState.ACTIVE  # locks are dunning's job
+    assert customer.access_state == Customer.AccessState.GRACE  # dunning's case opened: grace, still entitled
     assert customer_entitlement(customer).reason == Reason.PAST_DUE
 
 
