@@ -38,7 +38,7 @@ def _json_body(request: HttpRequest):
         raise CheckoutInputError({"body": "Request body too large."})
     try:
         return json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested arrays
         raise CheckoutInputError({"body": "Send a JSON object."}) from None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime, timedelta
 
 import stripe
@@ -63,9 +64,13 @@ def webhook_payload_verify(*, payload: bytes, signature: str) -> dict:
     except stripe.SignatureVerificationError as exc:
         reason = "timestamp outside the tolerance" if "tolerance" in str(exc) else "signature does not match"
         raise WebhookRejected(f"Invalid Stripe signature ({reason}).") from None
+    # stripe-python only rejects old timestamps; a signature dated in the future would stay replayable for longer.
+    timestamp = next((part[2:] for part in signature.split(",") if part.startswith("t=")), "")
+    if int(timestamp) > time.time() + settings.STRIPE_WEBHOOK_TOLERANCE:
+        raise WebhookRejected("Invalid Stripe signature (timestamp outside the tolerance).")
     try:
         event = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
         raise WebhookRejected("Body is not JSON.") from None
     if not isinstance(event, dict) or event.get("object") != "event" or not str(event.get("id", "")).startswith("evt_") \
             or not isinstance(event.get("type"), str) or not isinstance(event.get("data"), dict):

@@ -113,7 +113,7 @@ def _json_body(request) -> dict:
         raise ApiError(415, "BAD_REQUEST", "Send a JSON body with Content-Type: application/json.")
     try:
         data = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested arrays
         raise ApiError(400, "BAD_REQUEST", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "BAD_REQUEST", "The request body must be a JSON object.")

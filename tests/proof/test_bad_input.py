@@ -11,6 +11,7 @@ from tests.licensing.factories import DeviceActivationFactory
 from tests.proof.fuzz import FUZZ, assert_rejected, not_an_object, row_counts, unicode_laden, wrong_types
 
 pytestmark = pytest.mark.django_db
+OPS_SECRET = "ops-secret-for-the-bad-input-tests-0123"
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,16 @@ class Endpoint:
 POST_ENDPOINTS = [
     Endpoint("license-activate", "/api/license/activate", ("key", "device_id", "name", "platform")),
     Endpoint("license-deactivate", "/api/license/deactivate", ("key", "device_id")),
+    Endpoint("checkout", "/api/billing/checkout", ("email", "plan", "price", "device_id")),
+    Endpoint("portal", "/api/billing/portal", ("token",)),
 ]
 
 
 @pytest.fixture(autouse=True)
-def _configured(settings):
+def _configured(stripe_settings):
     """Configured as in production, with rate limits out of reach (a 429 would hide the parser)."""
+    settings = stripe_settings
+    settings.OPS_SECRET = OPS_SECRET
     settings.LICENSE_SIGNING_KEY = new_signing_key()[0]
     settings.LICENSE_RATE_LIMIT_PER_ADDRESS = 10 ** 9
     settings.LICENSE_RATE_LIMIT_PER_KEY = 10 ** 9
@@ -88,9 +93,12 @@ def test_a_body_that_is_not_json_is_rejected(client, existing, endpoint, content
 
 
 @pytest.mark.parametrize("endpoint", POST_ENDPOINTS, ids=str)
-def test_wrong_method_is_rejected(client, endpoint):
+def test_wrong_method_is_405_naming_the_allowed_one(client, endpoint):
     before = row_counts()
-    assert_rejected(client.get(endpoint.path), before)
+    response = client.get(endpoint.path)
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert row_counts() == before
 
 
 latin1 = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=120)
@@ -111,3 +119,13 @@ def test_licence_status_with_bad_credentials_is_rejected(client, existing, devic
     if authorization is not None:
         headers["HTTP_AUTHORIZATION"] = authorization
     assert_rejected(client.get("/api/license/status", params, **headers), before)
+
+
+@FUZZ
+@given(authorization=st.one_of(latin1, latin1.map(lambda t: f"Bearer {t}"), st.just(f"Basic {OPS_SECRET}"),
+                               st.just(f"Bearer {OPS_SECRET[:-1]}"), st.just(f"bearer  {OPS_SECRET}x")))
+def test_ops_summary_with_a_wrong_bearer_is_401(client, authorization):
+    before = row_counts()
+    response = client.get("/api/ops/summary", HTTP_AUTHORIZATION=authorization)
+    assert response.status_code == 401
+    assert_rejected(response, before)
