@@ -88,8 +88,14 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     VAR_DIR.mkdir(exist_ok=True)
-    # Several processes (web, qcluster) share the file: wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Several processes (web, qcluster workers) share the file. WAL lets readers run beside the writer;
+    # IMMEDIATE takes the write lock at BEGIN, so a transaction waits for it (timeout) instead of
+    # failing with "database is locked" when it tries to upgrade a read lock mid-way.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
@@ -316,6 +322,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "stripe": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # django-q2 logs every enqueue and pickup at INFO; the console logs its own cron results.
+        "django-q": {"level": "WARNING"},
         "weasyprint": {"level": "WARNING"},  # its INFO lines are per-render progress steps
         "fontTools": {"level": "WARNING"},
     },

@@ -90,6 +90,7 @@ pids+=($!)
 $PY manage.py qcluster &
 pids+=($!)
 wait_for_port "$HOST" "$PORT" 60
+sleep 2  # let the cluster print its start-up lines before the banner
 
 echo
 echo "================================================================"
