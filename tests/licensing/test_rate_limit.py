@@ -16,7 +16,7 @@ def shared_cache(request, settings):
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS = 3600  # a window boundary inside a test would reset the counts
     if request.param == "database":
-        request.getfixturevalue("transactional_db")
+        request.getfixturevalue("db")
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                                        "LOCATION": "bc_cache_test", "KEY_PREFIX": prefix}}
         call_command("createcachetable", verbosity=0)
