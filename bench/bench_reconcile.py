@@ -5,7 +5,7 @@ and dropped here, migrations off as in the tests). Stripe's side is a page set r
 Stripe list envelopes (100 objects a page, newest first, one JSON page per line) and read back page
 by page through the same paginated reader (`PagedStripeView`) the gateway view uses, JSON parsing
 included. The run is timed at 10,000 and at N invoices; the time ratio shows whether it grows
-linearly (10x the invoices -> about 10x the time). Peak memory is measured in a second run under
+linearly (10x the invoices -> about 10x the time); each size is timed three times, median reported. Peak memory is measured in a second run under
 tracemalloc (Python allocations of the reconciliation itself), and the SQL statements are counted.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bc_bench .venv/bin/python bench/bench_reconcile.py [--invoices 100000]
@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
 import tracemalloc
@@ -146,7 +147,7 @@ def load_console(n: int, customers: int):
         cursor.execute("ANALYZE")
 
 
-def measure(n: int, folder: Path) -> dict:
+def measure(n: int, folder: Path, repeat: int) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -158,13 +159,16 @@ def measure(n: int, folder: Path) -> dict:
     pages = RecordedPages(folder, n, customers)
     setup_s = time.monotonic() - started
     try:
-        gc.collect()
-        with CaptureQueriesContext(connection) as queries:
-            started = time.monotonic()
-            run = reconciliation_run(scope=Scope(), stripe_view=PagedStripeView(pages), triggered_by="bench")
-            seconds = time.monotonic() - started
-        assert run.status == "clean", (run.status, run.error, run.checked)
-        assert run.checked["invoices"] == n and run.checked["subscriptions"] == customers
+        times = []
+        for _ in range(repeat):  # the median of a few runs: this machine is shared, single runs are noisy
+            gc.collect()
+            with CaptureQueriesContext(connection) as queries:
+                started = time.monotonic()
+                run = reconciliation_run(scope=Scope(), stripe_view=PagedStripeView(pages), triggered_by="bench")
+                times.append(time.monotonic() - started)
+            assert run.status == "clean", (run.status, run.error, run.checked)
+            assert run.checked["invoices"] == n and run.checked["subscriptions"] == customers
+        seconds = statistics.median(times)
         gc.collect()
         tracemalloc.start()
         reconciliation_run(scope=Scope(), stripe_view=PagedStripeView(pages), triggered_by="bench-memory")
@@ -174,13 +178,15 @@ def measure(n: int, folder: Path) -> dict:
         pages.remove()
     return {"invoices": n, "customers": customers, "seconds": round(seconds, 3),
             "invoices_per_s": round(n / seconds), "peak_mib": round(peak / 2 ** 20, 1),
-            "queries": len(queries), "stripe_pages": pages.pages_read // 2, "setup_seconds": round(setup_s, 1)}
+            "runs_seconds": [round(t, 3) for t in times], "queries": len(queries),
+            "stripe_pages": pages.pages_read // (repeat + 1), "setup_seconds": round(setup_s, 1)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per size (the median is reported)")
     args = parser.parse_args()
 
     import django
@@ -201,8 +207,8 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     try:
-        small = measure(args.small, out_dir)
-        large = measure(args.invoices, out_dir)
+        small = measure(args.small, out_dir, args.repeat)
+        large = measure(args.invoices, out_dir, args.repeat)
     finally:
         connection.creation.destroy_test_db(settings.DATABASES["default"]["NAME"], verbosity=0)
     ratio = large["seconds"] / small["seconds"]

@@ -281,3 +281,40 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             **self.admin_site.each_context(request), "title": "Import legacy ledger", "form": form,
             "errors": errors, "opts": self.model._meta,
         }, status=status)
+
+
+# --- Dashboard --------------------------------------------------------------------------------
+def invoices_dashboard_section(request):
+    """Invoice delivery on the support console's front page (three counts, two queries)."""
+    from datetime import timedelta
+
+    from django.db.models import Count, Q
+    from django.utils import timezone
+
+    from billing_console.dashboard import BAD, IDLE, OK, WARN, Section, Stat, changelist_url
+
+    D = Invoice.Delivery
+    counts = Invoice.objects.aggregate(
+        failed=Count("pk", filter=Q(delivery_status=D.FAILED)),
+        retrying=Count("pk", filter=Q(delivery_status__in=[D.PENDING, D.RENDERED], delivery_attempts__gt=0,
+                                      emailed_at__isnull=True)))
+    since = timezone.now() - timedelta(hours=24)
+    emailed = InvoiceEvent.objects.filter(kind="email_sent", at__gte=since).count()
+    return Section("Invoices", [
+        Stat("Emailed, last 24 h", emailed, tone=OK if emailed else IDLE,
+             url=changelist_url(request, "billing_console", "invoiceevent", kind="email_sent")),
+        Stat("Retrying", counts["retrying"], tone=WARN if counts["retrying"] else OK,
+             url=changelist_url(request, "billing_console", "invoice", delivery_attempts__gt=0,
+                                delivery_status__in="pending,rendered")),
+        Stat("Delivery failed", counts["failed"], tone=BAD if counts["failed"] else OK,
+             url=changelist_url(request, "billing_console", "invoice", delivery_status__exact=D.FAILED)),
+    ], order=65)
+
+
+def _register_dashboard_section():
+    from billing_console.dashboard import register_dashboard_section
+
+    register_dashboard_section(invoices_dashboard_section)
+
+
+_register_dashboard_section()

@@ -150,3 +150,14 @@ def test_ledger_import_without_a_file_is_a_form_error(admin_client):
 
 def test_viewer_cannot_import(viewer):
     assert viewer.get(reverse("admin:billing_console_ledgerentry_import")).status_code == 403
+
+
+def test_dashboard_shows_invoice_delivery(admin_client):
+    InvoiceFactory(delivery_status="failed")
+    InvoiceFactory(delivery_status="rendered", delivery_attempts=2)
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Invoices" in page and "Delivery failed" in page and "delivery_status__exact=failed" in page
+    retrying = reverse("admin:billing_console_invoice_changelist") + "?delivery_attempts__gt=0&delivery_status__in=pending,rendered"
+    response = admin_client.get(retrying)
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
