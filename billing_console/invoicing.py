@@ -40,6 +40,7 @@ SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "brl": "R$", "aud
 STATUS_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
                        "invoice.payment_failed", "invoice.marked_uncollectible", "invoice.voided")
+DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -210,7 +211,8 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
         if invoice.customer_id is None:
             invoice.customer = _find_customer(invoice.stripe_customer_id, invoice.subscription_id)
             update.append("customer")
-        queue = (event_type == "invoice.finalized" and invoice.emailed_at is None
+        # invoice.paid also queues it: if the finalized event is lost or late, the customer still gets the invoice once.
+        queue = (event_type in DELIVERY_TRIGGERS and invoice.emailed_at is None
                  and invoice.delivery_status == Invoice.Delivery.PENDING and invoice.next_delivery_at is None)
         if queue:
             invoice.next_delivery_at = timezone.now()

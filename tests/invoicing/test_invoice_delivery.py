@@ -167,3 +167,10 @@ def test_invoice_ids_cannot_escape_the_storage_folder(deliver_events, invoice_se
     obj = stripe_invoice(id="in_../../etc/x", customer="cus_../..", customer_email="z@example.com")
     deliver_events(stripe_event("invoice.finalized", obj))
     assert Invoice.objects.get().pdf_path == "invoices/cus______/in_______etc_x.pdf"
+
+
+def test_paid_event_delivers_an_invoice_whose_finalized_event_never_came(deliver_events, invoice_settings, customer):
+    obj = stripe_invoice(customer="cus_bob", status="paid")
+    deliver_events(stripe_event("invoice.paid", obj))
+    deliver_events(stripe_event("invoice.finalized", {**obj, "status": "open"}, created=obj["created"]))  # late
+    assert len(mail.outbox) == 1 and Invoice.objects.get().status == "paid"
