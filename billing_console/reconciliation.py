@@ -236,7 +236,7 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
         "access_state", "cohort")
     if scope.stripe_customer_id:
         customers_qs = customers_qs.filter(stripe_customer_id=scope.stripe_customer_id)
-    customers = list(customers_qs)
+    customers = list(customers_qs.order_by())  # no ORDER BY: the dicts need none, and sorting costs n log n
     by_sub = {c.subscription_id: c for c in customers if c.subscription_id}
     by_cus = {c.stripe_customer_id: c for c in customers if c.stripe_customer_id}
     cohort_of = {c.pk: c.cohort for c in customers if c.cohort}
@@ -247,7 +247,7 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
         invoices_qs = invoices_qs.filter(stripe_customer_id=scope.stripe_customer_id)
     if scope.since:
         invoices_qs = invoices_qs.filter(stripe_created__gte=datetime.fromtimestamp(scope.since_ts, tz=dt_timezone.utc))
-    local_invoices = {row[0]: row[1:] for row in invoices_qs.values_list(
+    local_invoices = {row[0]: row[1:] for row in invoices_qs.order_by().values_list(
         "stripe_id", "status", "total", "currency", "customer_id").iterator(chunk_size=10000)}
     customers_by_pk = {c.pk: c for c in customers}
 
@@ -256,7 +256,7 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
         ledger_qs = ledger_qs.filter(account=scope.stripe_customer_id)
     if scope.since:
         ledger_qs = ledger_qs.filter(period__gte=scope.since_period)
-    ledger = {(a, p, c): t for a, p, c, t in ledger_qs.values_list("account", "period", "currency", "total")}
+    ledger = {(a, p, c): t for a, p, c, t in ledger_qs.order_by().values_list("account", "period", "currency", "total")}
 
     writer = _DriftWriter(run, cohort_of)
     add = writer.add
