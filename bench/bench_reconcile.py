@@ -5,7 +5,9 @@ and dropped here, migrations off as in the tests). Stripe's side is a page set r
 Stripe list envelopes (100 objects a page, newest first, one JSON page per line) and read back page
 by page through the same paginated reader (`PagedStripeView`) the gateway view uses, JSON parsing
 included. The run is timed at 10,000 and at N invoices; the time ratio shows whether it grows
-linearly (10x the invoices -> about 10x the time); each size is timed three times, median reported. Peak memory is measured in a second run under
+linearly (10x the invoices -> about 10x the time); each size is timed three times, median reported,
+in wall time and in this process's CPU time (the steadier figure on a shared machine; PostgreSQL's
+own work is in the wall time only). Peak memory is measured in a second run under
 tracemalloc (Python allocations of the reconciliation itself), and the SQL statements are counted.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bc_bench .venv/bin/python bench/bench_reconcile.py [--invoices 100000]
@@ -159,16 +161,17 @@ def measure(n: int, folder: Path, repeat: int) -> dict:
     pages = RecordedPages(folder, n, customers)
     setup_s = time.monotonic() - started
     try:
-        times = []
+        times, cpu_times = [], []
         for _ in range(repeat):  # the median of a few runs: this machine is shared, single runs are noisy
             gc.collect()
             with CaptureQueriesContext(connection) as queries:
-                started = time.monotonic()
+                started, cpu_started = time.monotonic(), time.process_time()
                 run = reconciliation_run(scope=Scope(), stripe_view=PagedStripeView(pages), triggered_by="bench")
                 times.append(time.monotonic() - started)
+                cpu_times.append(time.process_time() - cpu_started)
             assert run.status == "clean", (run.status, run.error, run.checked)
             assert run.checked["invoices"] == n and run.checked["subscriptions"] == customers
-        seconds = statistics.median(times)
+        seconds, cpu_seconds = statistics.median(times), statistics.median(cpu_times)
         gc.collect()
         tracemalloc.start()
         reconciliation_run(scope=Scope(), stripe_view=PagedStripeView(pages), triggered_by="bench-memory")
@@ -176,9 +179,11 @@ def measure(n: int, folder: Path, repeat: int) -> dict:
         tracemalloc.stop()
     finally:
         pages.remove()
-    return {"invoices": n, "customers": customers, "seconds": round(seconds, 3),
-            "invoices_per_s": round(n / seconds), "peak_mib": round(peak / 2 ** 20, 1),
-            "runs_seconds": [round(t, 3) for t in times], "queries": len(queries),
+    return {"invoices": n, "customers": customers, "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
+            "invoices_per_s": round(n / seconds), "invoices_per_cpu_s": round(n / cpu_seconds),
+            "peak_mib": round(peak / 2 ** 20, 1),
+            "runs_seconds": [round(t, 3) for t in times], "runs_cpu_seconds": [round(t, 3) for t in cpu_times],
+            "queries": len(queries),
             "stripe_pages": pages.pages_read // (repeat + 1), "setup_seconds": round(setup_s, 1)}
 
 
@@ -212,17 +217,19 @@ def main():
     finally:
         connection.creation.destroy_test_db(settings.DATABASES["default"]["NAME"], verbosity=0)
     ratio = large["seconds"] / small["seconds"]
+    cpu_ratio = large["cpu_seconds"] / small["cpu_seconds"]
     result = {
         "benchmark": "reconcile", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]},
         "small": small, "large": large,
-        "time_ratio": round(ratio, 2), "size_ratio": args.invoices / args.small,
+        "time_ratio": round(ratio, 2), "cpu_time_ratio": round(cpu_ratio, 2), "size_ratio": args.invoices / args.small,
         "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     (out_dir / "reconcile.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"reconcile: {large['invoices']:,} invoices in {large['seconds']:.1f} s = {large['invoices_per_s']:,} invoices/s, "
-          f"peak {large['peak_mib']} MiB, {large['queries']} queries; {small['invoices']:,} -> {large['invoices']:,} "
-          f"time x{ratio:.1f} (linear = x{args.invoices / args.small:.0f})")
+    print(f"reconcile: {large['invoices']:,} invoices in {large['seconds']:.1f} s ({large['cpu_seconds']:.1f} s CPU) = "
+          f"{large['invoices_per_s']:,} invoices/s ({large['invoices_per_cpu_s']:,} per CPU second), peak {large['peak_mib']} MiB, "
+          f"{large['queries']} queries; {small['invoices']:,} -> {large['invoices']:,}: time x{ratio:.1f}, CPU x{cpu_ratio:.1f} "
+          f"(linear = x{args.invoices / args.small:.0f}; load average {result['machine']['load_avg_1m']:.1f} on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":
