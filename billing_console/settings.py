@@ -334,6 +334,8 @@ LOGGING = {
 # Rate limits key on the client address, so set this only to the real number of trusted hops.
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 SESSION_COOKIE_HTTPONLY = True
+# Admin messages can carry a reissued licence key shown once: keep them server-side, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
