@@ -30,7 +30,7 @@ def manage_link_make(customer: Customer) -> str:
 
 def manage_link_read(token: str) -> Customer:
     pk, _, _ = (token or "").partition(":")
-    if not pk.isdigit() or len(token) > 200:
+    if not (pk.isascii() and pk.isdigit()) or len(token) > 200:  # isdigit alone accepts "²"
         raise ManageLinkInvalid("Malformed link.")
     customer = Customer.objects.filter(pk=int(pk)).first()
     if customer is None:

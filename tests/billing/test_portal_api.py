@@ -21,7 +21,7 @@ def test_valid_manage_link_token_opens_the_portal(client, emulator):
     assert response.json()["url"].startswith(emulator.url + "/portal/bps_")
 
 
-@pytest.mark.parametrize("token", ["", "nonsense", "1:abc:def", "999999:x:y", 12, None])
+@pytest.mark.parametrize("token", ["", "nonsense", "1:abc:def", "999999:x:y", "²:x:y", "١٢:x:y", 12, None])
 def test_bad_token_is_401(client, stripe_settings, token):
     response = post(client, {"token": token})
     assert response.status_code == 401
