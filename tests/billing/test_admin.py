@@ -11,6 +11,7 @@ from billing_console.models import AuditEvent, CheckoutAttempt, Customer, Webhoo
 from billing_console.stripe_events import webhook_event_store
 from tests.billing.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
+from billing_console.stripe_gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +70,7 @@ def test_resync_button_applies_stripe_state(admin_client, emulator, client, deli
     assert emulator.pay_checkout(attempt.stripe_session_id)["ok"]
     deliver(emulator.events)
     customer = Customer.objects.get(email="rs@example.com")
-    emulator._api_subscription_cancel({}, customer.subscription_id)  # its events are lost
+    stripe_api().v1.subscriptions.cancel(customer.subscription_id)  # its events are lost
     response = admin_client.post(f"/admin/billing_console/customer/{customer.pk}/resync/", follow=True)
     assert "1 customer(s) resynced from Stripe." in response.content.decode()
     customer.refresh_from_db()

@@ -3,6 +3,7 @@ import pytest
 
 from billing_console.models import AuditEvent, CheckoutAttempt
 from tests.core.factories import CustomerFactory
+from billing_console.stripe_gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 URL = "/api/billing/checkout"
@@ -68,7 +69,7 @@ def test_checkout_by_price_stores_the_attempt_encrypted_and_opens_a_session(clie
 
 
 def test_returning_customer_checks_out_as_their_stripe_customer(client, emulator):
-    stripe_customer = emulator._api_customer_create({"email": "back@example.com"})
+    stripe_customer = stripe_api().v1.customers.create(params={"email": "back@example.com"})
     CustomerFactory(email="back@example.com", stripe_customer_id=stripe_customer["id"])
     response = post(client, {"email": "back@example.com", "plan": "pro"})
     attempt = CheckoutAttempt.objects.get(pk=response.json()["attemptId"])

@@ -4,6 +4,7 @@ from django.core.management import CommandError, call_command
 
 from billing_console.models import Customer
 from tests.billing.test_checkout_flow import start_checkout
+from billing_console.stripe_gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ def test_sync_customer_by_email_applies_stripe_state(client, emulator, deliver, 
     assert emulator.pay_checkout(attempt.stripe_session_id)["ok"]
     deliver(emulator.events)
     customer = Customer.objects.get(email="sync@example.com")
-    emulator._api_subscription_update({"cancel_at_period_end": "true"}, customer.subscription_id)
+    stripe_api().v1.subscriptions.update(customer.subscription_id, params={"cancel_at_period_end": True})
     call_command("sync_customer", "SYNC@example.com")
     customer.refresh_from_db()
     assert customer.cancel_at_period_end

@@ -4,6 +4,7 @@ import pytest
 from billing_console.manage_links import manage_link_token
 from billing_console.services import customer_rotate_manage_salt
 from tests.core.factories import CustomerFactory
+from billing_console.stripe_gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 URL = "/api/billing/portal"
@@ -14,7 +15,7 @@ def post(client, payload):
 
 
 def test_valid_manage_link_token_opens_the_portal(client, emulator):
-    stripe_customer = emulator._api_customer_create({"email": "p@example.com"})
+    stripe_customer = stripe_api().v1.customers.create(params={"email": "p@example.com"})
     customer = CustomerFactory(email="p@example.com", stripe_customer_id=stripe_customer["id"])
     response = post(client, {"token": manage_link_token(customer)})
     assert response.status_code == 200

@@ -8,6 +8,7 @@ from billing_console.models import AuditEvent, Customer
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.subscriptions import customer_resync
 from tests.billing.test_checkout_flow import start_checkout
+from billing_console.stripe_gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +65,7 @@ def test_retries_running_out_cancel_the_subscription_and_access(subscribed, emul
 
 def test_cancel_at_period_end_then_deleted_at_period_end(subscribed, emulator, deliver):
     customer, mark = subscribed
-    emulator._api_subscription_update({"cancel_at_period_end": "true"}, customer.subscription_id)
+    stripe_api().v1.subscriptions.update(customer.subscription_id, params={"cancel_at_period_end": True})
     deliver(emulator.events[mark:])
     customer.refresh_from_db()
     assert customer.cancel_at_period_end and customer.subscription_status == "active"
@@ -96,7 +97,7 @@ def test_reordered_renewal_events_end_on_the_newest_state(subscribed, emulator, 
 def test_late_old_event_days_later_does_not_undo_a_cancellation(subscribed, emulator, deliver):
     customer, mark = subscribed
     created = [e for e in emulator.events if e["type"] == "customer.subscription.created"]
-    emulator._api_subscription_cancel({}, customer.subscription_id)
+    stripe_api().v1.subscriptions.cancel(customer.subscription_id)
     deliver(emulator.events[mark:])
     deliver(created)  # Stripe retried the creation event days later: it is already stored -> no effect
     late = copy.deepcopy(created[0])
@@ -108,7 +109,7 @@ def test_late_old_event_days_later_does_not_undo_a_cancellation(subscribed, emul
 
 def test_same_second_events_never_revive_a_canceled_subscription(subscribed, emulator, deliver):
     customer, mark = subscribed
-    emulator._api_subscription_cancel({}, customer.subscription_id)
+    stripe_api().v1.subscriptions.cancel(customer.subscription_id)
     deleted = emulator.events[-1]
     stale = copy.deepcopy(deleted)
     stale.update(id="evt_same_second_active", type="customer.subscription.updated")
@@ -133,7 +134,7 @@ def test_subscription_event_before_its_checkout_event_creates_the_customer_from_
 
 def test_resync_reads_stripe_and_applies_the_current_state(subscribed, emulator):
     customer, _ = subscribed
-    emulator._api_subscription_cancel({}, customer.subscription_id)  # the events never arrive
+    stripe_api().v1.subscriptions.cancel(customer.subscription_id)  # the events never arrive
     customer = customer_resync(customer=customer, actor_type="admin", actor="support")
     assert customer.subscription_status == "canceled" and customer.access_state == Customer.AccessState.CANCELED
     assert AuditEvent.objects.filter(action="customer.resynced", customer=customer).exists()
@@ -141,7 +142,8 @@ def test_resync_reads_stripe_and_applies_the_current_state(subscribed, emulator)
 
 def test_customer_updated_event_changes_email_and_name(subscribed, emulator, deliver):
     customer, mark = subscribed
-    emulator._api_customer_update({"email": "lin.new@example.com", "name": "Lin New"}, customer.stripe_customer_id)
+    stripe_api().v1.customers.update(customer.stripe_customer_id,
+                                     params={"email": "lin.new@example.com", "name": "Lin New"})
     deliver(emulator.events[mark:])
     customer.refresh_from_db()
     assert (customer.email, customer.name) == ("lin.new@example.com", "Lin New")
