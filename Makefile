@@ -31,5 +31,8 @@ check: venv
 bench: venv
 	@bash scripts/bench.sh
 
+soak: venv
+	@bash scripts/soak.sh
+
 clean:
 	rm -rf var/test-artifacts .pytest_cache

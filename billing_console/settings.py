@@ -185,6 +185,10 @@ STRIPE_MAX_RETRIES = env.int("STRIPE_MAX_RETRIES", default=2)
 STRIPE_WEBHOOK_MAX_BYTES = env.int("STRIPE_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # A failed event is retried by the console with backoff this many times, then waits for support (replay).
 STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
+# A claimed event not finished after this many seconds is taken as crashed and claimed again.
+STRIPE_EVENT_PROCESSING_LEASE_SECONDS = env.int("STRIPE_EVENT_PROCESSING_LEASE_SECONDS", default=600)
+# A stored event still unprocessed after this many seconds (its enqueue was lost) is picked up by the retry cron.
+STRIPE_EVENT_ENQUEUE_GRACE_SECONDS = env.int("STRIPE_EVENT_ENQUEUE_GRACE_SECONDS", default=120)
 # Mirror each event into dj-stripe's tables (its sync) before the console's receivers run.
 STRIPE_DJSTRIPE_SYNC = env.bool("STRIPE_DJSTRIPE_SYNC", default=True)
 # Where Stripe sends the buyer after Checkout and the Customer Portal ({CHECKOUT_SESSION_ID} is filled by Stripe).

@@ -29,10 +29,17 @@ from billing_console.services import audit_log
 
 log = logging.getLogger("billing_console.stripe")
 
-# A claimed event not finished after this long is taken as crashed and can be claimed again.
-PROCESSING_LEASE = timedelta(minutes=10)
-# Received but never processed (the enqueue was lost): the retry cron picks it up after this.
-NOT_ENQUEUED_AFTER = timedelta(minutes=2)
+
+def _processing_lease() -> timedelta:
+    """A claimed event not finished after this long is taken as crashed and can be claimed again."""
+    return timedelta(seconds=settings.STRIPE_EVENT_PROCESSING_LEASE_SECONDS)
+
+
+def _not_enqueued_after() -> timedelta:
+    """Received but never processed (the enqueue was lost): the retry cron picks it up after this."""
+    return timedelta(seconds=settings.STRIPE_EVENT_ENQUEUE_GRACE_SECONDS)
+
+
 BACKOFF_BASE_SECONDS = 60
 BACKOFF_MAX = timedelta(hours=6)
 DJSTRIPE_WARNING = "dj-stripe sync skipped: "
@@ -148,7 +155,7 @@ def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> str:
     if force:
         claimable |= Q(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.PROCESSED])
     claimed = WebhookEvent.objects.filter(claimable, pk=webhook_event_id).update(
-        status=WebhookEvent.Status.PROCESSING, next_attempt_at=now + PROCESSING_LEASE)
+        status=WebhookEvent.Status.PROCESSING, next_attempt_at=now + _processing_lease())
     if not claimed:
         return "skipped"
     row = WebhookEvent.objects.get(pk=webhook_event_id)
@@ -180,7 +187,7 @@ def webhook_events_retry_due(*, limit: int = 500) -> dict:
     now = timezone.now()
     due = (WebhookEvent.objects
            .filter(Q(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.PROCESSING], next_attempt_at__lte=now)
-                   | Q(status=WebhookEvent.Status.RECEIVED, received_at__lte=now - NOT_ENQUEUED_AFTER))
+                   | Q(status=WebhookEvent.Status.RECEIVED, received_at__lte=now - _not_enqueued_after()))
            .order_by("stripe_created", "pk").values_list("pk", flat=True)[:limit])
     counts = {"processed": 0, "failed": 0, "skipped": 0}
     for pk in list(due):

@@ -1,0 +1,173 @@
+"""Security checks: known secret values never reach an answer, an admin page, a log line or an email;
+and the auth matrix (anonymous, customer link, support user, superuser) over the admin and the APIs."""
+import json
+import logging
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group, User
+from django.core import mail
+from django.urls import NoReverseMatch, reverse
+
+from billing_console.models import Customer
+from billing_console.support import CONSOLE_APPS, support_group_ensure
+from tests.billing.conftest import signed_headers
+from tests.proof.production import SECRETS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def known_secrets(stripe_settings):
+    """The production-shaped fake secrets of tests/proof/production.py, configured."""
+    for name, value in SECRETS.items():
+        if name != "SECRET_KEY":
+            setattr(stripe_settings, name, value)
+    return [v for v in SECRETS.values() if v]
+
+
+def admin_urls() -> list[tuple[str, str, object]]:
+    """(app_label, changelist URL, model) of every model in the admin."""
+    urls = []
+    for model in admin.site._registry:
+        try:
+            urls.append((model._meta.app_label,
+                         reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"), model))
+        except NoReverseMatch:
+            continue
+    return urls
+
+
+def checkout_and_pay(client, emulator, email="leak@example.com"):
+    response = client.post("/api/billing/checkout", {"email": email, "plan": "pro"}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    session_id = response.json()["url"].rstrip("/").split("/")[-1]
+    assert emulator.pay_checkout(session_id)["ok"]
+    return response
+
+
+def deliver_all(client, emulator, django_capture_on_commit_callbacks, responses):
+    for event in emulator.events:
+        body = json.dumps(event).encode()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/api/billing/webhook", body, content_type="application/json",
+                                   **signed_headers(body, SECRETS["STRIPE_WEBHOOK_SECRET"]))
+        assert response.status_code == 200, response.content
+        responses.append(response)
+
+
+def test_known_secrets_never_appear_in_answers_pages_logs_or_emails(
+        client, emulator, known_secrets, caplog, django_capture_on_commit_callbacks):
+    caplog.set_level(logging.DEBUG)
+    responses = [checkout_and_pay(client, emulator)]
+    deliver_all(client, emulator, django_capture_on_commit_callbacks, responses)
+    # A webhook with a wrong signature and a Stripe failure: error paths log the most.
+    responses.append(client.post("/api/billing/webhook", b"{}", content_type="application/json",
+                                 HTTP_STRIPE_SIGNATURE="t=1,v1=00"))
+    emulator.set_faults(api_500=10)
+    responses.append(client.post("/api/billing/checkout", {"email": "second@example.com", "plan": "pro"},
+                                 content_type="application/json"))
+    emulator.set_faults(reset=True)
+
+    customer = Customer.objects.get(email="leak@example.com")
+    link = next(word for m in mail.outbox for word in m.body.split() if "/manage/" in word)
+    token = link.rsplit("/manage/", 1)[1].strip("/")
+    responses += [client.get(f"/manage/{token}/"), client.post("/api/billing/portal", {"token": token},
+                                                               content_type="application/json")]
+    responses += [client.get("/health"), client.get("/api/cloud/health"), client.get("/api/license/public-key"),
+                  client.get("/api/ops/summary", HTTP_AUTHORIZATION=f"Bearer {SECRETS['OPS_SECRET']}"),
+                  client.get("/api/license/status", HTTP_X_LICENSE_KEY="BCL-NOPE", data={"device_id": "d1"})]
+
+    root = User.objects.create_superuser("root", "root@example.com", "pw-proof-0123456789")
+    client.force_login(root)
+    responses.append(client.get("/admin/"))
+    for _, url, model in admin_urls():
+        responses.append(client.get(url))
+        obj = model._default_manager.first()
+        if obj is not None:
+            responses.append(client.get(reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change",
+                                                args=[obj.pk])))
+    responses.append(client.get(reverse("admin:billing_console_customer_change", args=[customer.pk])))
+
+    assert all(r.status_code < 500 or r.status_code == 502 for r in responses), [r.status_code for r in responses]
+    bodies = [r.content.decode("utf-8", "replace") for r in responses]
+    emails = [f"{m.subject}\n{m.body}\n" + "".join(str(a[0]) for a in getattr(m, "alternatives", [])) for m in mail.outbox]
+    logs = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
+    hits = [(kind, secret[:12]) for secret in known_secrets
+            for kind, texts in (("response", bodies), ("email", emails), ("log", [logs])) for text in texts if secret in text]
+    assert len(bodies) > 30 and mail.outbox and caplog.records
+    assert hits == []
+
+
+# --- Auth matrix -----------------------------------------------------------------------------
+@pytest.fixture
+def users():
+    support = User.objects.create_user("support1", "s@example.com", "pw-proof-0123456789", is_staff=True)
+    support_group_ensure()
+    support.groups.add(Group.objects.get(name="support"))
+    staff = User.objects.create_user("staff-no-perms", "n@example.com", "pw-proof-0123456789", is_staff=True)
+    root = User.objects.create_superuser("root", "root@example.com", "pw-proof-0123456789")
+    customer = User.objects.create_user("customer-user", "c@example.com", "pw-proof-0123456789")  # not staff
+    return {"support": support, "staff": staff, "root": root, "customer": customer}
+
+
+def expected_admin(role: str, app_label: str, page: str) -> set[int]:
+    if role == "anonymous" or role == "customer":
+        return {302}  # to the login page
+    if role == "root":
+        return {200, 403} if page == "add" else {200}  # read-only histories refuse "add"
+    if role == "staff":
+        return {403}
+    # support: sees every console model, changes a few through actions, adds nothing, no auth/dj-stripe/queue.
+    return {200} if (app_label in CONSOLE_APPS and page == "changelist") else {403}
+
+
+@pytest.mark.parametrize("role", ["anonymous", "customer", "staff", "support", "root"])
+def test_admin_pages_answer_each_role_exactly(client, users, role):
+    if role != "anonymous":
+        client.force_login(users[role])
+    wrong = []
+    for app_label, url, model in admin_urls():
+        for page, target in (("changelist", url), ("add", url + "add/")):
+            status = client.get(target).status_code
+            if status not in expected_admin(role, app_label, page):
+                wrong.append((role, page, model._meta.label, status))
+    assert wrong == []
+    index = client.get("/admin/").status_code
+    assert index == (200 if role in ("support", "root", "staff") else 302)
+
+
+def test_support_cannot_reach_users_groups_or_the_task_queue_and_has_no_add_or_delete(users):
+    support = User.objects.get(pk=users["support"].pk)
+    perms = support.get_all_permissions()
+    assert perms, "the support group has permissions"
+    assert not [p for p in perms if p.split(".")[0] not in CONSOLE_APPS]
+    assert not [p for p in perms if p.split(".")[1].startswith(("add_", "delete_"))]
+    assert not support.is_superuser
+
+
+def test_a_customer_link_opens_only_its_own_manage_page(client, users):
+    from billing_console.manage_links import manage_link_token
+
+    customer = Customer.objects.create(email="link@example.com", subscription_id="sub_link", subscription_status="active",
+                                       plan="pro")
+    token = manage_link_token(customer)
+    assert client.get(f"/manage/{token}/").status_code == 200
+    assert client.get(f"/manage/{token}x/").status_code in (400, 403, 404)
+    assert client.get("/admin/").status_code == 302  # the link is no admin session
+    assert client.get(reverse("admin:billing_console_customer_changelist")).status_code == 302
+
+
+@pytest.mark.parametrize("role", ["anonymous", "support", "root"])
+def test_api_routes_take_their_own_credentials_not_an_admin_session(client, users, settings, role):
+    settings.OPS_SECRET = SECRETS["OPS_SECRET"]
+    settings.STRIPE_WEBHOOK_SECRET = SECRETS["STRIPE_WEBHOOK_SECRET"]
+    settings.LICENSE_SIGNING_KEY = SECRETS["LICENSE_SIGNING_KEY"]
+    if role != "anonymous":
+        client.force_login(users[role])
+    assert client.get("/api/ops/summary").status_code == 401
+    assert client.get("/api/ops/summary", HTTP_AUTHORIZATION=f"Bearer {SECRETS['OPS_SECRET']}").status_code == 200
+    assert client.post("/api/billing/webhook", b"{}", content_type="application/json").status_code == 400
+    assert client.post("/api/billing/portal", {}, content_type="application/json").status_code == 401
+    assert client.get("/api/license/status", {"device_id": "d1"}).status_code in (400, 401, 404)
+    assert client.get("/health").status_code == 200
