@@ -120,6 +120,15 @@ def _json_body(request) -> dict:
     return data
 
 
+def _encodable(value: str) -> bool:
+    """JSON may carry lone surrogates (\\ud800) that no database or hash can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _field_error(field: str, message: str) -> ApiError:
     return ApiError(400, "BAD_REQUEST", f"{field}: {message}", fields={field: message})
 
@@ -139,7 +148,7 @@ def _text(data: dict, field: str, max_length: int) -> str:
     if not isinstance(value, str):
         raise _field_error(field, "Must be a string.")
     value = value.strip()
-    if len(value) > max_length or CONTROL_CHARS.search(value):
+    if len(value) > max_length or CONTROL_CHARS.search(value) or not _encodable(value):
         raise _field_error(field, f"Use at most {max_length} printable characters.")
     return value
 
@@ -147,7 +156,7 @@ def _text(data: dict, field: str, max_length: int) -> str:
 def _key(value) -> str:
     if value is None or value == "":
         raise _field_error("key", "This field is required.")
-    if not isinstance(value, str) or len(value) > 80:
+    if not isinstance(value, str) or len(value) > 80 or not value.isascii():
         raise _field_error("key", "Must be a licence key like BCL-XXXXX-XXXXX-XXXXX-XXXXX-XXXXX-XXXXX.")
     return value
 
