@@ -3,7 +3,9 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/licensing -x`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/python -m pytest "$@"
+# Two workers (the machine has two cores); each gets its own test database. Tests of one file stay
+# on one worker so the stand-in servers a file starts are shared. PYTEST_WORKERS=0 runs serially.
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
 rc=$?
 # pytest exits 5 when it collects nothing (e.g. a filter that matches no test): not a failure of the code.
 if [ "$rc" -eq 5 ]; then
