@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.core import serializers
+from django.core.management.color import no_style
+from django.db import connection
 from django.utils import timezone
 
 from billing_console import models as core
@@ -21,9 +23,14 @@ def console_snapshot() -> dict[str, list[dict]]:
 
 
 def console_wipe() -> None:
-    """What a lost database looks like after `migrate`: every console table empty."""
-    for model in reversed(backup_models()):
-        model._base_manager.all()._raw_delete(model._base_manager.db)
+    """What a lost database looks like after `migrate` (before its data migrations): every console
+    table empty and its id sequence back at 1."""
+    tables = [model._meta.db_table for model in backup_models()]
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # fire the test transaction's pending FK checks first
+        for sql in connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=False):
+            cursor.execute(sql)
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 def populate_core() -> dict:
@@ -53,8 +60,9 @@ def populate_core() -> dict:
 
 
 def populate_console() -> dict:
-    """At least one row in every model of every console app (core, licensing, deployments)."""
+    """At least one row in every model of every console app (core, licensing, deployments, dunning)."""
     from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
+    from tests.dunning.factories import CustomerDunningFactory, DunningStepFactory, DunningStepLogFactory
     from tests.licensing.factories import DeviceActivationFactory, LicenseFactory
 
     made = populate_core()
@@ -64,4 +72,6 @@ def populate_console() -> dict:
     deployment = DeploymentFactory(customer=customer, api_token="cfTokDrill" + "Z" * 30)
     BundleReleaseFactory()
     PublishVersionFactory(deployment=deployment, status="live")
+    DunningStepLogFactory(status="failed", provider_response={"error": "instance disconnected"})
+    CustomerDunningFactory(customer=made["customer"], policy=DunningStepFactory().policy)
     return {**made, "license": licence, "deployment": deployment}

@@ -15,7 +15,7 @@ from tests.core.factories import CustomerFactory
 from tests.ops.drill import console_snapshot, console_wipe, populate_console, populate_core
 
 pytestmark = pytest.mark.django_db
-DRILLED_APPS = {"billing_console", "licensing", "deployments"}
+DRILLED_APPS = {"billing_console", "licensing", "deployments", "dunning"}
 
 
 def read_backup(path) -> tuple[dict, list[bytes]]:
@@ -203,3 +203,22 @@ def test_commands_print_counts_per_model(tmp_path, capsys):
     call_command("restore_backup", str(path))
     out = capsys.readouterr().out
     assert "billing_console.customer: 2" in out and "Restored" in out
+
+
+def test_a_freshly_migrated_database_with_the_default_dunning_policy_counts_as_empty(tmp_path):
+    from dunning.models import DunningPolicy, DunningStep
+    from dunning.services import dunning_policy_ensure_default
+
+    console_wipe()
+    dunning_policy_ensure_default()  # what the data migration seeded when this database was made
+    populate_console()
+    before = console_snapshot()
+    path = backup_export(out_path=tmp_path / "b.jsonl.gz").location
+    console_wipe()
+    dunning_policy_ensure_default()  # `migrate` on the new database seeds it again, same keys
+
+    backup_restore(source=path)
+
+    assert without_restore_audit(console_snapshot()) == before
+    assert DunningPolicy.objects.count() == len(before["dunning.dunningpolicy"])
+    assert DunningStep.objects.count() == len(before["dunning.dunningstep"])
