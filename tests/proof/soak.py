@@ -156,7 +156,7 @@ def run(args) -> int:
             # Stripe API faults while the workers re-read objects and the pages open sessions.
             emu.set_faults(api_500=15, api_timeout=3, timeout_seconds=1.5)
             report["faults"].append("stripe api: 15 x 500, 3 x timeout")
-            wait_for_events(emu, 60 if args.short else 180)
+            settle(emu, 60 if args.short else 180)  # every paid customer known before deployments are made
             phase_deployments(args, emu, cf, DEMO_ACCOUNT_ID, DEMO_TOKEN, report)
             log("killing qcluster 0 mid-task")
             while not busy():
@@ -278,7 +278,7 @@ def wait_for_events(emu, timeout: float) -> None:
 
 
 def settle(emu, timeout: float) -> None:
-    """Until every delivered event is processed and nothing is queued (or the time is up)."""
+    """Until every delivered event is processed and no publish is in flight (or the time is up)."""
     from django.db import connection
 
     from billing_console.models import WebhookEvent
@@ -288,9 +288,9 @@ def settle(emu, timeout: float) -> None:
     while time.monotonic() < deadline:
         try:
             pending = WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED).count()
-            from django_q.models import OrmQ
+            from deployments.models import PublishVersion
 
-            queued = OrmQ.objects.count()
+            queued = PublishVersion.objects.filter(status__in=["queued", "building", "deploying"]).count()
         except Exception:
             connection.close()
             time.sleep(1)
