@@ -23,7 +23,8 @@ def reconcile() -> None:
     with cron_guard("reconcile") as run:
         if run is not None:
             result = reconciliation_run(triggered_by="cron")
-            run.counts = {"drift": result.drift_count, **{k: v for k, v in result.checked.items() if isinstance(v, int)}}
+            run.counts = {"drift": result.drift_count, **{k: v for k, v in result.checked.items()
+                                                          if isinstance(v, int) and not isinstance(v, bool)}}
             if result.status == result.Status.FAILED:
                 run.counts["errors"] = 1
 

@@ -227,3 +227,27 @@ def test_drift_items_are_written_in_batches(matching, django_assert_max_num_quer
     with django_assert_max_num_queries(10):
         run = run_with(matching)
     assert run.drift_count == 120 and DriftItem.objects.filter(run=run, kind="invoice_missing").count() == 120
+
+
+def test_daily_cron_records_its_counts(matching, monkeypatch):
+    from billing_console.invoicing_tasks import reconcile
+    from billing_console.models import CronRun
+
+    monkeypatch.setattr("billing_console.reconciliation.default_stripe_view", lambda: PagedStripeView(matching))
+    reconcile()
+    run = CronRun.objects.get(name="reconcile")
+    assert run.status == "ok" and run.counts == {"drift": 0, "customers": 2, "invoices": 6, "subscriptions": 2,
+                                                 "ledger_periods": 0}
+    assert ReconciliationRun.objects.get().triggered_by == "cron"
+
+
+def test_failed_run_marks_the_cron_as_errors(monkeypatch):
+    from billing_console.invoicing_tasks import reconcile
+    from billing_console.models import CronRun
+
+    def broken(resource, params):
+        raise ConnectionError("down")
+
+    monkeypatch.setattr("billing_console.reconciliation.default_stripe_view", lambda: PagedStripeView(broken))
+    reconcile()
+    assert CronRun.objects.get(name="reconcile").status == "errors"
