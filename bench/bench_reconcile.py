@@ -10,7 +10,8 @@ in wall time and in this process's CPU time (the steadier figure on a shared mac
 own work is in the wall time only). Peak memory is measured in a second run under
 tracemalloc (Python allocations of the reconciliation itself), and the SQL statements are counted.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bc_bench .venv/bin/python bench/bench_reconcile.py [--invoices 100000]
+    make bench BENCH=reconcile     (or: .venv/bin/python bench/bench_reconcile.py [--invoices 100000];
+                                    DATABASE_URL or BENCH_DATABASE_URL names the PostgreSQL server to use)
 
 Prints one figure line; writes var/bench/reconcile.json.
 """
@@ -194,6 +195,12 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per size (the median is reported)")
     args = parser.parse_args()
 
+    # Under `make bench` the database is the bench one (BENCH_DATABASE_URL); the scratch database made
+    # from it is dropped at the end, so the bench database itself is never touched.
+    from bench.harness import bench_database_url
+
+    if os.environ.get("BENCH_DATABASE_URL") or not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = bench_database_url()
     import django
     from django.conf import settings
 
