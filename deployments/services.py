@@ -29,7 +29,7 @@ from billing_console.models import AuditEvent, Customer
 from billing_console.rebuild import remember_on_stripe
 from billing_console.selectors import ENDED_STATUSES, customer_entitlement, plan_settings
 from billing_console.services import audit_log
-from billing_console.vault import VaultError
+from billing_console.vault import Keyring, VaultError, aad_for
 from deployments.cloudflare import CloudflareClient, CloudflareError, PreparedUpload, prepare_upload
 from deployments.manifest import Manifest, ManifestError, bundle_fetch, manifest_fetch
 from deployments.models import AUTH_ERROR_CODES, BundleRelease, Deployment, ErrorCode, PublishVersion
@@ -521,15 +521,15 @@ def _claim(batch: list[tuple[UUID, str]], latest: str) -> list[int]:
     """Lock the batch's deployments (skipping rows another run holds), re-check them, and create their queued
     publishes. The open publish is the claim: a constraint allows one per deployment, and nobody else pushes it."""
     with transaction.atomic():
-        rows = list(Deployment.objects.select_for_update(skip_locked=True)
-                    .filter(pk__in=[pk for pk, _ in batch], paused=False)
-                    .exclude(pk__in=PV.objects.filter(status__in=PV.IN_FLIGHT).values("deployment_id"))
-                    .only("id", "publish_seq", "pinned_version", "current_version"))
+        rows = (Deployment.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=[pk for pk, _ in batch], paused=False)
+                .exclude(pk__in=PV.objects.filter(status__in=PV.IN_FLIGHT).values("deployment_id"))
+                .values_list("id", "publish_seq", "pinned_version", "current_version"))
         publishes = []
-        for d in rows:
-            wanted = d.pinned_version or latest
-            if wanted and wanted != d.current_version:
-                publishes.append(PV(deployment_id=d.pk, number=d.publish_seq + 1, version=wanted,
+        for pk, seq, pinned, current in rows:
+            wanted = pinned or latest
+            if wanted and wanted != current:
+                publishes.append(PV(deployment_id=pk, number=seq + 1, version=wanted,
                                     trigger=PV.Trigger.CRON, actor="cron:push_deployments"))
         if not publishes:
             return []
@@ -556,24 +556,25 @@ def _prepare(publish_ids: list[int], bundles: Bundles, outcomes: list[_Outcome])
     conditional claim, so a publish runs once even if two workers get the same id."""
     now = timezone.now()
     with transaction.atomic():
+        # Plain tuples, not model instances: this runs for every push, on the thread that also feeds the pool.
         publishes = list(PV.objects.select_for_update(skip_locked=True, of=("self",))
                          .filter(pk__in=publish_ids, status=PV.Status.QUEUED)
-                         .select_related("deployment")
-                         .only("id", "number", "version", "trigger", "deployment__id", "deployment__account_id",
-                               "deployment__script_name", "deployment__api_token_encrypted"))
-        PV.objects.filter(pk__in=[p.pk for p in publishes]).update(status=PV.Status.BUILDING, started_at=now)
+                         .values_list("id", "number", "version", "trigger", "deployment_id", "deployment__account_id",
+                                      "deployment__script_name", "deployment__api_token_encrypted"))
+        PV.objects.filter(pk__in=[p[0] for p in publishes]).update(status=PV.Status.BUILDING, started_at=now)
+    keyring = Keyring.from_settings() if publishes else None
     jobs = []
-    for p in publishes:
-        d = p.deployment
-        outcome = _Outcome(p.pk, d.pk, p.version, p.trigger)
+    for publish_id, number, version, trigger, deployment_id, account_id, script_name, ciphertext in publishes:
+        outcome = _Outcome(publish_id, deployment_id, version, trigger)
         try:
-            upload = bundles.get(p.version)
+            upload = bundles.get(version)
         except ManifestError as exc:
             outcome.error = CloudflareError(ErrorCode.BUNDLE_UNAVAILABLE, str(exc))
             outcomes.append(outcome)
             continue
         try:
-            token = d.api_token
+            # The same associated data the Secret descriptor binds: this row's id and column.
+            token = keyring.decrypt(ciphertext, aad_for(Deployment(id=deployment_id), "api_token_encrypted")) if ciphertext else ""
         except VaultError:
             token = ""
         if not token:
@@ -581,7 +582,7 @@ def _prepare(publish_ids: list[int], bundles: Bundles, outcomes: list[_Outcome])
                                             "The stored Cloudflare token cannot be read; rotate the token.")
             outcomes.append(outcome)
             continue
-        jobs.append(_Job(p.pk, d.pk, p.number, d.account_id, d.script_name, p.version, p.trigger, upload, token))
+        jobs.append(_Job(publish_id, deployment_id, number, account_id, script_name, version, trigger, upload, token))
     PV.objects.filter(pk__in=[j.publish_id for j in jobs], status=PV.Status.BUILDING).update(status=PV.Status.DEPLOYING)
     return jobs
 

@@ -219,3 +219,14 @@ def test_command_rejects_a_malformed_deployment_id(db):
 
     with pytest.raises(CommandError, match="not a deployment id"):
         call_command("push_deployments", "--deployment", "nope")
+
+
+def test_a_token_that_does_not_decrypt_for_its_row_fails_as_unreadable(cloudflare, bundles, make_deployment):
+    donor, victim = make_deployment(), make_deployment()
+    # A ciphertext copied from another row is bound to that row's id: it must not decrypt here.
+    Deployment.objects.filter(pk=victim.pk).update(api_token_encrypted=donor.api_token_encrypted)
+    counts = tasks.push_deployments()
+    assert counts["pushed"] == 1 and counts["failed_token_unreadable"] == 1
+    victim.refresh_from_db()
+    assert victim.last_error_code == ErrorCode.TOKEN_UNREADABLE
+    assert [u.script_name for u in cloudflare.uploads] == [donor.script_name]
