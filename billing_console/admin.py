@@ -31,6 +31,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """A history or child list shown on a page, changed only through the actions that own it."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 def register_customer_inline(inline_class):
     """Apps add their section to the customer page (licences, deployments, dunning) without the core
     importing them: `register_customer_inline(LicenseInline)` in the app's admin.py."""

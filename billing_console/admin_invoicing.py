@@ -12,28 +12,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from billing_console.admin import ReadOnlyAdmin, register_customer_inline
+from billing_console.admin import ReadOnlyAdmin, ReadOnlyInline, register_customer_inline
 from billing_console.invoicing import invoice_resend, money_format
 from billing_console.models import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.reconciliation import (
     LEDGER_MAX_BYTES, LedgerImportError, cohort_gate, drift_item_explain, drift_item_resync, ledger_import,
 )
 from billing_console.services import actor_of
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- Invoices ---------------------------------------------------------------------------------

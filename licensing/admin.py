@@ -5,25 +5,13 @@ and can paste a whole key into the search box to find its licence by hash.
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from billing_console.admin import register_customer_inline
+from billing_console.admin import ReadOnlyInline, register_customer_inline
 from billing_console.services import actor_of
 from licensing import services
 from licensing.keys import key_hash, key_normalize
 from licensing.models import DeviceActivation, License
 
 ACTIVE_DEVICES = Count("activations", filter=Q(activations__deactivated_at__isnull=True), distinct=True)
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class DeviceActivationInline(ReadOnlyInline):

@@ -16,7 +16,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from licensing import ratelimit
+from billing_console import ratelimit
 from licensing.selectors import (
     LicenseState, activation_for, activation_with_license, license_by_key, license_state,
 )

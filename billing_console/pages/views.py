@@ -25,7 +25,7 @@ from billing_console.checkout import CheckoutInputError, CheckoutStripeFailed, P
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import AuditEvent, Customer
 from billing_console.pages import selectors
-from billing_console.pages.ratelimit import client_address, over_limit
+from billing_console import ratelimit
 from billing_console.pages.forms import CheckoutForm, DeploymentForm, RecoverForm, TokenForm, add_service_errors
 
 log = logging.getLogger("billing_console.pages")
@@ -223,9 +223,10 @@ def recover(request):
     form = RecoverForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         email = form.cleaned_data["email"].strip().lower()
-        wait = over_limit([("recover-client", client_address(request), settings.RECOVER_RATE_LIMIT_PER_CLIENT),
-                           ("recover-email", email, settings.RECOVER_RATE_LIMIT_PER_EMAIL)],
-                          window=settings.RECOVER_RATE_LIMIT_WINDOW_SECONDS)
+        wait = ratelimit.hit(
+            [(ratelimit.bucket("recover-client", ratelimit.client_address(request)), settings.RECOVER_RATE_LIMIT_PER_CLIENT),
+             (ratelimit.bucket("recover-email", email), settings.RECOVER_RATE_LIMIT_PER_EMAIL)],
+            window=settings.RECOVER_RATE_LIMIT_WINDOW_SECONDS)
         if wait:
             response = render(request, "pages/recover.html", {"form": form, "wait_minutes": max(1, round(wait / 60))},
                               status=429)

@@ -1,4 +1,5 @@
-"""Fixed-window rate limits in Django's cache (the database or Redis: shared by every worker).
+"""Fixed-window rate limits in Django's cache (the database or Redis: shared by every worker),
+for the licence API and the customer pages.
 
 All the buckets of one request are counted in one call, which on Redis is one pipelined round
 trip (INCR + EXPIRE per bucket) instead of Django's add/exists/incr per bucket: the limiter runs on
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
-log = logging.getLogger("licensing")
+log = logging.getLogger("billing_console.ratelimit")
 
 
 def client_address(request) -> str:
@@ -29,7 +30,8 @@ def client_address(request) -> str:
 
 
 def bucket(kind: str, value: str) -> str:
-    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
+    # surrogatepass: a lone surrogate from JSON input must hash, not crash, before validation rejects it.
+    return f"{kind}:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
 
 
 def _redis_client(cache: RedisCache):
