@@ -1,6 +1,7 @@
 """Hourly push benchmark: N deployments (bulk-created) pushed to the fake Cloudflare with a fixed latency per call.
 
-    DATABASE_URL=postgres://... .venv/bin/python bench/bench_push.py [--deployments 10000] [--latency-ms 50] [--concurrency 32]
+    .venv/bin/python bench/bench_push.py [--deployments 10000] [--latency-ms 50] [--concurrency 32]
+    (database: BENCH_DATABASE_URL, else DATABASE_URL, else bench/harness.py's default; `make bench` runs it)
 
 Prints one figure line (wall time against the bound N x latency / concurrency, peak RSS) and writes
 var/bench/push.json. The fake Cloudflare runs in its own process, as the real API would be elsewhere, so its
@@ -89,6 +90,10 @@ def main() -> int:
     args = parser.parse_args()
     n, latency, concurrency = args.deployments, args.latency_ms / 1000, args.concurrency
 
+    from bench.harness import bench_database_url
+
+    # `make bench` names the database in BENCH_DATABASE_URL (default bc_bench); an explicit DATABASE_URL also works.
+    os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or bench_database_url()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_console.settings")
     os.environ["DEBUG"] = "false"  # DEBUG keeps every SQL statement in memory: not what production runs
     os.environ.setdefault("CLOUD_MASTER_KEY", "bench-master-key-0123456789abcdef")
