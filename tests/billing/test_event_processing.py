@@ -17,6 +17,7 @@ from billing_console.stripe_events import webhook_event_process, webhook_event_s
 from billing_console.tasks import stripe_events_retry
 from tests.billing.conftest import WEBHOOK_URL, signed_headers
 from tests.core.factories import SubscribedCustomerFactory
+from tests.markers import requires_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -156,6 +157,7 @@ def test_replay_command_by_id_and_since(customer, capsys):
     assert "0 processed" in capsys.readouterr().out
 
 
+@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_deliveries_apply_the_effect_once(stripe_settings):
     """Eight clients deliver the same event at the same moment (PostgreSQL, one connection each)."""
@@ -197,6 +199,7 @@ def test_concurrent_duplicate_deliveries_apply_the_effect_once(stripe_settings):
     assert Customer.objects.get(pk=customer.pk).subscription_status == "past_due"
 
 
+@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_workers_claim_an_event_once(stripe_settings):
     customer = SubscribedCustomerFactory(stripe_customer_id="cus_workers", subscription_id="sub_workers")

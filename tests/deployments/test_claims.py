@@ -6,10 +6,12 @@ import pytest
 
 from deployments.models import PublishVersion
 from deployments.services import deployments_push
+from tests.markers import requires_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@requires_postgres
 def test_overlapping_runs_push_each_deployment_once(cloudflare, bundles, make_deployment):
     from django.db import connection
 
