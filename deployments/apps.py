@@ -12,6 +12,12 @@ class DeploymentsConfig(AppConfig):
 
         register_cloud_health(cloud_health_section)
 
+        # /api/ops/summary and the daily health report: deployments by status.
+        from billing_console.ops import register_ops_section
+        from deployments.selectors import ops_section
+
+        register_ops_section("deployments", ops_section)
+
         # rebuild_from_stripe: deployment shells (no token) from what deployment_create kept on Stripe.
         from billing_console.rebuild import register_rebuilder
         from deployments.rebuild import rebuild_deployment

@@ -59,6 +59,13 @@ def deployment_counts() -> dict[str, int]:
         paused=Count("id", filter=Q(status=S.PAUSED)), errored=Count("id", filter=Q(status=S.ERRORED)))
 
 
+def ops_section() -> dict:
+    """/api/ops/summary: deployments by status, and the errored ones as a problem for the daily report."""
+    counts = deployment_counts()
+    problems = [f"{counts['errored']} deployment(s) errored"] if counts.get("errored") else []
+    return {"byStatus": counts, "problems": problems}
+
+
 def push_events(limit: int = 5) -> list[dict]:
     """The last finished pushes (derived from PublishVersion: each finished publish is a push event).
     Public answer: a short deployment id, no customer, account or token."""

@@ -48,3 +48,14 @@ def test_no_token_reaches_a_log_line(caplog, cloudflare, bundles, make_deploymen
     for deployment in deployments:
         assert deployment.api_token not in caplog.text
         assert deployment.api_token_encrypted not in caplog.text
+
+
+def test_ops_summary_shows_deployments_by_status_and_flags_errors(client, settings, cloudflare, bundles, make_deployment):
+    settings.OPS_SECRET = "ops-secret-for-this-test-0123456789"
+    make_deployment()
+    make_deployment(token_status="revoked")
+    tasks.push_deployments()
+
+    body = client.get("/api/ops/summary", HTTP_AUTHORIZATION=f"Bearer {settings.OPS_SECRET}").json()
+    assert body["deployments"]["byStatus"] == {"total": 2, "active": 1, "paused": 0, "errored": 1}
+    assert "1 deployment(s) errored" in body["problems"]
