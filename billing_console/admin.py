@@ -87,8 +87,9 @@ class CustomerAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Identity", {"fields": ("email", "name", "phone", "cohort", "stripe_customer_id", "created_at",
                                  "updated_at")}),
-        ("Entitlement", {"fields": ("entitlement", "access_state", "access_state_changed_at")}),
-        ("Subscription (as Stripe last said)", {"fields": (
+        # Summarized by the cards at the top of the page (templates/admin/billing_console/customer/change_form.html).
+        ("Entitlement", {"fields": ("entitlement", "access_state", "access_state_changed_at"), "classes": ("collapse",)}),
+        ("Subscription (as Stripe last said)", {"classes": ("collapse",), "fields": (
             "subscription_id", "subscription_status", "plan", "price_id", "current_period_end",
             "cancel_at_period_end", "subscription_state_at")}),
         ("Recent Stripe events", {"fields": ("recent_stripe_events",)}),
@@ -126,6 +127,17 @@ class CustomerAdmin(admin.ModelAdmin):
             return "Nothing recorded yet."
         return format_html_join("", "<div>{} {}:{} <b>{}</b> {}</div>", (
             (a.at.strftime("%Y-%m-%d %H:%M:%S"), a.actor_type, a.actor, a.action, a.target_type) for a in rows))
+
+    def get_search_results(self, request, queryset, search_term):
+        """Besides the fields above, whatever the global search finds (device ids, licence key prefixes,
+        script names, in_/cs_ ids: billing_console.search and the apps' providers)."""
+        from billing_console.search import matching_customer_ids
+
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        ids = matching_customer_ids(search_term) if search_term else []
+        if ids:
+            found = found | queryset.filter(pk__in=ids)
+        return found, may_have_duplicates
 
     def get_urls(self):
         urls = super().get_urls()

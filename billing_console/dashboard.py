@@ -96,7 +96,7 @@ def readiness_section(request) -> Section:
             if not problems else
             Stat("Preflight", "NO GO", tone=BAD, note=f"{len(problems)} blocker(s) in {mode} mode"))
     return Section("Readiness", [stat], order=10,
-                   rows=[Stat(pid, message, tone=BAD) for pid, message in problems[:8]],
+                   rows=[Stat(message, pid, tone=BAD) for pid, message in problems[:8]],
                    note="manage.py preflight lists the same checks.")
 
 

@@ -23,3 +23,12 @@ class DeploymentsConfig(AppConfig):
         from deployments.rebuild import rebuild_deployment
 
         register_rebuilder(rebuild_deployment)
+
+        # Support console (billing_console.dashboard / .search): deployments by status on the front page,
+        # and script names / account ids in the global search.
+        from billing_console.dashboard import register_dashboard_section
+        from billing_console.search import register_search_provider
+        from deployments import console
+
+        register_dashboard_section(console.dashboard_section)
+        register_search_provider(console.search_hits)

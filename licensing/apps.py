@@ -12,3 +12,12 @@ class LicensingConfig(AppConfig):
         from licensing.rebuild import rebuild_license
 
         register_rebuilder(rebuild_license)
+
+        # Support console (billing_console.dashboard / .search): licence numbers on the front page, and
+        # device ids, key prefixes and whole keys in the global search.
+        from billing_console.dashboard import register_dashboard_section
+        from billing_console.search import register_search_provider
+        from licensing import console
+
+        register_dashboard_section(console.dashboard_section)
+        register_search_provider(console.search_hits)

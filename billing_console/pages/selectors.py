@@ -7,10 +7,11 @@ from django.db.models import Prefetch
 
 from billing_console.models import Customer, Invoice
 from billing_console.pages.wording import deployment_error_words, entitlement_words
-from billing_console.selectors import customer_entitlement, plan_settings
+from billing_console.selectors import Reason, customer_entitlement, plan_settings
 
 RECENT_INVOICES = 5
 RECENT_DEVICES = 50
+PAYMENT_MISSING = {Reason.PAST_DUE, Reason.PAST_DUE_SOFT_LOCK, Reason.HARD_LOCKED, Reason.INCOMPLETE}
 
 
 def _prices() -> dict[str, tuple[int, str, str]]:
@@ -88,7 +89,10 @@ def _deployments(customer: Customer) -> list[dict]:
 def manage_context(customer: Customer) -> dict:
     ent = customer_entitlement(customer)
     invoices = list(Invoice.objects.filter(customer=customer).order_by("-stripe_created")[:RECENT_INVOICES])
-    open_invoice = next((i for i in invoices if i.status == "open" and i.hosted_invoice_url), None)
+    # A just-finalized invoice is "open" for a moment before its payment lands: offer to pay only when the
+    # entitlement says a payment is actually missing.
+    open_invoice = (next((i for i in invoices if i.status == "open" and i.hosted_invoice_url), None)
+                    if ent.reason in PAYMENT_MISSING else None)
     plan = plan_settings(customer.plan)
     return {
         "customer": customer,

@@ -5,13 +5,11 @@ from django import template
 from django.conf import settings
 
 from billing_console.dashboard import dashboard_sections
-from billing_console.models import AuditEvent, Customer
+from billing_console.models import Customer
 from billing_console.pages.wording import entitlement_words, stripe_dashboard_urls
 from billing_console.selectors import customer_entitlement, plan_settings
 
 register = template.Library()
-
-RECENT_AUDIT_EVENTS = 15
 
 
 @register.simple_tag(takes_context=True)
@@ -21,21 +19,30 @@ def console_dashboard(context):
 
 @register.simple_tag
 def customer_summary(customer: Customer | None) -> dict | None:
-    """Everything the top of the customer page shows: two queries (the customer is already loaded)."""
+    """The cards at the top of the customer page: no query (the customer is already loaded)."""
     if customer is None or customer.pk is None:
         return None
     ent = customer_entitlement(customer)
-    events = list(AuditEvent.objects.filter(customer=customer).order_by("-at")[:RECENT_AUDIT_EVENTS])
     return {
         "entitlement": ent,
         "words": entitlement_words(ent, cancel_at_period_end=customer.cancel_at_period_end),
         "plan": plan_settings(customer.plan),
         "stripe": stripe_dashboard_urls(stripe_customer_id=customer.stripe_customer_id or "",
                                         subscription_id=customer.subscription_id),
-        "events": events,
+        "mode": "live" if settings.STRIPE_LIVE_MODE else "test",
     }
 
 
 @register.simple_tag
 def site_name() -> str:
     return settings.SITE_NAME
+
+
+@register.simple_tag(takes_context=True)
+def customer_actions(context, customer: Customer | None) -> list[dict]:
+    """Every app's admin actions on this customer's rows (see console_admin.customer_action_rows)."""
+    from billing_console.console_admin import customer_action_rows
+
+    if customer is None or customer.pk is None:
+        return []
+    return customer_action_rows(context["request"], customer)
