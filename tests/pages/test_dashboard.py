@@ -106,3 +106,19 @@ def test_dashboard_query_count_does_not_grow_with_rows(req, django_assert_max_nu
     with CaptureQueriesContext(connection) as many:
         dashboard_sections(req)
     assert len(many) == len(one)
+
+
+def test_every_dashboard_link_opens_its_filtered_list(admin_client, req):
+    CheckoutAttempt.objects.create(plan="pro", price_id="price_x", status="abandoned")
+    urls = [stat.url for section in dashboard_sections(req) for stat in [*section.stats, *section.rows] if stat.url]
+    assert any("checkoutattempt" in u for u in urls) and any("deployment" in u for u in urls)
+    for url in urls:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url  # an unknown filter would redirect with ?e=1
+
+
+def test_support_user_gets_links_only_where_they_may_look(support_client, support_user, rf):
+    request = rf.get("/admin/")
+    request.user = support_user
+    urls = [stat.url for section in dashboard_sections(request) for stat in section.stats if stat.url]
+    assert urls and all(support_client.get(u).status_code == 200 for u in urls)
