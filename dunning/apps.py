@@ -7,3 +7,12 @@ class DunningConfig(AppConfig):
 
     def ready(self):
         from dunning import webhooks  # noqa: F401  registers the Stripe event receivers
+
+        # Support console (billing_console.dashboard / .search): cases and locks on the front page, and
+        # failed invoice ids in the global search.
+        from billing_console.dashboard import register_dashboard_section
+        from billing_console.search import register_search_provider
+        from dunning import console
+
+        register_dashboard_section(console.dashboard_section)
+        register_search_provider(console.search_hits)

@@ -11,6 +11,7 @@ from billing_console.models import (AuditEvent, CronRun, DriftItem, InvoiceEvent
 from tests.billing.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
+from tests.dunning.factories import DunningCaseFactory, DunningPolicyFactory, DunningStepLogFactory
 from tests.invoicing.factories import InvoiceFactory, LedgerEntryFactory
 from tests.licensing.factories import DeviceActivationFactory, LicenseFactory
 
@@ -47,6 +48,9 @@ MAKERS = {
     "deployments.deployment": DeploymentFactory,
     "deployments.publishversion": PublishVersionFactory,
     "deployments.bundlerelease": BundleReleaseFactory,
+    "dunning.dunningpolicy": DunningPolicyFactory,
+    "dunning.dunningcase": DunningCaseFactory,
+    "dunning.dunningsteplog": DunningStepLogFactory,
 }
 
 
@@ -75,7 +79,7 @@ def test_every_console_changelist_is_covered():
     from django.contrib import admin
 
     registered = {m._meta.label_lower for m in admin.site._registry
-                  if m._meta.app_label in ("billing_console", "licensing", "deployments")}
+                  if m._meta.app_label in ("billing_console", "licensing", "deployments", "dunning")}
     assert registered <= set(MAKERS), registered - set(MAKERS)
 
 
@@ -90,6 +94,7 @@ def _customer_with(n: int):
         CheckoutAttemptFactory(customer=customer)
         AuditEvent.objects.create(actor_type="admin", actor="sam", action=f"thing.{i}", target_type="x",
                                   target_id=str(i), customer=customer)
+        DunningStepLogFactory(case=DunningCaseFactory(customer=customer))
     return customer
 
 

@@ -82,3 +82,19 @@ def test_search_page_needs_a_staff_login(client):
 
 def test_header_has_the_search_box(support_client):
     assert 'action="/admin/search/"' in support_client.get("/admin/").content.decode()
+
+
+def test_apps_providers_find_devices_keys_scripts_and_dunning_invoices():
+    from tests.deployments.factories import DeploymentFactory
+    from tests.dunning.factories import DunningCaseFactory
+    from tests.licensing.factories import DeviceActivationFactory
+
+    activation = DeviceActivationFactory(device_id="dev-zz-1")
+    customer = activation.license.customer
+    DeploymentFactory(customer=customer, script_name="zz-worker")
+    case = DunningCaseFactory(invoice_id="in_zz_failed")
+    assert matching_customer_ids("dev-zz-1") == [customer.pk]
+    assert matching_customer_ids(activation.license.key_prefix) == [customer.pk]
+    assert matching_customer_ids(activation.license.key) == [customer.pk]  # a whole key, found by its hash
+    assert matching_customer_ids("zz-worker") == [customer.pk]
+    assert matching_customer_ids("in_zz_failed") == [case.customer_id]
