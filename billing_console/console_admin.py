@@ -1,12 +1,16 @@
-"""Support console views that live beside the ModelAdmins: the global search.
+"""Support console views that live beside the ModelAdmins: the global search, and every app's admin
+actions run from the customer page.
 
 Mounted under /admin/ (billing_console/urls.py) and wrapped in `admin.site.admin_view`, so they need a
 staff login like every admin page.
 """
 from __future__ import annotations
 
-from django.contrib import admin
+from django.apps import apps
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -96,11 +100,6 @@ def customer_action_rows(request, customer: Customer) -> list[dict]:
 def customer_action_view(request, customer_id: int, app_label: str, model_name: str):
     """Run one admin action of any app on this customer's rows, then come back to the customer page.
     An action that answers with a page of its own (a confirmation form) posts back here."""
-    from django.apps import apps
-    from django.contrib import messages
-    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-    from django.http import Http404, HttpResponseNotAllowed
-
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     customer = Customer.objects.filter(pk=customer_id).first()

@@ -59,10 +59,8 @@ def pricing_plans() -> list[dict]:
 
 
 def _licences(customer: Customer) -> list[dict]:
-    try:
-        from licensing.models import DeviceActivation, License
-    except ImportError:
-        return []
+    from licensing.models import DeviceActivation, License
+
     active = DeviceActivation.objects.filter(deactivated_at__isnull=True).order_by("-activated_at")
     licences = (License.objects.filter(customer=customer).order_by("-issued_at")
                 .prefetch_related(Prefetch("activations", queryset=active, to_attr="active_devices")))
@@ -71,11 +69,9 @@ def _licences(customer: Customer) -> list[dict]:
 
 
 def _deployments(customer: Customer) -> list[dict]:
-    try:
-        from deployments.models import Deployment
-        from deployments.selectors import deploy_readiness
-    except ImportError:
-        return []
+    from deployments.models import Deployment
+    from deployments.selectors import deploy_readiness
+
     rows = []
     for d in Deployment.objects.filter(customer=customer).order_by("created_at"):
         rows.append({

@@ -34,8 +34,8 @@ def entitlement_words(ent: Entitlement, *, cancel_at_period_end: bool = False) -
                                                           "billing portal to keep access.", "warn")
         return Words(f"{plan} is active", f"Renews on {end}." if end else "Your subscription is active.", "ok")
     if ent.reason == Reason.PAST_DUE:
-        return Words("Payment failed: please update your card", f"Everything keeps working for now. Pay the open "
-                     f"invoice from the billing portal before access is limited.", "warn")
+        return Words("Payment failed: please update your card", "Everything keeps working for now. Pay the open "
+                     "invoice from the billing portal before access is limited.", "warn")
     if ent.reason == Reason.PAST_DUE_SOFT_LOCK:
         return Words("Payment overdue: access is limited", "Your apps keep working but show a reminder. "
                      "Pay the open invoice from the billing portal to lift the limit.", "warn")
