@@ -37,6 +37,9 @@ def _chromium() -> str:
     """Debian's chromium (a browser cannot be downloaded here): installed with apt when missing."""
     path = shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
     if path is None:
+        # A new machine has no package lists yet: update them first.
+        subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.STDOUT, timeout=600)
         subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=600)
         path = shutil.which("chromium")
