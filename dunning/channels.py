@@ -163,16 +163,24 @@ class EvolutionClient:
         self.base_url = (settings.EVOLUTION_API_URL if base_url is None else base_url).rstrip("/")
         self.api_key = settings.EVOLUTION_API_KEY if api_key is None else api_key
         self.instance = instance or settings.EVOLUTION_INSTANCE
-        timeout = settings.EVOLUTION_TIMEOUT_SECONDS if timeout is None else timeout
-        self._http = httpx.Client(base_url=self.base_url or "http://evolution.invalid", timeout=timeout,
-                                  headers={"apikey": self.api_key})
+        self.timeout = settings.EVOLUTION_TIMEOUT_SECONDS if timeout is None else timeout
+        self._client: httpx.Client | None = None
+
+    @property
+    def _http(self) -> httpx.Client:
+        # Made on first use: building the TLS context costs ~0.4 s, wasted on a batch of emails only.
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.base_url or "http://evolution.invalid", timeout=self.timeout,
+                                        headers={"apikey": self.api_key})
+        return self._client
 
     @property
     def configured(self) -> bool:
         return bool(self.base_url and self.api_key and self.instance)
 
     def close(self):
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self):
         return self
