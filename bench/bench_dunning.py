@@ -54,10 +54,10 @@ def timed_run(fn):
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as queries:
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         result = fn()
-        wall = time.monotonic() - t0
-    return result, wall, len(queries.captured_queries)
+        wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    return result, wall, cpu, len(queries.captured_queries)
 
 
 def main() -> int:
@@ -106,13 +106,15 @@ def main() -> int:
         setup = time.monotonic() - t0
         CronRun.objects.filter(name="dunning_send", status=CronRun.Status.RUNNING).delete()
         mail.outbox = []
-        _, wall, queries = timed_run(tasks.dunning_send)
+        _, wall, cpu, queries = timed_run(tasks.dunning_send)
         counts = CronRun.objects.filter(name="dunning_send").order_by("-started_at").first().counts
         sent = DunningStepLog.objects.filter(case__customer__email__endswith=f"@{BENCH_DOMAIN}", step_code="SOFT_D+1",
                                              status="sent").count()
-        enforce, enforce_wall, enforce_queries = timed_run(lambda: dunning_enforce_access_policies(now=now))
+        enforce, enforce_wall, _, enforce_queries = timed_run(lambda: dunning_enforce_access_policies(now=now))
         batches = math.ceil(n / args.batch)
+        # CPU seconds of this process: on a busy machine wall time also counts waiting for a core.
         runs[n] = {"cases": n, "wall_seconds": round(wall, 2), "cases_per_second": round(n / wall, 1),
+                   "cpu_seconds": round(cpu, 2), "cases_per_cpu_second": round(n / cpu, 1),
                    "queries": queries, "queries_per_case": round(queries / n, 4), "batches": batches,
                    "queries_per_batch": round(queries / batches, 2), "counts": counts, "steps_sent": sent,
                    "emails": len(mail.outbox), "enforce_seconds": round(enforce_wall, 2),
@@ -120,12 +122,13 @@ def main() -> int:
                    "setup_seconds": round(setup, 1)}
 
     big, small = runs[args.cases], runs[args.compare]
-    result = {"benchmark": "dunning", **big, "compare": small, "batch_size": args.batch, "database": "postgresql",
+    result = {"benchmark": "dunning", **big, "load_average_1m": round(os.getloadavg()[0], 2), "compare": small, "batch_size": args.batch, "database": "postgresql",
               "email_backend": "locmem", "cpus": os.cpu_count(), "at": timezone.now().isoformat(timespec="seconds")}
     bench_dir = ROOT / "var" / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
     (bench_dir / "dunning.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"dunning: {big['cases']} open cases in {big['wall_seconds']} s = {big['cases_per_second']:.0f} cases/s, "
+    print(f"dunning: {big['cases']} open cases in {big['wall_seconds']} s = {big['cases_per_second']:.0f} cases/s "
+          f"({big['cases_per_cpu_second']:.0f} per CPU second of this process, load {os.getloadavg()[0]:.1f}), "
           f"{big['queries']} queries ({big['queries_per_case']} per case, {big['queries_per_batch']} per batch of "
           f"{args.batch}; {small['cases']} cases: {small['queries']} queries, {small['queries_per_batch']} per batch), "
           f"{big['steps_sent']} sent, {big['emails']} emails; enforcement {big['enforce_seconds']} s, "

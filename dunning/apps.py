@@ -6,7 +6,11 @@ class DunningConfig(AppConfig):
     verbose_name = "Dunning"
 
     def ready(self):
+        from billing_console.ops import register_ops_section
         from dunning import webhooks  # noqa: F401  registers the Stripe event receivers
+        from dunning.selectors import dunning_ops_section
+
+        register_ops_section("dunning", dunning_ops_section)
 
         # Support console (billing_console.dashboard / .search): cases and locks on the front page, and
         # failed invoice ids in the global search.

@@ -297,7 +297,9 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
         customer_set_access_state(customer=Customer(pk=customer_id), state=target, actor_type=actor_type, actor=actor,
                                   reason=f"dunning policy: {(now - opened_at).days} day(s) past due")
         counts[target] += 1
-    orphans = Customer.objects.filter(access_state__in=LOCK_STATES).exclude(pk__in=seen).values_list("pk", flat=True)
+    unpaid = (DunningCase.objects.filter(customer=OuterRef("pk"), status__in=DunningCase.ACTIVE)
+              .exclude(customer__dunning_settings__excluded=True))
+    orphans = Customer.objects.filter(access_state__in=LOCK_STATES).exclude(Exists(unpaid)).values_list("pk", flat=True)
     for customer_id in list(orphans):
         customer_set_access_state(customer=Customer(pk=customer_id), state=A.ACTIVE, actor_type=actor_type,
                                   actor=actor, reason="no unpaid dunning case")

@@ -191,3 +191,28 @@ def change_form_data(page) -> dict:
                 if value is not None and not isinstance(value, bool):
                     data[form.add_prefix(name)] = getattr(value, "pk", value)
     return data
+
+
+def test_policy_with_bad_step_or_lock_days_is_refused_and_nothing_saved(staff, policy):
+    from dunning.models import DunningPolicy
+
+    url = reverse("admin:dunning_dunningpolicy_add")
+    form = {"name": "Strict", "grace_days": "10", "hard_lock_days": "5", "cancel_after_days": "",
+            "steps-TOTAL_FORMS": "1", "steps-INITIAL_FORMS": "0", "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "1000",
+            "steps-0-code": "soft d+1", "steps-0-offset_days": "1", "steps-0-channel": "email", "steps-0-template": "missing"}
+    response = staff.post(url, form)
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "The hard lock cannot come before the soft lock." in text
+    assert "Upper-case letters" in text
+    assert not DunningPolicy.objects.filter(name="Strict").exists()
+
+    form.update({"hard_lock_days": "14", "steps-0-code": "SOFT_D+1"})
+    response = staff.post(url, form)
+    assert "No template dunning/email/missing_subject.txt" in response.content.decode()
+
+    form.update({"steps-0-template": "reminder"})
+    assert staff.post(url, form).status_code == 302
+    saved = DunningPolicy.objects.get(name="Strict")
+    assert list(saved.steps.values_list("code", flat=True)) == ["SOFT_D+1"]
+    assert AuditEvent.objects.filter(action="dunning.policy_saved", target_id=str(saved.pk)).exists()
