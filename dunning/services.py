@@ -124,14 +124,16 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
     """A payment of `invoice` failed: open its case once (keyed by invoice id), queue the steps due now,
     put the customer in grace. A repeat (Stripe's retries, duplicate events) only updates the counters.
 
-    Returns None, logging why, when there is nothing to dun: the invoice is known to be paid already
+    Returns None, logging why, when there is nothing to dun: no invoice id, the invoice is known to be paid already
     (a late failure event), it is a subscription's first invoice (the subscription stays incomplete
     and never granted access), or no console customer matches (e.g. a checkout declined before it
     completed). Failing the event instead would also roll back the other apps' receivers.
     """
     invoice_id = invoice.get("id") or ""
     if not invoice_id.startswith("in_"):
-        raise DunningError(f"Not an invoice id: {invoice_id!r}.")
+        log.warning("payment_failed without an invoice id ignored: %r", invoice_id[:64],
+                    extra={"event": "dunning_bad_invoice"})
+        return None
     subscription_id = invoice_subscription_id(invoice)
     stripe_customer_id = invoice_customer_id(invoice)
     if invoice.get("billing_reason") == "subscription_create":

@@ -7,7 +7,6 @@ from django.core import mail
 from billing_console import events
 from billing_console.models import AuditEvent, Customer, Invoice
 from dunning.models import CustomerDunning, DunningCase, DunningStepLog
-from dunning.services import DunningError
 from tests.dunning.factories import DunningCustomerFactory, event, invoice_object, subscription_object
 
 pytestmark = pytest.mark.django_db
@@ -70,12 +69,13 @@ def test_failure_of_a_subscriptions_first_invoice_opens_nothing(policy, t0):
     assert customer.access_state == "active"
 
 
-def test_failure_event_without_an_invoice_id_is_rejected(policy, t0):
+def test_failure_event_without_an_invoice_id_is_logged_and_opens_nothing(policy, t0, caplog):
     customer = DunningCustomerFactory()
     invoice = invoice_object(customer=customer)
     invoice["id"] = ""
-    with pytest.raises(DunningError, match="Not an invoice id"):
-        events.dispatch(event("invoice.payment_failed", invoice, at=t0))
+    events.dispatch(event("invoice.payment_failed", invoice, at=t0))
+    assert not DunningCase.objects.exists()
+    assert any(getattr(r, "event", "") == "dunning_bad_invoice" for r in caplog.records)
 
 
 def test_late_failure_event_for_a_paid_invoice_opens_nothing(policy, t0):
