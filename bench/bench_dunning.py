@@ -103,6 +103,8 @@ def main() -> int:
         now = timezone.now()
         t0 = time.monotonic()
         seed(n, policy, now)
+        with connection.cursor() as cursor:  # fresh statistics, as autovacuum keeps them in production
+            cursor.execute("ANALYZE dunning_dunningcase, dunning_dunningsteplog, billing_console_customer")
         setup = time.monotonic() - t0
         CronRun.objects.filter(name="dunning_send", status=CronRun.Status.RUNNING).delete()
         mail.outbox = []
