@@ -1,6 +1,7 @@
 """Dunning task benchmark: the `dunning_send` cron over N open cases whose next step is due, on PostgreSQL.
 
     DATABASE_URL=postgres://... .venv/bin/python bench/bench_dunning.py [--cases 10000] [--compare 1000] [--batch 200]
+    (or `BENCH=dunning make bench`, which uses the bc_bench database)
 
 Each case's first step (FAIL_IMMEDIATE) was sent yesterday and SOFT_D+1 (email, locmem backend) is due
 now, so one run queues N step logs and sends N emails. The same run is done first over `--compare`
@@ -67,6 +68,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=200)
     args = parser.parse_args()
 
+    if not os.environ.get("DATABASE_URL"):  # `make bench` names its database BENCH_DATABASE_URL
+        os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/bc_bench"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_console.settings")
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("CLOUD_MASTER_KEY", "bench-master-key-0123456789abcdef")
