@@ -22,6 +22,7 @@ from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 
 from billing_console.logging import redact
+from billing_console.manage_links import manage_link_make
 from dunning.models import Channel, channel_template_names
 
 log = logging.getLogger("dunning")
@@ -62,10 +63,10 @@ def format_amount(amount: int, currency: str) -> str:
     return f"{sign}{units}.{cents:02d} {currency.upper()}".strip()
 
 
-def pay_url(case) -> str:
-    """Where the customer pays or updates the card: Stripe's hosted invoice page, else the console's
-    recovery page (which emails a fresh manage link with the Stripe portal)."""
-    return case.hosted_invoice_url or f"{settings.SITE_URL}/recover"
+def pay_url(case, customer) -> str:
+    """Where the customer pays or updates the card: Stripe's hosted invoice page, else their signed
+    manage page (subscription and the Stripe portal)."""
+    return case.hosted_invoice_url or manage_link_make(customer)
 
 
 def render(*, channel: str, template: str, case, customer, step_code: str, now: datetime) -> Message:
@@ -75,7 +76,7 @@ def render(*, channel: str, template: str, case, customer, step_code: str, now: 
         "case": case,
         "step_code": step_code,
         "amount": format_amount(case.amount_due, case.currency),
-        "pay_url": pay_url(case),
+        "pay_url": pay_url(case, customer),
         "days_past_due": case.days_past_due(now),
         "grace_days": case.policy.grace_days,
         "hard_lock_days": case.policy.hard_lock_days,

@@ -309,7 +309,20 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
                                   actor=actor, reason="no unpaid dunning case")
         counts["unlocked"] += 1
     counts["cancel_requested"] = _cancel_due_cases(now=now, actor_type=actor_type, actor=actor)
+    if actor_type != AuditEvent.ActorType.CRON:  # the cron's runs are CronRuns; a person's request is audited
+        with transaction.atomic():
+            audit_log(actor_type=actor_type, actor=actor, action="dunning.access_policies_enforced",
+                      target=_AccessPolicies(), data=counts)
     return counts
+
+
+class _AccessPolicies:
+    """Audit target for an enforcement over every customer (it is not one row)."""
+
+    pk = "all"
+
+    class _meta:
+        label_lower = "dunning.access_policies"
 
 
 def _cancel_due_cases(*, now: datetime, actor_type: str, actor: str) -> int:

@@ -91,6 +91,7 @@ def test_enforce_policies_now_action_locks(staff, policy):
     case = DunningCaseFactory(customer__access_state="grace", opened_at=timezone.now() - timedelta(days=5))
     response = action(staff, "dunningcase", "enforce_policies_now", [case.pk])
     assert any("soft_locked 1" in m for m in messages_of(response))
+    assert AuditEvent.objects.get(action="dunning.access_policies_enforced").data["soft_locked"] == 1
     case.customer.refresh_from_db()
     assert case.customer.access_state == "soft_locked"
 

@@ -52,8 +52,11 @@ def slow_sends(monkeypatch):
     return sent
 
 
-def test_two_workers_queue_and_send_each_step_once(transactional_db, t0, settings, slow_sends):
-    # One test (a transactional test flushes every table, dj-stripe's included, which is slow).
+# Committed data that other connections see; flushing only these apps' tables (with CASCADE) afterwards
+# is seconds faster than flushing every table, dj-stripe's included.
+@pytest.mark.django_db(transaction=True, available_apps=["django.contrib.contenttypes", "django.contrib.auth",
+                                                         "billing_console", "dunning"])
+def test_two_workers_queue_and_send_each_step_once(t0, settings, slow_sends):
     settings.DUNNING_BATCH_SIZE = 7
     policy = DunningPolicyFactory()
     DunningStepFactory(policy=policy, code="D+1", offset_days=1)
