@@ -1,7 +1,9 @@
 """Dunning reads shared by the admin and the customer page."""
 from __future__ import annotations
 
-from django.db.models import Count, Min, Q, QuerySet
+from datetime import datetime, timezone as dt_timezone
+
+from django.db.models import Count, Q, QuerySet
 
 from dunning.models import DunningCase, DunningStepLog
 
@@ -15,35 +17,46 @@ def dunning_cases_for_admin() -> QuerySet[DunningCase]:
 
 
 def dunning_ops_section(*, now=None) -> dict:
-    """The dunning part of /api/ops/summary: cases, the send backlog, sends in the last 24 h, problems."""
+    """The dunning part of /api/ops/summary: cases, the send backlog, sends in the last 24 h, problems.
+    One statement (the summary's budget is one per app section)."""
     from datetime import timedelta
 
+    from django.db import connection
     from django.utils import timezone
 
     now = now or timezone.now()
     since = now - timedelta(hours=24)
-    cases = dict(DunningCase.objects.filter(status__in=DunningCase.ACTIVE).values_list("status").annotate(n=Count("id")))
-    L = DunningStepLog
-    due = L.objects.filter(status=L.Status.QUEUED, due_at__lte=now).filter(
-        Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
-    backlog = due.aggregate(n=Count("id"), oldest=Min("due_at"))
-    recent = (L.objects.filter(updated_at__gte=since, status__in=[L.Status.SENT, L.Status.FAILED])
-              .values_list("channel", "status").annotate(n=Count("id")))
-    per_channel = {"email": {"sent": 0, "failed": 0}, "whatsapp": {"sent": 0, "failed": 0}}
-    for channel, status, n in recent:
-        per_channel.setdefault(channel, {"sent": 0, "failed": 0})[status] = n
+    L, C = DunningStepLog, DunningCase
+    due = "status = %s AND due_at <= %s AND (next_retry_at IS NULL OR next_retry_at <= %s)"
+    sent_or_failed = "channel = %s AND status = %s AND updated_at >= %s"
+    sql = (f"SELECT (SELECT COUNT(*) FROM {C._meta.db_table} WHERE status = %s), "
+           f"(SELECT COUNT(*) FROM {C._meta.db_table} WHERE status = %s), "
+           f"COUNT(*) FILTER (WHERE {due}), MIN(due_at) FILTER (WHERE {due}), "
+           + ", ".join([f"COUNT(*) FILTER (WHERE {sent_or_failed})"] * 4)
+           + f" FROM {L._meta.db_table}")
+    params = [C.Status.OPEN, C.Status.EXHAUSTED, *[L.Status.QUEUED, now, now] * 2]
+    for channel in ("email", "whatsapp"):
+        for status in (L.Status.SENT, L.Status.FAILED):
+            params += [channel, status, since]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        open_cases, exhausted, backlog, oldest, email_sent, email_failed, wa_sent, wa_failed = cursor.fetchone()
+    if isinstance(oldest, str):  # SQLite answers text
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and timezone.is_naive(oldest):
+        oldest = timezone.make_aware(oldest, dt_timezone.utc)
     problems = []
-    failed = sum(c["failed"] for c in per_channel.values())
-    if failed:
-        problems.append(f"{failed} dunning step(s) failed in the last 24 h (admin: Dunning step logs, status failed).")
-    if backlog["oldest"] and now - backlog["oldest"] > timedelta(hours=1):
-        problems.append(f"{backlog['n']} dunning step(s) due and unsent; the oldest since {backlog['oldest']:%Y-%m-%d %H:%M} UTC.")
+    if email_failed + wa_failed:
+        problems.append(f"{email_failed + wa_failed} dunning step(s) failed in the last 24 h "
+                        "(admin: Dunning step logs, status failed).")
+    if oldest and now - oldest > timedelta(hours=1):
+        problems.append(f"{backlog} dunning step(s) due and unsent; the oldest since {oldest:%Y-%m-%d %H:%M} UTC.")
     return {
-        "openCases": cases.get(DunningCase.Status.OPEN, 0),
-        "exhaustedCases": cases.get(DunningCase.Status.EXHAUSTED, 0),
-        "backlog": backlog["n"],
-        "oldestDueAt": backlog["oldest"].isoformat() if backlog["oldest"] else None,
-        "emails24h": per_channel["email"],
-        "whatsapp24h": per_channel["whatsapp"],
+        "openCases": open_cases,
+        "exhaustedCases": exhausted,
+        "backlog": backlog,
+        "oldestDueAt": oldest.isoformat() if oldest else None,
+        "emails24h": {"sent": email_sent, "failed": email_failed},
+        "whatsapp24h": {"sent": wa_sent, "failed": wa_failed},
         "problems": problems,
     }

@@ -35,5 +35,5 @@ def test_section_is_registered_in_the_ops_summary(policy):
 def test_section_query_count_is_fixed(policy, django_assert_max_num_queries):
     for _ in range(20):
         DunningStepLogFactory(status="failed")
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(1):
         dunning_ops_section()
