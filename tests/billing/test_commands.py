@@ -23,11 +23,11 @@ def test_setup_webhook_endpoint_creates_then_is_idempotent_then_updates(stripe_s
     assert "unchanged" in capsys.readouterr().out
 
     stripe_settings.SITE_URL = "https://billing.example.com"
-    stripe_settings.STRIPE_WEBHOOK_SECRET = "whsec_rolledSecret0123456789"
+    stripe_settings.STRIPE_WEBHOOK_SECRET = "whsec_test-rolled-secret-0123"
     call_command("setup_webhook_endpoint")
     assert "updated" in capsys.readouterr().out
     row = WebhookEndpoint.objects.get()
-    assert (row.url, row.secret) == ("https://billing.example.com/api/billing/webhook", "whsec_rolledSecret0123456789")
+    assert (row.url, row.secret) == ("https://billing.example.com/api/billing/webhook", "whsec_test-rolled-secret-0123")
 
 
 def test_setup_webhook_endpoint_without_secret_fails_clearly(stripe_settings):

@@ -47,7 +47,7 @@ def test_missing_or_malformed_signature_is_400_and_stores_nothing(stripe_setting
 
 
 def test_wrong_secret_is_400_and_stores_nothing(stripe_settings, post_event):
-    response = post_event(an_event(), secret="whsec_someoneElsesSecret000000")
+    response = post_event(an_event(), secret="whsec_test-someone-elses-secret")
     assert response.status_code == 400 and "signature does not match" in response.json()["error"]["message"]
     assert not WebhookEvent.objects.exists()
 
@@ -73,7 +73,7 @@ def test_one_matching_signature_among_several_is_accepted(stripe_settings, clien
     body = json.dumps(an_event()).encode()
     now = int(time.time())
     good = sign_payload(body, WEBHOOK_SECRET, now).split("v1=")[1]
-    other = sign_payload(body, "whsec_previousSecret00000000000", now).split("v1=")[1]
+    other = sign_payload(body, "whsec_test-previous-secret-0000", now).split("v1=")[1]
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(WEBHOOK_URL, data=body, content_type="application/json",
                                HTTP_STRIPE_SIGNATURE=f"t={now},v1={other},v1={good}")

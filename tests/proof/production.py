@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
     "SECRET_KEY": "proof-secret-key-Zq8vN3mK7xR2wT5yB9cF4hJ6pL1sD0gA-uE3iO8",
     "STRIPE_SECRET_KEY": "sk_test_proofSecretKeyAbCdEfGhIjKlMnOpQr",
-    "STRIPE_WEBHOOK_SECRET": "whsec_proofWebhookSecret0123456789abcdef",
+    "STRIPE_WEBHOOK_SECRET": "whsec_test-proof-webhook-secret-0123",
     "CLOUD_MASTER_KEY": "proof-master-key-5f2b9c1e7a3d4b8f",
     # base64 of 32 raw bytes: a valid Ed25519 private key nobody else uses.
     "LICENSE_SIGNING_KEY": base64.b64encode(bytes(range(7, 39))).decode(),
