@@ -49,26 +49,23 @@ class Cluster:
     """One `manage.py qcluster`; kill() is a crash (SIGKILL to the main pid and its workers)."""
 
     def __init__(self, env: dict, n: int):
-        self.proc = subprocess.Popen([PY, "manage.py", "qcluster"], cwd=ROOT, env=env,
+        # Its own process group: the workers are grandchildren, and a crash must take them down too.
+        self.proc = subprocess.Popen([PY, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
                                      stdout=(OUT / f"qcluster{n}.log").open("ab"), stderr=subprocess.STDOUT)
 
-    def children(self) -> list[int]:
+    def _kill_group(self) -> None:
         try:
-            return [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
-        except OSError:
-            return []
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def kill(self) -> None:
-        pids = [self.proc.pid, *self.children()]
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self._kill_group()
         self.proc.wait(10)
 
     def stop(self) -> None:
-        stop(self.proc)
+        stop(self.proc)  # TERM to the main pid only: qcluster hangs if its whole group gets TERM
+        self._kill_group()  # then whatever worker is left (none, after a clean stop)
 
 
 def pg_restart() -> float:
