@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from billing_console.admin import register_customer_inline
+from billing_console.admin import ReadOnlyInline, register_customer_inline
 from billing_console.services import actor_of
 from deployments import services
 from deployments.models import BundleRelease, Deployment, PublishVersion
@@ -48,21 +48,13 @@ class PushStateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class PublishVersionInline(admin.TabularInline):
+class PublishVersionInline(ReadOnlyInline):
     model = PublishVersion
     fields = ("number", "version", "status", "trigger", "actor", "error_code", "error_message", "created_at",
               "started_at", "completed_at")
     readonly_fields = fields
     ordering = ("-number",)
-    extra = 0
-    can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class RollbackForm(forms.Form):

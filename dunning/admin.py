@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.utils import timezone
 
-from billing_console.admin import register_customer_inline
+from billing_console.admin import ReadOnlyInline, register_customer_inline
 from billing_console.services import actor_of
 from billing_console.stripe_gateway import StripeGatewayError
 from dunning import services
@@ -82,18 +82,9 @@ class DaysPastDueFilter(admin.SimpleListFilter):
         return queryset
 
 
-class DunningStepLogInline(admin.TabularInline):
+class DunningStepLogInline(ReadOnlyInline):
     model = DunningStepLog
-    extra = 0
     fields = readonly_fields = LOG_FIELDS
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class DunningActionForm(helpers.ActionForm):
