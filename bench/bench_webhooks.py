@@ -10,7 +10,7 @@ Events are `customer.updated` built from the fixtures3 customer and event shapes
 for customers that exist in the sandbox and in the console.
 
     .venv/bin/python bench/bench_webhooks.py [--events 1500] [--rounds 2] [--stock-events 600]
-                                             [--clusters 2] [--workers 2]
+                                             [--clusters 1] [--workers 4]
 
 Targets (DESIGN.md): ack >= 1/3 of the bare insert rate with p99 < 250 ms; applied >= 2x stock.
 Prints one line and writes var/bench/webhooks.json.
@@ -178,8 +178,8 @@ def main():
     parser.add_argument("--bare-seconds", type=float, default=8.0)
     parser.add_argument("--stock-events", type=int, default=600)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--clusters", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, help="django-q2 workers per cluster")
+    parser.add_argument("--clusters", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=4, help="django-q2 workers per cluster")
     parser.add_argument("--duplicates", type=float, default=0.10)
     parser.add_argument("--reorder", type=float, default=0.05)
     parser.add_argument("--drain-timeout", type=float, default=600)

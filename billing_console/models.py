@@ -51,6 +51,8 @@ class Customer(models.Model):
     cancel_at_period_end = models.BooleanField(default=False)
     # Watermark: the Stripe timestamp of the newest state applied, so a late event never moves back.
     subscription_state_at = models.DateTimeField(null=True, blank=True)
+    # The same for email and name: the Stripe time of the newest customer object applied.
+    stripe_customer_state_at = models.DateTimeField(null=True, blank=True)
 
     # Migration cohort for legacy ledger reconciliation (empty: not migrated).
     cohort = models.CharField(max_length=64, blank=True, db_index=True)
@@ -121,12 +123,12 @@ class WebhookEvent(models.Model):
         PROCESSED = "processed", "Processed"
         FAILED = "failed", "Failed"
 
-    stripe_id = models.CharField(max_length=255, unique=True)
-    type = models.CharField(max_length=100, db_index=True)
+    stripe_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=100)
     livemode = models.BooleanField(default=False)
     api_version = models.CharField(max_length=64, blank=True)
     stripe_created = models.DateTimeField(db_index=True)
-    object_id = models.CharField(max_length=255, blank=True, db_index=True)
+    object_id = models.CharField(max_length=255, blank=True)
     payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     attempts = models.PositiveIntegerField(default=0)
@@ -137,7 +139,12 @@ class WebhookEvent(models.Model):
     deliveries = models.PositiveIntegerField(default=1, help_text="How many times Stripe delivered it.")
 
     class Meta:
-        indexes = [models.Index(fields=["status", "next_attempt_at"]), models.Index(fields=["received_at"])]
+        # Every index costs each webhook's INSERT: only the lookups the console makes, and no LIKE
+        # (varchar_pattern_ops) twins, which `unique=True` / `db_index=True` would add on PostgreSQL.
+        constraints = [models.UniqueConstraint(fields=["stripe_id"], name="webhookevent_stripe_id_unique")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhookevent_status_next"),
+                   models.Index(fields=["type"], name="webhookevent_type"),
+                   models.Index(fields=["object_id"], name="webhookevent_object_id")]
         ordering = ["-stripe_created"]
 
     def __str__(self):

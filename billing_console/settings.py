@@ -189,8 +189,13 @@ STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
 STRIPE_EVENT_PROCESSING_LEASE_SECONDS = env.int("STRIPE_EVENT_PROCESSING_LEASE_SECONDS", default=600)
 # A stored event still unprocessed after this many seconds (its enqueue was lost) is picked up by the retry cron.
 STRIPE_EVENT_ENQUEUE_GRACE_SECONDS = env.int("STRIPE_EVENT_ENQUEUE_GRACE_SECONDS", default=120)
-# Mirror each event into dj-stripe's tables (its sync) before the console's receivers run.
-STRIPE_DJSTRIPE_SYNC = env.bool("STRIPE_DJSTRIPE_SYNC", default=True)
+# Which events are mirrored into dj-stripe's tables (its sync, which re-reads the object from Stripe)
+# before the console's receivers run: type prefixes, "all" or "none". The console keeps its own state,
+# and reads dj-stripe's mirror only for products and prices (the pricing page); mirroring everything
+# costs a Stripe round trip and ~20 SQL statements per event.
+_sync = [t.strip() for t in env.list("STRIPE_DJSTRIPE_SYNC", default=["product", "price", "plan"]) if t.strip()]
+STRIPE_DJSTRIPE_SYNC = (["*"] if any(t.lower() in ("all", "*", "true") for t in _sync)
+                        else [] if any(t.lower() in ("none", "false") for t in _sync) else _sync)
 # Where Stripe sends the buyer after Checkout and the Customer Portal ({CHECKOUT_SESSION_ID} is filled by Stripe).
 BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="") or f"{SITE_URL}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
 BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="") or f"{SITE_URL}/checkout/cancel"

@@ -1,9 +1,10 @@
 """The Stripe event inbox: verify, store once, answer; then apply in a worker, once, all or nothing.
 
     webhook view --verify--> webhook_event_receive() --INSERT once per evt_ id--> 200
-                                                      `-- on commit: async_task(process, row id)
+                                                      `-- async_task(process, row id), with the row
     worker: webhook_event_process()  claim (conditional UPDATE) -> one transaction:
-            dj-stripe sync (savepoint; a failure is only a warning) -> events.dispatch() -> processed
+            dj-stripe sync, for the STRIPE_DJSTRIPE_SYNC types (savepoint; a failure is only a warning)
+            -> events.dispatch() -> processed
             a receiver exception rolls everything back -> failed, attempts+1, next_attempt_at (backoff)
     cron stripe_events_retry: failed-and-due, stuck in processing past the lease, never enqueued.
     replay (admin, manage.py replay_events): the same process, forced.
@@ -87,7 +88,7 @@ def webhook_payload_verify(*, payload: bytes, signature: str) -> dict:
 
 def webhook_event_store(*, event: dict, enqueue: bool = True) -> tuple[WebhookEvent, bool]:
     """Store the event once per Stripe id. Returns (row, created); a duplicate only counts a delivery.
-    Processing is enqueued when the transaction commits (and again for a duplicate not yet done)."""
+    Processing is enqueued with the row (and again for a duplicate not yet done)."""
     obj = so.event_object(event)
     row = WebhookEvent(
         stripe_id=event["id"][:255], type=event["type"][:100], livemode=bool(event.get("livemode")),
@@ -95,27 +96,40 @@ def webhook_event_store(*, event: dict, enqueue: bool = True) -> tuple[WebhookEv
         stripe_created=so.event_created(event) or timezone.now(),
         object_id=str(obj.get("id") or "")[:255], payload=event,
     )
+    # The first delivery is one INSERT and one commit, no savepoint: this is the hot path Stripe waits on.
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+            if enqueue:
+                _enqueue_with_row(row.pk)
+        return row, True
+    except IntegrityError:
+        pass
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                row.save(force_insert=True)
-            created = True
-        except IntegrityError:
-            created = False
-            WebhookEvent.objects.filter(stripe_id=row.stripe_id).update(deliveries=F("deliveries") + 1)
-            row = WebhookEvent.objects.only("pk", "status", "stripe_id").get(stripe_id=row.stripe_id)
-        if enqueue and row.status in (WebhookEvent.Status.RECEIVED,):
-            pk = row.pk
-            transaction.on_commit(lambda: _enqueue_process(pk))
-    return row, created
+        WebhookEvent.objects.filter(stripe_id=row.stripe_id).update(deliveries=F("deliveries") + 1)
+        row = WebhookEvent.objects.only("pk", "status", "stripe_id").get(stripe_id=row.stripe_id)
+        if enqueue and row.status == WebhookEvent.Status.RECEIVED:
+            _enqueue_with_row(row.pk)
+    return row, False
 
 
-def _enqueue_process(pk: int) -> None:
+def _enqueue_with_row(pk: int) -> None:
+    """With django-q2's ORM broker the task row commits in the same transaction as the event (an
+    outbox: both or neither); with another broker it is sent once the event has committed."""
+    if "orm" in settings.Q_CLUSTER and not settings.Q_CLUSTER.get("sync"):
+        _enqueue_process(pk, raise_errors=True)
+    else:
+        transaction.on_commit(lambda: _enqueue_process(pk))
+
+
+def _enqueue_process(pk: int, *, raise_errors: bool = False) -> None:
     from django_q.tasks import async_task
 
     try:
-        async_task("billing_console.tasks.webhook_event_process", pk)
+        async_task("billing_console.tasks.webhook_event_process", pk, save=False)  # the inbox row is the record
     except Exception:  # the row is stored; the retry cron applies it if the queue is unreachable
+        if raise_errors:  # inside the event's transaction: fail both, Stripe delivers again
+            raise
         log.exception("could not enqueue webhook event %s", pk)
 
 
@@ -128,10 +142,16 @@ def _error_text(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")[:2000]
 
 
+def djstripe_sync_wanted(event_type: str) -> bool:
+    """STRIPE_DJSTRIPE_SYNC names the mirrored types by prefix: "price" takes price.created, price.updated..."""
+    return any(p == "*" or event_type == p or event_type.startswith(p.rstrip(".") + ".")
+               for p in settings.STRIPE_DJSTRIPE_SYNC)
+
+
 def _djstripe_sync(event: dict) -> str:
     """Mirror the event into dj-stripe's tables in a savepoint. Returns a warning ('' when fine):
     one object dj-stripe cannot parse must not block the console's own receivers."""
-    if not settings.STRIPE_DJSTRIPE_SYNC:
+    if not djstripe_sync_wanted(event.get("type") or ""):
         return ""
     from djstripe.models import Event as DjstripeEvent
 

@@ -180,26 +180,43 @@ def subscription_event_apply(*, subscription: dict, state_at: datetime | None) -
     return customer
 
 
-def customer_stripe_update_apply(*, stripe_customer: dict) -> Customer | None:
-    """customer.updated: keep email and name as Stripe has them. Events may be reordered, so when they
-    differ from ours the customer is re-read from Stripe and the current values win."""
+def customer_stripe_update_apply(*, stripe_customer: dict, state_at: datetime | None) -> Customer | None:
+    """customer.updated: keep email and name as Stripe has them. The event's object is a snapshot as of
+    `state_at`: older than the customer's watermark it is ignored, newer it is applied as is; only at
+    the same second (two updates Stripe may deliver in either order) is the customer re-read."""
     customer = Customer.objects.filter(stripe_customer_id=stripe_customer.get("id") or "").first()
     if customer is None or stripe_customer.get("deleted"):
         return customer
-    email = (stripe_customer.get("email") or "").strip().lower()
-    name = (stripe_customer.get("name") or "").strip()
-    if (not email or email == customer.email) and (not name or name == customer.name):
-        return customer
-    current = stripe_gateway.customer_retrieve(stripe_customer["id"])
-    return customer_apply_stripe_customer(customer=customer, stripe_customer=current)
+    watermark = customer.stripe_customer_state_at
+    if state_at is not None and watermark is not None:
+        if state_at < watermark:
+            log.info("customer %s: Stripe customer at %s ignored, older than %s", customer.pk, state_at, watermark)
+            return customer
+        if state_at == watermark and not _same_contact(customer, stripe_customer):
+            current = stripe_gateway.customer_retrieve(stripe_customer["id"])
+            return customer_apply_stripe_customer(customer=customer, stripe_customer=current, state_at=state_at)
+    return customer_apply_stripe_customer(customer=customer, stripe_customer=stripe_customer, state_at=state_at)
 
 
-def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict, actor_type: str = STRIPE,
-                                   actor: str = "") -> Customer:
-    email = (stripe_customer.get("email") or "").strip().lower()
-    name = (stripe_customer.get("name") or "").strip()[:200]
+def _contact(stripe_customer: dict) -> tuple[str, str]:
+    return (stripe_customer.get("email") or "").strip().lower(), (stripe_customer.get("name") or "").strip()[:200]
+
+
+def _same_contact(customer: Customer, stripe_customer: dict) -> bool:
+    email, name = _contact(stripe_customer)
+    return (not email or email == customer.email) and (not name or name == customer.name)
+
+
+def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict, state_at: datetime | None = None,
+                                   actor_type: str = STRIPE, actor: str = "") -> Customer:
+    """Take email and name from a Stripe customer object (as of `state_at`; None = just re-read) and move
+    the watermark forward. An email another console customer holds is kept, and the conflict audited."""
+    email, name = _contact(stripe_customer)
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        watermark = customer.stripe_customer_state_at
+        if state_at is not None and watermark is not None and state_at < watermark:
+            return customer  # a newer snapshot landed while this one waited for the lock
         changes = {}
         if email and email != customer.email:
             if Customer.objects.filter(email__iexact=email).exclude(pk=customer.pk).exists():
@@ -212,8 +229,13 @@ def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict,
         if name and name != customer.name:
             changes["name"] = [customer.name, name]
             customer.name = name
+        fields = ["email", "name"] if changes else []
+        if state_at is not None and (watermark is None or state_at > watermark):
+            customer.stripe_customer_state_at = state_at
+            fields.append("stripe_customer_state_at")
+        if fields:
+            customer.save(update_fields=[*fields, "updated_at"])
         if changes:
-            customer.save(update_fields=["email", "name", "updated_at"])
             audit_log(actor_type=actor_type, actor=actor, action="customer.updated_from_stripe", target=customer,
                       data={"changes": changes})
     return customer

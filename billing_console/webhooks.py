@@ -29,4 +29,4 @@ def subscription_changed(event: dict) -> None:
 
 @receiver("customer.updated")
 def customer_updated(event: dict) -> None:
-    customer_stripe_update_apply(stripe_customer=so.event_object(event))
+    customer_stripe_update_apply(stripe_customer=so.event_object(event), state_at=so.event_created(event))

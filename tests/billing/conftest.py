@@ -21,7 +21,7 @@ def stripe_settings(settings):
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     settings.STRIPE_MAX_RETRIES = 1
     settings.STRIPE_TIMEOUT_SECONDS = 5
-    settings.STRIPE_DJSTRIPE_SYNC = False
+    settings.STRIPE_DJSTRIPE_SYNC = []
     settings.SITE_URL = "https://console.test"
     settings.PRICING_URL = "https://console.test/"
     settings.BILLING_RETURN_URL = "https://console.test/"

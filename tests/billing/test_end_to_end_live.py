@@ -20,7 +20,7 @@ def live_emulator(stripe_settings, live_server, monkeypatch):
                          webhook_retry_seconds=0.1)
     emu.start()
     stripe_settings.STRIPE_API_HOST = emu.url
-    stripe_settings.STRIPE_DJSTRIPE_SYNC = True
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = ["*"]
     monkeypatch.setattr(stripe, "api_base", emu.url)
     yield emu
     emu.stop()

@@ -136,7 +136,7 @@ def test_unknown_event_type_is_processed_not_failed(stripe_settings):
 def test_djstripe_failure_is_a_warning_that_does_not_block_the_receivers(customer, stripe_settings, monkeypatch):
     from djstripe.models import Event as DjstripeEvent
 
-    stripe_settings.STRIPE_DJSTRIPE_SYNC = True
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = ["*"]
     monkeypatch.setattr(DjstripeEvent, "process", classmethod(lambda cls, data, api_key=None: 1 / 0))
     row, _ = webhook_event_store(event=subscription_event(customer), enqueue=False)
     assert webhook_event_process(webhook_event_id=row.pk) == "processed"
@@ -218,3 +218,26 @@ def test_concurrent_workers_claim_an_event_once(stripe_settings):
     for t in threads:
         t.join(30)
     assert sorted(outcomes) == ["processed"] + ["skipped"] * 5
+
+
+@pytest.mark.parametrize("mirrored, event_type, wanted", [
+    (["product", "price"], "price.updated", True),
+    (["product", "price"], "product.created", True),
+    (["product", "price"], "customer.updated", False),
+    (["product", "price"], "price_list.updated", False),  # a prefix is a whole dotted word
+    (["customer.subscription"], "customer.subscription.deleted", True),
+    (["customer.subscription"], "customer.updated", False),
+    (["*"], "invoice.paid", True),
+    ([], "price.updated", False),
+])
+def test_djstripe_mirror_takes_only_the_configured_types(stripe_settings, monkeypatch, mirrored, event_type, wanted):
+    from djstripe.models import Event as DjstripeEvent
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = mirrored
+    synced = []
+    monkeypatch.setattr(DjstripeEvent, "process", classmethod(lambda cls, data, api_key=None: synced.append(data["id"])))
+    event = {"id": "evt_mirror_1", "object": "event", "type": event_type, "created": int(time.time()),
+             "data": {"object": {"id": "obj_1"}}}
+    row, _ = webhook_event_store(event=event, enqueue=False)
+    assert webhook_event_process(webhook_event_id=row.pk) == "processed"
+    assert synced == (["evt_mirror_1"] if wanted else [])

@@ -147,3 +147,41 @@ def test_customer_updated_event_changes_email_and_name(subscribed, emulator, del
     deliver(emulator.events[mark:])
     customer.refresh_from_db()
     assert (customer.email, customer.name) == ("lin.new@example.com", "Lin New")
+
+
+def customer_updates(emulator, customer, mark, *names):
+    """One customer.updated per name, in Stripe's order, each a second after the one before."""
+    for name in names:
+        stripe_api().v1.customers.update(customer.stripe_customer_id, params={"name": name})
+    events = [copy.deepcopy(e) for e in emulator.events[mark:] if e["type"] == "customer.updated"]
+    assert len(events) == len(names)
+    for i, event in enumerate(events):
+        event["created"] = events[0]["created"] + i
+    return events
+
+
+def reads_of(emulator, customer):
+    return [r for r in emulator.requests if r["method"] == "GET" and r["path"].endswith(customer.stripe_customer_id)]
+
+
+def test_late_customer_updated_is_ignored_without_asking_stripe(subscribed, emulator, deliver):
+    customer, mark = subscribed
+    first, second = customer_updates(emulator, customer, mark, "Lin First", "Lin Second")
+    reads = len(reads_of(emulator, customer))
+    deliver([second, first])
+    customer.refresh_from_db()
+    assert customer.name == "Lin Second"
+    assert len(reads_of(emulator, customer)) == reads  # the event's own snapshot and time decided, no re-read
+    assert AuditEvent.objects.filter(action="customer.updated_from_stripe", customer=customer).count() == 1
+
+
+def test_customer_updated_at_the_same_second_re_reads_stripe(subscribed, emulator, deliver):
+    customer, mark = subscribed
+    first, second = customer_updates(emulator, customer, mark, "Lin First", "Lin Second")
+    first["created"] = second["created"]  # Stripe's times are seconds: the order of these two is unknown
+    deliver([second])
+    reads = len(reads_of(emulator, customer))
+    deliver([first])
+    customer.refresh_from_db()
+    assert customer.name == "Lin Second"  # Stripe's current value, not the late snapshot
+    assert len(reads_of(emulator, customer)) == reads + 1

@@ -117,3 +117,38 @@ def test_database_failure_answers_503(stripe_settings, post_event, monkeypatch):
     monkeypatch.setattr(WebhookEvent, "save", broken)
     response = post_event(an_event())
     assert response.status_code == 503 and response.json()["error"]["code"] == "STORE_FAILED"
+
+
+@pytest.fixture
+def queued(settings, monkeypatch):
+    """django-q2's ORM broker as in production: the task waits in django_q_ormq instead of running inline."""
+    from django_q.conf import Conf
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False, "orm": "default"}
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "ORM", "default")
+
+
+def test_event_and_its_task_are_stored_together(stripe_settings, queued, post_event):
+    from django_q.models import OrmQ
+
+    response = post_event(an_event())
+    assert response.status_code == 200
+    row = WebhookEvent.objects.get()
+    assert row.status == WebhookEvent.Status.RECEIVED
+    task = OrmQ.objects.get().task  # one transaction made both rows
+    assert task["func"] == "billing_console.tasks.webhook_event_process" and task["args"] == (row.pk,)
+
+
+def test_queue_failure_stores_nothing_and_answers_503_so_stripe_retries(stripe_settings, queued, post_event,
+                                                                         monkeypatch):
+    from django.db import OperationalError
+    from django_q.brokers.orm import ORM
+
+    def down(self, task):
+        raise OperationalError("queue table unavailable")
+
+    monkeypatch.setattr(ORM, "enqueue", down)
+    response = post_event(an_event())
+    assert response.status_code == 503 and response.json()["error"]["code"] == "STORE_FAILED"
+    assert not WebhookEvent.objects.exists()

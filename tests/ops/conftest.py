@@ -35,7 +35,7 @@ def stripe_settings(settings):
     settings.STRIPE_WEBHOOK_SECRET = "whsec_" + "opsDrillSecret0123456789"
     settings.STRIPE_MAX_RETRIES = 0
     settings.STRIPE_TIMEOUT_SECONDS = 5
-    settings.STRIPE_DJSTRIPE_SYNC = False
+    settings.STRIPE_DJSTRIPE_SYNC = []
     settings.SITE_URL = "https://console.test"
     plans = copy.deepcopy(settings.PLANS)
     plans["pro"]["price_id"] = "price_sandbox_pro"
