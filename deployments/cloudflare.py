@@ -7,13 +7,15 @@ header; it is never put into an error message or a log line.
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import logging
 import secrets
 import ssl
+import threading
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-import httpx
 from django.conf import settings
 
 from deployments.models import ErrorCode
@@ -63,14 +65,24 @@ class UploadResult:
     modified_on: str
 
 
-def _retry_after(response: httpx.Response) -> int | None:
+class Answer:
+    """The parts of an HTTP answer the error mapping reads (status_code, headers, json()), like httpx's."""
+
+    def __init__(self, status_code: int, headers, content: bytes):
+        self.status_code, self.headers, self.content = status_code, headers, content
+
+    def json(self):
+        return json.loads(self.content)
+
+
+def _retry_after(response: Answer) -> int | None:
     value = response.headers.get("Retry-After", "").strip()
     if value.isdigit():
         return int(value)
     return None
 
 
-def _cf_errors(response: httpx.Response) -> list[dict]:
+def _cf_errors(response: Answer) -> list[dict]:
     try:
         body = response.json()
     except ValueError:
@@ -79,7 +91,7 @@ def _cf_errors(response: httpx.Response) -> list[dict]:
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
-def classify(response: httpx.Response) -> CloudflareError:
+def classify(response: Answer) -> CloudflareError:
     """Map a non-success answer to an error code and a message safe to show."""
     status = response.status_code
     errors = _cf_errors(response)
@@ -132,21 +144,27 @@ def prepare_upload(module: bytes, *, module_name: str = "worker.mjs", compatibil
 
 
 class CloudflareClient:
-    """Thread-safe (one httpx.Client with a connection pool); use as a context manager or call close()."""
+    """Thread-safe: each thread keeps one keep-alive connection (http.client: the push sends thousands of
+    requests from a thread pool, and httpx's per-request machinery cost more CPU than the upload itself).
+    Use as a context manager or call close()."""
 
     def __init__(self, *, base_url: str | None = None, timeout: float | None = None, max_connections: int = 10):
         self.base_url = (base_url or settings.CLOUDFLARE_API_BASE).rstrip("/")
-        timeout = settings.CLOUDFLARE_TIMEOUT_SECONDS if timeout is None else timeout
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"User-Agent": "billing-console/1"},
-            verify=ssl_context(),
-        )
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("CLOUDFLARE_API_BASE must be an http(s) URL.")
+        self._https, self._host, self._port, self._prefix = (parts.scheme == "https", parts.hostname, parts.port,
+                                                             parts.path)
+        self.timeout = settings.CLOUDFLARE_TIMEOUT_SECONDS if timeout is None else timeout
+        self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []  # max_connections: bounded by the caller's threads
+        self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._http.close()
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
 
     def __enter__(self):
         return self
@@ -154,13 +172,56 @@ class CloudflareClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _request(self, method: str, path: str, token: str, headers: dict | None = None, **kwargs) -> dict:
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._https:
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=ssl_context())
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def _drop(self) -> None:
+        """Forget this thread's connection after an error: its state is unknown."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            with self._lock:
+                if conn in self._opened:
+                    self._opened.remove(conn)
+
+    def _send(self, method: str, path: str, headers: dict, body: bytes | None) -> Answer:
+        conn = self._connection()
+        reused = conn.sock is not None
         try:
-            response = self._http.request(method, path, headers={**(headers or {}), "Authorization": f"Bearer {token}"},
-                                          **kwargs)
-        except httpx.TimeoutException as exc:
+            conn.request(method, self._prefix + path, body=body, headers=headers)
+            response = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if not reused:
+                raise
+            # The server closed an idle keep-alive connection: one retry on a new one (GET and PUT are idempotent).
+            self._drop()
+            conn = self._connection()
+            conn.request(method, self._prefix + path, body=body, headers=headers)
+            response = conn.getresponse()
+        content = response.read()
+        if response.will_close:
+            self._drop()
+        return Answer(response.status, response.headers, content)
+
+    def _request(self, method: str, path: str, token: str, headers: dict | None = None, content: bytes | None = None) -> dict:
+        headers = {"User-Agent": "billing-console/1", **(headers or {}), "Authorization": f"Bearer {token}"}
+        try:
+            response = self._send(method, path, headers, content)
+        except TimeoutError as exc:
+            self._drop()
             raise CloudflareError(ErrorCode.NETWORK, MESSAGES[ErrorCode.NETWORK] + f" (timed out: {type(exc).__name__})") from None
-        except httpx.TransportError as exc:
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop()
             raise CloudflareError(ErrorCode.NETWORK, MESSAGES[ErrorCode.NETWORK] + f" ({type(exc).__name__})") from None
         if response.status_code >= 400:
             raise classify(response)

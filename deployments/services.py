@@ -9,10 +9,11 @@ database write stays on the calling thread, in batches.
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import time
 from collections import Counter, deque
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Iterable, Iterator
@@ -605,35 +606,48 @@ def _push_one(client: CloudflareClient, job: _Job) -> CloudflareError | None:
 def _run_publishes(batches: Iterator[list[int]], *, bundles: Bundles, client: CloudflareClient, concurrency: int,
                    report: PushReport) -> None:
     """Keep `concurrency` uploads in flight; claim more publishes as the queue runs low; write outcomes in
-    batches (every FLUSH_EVERY outcomes or FLUSH_SECONDS) from this thread."""
+    batches (every FLUSH_EVERY outcomes or FLUSH_SECONDS) from this thread.
+
+    The pool's own queue holds up to CLAIM_BATCH jobs beyond the `concurrency` running ones, so its threads
+    keep uploading while this thread claims and prepares the next batch (which takes a database round trip
+    and a decryption per token); Cloudflare still sees at most `concurrency` requests at once."""
     ready: deque[_Job] = deque()
     outcomes: list[_Outcome] = []
-    in_flight: dict = {}
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    pending = 0
+    backlog = concurrency + CLAIM_BATCH
     exhausted = False
     last_flush = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
 
         def submit():
-            while ready and len(in_flight) < concurrency:
+            nonlocal pending
+            while ready and pending < backlog:
                 job = ready.popleft()
-                in_flight[pool.submit(_push_one, client, job)] = job
+                pool.submit(_push_one, client, job).add_done_callback(lambda f, job=job: done.put((job, f)))
+                pending += 1
 
         while True:
-            if in_flight:
-                done, _ = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = in_flight.pop(future)
+            if pending:
+                try:
+                    finished_jobs = [done.get(timeout=FLUSH_SECONDS)]
+                except queue.Empty:
+                    finished_jobs = []
+                while not done.empty():
+                    finished_jobs.append(done.get())
+                for job, future in finished_jobs:
+                    pending -= 1
                     outcomes.append(_Outcome(job.publish_id, job.deployment_id, job.version, job.trigger, future.result()))
             submit()
-            # Claim more only when the queue runs low, and only after the pool is full again.
-            while not exhausted and len(ready) < concurrency:
+            # Claim more only when the backlog runs low, and only after the pool's queue is topped up again.
+            while not exhausted and len(ready) + pending < backlog:
                 batch = next(batches, None)
                 if batch is None:
                     exhausted = True
                 else:
                     ready.extend(_prepare(batch, bundles, outcomes))
                     submit()
-            finished = exhausted and not ready and not in_flight
+            finished = exhausted and not ready and not pending
             if outcomes and (finished or len(outcomes) >= FLUSH_EVERY or time.monotonic() - last_flush >= FLUSH_SECONDS):
                 _record(outcomes, report)
                 outcomes = []

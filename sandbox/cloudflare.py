@@ -131,6 +131,8 @@ class FakeCloudflare(StandIn):
             self._suspended: set[str] = set()
             self._uploads: list[Upload] = []
             self._created: dict[tuple[str, str], float] = {}
+            self._in_flight = 0
+            self.max_in_flight = 0  # the most API calls served at once: a push must stay within its concurrency
         self.faults.clear()
 
     def add_token(self, token: str, account_id: str, scopes=(WORKERS_SCRIPTS_EDIT,), status: str = "active") -> Token:
@@ -171,6 +173,16 @@ class FakeCloudflare(StandIn):
     def handle(self, request: Request) -> Response | None:
         if request.path.startswith("/_sandbox/"):
             return self._control(request)
+        with self.lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return self._handle_api(request)
+        finally:
+            with self.lock:
+                self._in_flight -= 1
+
+    def _handle_api(self, request: Request) -> Response | None:
         if self.faults.latency:
             time.sleep(self.faults.latency)
         token = self._bearer(request)

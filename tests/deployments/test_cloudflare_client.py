@@ -80,3 +80,18 @@ def test_verify_accepts_an_active_token_and_rejects_others(client, cloudflare):
 def test_a_success_false_answer_is_an_upstream_error():
     response = httpx.Response(200, json={"success": False, "errors": [{"code": 1, "message": "odd"}]})
     assert classify(response).code == ErrorCode.UPSTREAM_ERROR
+
+
+def test_a_connection_closed_while_idle_is_replaced_and_the_upload_goes_through(client, cloudflare):
+    import socket
+
+    upload(client)
+    client._local.conn.sock.shutdown(socket.SHUT_RDWR)  # as if Cloudflare closed the keep-alive connection
+    assert upload(client, script_name="helm2").script_name == "helm2"
+    assert [u.script_name for u in cloudflare.uploads] == ["helm", "helm2"]
+
+
+def test_a_base_url_that_is_not_http_is_refused(settings):
+    settings.CLOUDFLARE_API_BASE = "ftp://api.example"
+    with pytest.raises(ValueError, match="http"):
+        CloudflareClient()

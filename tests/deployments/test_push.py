@@ -35,6 +35,15 @@ def test_happy_push_uploads_the_verified_bundle_and_goes_live(cloudflare, bundle
     assert BundleRelease.objects.get().version == "v1.0.0"
 
 
+def test_cloudflare_never_sees_more_uploads_at_once_than_the_concurrency(cloudflare, bundles, make_deployment):
+    deployments = [make_deployment() for _ in range(24)]
+    cloudflare.set_latency(0.03)
+    counts = deployments_push(concurrency=3).counts
+    assert counts["pushed"] == 24 and len(cloudflare.uploads) == 24
+    assert cloudflare.max_in_flight == 3  # the pool's queue holds the rest; at most 3 requests at once
+    assert Deployment.objects.filter(pk__in=[d.pk for d in deployments], current_version="v1.0.0").count() == 24
+
+
 def test_a_deployment_on_the_wanted_version_is_not_pushed_again(cloudflare, bundles, make_deployment):
     make_deployment()
     tasks.push_deployments()
