@@ -17,6 +17,11 @@ from billing_console.stripe_events import webhook_events_replay
 from billing_console.stripe_gateway import StripeGatewayError
 from billing_console.subscriptions import customer_resync
 
+# Bulk delete skips each model's own rules and the console's audit trail, and one click would take a
+# customer's licences, deployments and history with it. A superuser can still delete one row from its
+# page (a confirmation lists what goes with it, and Django's log records it).
+admin.site.disable_action("delete_selected")
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """History rows: visible to support, never edited or deleted through the console."""

@@ -121,22 +121,22 @@ class DeploymentAdmin(admin.ModelAdmin):
         for problem in problems[:20]:
             self.message_user(request, problem, messages.WARNING)
 
-    @admin.action(description="Pause pushes")
+    @admin.action(description="Pause pushes", permissions=["change"])
     def pause(self, request, queryset):
         self._each(request, queryset, lambda d, t, a: services.deployment_pause(
             deployment=d, actor_type=t, actor=a, reason="Paused by support"), "paused")
 
-    @admin.action(description="Resume pushes")
+    @admin.action(description="Resume pushes", permissions=["change"])
     def resume(self, request, queryset):
         self._each(request, queryset, lambda d, t, a: services.deployment_resume(deployment=d, actor_type=t, actor=a),
                    "resumed")
 
-    @admin.action(description="Push now")
+    @admin.action(description="Push now", permissions=["change"])
     def push_now(self, request, queryset):
         self._each(request, queryset, lambda d, t, a: services.deployment_push_now(deployment=d, actor_type=t, actor=a),
                    "queued for a push")
 
-    @admin.action(description="Requeue the failed publish")
+    @admin.action(description="Requeue the failed publish", permissions=["change"])
     def requeue_failed(self, request, queryset):
         def requeue(d, t, a):
             latest = d.publishes.order_by("-number").first()
@@ -146,12 +146,12 @@ class DeploymentAdmin(admin.ModelAdmin):
 
         self._each(request, queryset, requeue, "requeued")
 
-    @admin.action(description="Follow the latest release (unpin)")
+    @admin.action(description="Follow the latest release (unpin)", permissions=["change"])
     def follow_latest(self, request, queryset):
         self._each(request, queryset, lambda d, t, a: services.deployment_pin(deployment=d, version="", actor_type=t, actor=a),
                    "set to follow the latest release")
 
-    @admin.action(description="Verify the token with Cloudflare")
+    @admin.action(description="Verify the token with Cloudflare", permissions=["change"])
     def verify_token(self, request, queryset):
         actor_type, actor = actor_of(request.user)
         ok, failed = 0, []
@@ -165,7 +165,7 @@ class DeploymentAdmin(admin.ModelAdmin):
         for line in failed[:20]:
             self.message_user(request, line, messages.WARNING)
 
-    @admin.action(description="Roll back to a version…")
+    @admin.action(description="Roll back to a version…", permissions=["change"])
     def rollback(self, request, queryset):
         choices = _rollback_choices(queryset)
         if not choices:
@@ -202,7 +202,7 @@ class PublishVersionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Requeue (failed publishes only)")
+    @admin.action(description="Requeue (failed publishes only)", permissions=["change"])
     def requeue(self, request, queryset):
         actor_type, actor = actor_of(request.user)
         ok, problems = 0, []

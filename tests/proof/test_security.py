@@ -10,7 +10,7 @@ from django.core import mail
 from django.urls import NoReverseMatch, reverse
 
 from billing_console.models import Customer
-from billing_console.support import CONSOLE_APPS, support_group_ensure
+from billing_console.support import CONSOLE_APPS, SUPPORT_CHANGES, support_group_ensure
 from tests.billing.conftest import signed_headers
 from tests.proof.production import SECRETS
 
@@ -171,3 +171,79 @@ def test_api_routes_take_their_own_credentials_not_an_admin_session(client, user
     assert client.post("/api/billing/portal", {}, content_type="application/json").status_code == 401
     assert client.get("/api/license/status", {"device_id": "d1"}).status_code in (400, 401, 404)
     assert client.get("/health").status_code == 200
+
+
+# --- Admin actions and the admin's own POST views ------------------------------------------------
+@pytest.fixture
+def viewer():
+    """Staff with every console view permission and no change one: a read-only group someone may make."""
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user("viewer", "v@example.com", "pw-proof-0123456789", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=CONSOLE_APPS,
+                                                        codename__startswith="view_"))
+    return User.objects.get(pk=user.pk)
+
+
+def expected_actions(role: str, model, model_admin) -> set[str]:
+    every = {a if isinstance(a, str) else a.__name__ for a in model_admin.actions or []}
+    if role == "root":
+        return every
+    if role == "support":
+        return every if model._meta.model_name in SUPPORT_CHANGES.get(model._meta.app_label, ()) else set()
+    return set()  # viewer (view only) and staff without permissions: look, never act
+
+
+@pytest.mark.parametrize("role", ["staff", "viewer", "support", "root"])
+def test_every_admin_action_is_offered_to_exactly_the_roles_that_may_change_its_rows(rf, users, viewer, role):
+    user = viewer if role == "viewer" else users[role]
+    wrong, seen = [], 0
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label not in CONSOLE_APPS:
+            continue
+        request = rf.post("/admin/")
+        request.user = user
+        offered = set(model_admin.get_actions(request)) - {"delete_selected"}  # Django's, checked below
+        seen += len(offered)
+        if offered != expected_actions(role, model, model_admin):
+            wrong.append((model._meta.label, sorted(offered)))
+        if "delete_selected" in model_admin.get_actions(request):
+            wrong.append((model._meta.label, "delete_selected"))  # console rows are never bulk-deleted
+    assert wrong == []
+    if role == "root":
+        assert seen > 20  # the walk saw the actions, it did not pass by finding none
+
+
+@pytest.mark.parametrize("role, runs", [("anonymous", False), ("viewer", False), ("support", True), ("root", True)])
+def test_an_action_posted_to_the_changelist_runs_only_for_a_role_that_may_change(client, users, viewer, role, runs):
+    customer = Customer.objects.create(email="act@example.com")
+    salt = customer.manage_salt
+    if role != "anonymous":
+        client.force_login(viewer if role == "viewer" else users[role])
+    response = client.post(reverse("admin:billing_console_customer_changelist"),
+                           {"action": "revoke_manage_links", "_selected_action": [customer.pk]})
+    customer.refresh_from_db()
+    assert (customer.manage_salt != salt) is runs
+    assert response.status_code == (302 if role == "anonymous" or runs else 200)  # 200: "No action selected"
+
+
+@pytest.mark.parametrize("role, expected", [
+    ("anonymous", {"resync": 302, "run": 302, "import": 302}),
+    ("viewer", {"resync": 403, "run": 403, "import": 403}),
+    ("support", {"resync": 302, "run": 403, "import": 403}),  # resync: back to the customer page
+    ("root", {"resync": 302, "run": 302, "import": 400}),  # import: the form again, no file sent
+])
+def test_the_admin_post_views_answer_each_role_exactly(client, users, viewer, role, expected, monkeypatch):
+    import billing_console.admin as console_admin
+
+    customer = Customer.objects.create(email="post@example.com")
+    monkeypatch.setattr(console_admin, "customer_resync", lambda **kwargs: kwargs["customer"])  # no Stripe here
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: None)  # the run is queued, not run
+    if role != "anonymous":
+        client.force_login(viewer if role == "viewer" else users[role])
+    got = {
+        "resync": client.post(reverse("admin:billing_console_customer_resync", args=[customer.pk])).status_code,
+        "run": client.post(reverse("admin:billing_console_reconciliationrun_run")).status_code,
+        "import": client.post(reverse("admin:billing_console_ledgerentry_import")).status_code,
+    }
+    assert got == expected
