@@ -291,7 +291,7 @@ BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=14)
 # --- django-q2 ------------------------------------------------------------------------------
 Q_CLUSTER = {
     "name": "billing_console",
-    "workers": env.int("Q_WORKERS", default=2),
+    "workers": env.int("Q_WORKERS", default=4),
     "timeout": env.int("Q_TIMEOUT", default=300),
     "retry": env.int("Q_RETRY", default=360),
     "max_attempts": 1,  # retries are the console's own (visible state, backoff), not a blind re-run

@@ -210,6 +210,20 @@ def test_stripe_failure_marks_the_run_failed_without_leaking_the_key(settings):
     assert settings.STRIPE_SECRET_KEY not in run.error
 
 
+def test_the_garbage_collector_paused_for_the_comparison_runs_again_afterwards(settings):
+    import gc
+
+    seen = []
+
+    def broken(resource, params):
+        seen.append(gc.isenabled())
+        raise ConnectionError("Stripe is down")
+
+    assert reconciliation_run(stripe_view=PagedStripeView(broken)).status == ReconciliationRun.Status.FAILED
+    assert seen == [False]  # paused while the pages are compared
+    assert gc.isenabled()
+
+
 def test_queries_do_not_grow_with_the_number_of_invoices(django_assert_max_num_queries):
     paying("big@example.com", "cus_big", "sub_big")
     invoices = [stripe_invoice(id=f"in_big{n}", customer="cus_big", subscription="sub_big", status="paid", created=JAN + n)
