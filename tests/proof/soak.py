@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone as dt_timezone
 from collections import Counter
 from pathlib import Path
 
@@ -286,8 +287,14 @@ def settle(emu, timeout: float) -> None:
         try:
             pending = WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED).count()
             from deployments.models import PublishVersion
+            from dunning.models import DunningStepLog
 
             queued = PublishVersion.objects.filter(status__in=["queued", "building", "deploying"]).count()
+            # Reminders due by Stripe's clock (the sandbox's, a month ahead after the renewals) go out
+            # in tasks queued behind the events: wait for them too.
+            queued += DunningStepLog.objects.filter(status__in=DunningStepLog.PENDING,
+                                                    due_at__lte=datetime.fromtimestamp(emu.now(), tz=dt_timezone.utc),
+                                                    case__status="open").count()
         except Exception:
             connection.close()
             time.sleep(1)
@@ -366,7 +373,13 @@ def verify(emu, cf, mailbox, report: dict) -> int:
     logs = DunningStepLog.objects.values("case_id", "step_code").annotate(n=Count("pk")).filter(n__gt=1)
     sent_steps = DunningStepLog.objects.filter(status="sent").count()
     mails = Counter((tuple(m.recipients), m.subject) for m in mailbox.messages)
+    due_by_stripe = datetime.fromtimestamp(emu.now(), tz=dt_timezone.utc)
+    unsent = DunningStepLog.objects.filter(status__in=DunningStepLog.PENDING, due_at__lte=due_by_stripe,
+                                           case__status="open").count()
     counts["dunning_steps_sent"] = sent_steps
+    counts["dunning_steps_due_unsent"] = unsent
+    if unsent:
+        problems.append(f"{unsent} dunning step(s) due and never sent")
     counts["dunning_steps_duplicated"] = logs.count()
     if logs.exists():
         problems.append(f"dunning steps logged twice: {list(logs[:3])}")
