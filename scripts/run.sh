@@ -11,13 +11,32 @@ HOST="${HOST:-127.0.0.1}"
 mkdir -p var
 pids=()
 
+running() {  # pid: alive and not a zombie waiting to be reaped
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ "$state" != Z* ]]
+}
+
 cleanup() {
   trap - INT TERM EXIT
   echo
   echo "Stopping ..."
-  # qcluster hangs if its whole process group gets SIGTERM: signal its main pid only.
+  # One TERM to each main pid (qcluster hangs if its whole process group gets it, or gets a second
+  # signal while it shuts down); whatever is still up after 30 s is killed with its process group.
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 300); do
+    alive=0
+    for pid in "${pids[@]}"; do running "$pid" && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if running "$pid"; then
+      echo "pid $pid did not stop in 30 s: killed"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
   echo "Stopped."
 }
 trap cleanup INT TERM EXIT
@@ -87,7 +106,10 @@ $PY manage.py setup_webhook_endpoint || echo "Webhook endpoint not recorded: set
 
 $PY manage.py runserver "$HOST:$PORT" --noreload &
 pids+=($!)
-$PY manage.py qcluster &
+# Its own session, so Ctrl-C (sent to the terminal's whole process group) does not reach it: cleanup
+# signals it once. Two signals while django-q2 shuts down deadlock it (seen: stuck in Cluster.stop
+# called again from the exit-time join of its children).
+setsid $PY manage.py qcluster &
 pids+=($!)
 wait_for_port "$HOST" "$PORT" 60
 sleep 2  # let the cluster print its start-up lines before the banner
