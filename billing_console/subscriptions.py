@@ -13,7 +13,7 @@ through these functions, so there is one rule for what may change:
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -180,21 +180,27 @@ def subscription_event_apply(*, subscription: dict, state_at: datetime | None) -
     return customer
 
 
+# A re-read is stamped with the console's clock, events with Stripe's: closer than this, their order is
+# not known, and a differing snapshot makes the worker ask Stripe instead of guessing.
+CUSTOMER_CLOCK_SKEW = timedelta(seconds=5)
+
+
 def customer_stripe_update_apply(*, stripe_customer: dict, state_at: datetime | None) -> Customer | None:
     """customer.updated: keep email and name as Stripe has them. The event's object is a snapshot as of
-    `state_at`: older than the customer's watermark it is ignored, newer it is applied as is; only at
-    the same second (two updates Stripe may deliver in either order) is the customer re-read."""
+    `state_at`, compared with the customer's watermark (the time of the newest snapshot or re-read
+    applied): clearly older is ignored, clearly newer is applied as is, and a differing snapshot
+    within CUSTOMER_CLOCK_SKEW of it is settled by re-reading the customer from Stripe."""
     customer = Customer.objects.filter(stripe_customer_id=stripe_customer.get("id") or "").first()
     if customer is None or stripe_customer.get("deleted"):
         return customer
     watermark = customer.stripe_customer_state_at
-    if state_at is not None and watermark is not None:
-        if state_at < watermark:
+    if state_at is not None and watermark is not None and state_at <= watermark + CUSTOMER_CLOCK_SKEW:
+        if state_at < watermark - CUSTOMER_CLOCK_SKEW:
             log.info("customer %s: Stripe customer at %s ignored, older than %s", customer.pk, state_at, watermark)
             return customer
-        if state_at == watermark and not _same_contact(customer, stripe_customer):
+        if not _same_contact(customer, stripe_customer):
             current = stripe_gateway.customer_retrieve(stripe_customer["id"])
-            return customer_apply_stripe_customer(customer=customer, stripe_customer=current, state_at=state_at)
+            return customer_apply_stripe_customer(customer=customer, stripe_customer=current, state_at=None)
     return customer_apply_stripe_customer(customer=customer, stripe_customer=stripe_customer, state_at=state_at)
 
 
@@ -209,14 +215,16 @@ def _same_contact(customer: Customer, stripe_customer: dict) -> bool:
 
 def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict, state_at: datetime | None = None,
                                    actor_type: str = STRIPE, actor: str = "") -> Customer:
-    """Take email and name from a Stripe customer object (as of `state_at`; None = just re-read) and move
-    the watermark forward. An email another console customer holds is kept, and the conflict audited."""
+    """Take email and name from a Stripe customer object (as of `state_at`; None = just re-read, so as of
+    now) and move the watermark forward. An email another console customer holds is kept, and the conflict audited."""
     email, name = _contact(stripe_customer)
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         watermark = customer.stripe_customer_state_at
         if state_at is not None and watermark is not None and state_at < watermark:
             return customer  # a newer snapshot landed while this one waited for the lock
+        # A re-read is current as of now: no event from before it may overwrite it.
+        state_at = state_at or timezone.now()
         changes = {}
         if email and email != customer.email:
             if Customer.objects.filter(email__iexact=email).exclude(pk=customer.pk).exists():
@@ -230,7 +238,7 @@ def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict,
             changes["name"] = [customer.name, name]
             customer.name = name
         fields = ["email", "name"] if changes else []
-        if state_at is not None and (watermark is None or state_at > watermark):
+        if watermark is None or state_at > watermark:
             customer.stripe_customer_state_at = state_at
             fields.append("stripe_customer_state_at")
         if fields:

@@ -149,14 +149,15 @@ def test_customer_updated_event_changes_email_and_name(subscribed, emulator, del
     assert (customer.email, customer.name) == ("lin.new@example.com", "Lin New")
 
 
-def customer_updates(emulator, customer, mark, *names):
-    """One customer.updated per name, in Stripe's order, each a second after the one before."""
+def customer_updates(emulator, customer, mark, *names, spacing=10):
+    """One customer.updated per name, in Stripe's order, each `spacing` seconds after the one before
+    (further apart than the clock skew the watermark allows)."""
     for name in names:
         stripe_api().v1.customers.update(customer.stripe_customer_id, params={"name": name})
     events = [copy.deepcopy(e) for e in emulator.events[mark:] if e["type"] == "customer.updated"]
     assert len(events) == len(names)
     for i, event in enumerate(events):
-        event["created"] = events[0]["created"] + i
+        event["created"] = events[0]["created"] + i * spacing
     return events
 
 
@@ -185,3 +186,14 @@ def test_customer_updated_at_the_same_second_re_reads_stripe(subscribed, emulato
     customer.refresh_from_db()
     assert customer.name == "Lin Second"  # Stripe's current value, not the late snapshot
     assert len(reads_of(emulator, customer)) == reads + 1
+
+
+def test_an_event_older_than_a_resync_does_not_undo_it(subscribed, emulator, deliver):
+    customer, mark = subscribed
+    [late] = customer_updates(emulator, customer, mark, "Lin Before")
+    stripe_api().v1.customers.update(customer.stripe_customer_id, params={"name": "Lin After"})
+    late["created"] -= 60  # Stripe sent it a minute before support's resync; it arrives after
+    customer_resync(customer=customer, actor_type="admin", actor="support")
+    deliver([late])
+    customer.refresh_from_db()
+    assert customer.name == "Lin After"
