@@ -129,7 +129,9 @@ def customer_apply_subscription(*, customer: Customer, subscription: dict, state
                                 actor_type: str = STRIPE, actor: str = "", force: bool = False) -> tuple[Customer, bool]:
     """Make the customer's subscription fields match `subscription` (a Stripe object as of `state_at`;
     None = just re-read). Returns (customer, applied). Older states are ignored unless `force`."""
-    with transaction.atomic():
+    # No savepoint inside the webhook worker's transaction (two round trips per event): an error here
+    # fails the whole event anyway.
+    with transaction.atomic(savepoint=False):
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         if not force:
             newer, why = _state_is_newer(customer, subscription, state_at)
@@ -216,9 +218,10 @@ def _same_contact(customer: Customer, stripe_customer: dict) -> bool:
 def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict, state_at: datetime | None = None,
                                    actor_type: str = STRIPE, actor: str = "") -> Customer:
     """Take email and name from a Stripe customer object (as of `state_at`; None = just re-read, so as of
-    now) and move the watermark forward. An email another console customer holds is kept, and the conflict audited."""
+    now) and move the watermark forward. An email another console customer holds is kept, and the
+    conflict audited."""
     email, name = _contact(stripe_customer)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # as in customer_apply_subscription
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         watermark = customer.stripe_customer_state_at
         if state_at is not None and watermark is not None and state_at < watermark:
