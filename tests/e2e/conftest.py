@@ -92,6 +92,9 @@ class Console:
 @pytest.fixture
 def console(transactional_db, tmp_path, settings):
     """Sandbox + runserver on free ports, pointed at this session's test database."""
+    if django_settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        # The console runs in a second process, and SQLite's test database lives in this one's memory.
+        pytest.skip("the browser journey needs a test database a second process can open: PostgreSQL (CI)")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     sandbox = Sandbox(data_dir=tmp_path / "sandbox", stripe_port=0, cloudflare_port=0, bundles_port=0,

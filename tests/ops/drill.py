@@ -26,11 +26,14 @@ def console_wipe() -> None:
     """What a lost database looks like after `migrate` (before its data migrations): every console
     table empty and its id sequence back at 1."""
     tables = [model._meta.db_table for model in backup_models()]
+    deferrable = connection.vendor == "postgresql"  # SQLite checks its deferred keys at commit only
     with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # fire the test transaction's pending FK checks first
+        if deferrable:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # fire the test transaction's pending FK checks first
         for sql in connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=False):
             cursor.execute(sql)
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        if deferrable:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 def populate_core() -> dict:
