@@ -157,7 +157,9 @@ class CloudflareClient:
                                                              parts.path)
         self.timeout = settings.CLOUDFLARE_TIMEOUT_SECONDS if timeout is None else timeout
         self._local = threading.local()
-        self._opened: list[http.client.HTTPConnection] = []  # max_connections: bounded by the caller's threads
+        # One connection per calling thread, so `max_connections` is the caller's thread count (kept as a
+        # parameter for the callers that size their pool with it).
+        self._opened: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
     def close(self) -> None:
