@@ -278,23 +278,28 @@ def wait_for_events(emu, timeout: float) -> None:
 def settle(emu, timeout: float) -> None:
     """Until every delivered event is processed and no publish is in flight (or the time is up)."""
     from django.db import connection
+    from django.db.models import Count
 
     from billing_console.models import WebhookEvent
+    from deployments.models import PublishVersion
+    from dunning.models import DunningStepLog
 
     deadline = time.monotonic() + timeout
+    left: dict = {}
     emu.wait_idle(timeout)
     while time.monotonic() < deadline:
         try:
             pending = WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED).count()
-            from deployments.models import PublishVersion
-            from dunning.models import DunningStepLog
-
             queued = PublishVersion.objects.filter(status__in=["queued", "building", "deploying"]).count()
             # Reminders due by Stripe's clock (the sandbox's, a month ahead after the renewals) go out
             # in tasks queued behind the events: wait for them too.
-            queued += DunningStepLog.objects.filter(status__in=DunningStepLog.PENDING,
-                                                    due_at__lte=datetime.fromtimestamp(emu.now(), tz=dt_timezone.utc),
-                                                    case__status="open").count()
+            reminders = DunningStepLog.objects.filter(status__in=DunningStepLog.PENDING, case__status="open",
+                                                      due_at__lte=datetime.fromtimestamp(emu.now(), tz=dt_timezone.utc)
+                                                      ).count()
+            left = {"events": dict(WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED)
+                                   .values_list("status").annotate(n=Count("pk"))),
+                    "publishes": queued, "reminders": reminders}
+            queued += reminders
         except Exception:
             connection.close()
             time.sleep(1)
@@ -304,7 +309,7 @@ def settle(emu, timeout: float) -> None:
         if pending == 0 and queued == 0:
             return
         time.sleep(1)
-    log("settle: time is up with work left")
+    log(f"settle: time is up with work left: {left}")
 
 
 def verify(emu, cf, mailbox, report: dict) -> int:
