@@ -247,3 +247,46 @@ def test_the_admin_post_views_answer_each_role_exactly(client, users, viewer, ro
         "import": client.post(reverse("admin:billing_console_ledgerentry_import")).status_code,
     }
     assert got == expected
+
+
+def console_routes() -> list[str]:
+    """Every URL outside the admin, path parameters filled with values that match nothing."""
+    from django.urls import get_resolver
+
+    fill = {"<str:token>": "not-a-token", "<int:activation_id>": "1",
+            "<uuid:deployment_id>": "00000000-0000-0000-0000-000000000000"}
+
+    def walk(patterns, prefix=""):
+        for p in patterns:
+            if hasattr(p, "url_patterns"):
+                yield from walk(p.url_patterns, prefix + str(p.pattern))
+            else:
+                yield prefix + str(p.pattern)
+
+    routes = []
+    for route in walk(get_resolver().url_patterns):
+        if route.startswith("admin"):
+            continue
+        for param, value in fill.items():
+            route = route.replace(param, value)
+        assert "<" not in route, f"no sample value for a parameter of {route}"
+        routes.append("/" + route)
+    return routes
+
+
+@pytest.mark.parametrize("role", ["support", "root"])
+def test_an_admin_session_opens_nothing_outside_the_admin(client, users, settings, role):
+    """The customer pages and APIs answer a signed-in staff member exactly as they answer anyone."""
+    for name in ("OPS_SECRET", "STRIPE_WEBHOOK_SECRET", "LICENSE_SIGNING_KEY"):  # configured: no 503 by design
+        setattr(settings, name, SECRETS[name])
+    routes = console_routes()
+    assert len(routes) >= 20
+    anonymous = {(r, m): getattr(client, m)(r, **({"data": b"{}", "content_type": "application/json"} if m == "post"
+                                                  else {})).status_code
+                 for r in routes for m in ("get", "post")}
+    client.force_login(users[role])
+    signed_in = {(r, m): getattr(client, m)(r, **({"data": b"{}", "content_type": "application/json"} if m == "post"
+                                                  else {})).status_code
+                 for r in routes for m in ("get", "post")}
+    assert {k: (anonymous[k], v) for k, v in signed_in.items() if v != anonymous[k]} == {}
+    assert not [k for k, v in signed_in.items() if v >= 500]
