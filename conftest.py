@@ -14,6 +14,10 @@ def _console_settings(settings, tmp_path, monkeypatch):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # LocMemCache keeps its entries per process, not per test: rate-limit counts of earlier tests in the
+    # same minute would otherwise carry over.
+    from django.core.cache import caches
+    caches["default"].clear()
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
     # django-q2 reads Q_CLUSTER once at import: the flag itself must be patched for async_task to run inline.
     from django_q.conf import Conf
