@@ -26,11 +26,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.harness import Connection, Request, free_port, wait_port  # noqa: E402
 
 
 def signing_key() -> str:
@@ -82,66 +78,6 @@ def seed(clients: int) -> list[str]:
     return keys
 
 
-def wait_for(port: int, proc: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("gunicorn did not start")
-
-
-class Client:
-    """One keep-alive HTTP/1.1 connection with a pre-built request: the cheapest client in Python."""
-
-    def __init__(self, port: int, path: str, headers: dict):
-        lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"] + [f"{k}: {v}" for k, v in headers.items()]
-        self.request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-        self.port = port
-        self.sock = None
-        self.buffer = b""
-
-    def call(self) -> int:
-        if self.sock is None:
-            self.sock = socket.create_connection(("127.0.0.1", self.port))
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.buffer = b""
-        self.sock.sendall(self.request)
-        while b"\r\n\r\n" not in self.buffer:
-            self._recv()
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        close = False
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection" and value.strip().lower() == b"close":
-                close = True
-        while len(rest) < length:
-            rest += self._recv_chunk()
-        self.buffer = rest[length:]
-        if close:
-            self.sock.close()
-            self.sock = None
-        return status
-
-    def _recv_chunk(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        return chunk
-
-    def _recv(self) -> None:
-        self.buffer += self._recv_chunk()
-
-
 def load(port: int, path: str, headers_per_client: list[dict], duration: float, warmup: float) -> dict:
     stop_at = time.perf_counter() + warmup + duration
     measure_from = time.perf_counter() + warmup
@@ -149,15 +85,16 @@ def load(port: int, path: str, headers_per_client: list[dict], duration: float, 
     errors = [0] * len(headers_per_client)
 
     def run(i: int) -> None:
-        client = Client(port, path, headers_per_client[i])
+        conn, raw = Connection(port), Request("GET", path, headers=headers_per_client[i]).encode()
         while True:
             start = time.perf_counter()
             if start >= stop_at:
                 break
             try:
-                status = client.call()
+                status = conn.call(raw)
             except (OSError, ConnectionError):
-                client.sock, status = None, 0
+                conn.close()
+                status = 0
             end = time.perf_counter()
             if start >= measure_from:
                 latencies[i].append(end - start)
@@ -200,7 +137,7 @@ def main() -> None:
                 "--threads", "4", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", "30"]
     server = subprocess.Popen(gunicorn, cwd=ROOT, env=env, start_new_session=True)
     try:
-        wait_for(port, server)
+        wait_port(port, server)
         tokens = []
         for n, key in enumerate(keys):  # the real activation call gives each client its device token
             sock = socket.create_connection(("127.0.0.1", port))
