@@ -193,7 +193,7 @@ STRIPE_EVENT_ENQUEUE_GRACE_SECONDS = env.int("STRIPE_EVENT_ENQUEUE_GRACE_SECONDS
 # before the console's receivers run: type prefixes, "all" or "none". The console keeps its own state,
 # and reads dj-stripe's mirror only for products and prices (the pricing page); mirroring everything
 # costs a Stripe round trip and ~20 SQL statements per event.
-_sync = [t.strip() for t in env.list("STRIPE_DJSTRIPE_SYNC", default=["product", "price", "plan"]) if t.strip()]
+_sync = [t.strip() for t in env.list("STRIPE_DJSTRIPE_SYNC", default=[]) if t.strip()] or ["product", "price", "plan"]
 STRIPE_DJSTRIPE_SYNC = (["*"] if any(t.lower() in ("all", "*", "true") for t in _sync)
                         else [] if any(t.lower() in ("none", "false") for t in _sync) else _sync)
 # Where Stripe sends the buyer after Checkout and the Customer Portal ({CHECKOUT_SESSION_ID} is filled by Stripe).
