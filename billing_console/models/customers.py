@@ -1,0 +1,73 @@
+"""Customers: the console's own account row, linked to Stripe by id.
+
+Fields, choices, constraints and small properties only; every write lives in services.
+"""
+import secrets
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+from billing_console.vault import Secret
+
+E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Enter the number in international E.164 form, e.g. +5511999999999.")
+
+
+def new_salt() -> str:
+    return secrets.token_hex(8)
+
+
+class Customer(models.Model):
+    class AccessState(models.TextChoices):
+        ACTIVE = "active", "Active"
+        GRACE = "grace", "Grace (payment failed, still entitled)"
+        SOFT_LOCKED = "soft_locked", "Soft locked"
+        HARD_LOCKED = "hard_locked", "Hard locked"
+        CANCELED = "canceled", "Canceled"
+
+    email = models.EmailField(max_length=254)
+    name = models.CharField(max_length=200, blank=True)
+    phone = models.CharField(max_length=16, blank=True, validators=[E164], help_text="E.164, e.g. +5511999999999")
+    # A link to dj-stripe's mirror, by Stripe id; no DB constraint so the console's row can exist
+    # before dj-stripe's sync of the same customer lands (events arrive in any order).
+    stripe_customer = models.ForeignKey(
+        "djstripe.Customer", to_field="id", db_constraint=False, null=True, blank=True,
+        on_delete=models.DO_NOTHING, related_name="+",
+    )
+    access_state = models.CharField(max_length=16, choices=AccessState.choices, default=AccessState.ACTIVE)
+    access_state_changed_at = models.DateTimeField(null=True, blank=True)
+    # Rotating the salt revokes every manage link already sent.
+    manage_salt = models.CharField(max_length=32, default=new_salt, editable=False)
+
+    # The console's own view of the subscription, kept by the Stripe receivers. The entitlement
+    # selector reads these (one row, no join) so the licence API stays fast.
+    subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    subscription_status = models.CharField(max_length=32, blank=True)
+    plan = models.CharField(max_length=32, blank=True)
+    price_id = models.CharField(max_length=255, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    # Watermark: the Stripe timestamp of the newest state applied, so a late event never moves back.
+    subscription_state_at = models.DateTimeField(null=True, blank=True)
+    # The same for email and name: the Stripe time of the newest customer object applied.
+    stripe_customer_state_at = models.DateTimeField(null=True, blank=True)
+
+    # Migration cohort for legacy ledger reconciliation (empty: not migrated).
+    cohort = models.CharField(max_length=64, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="customer_email_ci_unique",
+                                    violation_error_message="A customer with this email already exists."),
+        ]
+        indexes = [models.Index(fields=["access_state"]), models.Index(fields=["created_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.email
+
+    def save(self, *args, **kwargs):
+        self.email = (self.email or "").strip().lower()
+        super().save(*args, **kwargs)
