@@ -13,9 +13,9 @@ from billing_console.logging import redact
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_rotate_manage_salt
-from billing_console.stripe_events import webhook_events_replay
-from billing_console.stripe_gateway import StripeGatewayError
-from billing_console.subscriptions import customer_resync
+from billing_console.stripe.inbox import webhook_events_replay
+from billing_console.stripe.gateway import StripeGatewayError
+from billing_console.stripe.subscriptions import customer_resync
 
 # Bulk delete skips each model's own rules and the console's audit trail, and one click would take a
 # customer's licences, deployments and history with it. A superuser can still delete one row from its

@@ -179,7 +179,7 @@ class DriftItemAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resync from Stripe (re-read the invoice and the customer)", permissions=["resolve"])
     def resync_from_stripe(self, request, queryset):
-        from billing_console.stripe_gateway import StripeGatewayError
+        from billing_console.stripe.gateway import StripeGatewayError
 
         actor_type, actor = actor_of(request.user)
         done = 0

@@ -9,7 +9,7 @@ class BillingConsoleConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from billing_console import checks  # noqa: F401  registers the system checks
-        from billing_console import webhooks  # noqa: F401  registers the core's Stripe receivers (first)
+        from billing_console.stripe import webhooks  # noqa: F401  registers the core's Stripe receivers (first)
         from billing_console import invoicing_webhooks  # noqa: F401  registers the invoice.* receivers
         from billing_console.logging import connect_task_ids
         from billing_console.support import support_group_on_migrate

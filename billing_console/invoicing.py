@@ -228,7 +228,7 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
 def invoice_resync(*, stripe_id: str, actor_type: str, actor: str = "") -> Invoice:
     """Re-read one invoice from Stripe and apply it as current (support's fix for invoice drift).
     Raises the gateway's error when Stripe cannot answer (e.g. no such invoice)."""
-    from billing_console import stripe_gateway
+    from billing_console.stripe import gateway as stripe_gateway
 
     # stripe-python hands *_decimal fields back as Decimal; the stored copy is plain JSON like an event's.
     obj = json.loads(json.dumps(stripe_gateway.invoice_retrieve(stripe_id), default=str))

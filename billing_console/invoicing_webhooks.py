@@ -1,7 +1,7 @@
 """Core receivers for invoice.* events: keep the console's Invoice current and queue delivery."""
 import logging
 
-from billing_console.events import receiver
+from billing_console.stripe.dispatch import receiver
 from billing_console.invoicing import INVOICE_EVENT_TYPES, InvoiceShapeError, invoice_apply_event
 
 log = logging.getLogger("billing_console.invoicing")

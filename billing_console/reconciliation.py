@@ -96,7 +96,7 @@ class PagedStripeView:
 def default_stripe_view() -> StripeView:
     """Stripe's view through the console's gateway (the one module that talks to Stripe), one page
     per call, through the same paginated reader the benchmark's recorded pages go through."""
-    from billing_console import stripe_gateway
+    from billing_console.stripe import gateway as stripe_gateway
 
     return PagedStripeView(stripe_gateway.list_page)
 
@@ -547,7 +547,7 @@ def drift_item_resync(*, item: DriftItem, actor_type: str, actor: str = "") -> D
     their subscription), then mark it resynced. The next run shows whether the difference is gone.
     Raises ValueError when Stripe cannot settle it, or the gateway's error when Stripe cannot answer."""
     from billing_console.invoicing import invoice_resync
-    from billing_console.subscriptions import customer_resync
+    from billing_console.stripe.subscriptions import customer_resync
 
     if item.resolution != DriftItem.Resolution.OPEN:
         return item

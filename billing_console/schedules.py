@@ -25,7 +25,7 @@ SCHEDULES: list[Cron] = [
          "Compare Stripe's view with the console's; every difference becomes a DriftItem."),
     Cron("daily_health_report", "billing_console.invoicing_tasks.daily_health_report", "0 7 * * *",
          "Log the ops summary; email OPS_EMAIL when something is wrong."),
-    Cron("stripe_events_retry", "billing_console.tasks.stripe_events_retry", "* * * * *",
+    Cron("stripe_events_retry", "billing_console.stripe.tasks.stripe_events_retry", "* * * * *",
          "Apply Stripe events whose retry is due, whose worker died, or whose enqueue was lost."),
     Cron("dunning_send", "dunning.tasks.dunning_send", "*/10 * * * *",
          "queue due dunning steps, send them (each once), retry failures with backoff"),

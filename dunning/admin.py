@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from billing_console.admin import ReadOnlyInline, register_customer_inline
 from billing_console.services import actor_of
-from billing_console.stripe_gateway import StripeGatewayError
+from billing_console.stripe.gateway import StripeGatewayError
 from dunning import services
 from dunning.models import CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 from dunning.selectors import dunning_cases_for_admin

@@ -18,11 +18,11 @@ from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from billing_console import stripe_gateway
+from billing_console.stripe import gateway as stripe_gateway
 from billing_console.models import AuditEvent, Customer, Invoice
 from billing_console.services import audit_log, customer_set_access_state
-from billing_console.stripe_objects import invoice_customer_id, invoice_subscription_id, to_datetime
-from billing_console.subscriptions import customer_resync
+from billing_console.stripe.objects import invoice_customer_id, invoice_subscription_id, to_datetime
+from billing_console.stripe.subscriptions import customer_resync
 from dunning import channels
 from dunning.models import Channel, CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 

@@ -2,8 +2,8 @@
 and per object (a case is keyed by invoice id; closing a closed case is a no-op; timestamps decide)."""
 from django.utils import timezone
 
-from billing_console.events import receiver
-from billing_console.stripe_objects import event_created, event_object, to_datetime
+from billing_console.stripe.dispatch import receiver
+from billing_console.stripe.objects import event_created, event_object, to_datetime
 from dunning import services
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from billing_console import stripe_objects as so
-from billing_console.events import receiver
+from billing_console.stripe import objects as so
+from billing_console.stripe.dispatch import receiver
 from billing_console.models import AuditEvent, Customer
 from licensing.services import license_ensure
 

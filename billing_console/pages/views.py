@@ -20,8 +20,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_q.tasks import async_task
 
-from billing_console import stripe_gateway
-from billing_console.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import AuditEvent, Customer
 from billing_console.pages import selectors
@@ -234,7 +234,7 @@ def recover(request):
             return response
         customer_id = Customer.objects.filter(email__iexact=email).values_list("pk", flat=True).first()
         if customer_id is not None:
-            async_task("billing_console.tasks.customer_manage_link_send", customer_id, "recover")
+            async_task("billing_console.stripe.tasks.customer_manage_link_send", customer_id, "recover")
         return _see_other(reverse("pages:recover") + "?sent=1")
     status = 400 if request.method == "POST" else 200
     return render(request, "pages/recover.html", {"form": form, "sent": request.GET.get("sent") == "1"}, status=status)

@@ -8,10 +8,10 @@ from django.test.utils import CaptureQueriesContext
 
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read, manage_link_token
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer, WebhookEvent
-from billing_console.stripe_events import webhook_event_store
+from billing_console.stripe.inbox import webhook_event_store
 from tests.billing.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
-from billing_console.stripe_gateway import client as stripe_api
+from billing_console.stripe.gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@ import pytest
 
 from billing_console.models import AuditEvent, CheckoutAttempt
 from tests.core.factories import CustomerFactory
-from billing_console.stripe_gateway import client as stripe_api
+from billing_console.stripe.gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 URL = "/api/billing/checkout"

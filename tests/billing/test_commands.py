@@ -4,7 +4,7 @@ from django.core.management import CommandError, call_command
 
 from billing_console.models import Customer
 from tests.billing.test_checkout_flow import start_checkout
-from billing_console.stripe_gateway import client as stripe_api
+from billing_console.stripe.gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 

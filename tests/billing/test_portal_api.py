@@ -4,7 +4,7 @@ import pytest
 from billing_console.manage_links import manage_link_token
 from billing_console.services import customer_rotate_manage_salt
 from tests.core.factories import CustomerFactory
-from billing_console.stripe_gateway import client as stripe_api
+from billing_console.stripe.gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 URL = "/api/billing/portal"

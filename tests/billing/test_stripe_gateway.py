@@ -1,8 +1,8 @@
 """The gateway against the emulator: retries with the same idempotency key, timeouts, clear errors, paging."""
 import pytest
 
-from billing_console import stripe_gateway
-from billing_console.stripe_gateway import StripeGatewayError
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe.gateway import StripeGatewayError
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 """Reading Stripe objects in the pinned (dahlia) shape and in older shapes."""
 from datetime import datetime, timezone
 
-from billing_console import stripe_objects as so
+from billing_console.stripe import objects as so
 
 
 def test_subscription_period_end_from_items_then_top_level():

@@ -6,9 +6,9 @@ import pytest
 
 from billing_console.models import AuditEvent, Customer
 from billing_console.selectors import Reason, customer_entitlement
-from billing_console.subscriptions import customer_resync
+from billing_console.stripe.subscriptions import customer_resync
 from tests.billing.test_checkout_flow import start_checkout
-from billing_console.stripe_gateway import client as stripe_api
+from billing_console.stripe.gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db
 

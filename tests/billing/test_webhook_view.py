@@ -137,7 +137,7 @@ def test_event_and_its_task_are_stored_together(stripe_settings, queued, post_ev
     row = WebhookEvent.objects.get()
     assert row.status == WebhookEvent.Status.RECEIVED
     task = OrmQ.objects.get().task  # one transaction made both rows
-    assert task["func"] == "billing_console.tasks.webhook_event_process" and task["args"] == (row.pk,)
+    assert task["func"] == "billing_console.stripe.tasks.webhook_event_process" and task["args"] == (row.pk,)
 
 
 def test_queue_failure_stores_nothing_and_answers_503_so_stripe_retries(stripe_settings, queued, post_event,

@@ -12,7 +12,7 @@ from billing_console.services import cron_guard, cron_start
 
 LISTED = [
     Cron("push_deployments", "deployments.tasks.push_deployments", "0 * * * *", "hourly"),
-    Cron("reconcile", "billing_console.tasks.reconcile", "0 6 * * *", "daily"),
+    Cron("reconcile", "billing_console.stripe.tasks.reconcile", "0 6 * * *", "daily"),
 ]
 
 

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from billing_console.events import dispatch
+from billing_console.stripe.dispatch import dispatch
 from billing_console.models import AuditEvent, Customer
 from billing_console.services import customer_set_access_state
 from deployments import tasks

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 
-from billing_console import events
+from billing_console.stripe import dispatch as events
 from billing_console.models import AuditEvent, Customer, Invoice
 from dunning.models import CustomerDunning, DunningCase, DunningStepLog
 from tests.dunning.factories import DunningCustomerFactory, event, invoice_object, subscription_object

@@ -1,7 +1,7 @@
 import pytest
 from django.db import transaction
 
-from billing_console import events
+from billing_console.stripe import dispatch as events
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from django.apps import apps
 from django.core import mail
 from django.db import connection
 
-from billing_console.events import dispatch
+from billing_console.stripe.dispatch import dispatch
 from licensing.keys import key_normalize
 from licensing.models import License
 from licensing.services import license_reissue_key

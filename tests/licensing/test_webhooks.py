@@ -1,7 +1,7 @@
 import pytest
 from django.core import mail
 
-from billing_console.events import dispatch
+from billing_console.stripe.dispatch import dispatch
 from billing_console.models import AuditEvent
 from licensing.keys import key_hash, key_normalize
 from licensing.models import License
@@ -97,7 +97,7 @@ def test_no_licence_for_a_subscription_that_entitles_nothing(status):
 
 
 def test_event_for_an_unknown_customer_changes_nothing():
-    from billing_console.stripe_gateway import StripeGatewayError
+    from billing_console.stripe.gateway import StripeGatewayError
 
     CustomerFactory()
     # The core receiver runs first: for an unknown buyer it must read the subscription from Stripe,
@@ -132,7 +132,7 @@ def test_a_failing_later_receiver_rolls_back_the_licence_and_sends_nothing(djang
     """The worker runs dispatch in one transaction: a failure leaves no licence and no email."""
     from django.db import transaction
 
-    from billing_console import events
+    from billing_console.stripe import dispatch as events
 
     def boom(event):
         raise RuntimeError("later receiver failed")

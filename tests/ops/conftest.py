@@ -6,7 +6,7 @@ import socket
 import pytest
 import stripe
 
-from billing_console.checkout import checkout_start
+from billing_console.stripe.checkout import checkout_start
 from sandbox.cloudflare import FakeCloudflare
 from sandbox.stripe import StripeEmulator
 

@@ -4,8 +4,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from billing_console import events as event_bus
-from billing_console.catch_up import stripe_events_catch_up
+from billing_console.stripe import dispatch as event_bus
+from billing_console.stripe.catch_up import stripe_events_catch_up
 from billing_console.models import Customer, WebhookEvent
 from billing_console.selectors import customer_entitlement
 from licensing.models import License

@@ -196,7 +196,7 @@ def crons(stop_event: threading.Event, every: float) -> None:
     from django.db import connection
 
     while not stop_event.wait(every):
-        for task in ("billing_console.tasks.stripe_events_retry", "dunning.tasks.dunning_send"):
+        for task in ("billing_console.stripe.tasks.stripe_events_retry", "dunning.tasks.dunning_send"):
             enqueue(task)
         connection.close()
 

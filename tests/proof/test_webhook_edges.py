@@ -10,7 +10,7 @@ from django.test import RequestFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_console import api
+from billing_console.stripe import api
 from billing_console.models import WebhookEvent
 from sandbox.stripe import sign_payload
 from tests.billing.conftest import WEBHOOK_SECRET, WEBHOOK_URL

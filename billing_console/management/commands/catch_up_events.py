@@ -2,8 +2,8 @@ from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.catch_up import CatchUpError, catch_up_window, stripe_events_catch_up
-from billing_console.stripe_gateway import StripeGatewayError
+from billing_console.stripe.catch_up import CatchUpError, catch_up_window, stripe_events_catch_up
+from billing_console.stripe.gateway import StripeGatewayError
 
 
 def _iso(value: str) -> datetime:

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.rebuild import stripe_rebuild
-from billing_console.stripe_gateway import StripeGatewayError
+from billing_console.stripe.gateway import StripeGatewayError
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from billing_console.models import AuditEvent
-from billing_console.stripe_events import webhook_events_replay, webhook_events_selector
+from billing_console.stripe.inbox import webhook_events_replay, webhook_events_selector
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """Create or update dj-stripe's webhook endpoint row from STRIPE_WEBHOOK_SECRET and SITE_URL (idempotent)."""
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.stripe_events import webhook_endpoint_setup
+from billing_console.stripe.inbox import webhook_endpoint_setup
 
 
 class Command(BaseCommand):

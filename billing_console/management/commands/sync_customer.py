@@ -3,8 +3,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from billing_console.models import AuditEvent, Customer
-from billing_console.stripe_gateway import StripeGatewayError
-from billing_console.subscriptions import customer_resync
+from billing_console.stripe.gateway import StripeGatewayError
+from billing_console.stripe.subscriptions import customer_resync
 
 
 class Command(BaseCommand):

@@ -12,11 +12,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing_console import stripe_gateway
-from billing_console.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import Customer
-from billing_console.stripe_events import WebhookRejected, webhook_event_store, webhook_payload_verify
+from billing_console.stripe.inbox import WebhookRejected, webhook_event_store, webhook_payload_verify
 
 log = logging.getLogger("billing_console.api")
 MAX_JSON_BYTES = 16 * 1024
@@ -117,7 +117,7 @@ def portal(request):
 @csrf_exempt
 @require_POST
 def webhook(request):
-    """Verify, store once, answer. Everything else happens in the worker (billing_console.stripe_events)."""
+    """Verify, store once, answer. Everything else happens in the worker (billing_console.stripe.inbox)."""
     if _content_length(request) > settings.STRIPE_WEBHOOK_MAX_BYTES:
         return _error(413, "TOO_LARGE", "Webhook body too large.")
     body = request.body

@@ -5,7 +5,7 @@ stripe-python's own retries (network errors, 409 and 5xx, exponential backoff wi
 POST carries an idempotency key, so a retry -- ours or stripe-python's -- never does the work twice;
 callers pass a deterministic key when a repeat of the same business action must reuse it.
 Answers come back as plain dicts in the pinned API version's shape (read them with
-`billing_console.stripe_objects`). Failures become `StripeGatewayError` with a message that is
+`billing_console.stripe.objects`). Failures become `StripeGatewayError` with a message that is
 safe to show in the admin and the API: no key, no secret, no raw response.
 """
 from __future__ import annotations

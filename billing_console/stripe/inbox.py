@@ -22,8 +22,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from billing_console import events as event_bus
-from billing_console import stripe_objects as so
+from billing_console.stripe import dispatch as event_bus
+from billing_console.stripe import objects as so
 from billing_console.logging import redact
 from billing_console.models import WebhookEvent
 from billing_console.services import audit_log
@@ -126,7 +126,7 @@ def _enqueue_process(pk: int, *, raise_errors: bool = False) -> None:
     from django_q.tasks import async_task
 
     try:
-        async_task("billing_console.tasks.webhook_event_process", pk, save=False)  # the inbox row is the record
+        async_task("billing_console.stripe.tasks.webhook_event_process", pk, save=False)  # the inbox row is the record
     except Exception:  # the row is stored; the retry cron applies it if the queue is unreachable
         if raise_errors:  # inside the event's transaction: fail both, Stripe delivers again
             raise

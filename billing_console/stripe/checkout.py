@@ -17,12 +17,12 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing_console import stripe_gateway
-from billing_console import stripe_objects as so
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe import objects as so
 from billing_console.manage_links import manage_link_make
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.services import audit_log
-from billing_console.subscriptions import customer_apply_subscription, customer_link_stripe
+from billing_console.stripe.subscriptions import customer_apply_subscription, customer_link_stripe
 
 log = logging.getLogger("billing_console.checkout")
 
@@ -192,7 +192,7 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None) 
                                                       state_at=event_created, actor="webhook")
         if newly_paid or (attempt is None and newly_linked):
             customer_id = customer.pk
-            transaction.on_commit(lambda: _enqueue("billing_console.tasks.customer_manage_link_send", customer_id,
+            transaction.on_commit(lambda: _enqueue("billing_console.stripe.tasks.customer_manage_link_send", customer_id,
                                                    "checkout"))
     return customer
 
@@ -213,7 +213,7 @@ def checkout_session_expire_apply(*, session: dict) -> CheckoutAttempt | None:
                   data={"session": session.get("id"), "follow_up": attempt.follow_up_status})
         if attempt.follow_up_status == CheckoutAttempt.FollowUp.QUEUED:
             attempt_id = attempt.pk
-            transaction.on_commit(lambda: _enqueue("billing_console.tasks.checkout_follow_up_send", str(attempt_id)))
+            transaction.on_commit(lambda: _enqueue("billing_console.stripe.tasks.checkout_follow_up_send", str(attempt_id)))
     return attempt
 
 

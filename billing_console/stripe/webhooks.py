@@ -5,10 +5,10 @@ worker's transaction; licensing, deployments and dunning receivers for the same 
 and find the Customer by `subscription_id` or `stripe_customer_id`. invoice.* events are left to
 the invoices and dunning receivers (the dispatcher passes every type through).
 """
-from billing_console import stripe_objects as so
-from billing_console.checkout import checkout_session_complete, checkout_session_expire_apply
-from billing_console.events import receiver
-from billing_console.subscriptions import customer_stripe_update_apply, subscription_event_apply
+from billing_console.stripe import objects as so
+from billing_console.stripe.checkout import checkout_session_complete, checkout_session_expire_apply
+from billing_console.stripe.dispatch import receiver
+from billing_console.stripe.subscriptions import customer_stripe_update_apply, subscription_event_apply
 
 
 @receiver("checkout.session.completed")

@@ -1,5 +1,6 @@
 """django-q2 entry points of the core: take ids, call one service."""
-from billing_console import checkout, stripe_events
+from billing_console.stripe import checkout
+from billing_console.stripe import inbox as stripe_events
 from billing_console.services import cron_guard
 
 

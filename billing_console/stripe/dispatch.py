@@ -1,6 +1,6 @@
 """Stripe event receivers: each app's `webhooks.py` registers functions for the event types it handles.
 
-    from billing_console.events import receiver
+    from billing_console.stripe.dispatch import receiver
 
     @receiver("invoice.payment_failed")
     def open_dunning_case(event: dict) -> None:   # event is Stripe's event object (a dict)
