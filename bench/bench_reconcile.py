@@ -154,7 +154,7 @@ def measure(n: int, folder: Path, repeat: int) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from billing_console.reconciliation import PagedStripeView, Scope, reconciliation_run
+    from billing_console.invoicing.reconciliation import PagedStripeView, Scope, reconciliation_run
 
     customers = max(1, n // INVOICES_PER_CUSTOMER)
     started = time.monotonic()

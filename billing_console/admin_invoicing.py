@@ -13,11 +13,10 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from billing_console.admin import ReadOnlyAdmin, ReadOnlyInline, register_customer_inline
-from billing_console.invoicing import invoice_resend, money_format
+from billing_console.invoicing.services import invoice_resend, money_format
 from billing_console.models import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
-from billing_console.reconciliation import (
-    LEDGER_MAX_BYTES, LedgerImportError, cohort_gate, drift_item_explain, drift_item_resync, ledger_import,
-)
+from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
+from billing_console.invoicing.reconciliation import cohort_gate, drift_item_explain, drift_item_resync
 from billing_console.services import actor_of
 
 
@@ -148,7 +147,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         if not self.has_run_permission(request):
             raise PermissionDenied
         _, actor = actor_of(request.user)
-        async_task("billing_console.invoicing_tasks.reconcile_on_demand", f"admin:{actor}")
+        async_task("billing_console.invoicing.tasks.reconcile_on_demand", f"admin:{actor}")
         self.message_user(request, "Reconciliation started; its run appears here when it finishes.")
         return HttpResponseRedirect(reverse("admin:billing_console_reconciliationrun_changelist"))
 

@@ -10,7 +10,7 @@ class BillingConsoleConfig(AppConfig):
 
         from billing_console import checks  # noqa: F401  registers the system checks
         from billing_console.stripe import webhooks  # noqa: F401  registers the core's Stripe receivers (first)
-        from billing_console import invoicing_webhooks  # noqa: F401  registers the invoice.* receivers
+        from billing_console.invoicing import webhooks as invoicing_webhooks  # noqa: F401  registers the invoice.* receivers
         from billing_console.logging import connect_task_ids
         from billing_console.support import support_group_on_migrate
 

@@ -8,8 +8,6 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
-from billing_console.vault import Secret
-
 E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Enter the number in international E.164 form, e.g. +5511999999999.")
 
 

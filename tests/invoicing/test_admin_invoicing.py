@@ -80,7 +80,7 @@ def test_pdf_download(admin_client, viewer):
 
 def test_run_button_starts_a_reconciliation(admin_client, monkeypatch):
     calls = []
-    monkeypatch.setattr("billing_console.reconciliation.default_stripe_view", lambda: calls.append(1) or _Empty())
+    monkeypatch.setattr("billing_console.invoicing.reconciliation.default_stripe_view", lambda: calls.append(1) or _Empty())
     page = admin_client.get(reverse("admin:billing_console_reconciliationrun_changelist")).content.decode()
     assert "Run reconciliation now" in page
     assert admin_client.get(reverse("admin:billing_console_reconciliationrun_run")).status_code == 405

@@ -9,8 +9,8 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from pypdf import PdfReader
 
-from billing_console.invoicing import invoice_deliver, invoice_resend
-from billing_console.invoicing_tasks import invoice_delivery_retry
+from billing_console.invoicing.services import invoice_deliver, invoice_resend
+from billing_console.invoicing.tasks import invoice_delivery_retry
 from billing_console.models import AuditEvent, CronRun, Invoice
 from tests.invoicing.factories import CustomerFactory, stripe_event, stripe_invoice
 
@@ -103,7 +103,7 @@ def test_failed_send_is_retried_with_backoff_then_succeeds(deliver_events, invoi
 
 
 def test_render_failure_is_recorded_and_retried(deliver_events, invoice_settings, customer):
-    with mock.patch("billing_console.invoicing.invoice_render_pdf", side_effect=OSError("cairo exploded")):
+    with mock.patch("billing_console.invoicing.services.invoice_render_pdf", side_effect=OSError("cairo exploded")):
         deliver_events(stripe_event("invoice.finalized", stripe_invoice(customer="cus_bob")))
     invoice = Invoice.objects.get()
     assert invoice.delivery_status == Invoice.Delivery.PENDING and not invoice.pdf_path
@@ -155,7 +155,7 @@ def test_customer_text_is_escaped_and_the_renderer_fetches_nothing(deliver_event
     CustomerFactory(email="eve@example.com", name='<img src="http://127.0.0.1:9/x.png">Eve', stripe_customer_id="cus_eve")
     obj = stripe_invoice(customer="cus_eve", number="EVE-1",
                          lines=[('<link rel="stylesheet" href="file:///etc/passwd">Pro', 100)])
-    with mock.patch("billing_console.invoicing._refuse_fetch", side_effect=AssertionError("fetched")) as fetch:
+    with mock.patch("billing_console.invoicing.services._refuse_fetch", side_effect=AssertionError("fetched")) as fetch:
         deliver_events(stripe_event("invoice.finalized", obj))
     assert not fetch.called
     invoice = Invoice.objects.get()

@@ -2,7 +2,7 @@ import pytest
 from django.core import mail
 
 from billing_console.stripe.dispatch import dispatch
-from billing_console.invoicing import InvoiceShapeError, invoice_apply_event
+from billing_console.invoicing.services import InvoiceShapeError, invoice_apply_event
 from billing_console.models import Invoice, InvoiceEvent
 from tests.invoicing.factories import CustomerFactory, stripe_event, stripe_invoice
 

@@ -1,6 +1,6 @@
 import pytest
 
-from billing_console.invoicing import money_format
+from billing_console.invoicing.services import money_format
 
 
 @pytest.mark.parametrize("amount, currency, text", [

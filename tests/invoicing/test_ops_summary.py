@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from billing_console import ops
 from billing_console.models import CheckoutAttempt, CronRun, Invoice, InvoiceEvent, ReconciliationRun
-from billing_console.invoicing_tasks import daily_health_report
+from billing_console.invoicing.tasks import daily_health_report
 from tests.invoicing.factories import InvoiceFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from billing_console.models import DriftItem, ReconciliationRun
-from billing_console.reconciliation import (
+from billing_console.invoicing.reconciliation import (
     PagedStripeView, ReconcileScopeError, Scope, cohort_gate, reconcile_scope, reconciliation_run,
 )
 from tests.invoicing.factories import (
@@ -57,7 +57,7 @@ def test_clean_run_is_reported_clean_with_counts(matching, caplog, settings):
 
 
 def test_stripe_is_read_page_by_page(matching):
-    import billing_console.reconciliation as rec
+    import billing_console.invoicing.reconciliation as rec
     rec_page = rec.PAGE_SIZE
     rec.PAGE_SIZE = 2
     try:
@@ -244,10 +244,10 @@ def test_drift_items_are_written_in_batches(matching, django_assert_max_num_quer
 
 
 def test_daily_cron_records_its_counts(matching, monkeypatch):
-    from billing_console.invoicing_tasks import reconcile
+    from billing_console.invoicing.tasks import reconcile
     from billing_console.models import CronRun
 
-    monkeypatch.setattr("billing_console.reconciliation.default_stripe_view", lambda: PagedStripeView(matching))
+    monkeypatch.setattr("billing_console.invoicing.reconciliation.default_stripe_view", lambda: PagedStripeView(matching))
     reconcile()
     run = CronRun.objects.get(name="reconcile")
     assert run.status == "ok" and run.counts == {"drift": 0, "customers": 2, "invoices": 6, "subscriptions": 2,
@@ -256,12 +256,12 @@ def test_daily_cron_records_its_counts(matching, monkeypatch):
 
 
 def test_failed_run_marks_the_cron_as_errors(monkeypatch):
-    from billing_console.invoicing_tasks import reconcile
+    from billing_console.invoicing.tasks import reconcile
     from billing_console.models import CronRun
 
     def broken(resource, params):
         raise ConnectionError("down")
 
-    monkeypatch.setattr("billing_console.reconciliation.default_stripe_view", lambda: PagedStripeView(broken))
+    monkeypatch.setattr("billing_console.invoicing.reconciliation.default_stripe_view", lambda: PagedStripeView(broken))
     reconcile()
     assert CronRun.objects.get(name="reconcile").status == "errors"

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.models import AuditEvent
-from billing_console.reconciliation import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
+from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
 
 
 class Command(BaseCommand):

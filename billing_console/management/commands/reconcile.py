@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.reconciliation import ReconcileScopeError, reconcile_scope, reconciliation_run
+from billing_console.invoicing.reconciliation import ReconcileScopeError, reconcile_scope, reconciliation_run
 
 
 class Command(BaseCommand):

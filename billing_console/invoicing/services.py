@@ -28,7 +28,7 @@ from billing_console.services import audit_log
 
 log = logging.getLogger("billing_console.invoicing")
 
-DELIVER_TASK = "billing_console.invoicing_tasks.deliver_invoice"
+DELIVER_TASK = "billing_console.invoicing.tasks.deliver_invoice"
 
 # ISO 4217 currencies Stripe treats as zero-decimal / three-decimal (amounts are still integers).
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",

@@ -2,7 +2,7 @@
 import logging
 
 from billing_console.stripe.dispatch import receiver
-from billing_console.invoicing import INVOICE_EVENT_TYPES, InvoiceShapeError, invoice_apply_event
+from billing_console.invoicing.services import INVOICE_EVENT_TYPES, InvoiceShapeError, invoice_apply_event
 
 log = logging.getLogger("billing_console.invoicing")
 

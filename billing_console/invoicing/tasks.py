@@ -3,13 +3,13 @@ from billing_console.services import cron_guard
 
 
 def deliver_invoice(invoice_id: int) -> None:
-    from billing_console.invoicing import invoice_deliver
+    from billing_console.invoicing.services import invoice_deliver
 
     invoice_deliver(invoice_id=invoice_id)
 
 
 def invoice_delivery_retry() -> None:
-    from billing_console.invoicing import invoice_deliver_due
+    from billing_console.invoicing.services import invoice_deliver_due
 
     with cron_guard("invoice_delivery_retry") as run:
         if run is not None:
@@ -18,7 +18,7 @@ def invoice_delivery_retry() -> None:
 
 
 def reconcile() -> None:
-    from billing_console.reconciliation import reconciliation_run
+    from billing_console.invoicing.reconciliation import reconciliation_run
 
     with cron_guard("reconcile") as run:
         if run is not None:
@@ -40,6 +40,6 @@ def daily_health_report() -> None:
 
 def reconcile_on_demand(triggered_by: str) -> None:
     """The admin's "Run reconciliation now" (its own run; the daily cron is not blocked by it)."""
-    from billing_console.reconciliation import reconciliation_run
+    from billing_console.invoicing.reconciliation import reconciliation_run
 
     reconciliation_run(triggered_by=triggered_by)
