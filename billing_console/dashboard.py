@@ -83,7 +83,7 @@ def dashboard_sections(request) -> list[Section]:
 # --- Core sections ------------------------------------------------------------------------------
 def readiness_section(request) -> Section:
     """The preflight summary (GO / NO_GO). Cached briefly: it reads the migration graph."""
-    from billing_console.checks import preflight_problems
+    from billing_console.ops.checks import preflight_problems
 
     problems = cache.get("bc:dashboard:preflight")
     if problems is None:
@@ -105,7 +105,7 @@ def crons_section(request) -> Section:
     from croniter import croniter
 
     from billing_console.models import CronRun
-    from billing_console.schedules import SCHEDULES
+    from billing_console.ops.schedules import SCHEDULES
 
     newest = (CronRun.objects.filter(name=OuterRef("name")).exclude(status=CronRun.Status.SKIPPED)
               .order_by("-started_at").values("pk")[:1])

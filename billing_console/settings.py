@@ -53,7 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "billing_console.logging.RequestIdMiddleware",
+    "billing_console.ops.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -312,11 +312,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "billing_console.logging.ContextFilter"},
-        "redact": {"()": "billing_console.logging.RedactSecretsFilter"},
+        "context": {"()": "billing_console.ops.logging.ContextFilter"},
+        "redact": {"()": "billing_console.ops.logging.RedactSecretsFilter"},
     },
     "formatters": {
-        "json": {"()": "billing_console.logging.JsonFormatter"},
+        "json": {"()": "billing_console.ops.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(task_id)s] %(message)s"},
     },
     "handlers": {

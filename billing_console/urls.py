@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from billing_console import console_admin, ops, views
-
+from billing_console import console_admin
+from billing_console.ops import summary as ops
+from billing_console.ops import views
 from billing_console.stripe import api
 
 admin.site.site_header = "Billing Console"

@@ -6,20 +6,20 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployments"
 
     def ready(self):
-        from billing_console.health import register_cloud_health
+        from billing_console.ops.health import register_cloud_health
         from deployments import webhooks  # noqa: F401  (registers the Stripe receivers)
         from deployments.selectors import cloud_health_section
 
         register_cloud_health(cloud_health_section)
 
         # /api/ops/summary and the daily health report: deployments by status.
-        from billing_console.ops import register_ops_section
+        from billing_console.ops.summary import register_ops_section
         from deployments.selectors import ops_section
 
         register_ops_section("deployments", ops_section)
 
         # rebuild_from_stripe: deployment shells (no token) from what deployment_create kept on Stripe.
-        from billing_console.rebuild import register_rebuilder
+        from billing_console.ops.rebuild import register_rebuilder
         from deployments.rebuild import rebuild_deployment
 
         register_rebuilder(rebuild_deployment)

@@ -7,7 +7,7 @@ until the customer enters a fresh token from the manage page the recovery email 
 from __future__ import annotations
 
 from billing_console.models import AuditEvent, Customer
-from billing_console.rebuild import ACTOR, RebuildResult
+from billing_console.ops.rebuild import ACTOR, RebuildResult
 from billing_console.selectors import plan_settings
 from deployments.models import Deployment
 from deployments.services import (ACCOUNT_ID_RE, SCRIPT_NAME_RE, STRIPE_ACCOUNT_KEY, STRIPE_SCRIPT_KEY,

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing_console.models import AuditEvent, Customer
-from billing_console.rebuild import remember_on_stripe
+from billing_console.ops.rebuild import remember_on_stripe
 from billing_console.selectors import ENDED_STATUSES, customer_entitlement, plan_settings
 from billing_console.services import audit_log
 from billing_console.vault import Keyring, VaultError, aad_for
@@ -126,7 +126,7 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
     return deployment
 
 
-# --- Rebuild from Stripe (added for billing_console.rebuild; see deployments/rebuild.py) ----------------
+# --- Rebuild from Stripe (added for billing_console.ops.rebuild; see deployments/rebuild.py) ----------------
 STRIPE_ACCOUNT_KEY = "cf_account_id"
 STRIPE_SCRIPT_KEY = "cf_script_name"
 SHELL_REASON = "Waiting for the Cloudflare API token (deployment restored from Stripe)."

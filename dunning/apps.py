@@ -6,7 +6,7 @@ class DunningConfig(AppConfig):
     verbose_name = "Dunning"
 
     def ready(self):
-        from billing_console.ops import register_ops_section
+        from billing_console.ops.summary import register_ops_section
         from dunning import webhooks  # noqa: F401  registers the Stripe event receivers
         from dunning.selectors import dunning_ops_section
 

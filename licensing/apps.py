@@ -8,7 +8,7 @@ class LicensingConfig(AppConfig):
     def ready(self):
         from licensing import checks, webhooks  # noqa: F401  registers Stripe receivers and system checks
         # rebuild_from_stripe: new licences (flagged needs_reissue) for subscriptions that lost theirs.
-        from billing_console.rebuild import register_rebuilder
+        from billing_console.ops.rebuild import register_rebuilder
         from licensing.rebuild import rebuild_license
 
         register_rebuilder(rebuild_license)

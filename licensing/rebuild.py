@@ -7,7 +7,7 @@ key", filter "needs reissue") to email the customer a key they can use.
 from __future__ import annotations
 
 from billing_console.models import AuditEvent, Customer
-from billing_console.rebuild import ACTOR, RebuildResult
+from billing_console.ops.rebuild import ACTOR, RebuildResult
 from billing_console.selectors import ENDED_STATUSES
 from licensing.models import License
 from licensing.services import license_ensure

@@ -30,7 +30,7 @@ def reconcile() -> None:
 
 
 def daily_health_report() -> None:
-    from billing_console.ops import ops_daily_report
+    from billing_console.ops.summary import ops_daily_report
 
     with cron_guard("daily_health_report") as run:
         if run is not None:

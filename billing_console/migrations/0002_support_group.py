@@ -1,9 +1,9 @@
-"""Create the "support" group (see billing_console/support.py for what it may do and why)."""
+"""Create the "support" group (see billing_console/ops/support.py for what it may do and why)."""
 from django.db import migrations
 
 
 def ensure(apps, schema_editor):
-    from billing_console.support import support_group_ensure
+    from billing_console.ops.support import support_group_ensure
 
     support_group_ensure(using=schema_editor.connection.alias)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import stripe
 from django.conf import settings
 
-from billing_console.logging import redact
+from billing_console.ops.logging import redact
 
 log = logging.getLogger("billing_console.stripe")
 

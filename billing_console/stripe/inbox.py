@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from billing_console.stripe import dispatch as event_bus
 from billing_console.stripe import objects as so
-from billing_console.logging import redact
+from billing_console.ops.logging import redact
 from billing_console.models import WebhookEvent
 from billing_console.services import audit_log
 

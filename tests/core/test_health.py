@@ -4,7 +4,7 @@ from unittest import mock
 import pytest
 from django.db.utils import OperationalError
 
-from billing_console import health
+from billing_console.ops import health
 
 SECRETS = {
     "STRIPE_SECRET_KEY": "sk_test_" + "S3cr3tStripeKey" * 2,

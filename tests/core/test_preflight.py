@@ -1,8 +1,8 @@
 import pytest
 from django.core.management import call_command
 
-from billing_console import scheduling
-from billing_console.checks import preflight_problems
+from billing_console.ops import scheduling
+from billing_console.ops.checks import preflight_problems
 
 GOOD = {
     "STRIPE_SECRET_KEY": "sk_test_" + "a" * 30,
@@ -23,7 +23,7 @@ def ready(settings, db, monkeypatch):
         setattr(settings, name, value)
     settings.PLANS = {**settings.PLANS, "pro": {**settings.PLANS["pro"], "price_id": "price_123"}}
     # Migrations are not applied in the test database (--nomigrations): judge the rest.
-    monkeypatch.setattr("billing_console.checks._migration_problems", lambda: [])
+    monkeypatch.setattr("billing_console.ops.checks._migration_problems", lambda: [])
     scheduling.schedules_sync()
     return settings
 
@@ -57,9 +57,9 @@ def test_mode_mismatch_with_setting_is_a_blocker(ready):
 
 
 def test_unregistered_schedules_block(ready, monkeypatch):
-    from billing_console.schedules import Cron
+    from billing_console.ops.schedules import Cron
 
-    monkeypatch.setattr("billing_console.schedules.SCHEDULES", [Cron("not_registered", "x.y", "* * * * *", "")])
+    monkeypatch.setattr("billing_console.ops.schedules.SCHEDULES", [Cron("not_registered", "x.y", "* * * * *", "")])
     assert any(pid == "BC021" for pid, _ in preflight_problems("test"))
 
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing_console import ops
+from billing_console.ops import summary as ops
 from dunning.selectors import dunning_ops_section
 from tests.dunning.factories import DunningCaseFactory, DunningStepLogFactory
 

@@ -105,7 +105,7 @@ def test_buy_manage_recover_and_support_pauses(console, page, browser, settings)
     assert "Your subscription" in page.inner_text("h1")
 
     # -- Support: log in, find the customer by email, pause the deployment ---------------------------
-    from billing_console.support import support_group_ensure
+    from billing_console.ops.support import support_group_ensure
 
     support = get_user_model().objects.create_user("support-e2e", password=SUPPORT_PASSWORD, is_staff=True)
     support.groups.add(support_group_ensure())

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing_console import models as core
-from billing_console.backups import backup_models
+from billing_console.ops.backups import backup_models
 from billing_console.services import audit_log, cron_guard
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 

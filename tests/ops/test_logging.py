@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 from django_q.tasks import async_task
 
-from billing_console.logging import ContextFilter, JsonFormatter, RedactSecretsFilter, RequestIdMiddleware
+from billing_console.ops.logging import ContextFilter, JsonFormatter, RedactSecretsFilter, RequestIdMiddleware
 
 STRIPE_KEY = "sk_test_" + "A1b2C3d4" * 4
 OPS_SECRET = "ops-bearer-secret-value-42"
@@ -63,7 +63,7 @@ def test_the_task_id_is_cleared_when_the_task_ends(json_lines, db):
 
 
 def test_ops_services_log_one_structured_event_line(json_lines, tmp_path, db, caplog):
-    from billing_console.backups import backup_export
+    from billing_console.ops.backups import backup_export
 
     with caplog.at_level(logging.INFO, logger="billing_console.backups"):
         backup_export(out_path=tmp_path)

@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from billing_console.support import support_group_ensure
+from billing_console.ops.support import support_group_ensure
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from billing_console.dashboard import BAD, OK, Section, Stat, dashboard_sections, register_dashboard_section, _providers
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, ReconciliationRun, WebhookEvent
-from billing_console.schedules import SCHEDULES
+from billing_console.ops.schedules import SCHEDULES
 
 pytestmark = pytest.mark.django_db
 

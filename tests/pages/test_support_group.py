@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth.models import Permission
 
-from billing_console.support import CONSOLE_APPS, SUPPORT_GROUP, support_group_ensure
+from billing_console.ops.support import CONSOLE_APPS, SUPPORT_GROUP, support_group_ensure
 from tests.core.factories import SubscribedCustomerFactory
 
 pytestmark = pytest.mark.django_db

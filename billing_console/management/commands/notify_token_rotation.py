@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.notices import customers_notify_token_rotation
+from billing_console.ops.notices import customers_notify_token_rotation
 from billing_console.vault import VaultError
 
 

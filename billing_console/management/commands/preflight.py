@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from billing_console.checks import preflight_problems
+from billing_console.ops.checks import preflight_problems
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.rebuild import stripe_rebuild
+from billing_console.ops.rebuild import stripe_rebuild
 from billing_console.stripe.gateway import StripeGatewayError
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.backups import BackupError, backup_restore
+from billing_console.ops.backups import BackupError, backup_restore
 
 
 class Command(BaseCommand):

@@ -1,10 +1,10 @@
 from django.core.management.base import BaseCommand
 
-from billing_console.scheduling import schedules_sync
+from billing_console.ops.scheduling import schedules_sync
 
 
 class Command(BaseCommand):
-    help = "Create or update every cron listed in billing_console/schedules.py; remove ones no longer listed."
+    help = "Create or update every cron listed in billing_console/ops/schedules.py; remove ones no longer listed."
 
     def handle(self, *args, **options):
         result = schedules_sync()

@@ -17,7 +17,7 @@ SCHEDULES: list[Cron] = [
     # Each app adds its crons here (see the issues); keep names stable, setup_schedules keys on them.
     Cron("push_deployments", "deployments.tasks.push_deployments", "0 * * * *",
          "Push the wanted bundle release to every entitled, unpaused deployment that is behind."),
-    Cron("backup_export", "billing_console.backups.backup_export_cron", "30 3 * * *",
+    Cron("backup_export", "billing_console.ops.backups.backup_export_cron", "30 3 * * *",
          "daily backup of the console's tables to storage; keeps BACKUP_RETENTION files"),
     Cron("invoice_delivery_retry", "billing_console.invoicing.tasks.invoice_delivery_retry", "*/5 * * * *",
          "Render and email invoices whose delivery failed and whose backoff has passed."),

@@ -14,7 +14,7 @@ KEY_SHAPE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{24,}$")
 
 def preflight_problems(mode: str | None = None) -> list[tuple[str, str]]:
     """[(id, message)] of every blocker for going live (mode "live") or running in test mode."""
-    from billing_console.schedules import SCHEDULES
+    from billing_console.ops.schedules import SCHEDULES
 
     mode = mode or ("live" if settings.STRIPE_LIVE_MODE else "test")
     live = mode == "live"

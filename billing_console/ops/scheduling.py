@@ -1,10 +1,10 @@
-"""Make django-q2's schedules match billing_console.schedules.SCHEDULES, keyed by name."""
+"""Make django-q2's schedules match billing_console.ops.schedules.SCHEDULES, keyed by name."""
 from __future__ import annotations
 
 from django.db import transaction
 from django_q.models import Schedule
 
-from billing_console.schedules import SCHEDULES, Cron
+from billing_console.ops.schedules import SCHEDULES, Cron
 
 # Schedules whose task lives in one of these packages belong to the console and are pruned when unlisted;
 # anything an operator added by hand for other code is left alone.

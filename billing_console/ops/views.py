@@ -3,7 +3,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from billing_console.health import cloud_health, config_flags, db_ok
+from billing_console.ops.health import cloud_health, config_flags, db_ok
 
 
 @never_cache

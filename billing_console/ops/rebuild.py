@@ -6,7 +6,7 @@ Stripe still holds every customer and subscription, plus the metadata the consol
 customer and applies the subscription as Stripe has it now, then hands the pair to every rebuilder
 the apps registered from their AppConfig.ready():
 
-    from billing_console.rebuild import RebuildResult, register_rebuilder
+    from billing_console.ops.rebuild import RebuildResult, register_rebuilder
 
     def rebuild_licence(*, customer, subscription, dry_run) -> RebuildResult: ...
     register_rebuilder(rebuild_licence)
@@ -167,7 +167,7 @@ def _rebuild_one(subscription: dict, *, dry_run: bool) -> tuple[CustomerRebuild,
 def stripe_rebuild(*, dry_run: bool = False) -> RebuildReport:
     """Reconstruct customers, subscription fields and whatever the apps rebuild from Stripe.
     With dry_run nothing is written and nobody is emailed."""
-    from billing_console.notices import customer_notice_send
+    from billing_console.ops.notices import customer_notice_send
 
     subscriptions, ended = _latest_live_per_customer(list(stripe_gateway.subscriptions_list({"status": "all"})))
     report = RebuildReport(dry_run=dry_run, subscriptions=len(subscriptions) + ended, ended_skipped=ended)

@@ -106,5 +106,5 @@ def connect_task_ids() -> None:
     """Tag every log line a django-q2 task writes with its task id (called from the core's ready())."""
     from django_q.signals import post_execute_in_worker, pre_execute
 
-    pre_execute.connect(_task_started, dispatch_uid="billing_console.logging.task_started")
-    post_execute_in_worker.connect(_task_finished, dispatch_uid="billing_console.logging.task_finished")
+    pre_execute.connect(_task_started, dispatch_uid="billing_console.ops.logging.task_started")
+    post_execute_in_worker.connect(_task_finished, dispatch_uid="billing_console.ops.logging.task_finished")

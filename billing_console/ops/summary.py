@@ -2,7 +2,7 @@
 
 Apps add their own sections without the core importing them, from their AppConfig.ready():
 
-    from billing_console.ops import register_ops_section
+    from billing_console.ops.summary import register_ops_section
     register_ops_section("dunning", dunning_ops_section)
 
 `fn()` returns a JSON-able dict shown under its name. Two optional keys are lifted out of it:
@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from billing_console.logging import redact
+from billing_console.ops.logging import redact
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, Invoice, InvoiceEvent, ReconciliationRun
 
 log = logging.getLogger("billing_console.ops")
@@ -97,7 +97,7 @@ def _reconciliation() -> dict:
 
 
 def _crons() -> list[dict]:
-    from billing_console.schedules import SCHEDULES
+    from billing_console.ops.schedules import SCHEDULES
 
     latest = dict(CronRun.objects.exclude(status=CronRun.Status.SKIPPED).values("name")
                   .annotate(at=Max("started_at")).values_list("name", "at"))
