@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from billing_console import console_admin
+from billing_console.admin import console as console_admin
 from billing_console.ops import summary as ops
 from billing_console.ops import views
 from billing_console.stripe import api

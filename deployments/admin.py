@@ -10,7 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from billing_console.admin import ReadOnlyInline, register_customer_inline
+from billing_console.admin.base import ReadOnlyInline
+from billing_console.admin.customers import register_customer_inline
 from billing_console.services import actor_of
 from deployments import services
 from deployments.models import BundleRelease, Deployment, PublishVersion

@@ -24,10 +24,10 @@ class DeploymentsConfig(AppConfig):
 
         register_rebuilder(rebuild_deployment)
 
-        # Support console (billing_console.dashboard / .search): deployments by status on the front page,
+        # Support console (billing_console.admin.dashboard / .search): deployments by status on the front page,
         # and script names / account ids in the global search.
-        from billing_console.dashboard import register_dashboard_section
-        from billing_console.search import register_search_provider
+        from billing_console.admin.dashboard import register_dashboard_section
+        from billing_console.admin.search import register_search_provider
         from deployments import console
 
         register_dashboard_section(console.dashboard_section)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from billing_console.dashboard import BAD, OK, WARN, Section, Stat, changelist_url
-from billing_console.search import MAX_HITS, Hit
+from billing_console.admin.dashboard import BAD, OK, WARN, Section, Stat, changelist_url
+from billing_console.admin.search import MAX_HITS, Hit
 from deployments.models import Deployment
 from deployments.selectors import deployment_counts
 

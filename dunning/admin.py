@@ -9,7 +9,8 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.utils import timezone
 
-from billing_console.admin import ReadOnlyInline, register_customer_inline
+from billing_console.admin.base import ReadOnlyInline
+from billing_console.admin.customers import register_customer_inline
 from billing_console.services import actor_of
 from billing_console.stripe.gateway import StripeGatewayError
 from dunning import services

@@ -12,10 +12,10 @@ class DunningConfig(AppConfig):
 
         register_ops_section("dunning", dunning_ops_section)
 
-        # Support console (billing_console.dashboard / .search): cases and locks on the front page, and
+        # Support console (billing_console.admin.dashboard / .search): cases and locks on the front page, and
         # failed invoice ids in the global search.
-        from billing_console.dashboard import register_dashboard_section
-        from billing_console.search import register_search_provider
+        from billing_console.admin.dashboard import register_dashboard_section
+        from billing_console.admin.search import register_search_provider
         from dunning import console
 
         register_dashboard_section(console.dashboard_section)

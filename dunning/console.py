@@ -7,9 +7,9 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from billing_console.dashboard import BAD, OK, WARN, Section, Stat, changelist_url
+from billing_console.admin.dashboard import BAD, OK, WARN, Section, Stat, changelist_url
 from billing_console.models import Customer
-from billing_console.search import MAX_HITS, Hit
+from billing_console.admin.search import MAX_HITS, Hit
 from dunning.models import DunningCase, DunningStepLog
 
 

@@ -5,7 +5,8 @@ and can paste a whole key into the search box to find its licence by hash.
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from billing_console.admin import ReadOnlyInline, register_customer_inline
+from billing_console.admin.base import ReadOnlyInline
+from billing_console.admin.customers import register_customer_inline
 from billing_console.services import actor_of
 from licensing import services
 from licensing.keys import key_hash, key_normalize

@@ -13,10 +13,10 @@ class LicensingConfig(AppConfig):
 
         register_rebuilder(rebuild_license)
 
-        # Support console (billing_console.dashboard / .search): licence numbers on the front page, and
+        # Support console (billing_console.admin.dashboard / .search): licence numbers on the front page, and
         # device ids, key prefixes and whole keys in the global search.
-        from billing_console.dashboard import register_dashboard_section
-        from billing_console.search import register_search_provider
+        from billing_console.admin.dashboard import register_dashboard_section
+        from billing_console.admin.search import register_search_provider
         from licensing import console
 
         register_dashboard_section(console.dashboard_section)

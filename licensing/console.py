@@ -4,8 +4,8 @@ from __future__ import annotations
 from django.db.models import Count, Q
 from django.urls import reverse
 
-from billing_console.dashboard import BAD, OK, WARN, Section, Stat, changelist_url
-from billing_console.search import MAX_HITS, Hit
+from billing_console.admin.dashboard import BAD, OK, WARN, Section, Stat, changelist_url
+from billing_console.admin.search import MAX_HITS, Hit
 from licensing.keys import key_hash, key_normalize
 from licensing.models import DeviceActivation, License
 

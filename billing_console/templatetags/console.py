@@ -4,7 +4,7 @@ from __future__ import annotations
 from django import template
 from django.conf import settings
 
-from billing_console.dashboard import dashboard_sections
+from billing_console.admin.dashboard import dashboard_sections
 from billing_console.models import Customer
 from billing_console.pages.wording import entitlement_words, stripe_dashboard_urls
 from billing_console.selectors import customer_entitlement, plan_settings
@@ -41,7 +41,7 @@ def site_name() -> str:
 @register.simple_tag(takes_context=True)
 def customer_actions(context, customer: Customer | None) -> list[dict]:
     """Every app's admin actions on this customer's rows (see console_admin.customer_action_rows)."""
-    from billing_console.console_admin import customer_action_rows
+    from billing_console.admin.console import customer_action_rows
 
     if customer is None or customer.pk is None:
         return []

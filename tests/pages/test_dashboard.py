@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing_console.dashboard import BAD, OK, Section, Stat, dashboard_sections, register_dashboard_section, _providers
+from billing_console.admin.dashboard import BAD, OK, Section, Stat, dashboard_sections, register_dashboard_section, _providers
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, ReconciliationRun, WebhookEvent
 from billing_console.ops.schedules import SCHEDULES
 

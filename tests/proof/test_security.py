@@ -235,7 +235,7 @@ def test_an_action_posted_to_the_changelist_runs_only_for_a_role_that_may_change
     ("root", {"resync": 302, "run": 302, "import": 400}),  # import: the form again, no file sent
 ])
 def test_the_admin_post_views_answer_each_role_exactly(client, users, viewer, role, expected, monkeypatch):
-    import billing_console.admin as console_admin
+    import billing_console.admin.customers as console_admin
 
     customer = Customer.objects.create(email="post@example.com")
     monkeypatch.setattr(console_admin, "customer_resync", lambda **kwargs: kwargs["customer"])  # no Stripe here

@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from billing_console.models import Customer
-from billing_console.search import MIN_TERM, search
+from billing_console.admin.search import MIN_TERM, search
 
 
 def search_view(request):
@@ -63,7 +63,7 @@ def customer_path(model) -> str | None:
 def _action_models():
     """The models on the customer page (the inlines apps registered) and their child rows (devices of a
     licence, publishes of a deployment), in the admin's registry."""
-    from billing_console.admin import CustomerAdmin
+    from billing_console.admin.customers import CustomerAdmin
 
     shown = [inline.model for inline in CustomerAdmin.inlines]
     models = list(shown)

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from billing_console.admin.base import ReadOnlyAdmin
 from billing_console.ops.logging import redact
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.selectors import Reason, customer_entitlement
@@ -16,42 +17,6 @@ from billing_console.services import actor_of, customer_rotate_manage_salt
 from billing_console.stripe.inbox import webhook_events_replay
 from billing_console.stripe.gateway import StripeGatewayError
 from billing_console.stripe.subscriptions import customer_resync
-
-# Bulk delete skips each model's own rules and the console's audit trail, and one click would take a
-# customer's licences, deployments and history with it. A superuser can still delete one row from its
-# page (a confirmation lists what goes with it, and Django's log records it).
-admin.site.disable_action("delete_selected")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History rows: visible to support, never edited or deleted through the console."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    """A history or child list shown on a page, changed only through the actions that own it."""
-
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 def register_customer_inline(inline_class):
     """Apps add their section to the customer page (licences, deployments, dunning) without the core
@@ -135,8 +100,8 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         """Besides the fields above, whatever the global search finds (device ids, licence key prefixes,
-        script names, in_/cs_ ids: billing_console.search and the apps' providers)."""
-        from billing_console.search import matching_customer_ids
+        script names, in_/cs_ ids: billing_console.admin.search and the apps' providers)."""
+        from billing_console.admin.search import matching_customer_ids
 
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         ids = matching_customer_ids(search_term) if search_term else []
@@ -302,4 +267,3 @@ class CronRunAdmin(ReadOnlyAdmin):
     list_filter = ("status", "name")
     search_fields = ("name",)
     date_hierarchy = "started_at"
-from billing_console import admin_invoicing  # noqa: E402,F401  invoices, reconciliation, ledger (issue 7)

@@ -12,7 +12,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from billing_console.admin import ReadOnlyAdmin, ReadOnlyInline, register_customer_inline
+from billing_console.admin.base import ReadOnlyAdmin, ReadOnlyInline
+from billing_console.admin.customers import register_customer_inline
 from billing_console.invoicing.services import invoice_resend, money_format
 from billing_console.models import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
@@ -275,7 +276,7 @@ def invoices_dashboard_section(request):
     from django.db.models import Count, Q
     from django.utils import timezone
 
-    from billing_console.dashboard import BAD, IDLE, OK, WARN, Section, Stat, changelist_url
+    from billing_console.admin.dashboard import BAD, IDLE, OK, WARN, Section, Stat, changelist_url
 
     D = Invoice.Delivery
     counts = Invoice.objects.aggregate(
@@ -296,7 +297,7 @@ def invoices_dashboard_section(request):
 
 
 def _register_dashboard_section():
-    from billing_console.dashboard import register_dashboard_section
+    from billing_console.admin.dashboard import register_dashboard_section
 
     register_dashboard_section(invoices_dashboard_section)
 
