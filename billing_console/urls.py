@@ -24,5 +24,5 @@ urlpatterns = [
     path("admin/customer-actions/<int:customer_id>/<str:app_label>/<str:model_name>/",
          admin.site.admin_view(console_admin.customer_action_view), name="console-customer-action"),
     path("admin/", admin.site.urls),
-    path("", include("billing_console.pages.urls")),
+    path("", include("billing_console.portal.urls")),
 ]

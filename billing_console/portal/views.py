@@ -24,9 +24,9 @@ from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import AuditEvent, Customer
-from billing_console.pages import selectors
+from billing_console.portal import selectors
 from billing_console import ratelimit
-from billing_console.pages.forms import CheckoutForm, DeploymentForm, RecoverForm, TokenForm, add_service_errors
+from billing_console.portal.forms import CheckoutForm, DeploymentForm, RecoverForm, TokenForm, add_service_errors
 
 log = logging.getLogger("billing_console.pages")
 CUSTOMER = AuditEvent.ActorType.CUSTOMER

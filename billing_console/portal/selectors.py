@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db.models import Prefetch
 
 from billing_console.models import Customer, Invoice
-from billing_console.pages.wording import deployment_error_words, entitlement_words
+from billing_console.portal.wording import deployment_error_words
+from billing_console.wording import entitlement_words
 from billing_console.selectors import Reason, customer_entitlement, plan_settings
 
 RECENT_INVOICES = 5

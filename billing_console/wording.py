@@ -1,4 +1,4 @@
-"""Plain words for states, shared by the customer pages and the support console so both say the same thing.
+"""Plain words for states, shared by the customer pages (portal) and the support console so both say the same thing.
 
 Entitlement comes from `billing_console.selectors.customer_entitlement` (never re-derived here);
 this module only turns its reason codes into sentences.
@@ -62,24 +62,3 @@ def stripe_dashboard_urls(*, stripe_customer_id: str, subscription_id: str) -> d
     if subscription_id:
         urls["subscription"] = f"{base}/subscriptions/{subscription_id}"
     return urls
-
-
-# Deployment errors in the customer's words (codes from deployments.models.ErrorCode; unknown codes fall back
-# to the message the deployments app recorded).
-DEPLOYMENT_ERROR_WORDS = {
-    "token_invalid": "Cloudflare rejected the API token: it has expired or was revoked. Paste a fresh token below.",
-    "token_scope": "The API token is missing the \"Workers Scripts: Edit\" permission for this account. "
-                   "Create a token with that permission and paste it below.",
-    "account_suspended": "Cloudflare has suspended this account. Resolve it with Cloudflare; we will retry after that.",
-    "rate_limited": "Cloudflare asked us to slow down. We will retry automatically.",
-    "upstream_error": "Cloudflare had an error. We will retry automatically.",
-    "network": "We could not reach Cloudflare. We will retry automatically.",
-    "request_rejected": "Cloudflare rejected the upload. Our team has been told.",
-    "bundle_unavailable": "The release could not be downloaded. Our team has been told.",
-    "token_unreadable": "We can no longer read your stored token. Paste a fresh token below.",
-    "interrupted": "The last update was interrupted. We will retry automatically.",
-}
-
-
-def deployment_error_words(code: str, message: str) -> str:
-    return DEPLOYMENT_ERROR_WORDS.get(code or "", message or "")

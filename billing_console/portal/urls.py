@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing_console.pages import views
+from billing_console.portal import views
 
 app_name = "pages"
 urlpatterns = [
