@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from billing_console.services import cron_guard
 from deployments.selectors import PUSH_CRON
-from deployments.services import deployments_push, publish_execute
+from deployments.push import deployments_push, publish_execute
 
 
 def push_deployments() -> dict | None:

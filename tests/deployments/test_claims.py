@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from deployments.models import PublishVersion
-from deployments.services import deployments_push
+from deployments.push import deployments_push
 from tests.markers import requires_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)

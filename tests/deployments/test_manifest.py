@@ -52,7 +52,7 @@ def test_a_missing_http_manifest_names_the_status_not_the_secret(bundles):
 
 def test_a_release_whose_sha_changes_under_the_same_version_is_refused(db):
     from deployments.manifest import Manifest
-    from deployments.services import release_record
+    from deployments.releases import release_record
 
     release_record(Manifest("v1", "https://b/x.mjs", "a" * 64, 1))
     with pytest.raises(ManifestError, match="seen before"):

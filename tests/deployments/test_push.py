@@ -8,7 +8,7 @@ from django.utils import timezone
 from billing_console.models import CronRun, Customer
 from deployments import tasks
 from deployments.models import BundleRelease, Deployment, ErrorCode, PublishVersion
-from deployments.services import deployments_push
+from deployments.push import deployments_push
 from sandbox._faults import DROP
 from tests.deployments.conftest import BUNDLE_V1, BUNDLE_V2
 

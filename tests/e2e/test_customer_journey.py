@@ -63,7 +63,7 @@ def test_buy_manage_recover_and_support_pauses(console, page, browser, settings)
     assert "Almost there" in page.inner_text(".readiness")
     console.shot(page, "04-deploy-almost-there")
 
-    from deployments.services import deployments_push
+    from deployments.push import deployments_push
 
     report = deployments_push()
     assert report.counts["pushed"] == 1, report

@@ -116,7 +116,7 @@ def test_deploy_page_shows_field_errors(client, manage_url, cloudflare, bundles)
 
 @pytest.mark.parametrize("state,title", [("live", "Live"), ("failed", "Failed")])
 def test_readiness_panel(client, manage_url, bundles, state, title):
-    from deployments.services import release_record
+    from deployments.releases import release_record
     from deployments.manifest import manifest_fetch
 
     release_record(manifest_fetch())
