@@ -13,7 +13,7 @@ from billing_console.admin.base import ReadOnlyInline
 from billing_console.admin.customers import register_customer_inline
 from billing_console.services import actor_of
 from billing_console.stripe.gateway import StripeGatewayError
-from dunning import services
+from dunning import sending, services
 from dunning.models import CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 from dunning.selectors import dunning_cases_for_admin
 
@@ -144,7 +144,7 @@ class DunningCaseAdmin(ServiceOnlyAdmin):
             return
 
         def send(case, actor_type, actor):
-            row = services.dunning_step_send_now(case=case, step_code=code, actor_type=actor_type, actor=actor)
+            row = sending.dunning_step_send_now(case=case, step_code=code, actor_type=actor_type, actor=actor)
             if row.status != DunningStepLog.Status.SENT:
                 raise services.DunningError(f"{row.step_code} {row.status}: {row.reason} {row.detail}".strip())
 
@@ -191,7 +191,7 @@ class DunningStepLogAdmin(ServiceOnlyAdmin):
         sent = 0
         for row in queryset:
             try:
-                row = services.dunning_step_retry(step_log=row, actor_type=actor_type, actor=actor)
+                row = sending.dunning_step_retry(step_log=row, actor_type=actor_type, actor=actor)
             except services.DunningError as exc:
                 self.message_user(request, f"#{row.pk}: {exc}", messages.ERROR)
                 continue

@@ -1,12 +1,12 @@
 """django-q2 entry points: take ids, call a service, record the cron run."""
 from billing_console.services import cron_guard
-from dunning import services
+from dunning import sending, services
 
 
 def dunning_send() -> None:
     with cron_guard("dunning_send") as run:
         if run is not None:
-            run.counts = services.dunning_run()
+            run.counts = sending.dunning_run()
 
 
 def enforce_access_policies() -> None:
@@ -17,4 +17,4 @@ def enforce_access_policies() -> None:
 
 def send_steps(log_ids: list[int]) -> dict:
     """Send steps queued by a webhook right away (the cron would pick them up at its next run anyway)."""
-    return services.dunning_steps_send(ids=[int(i) for i in log_ids])
+    return sending.dunning_steps_send(ids=[int(i) for i in log_ids])

@@ -6,7 +6,8 @@ from django.core import mail
 
 from billing_console.models import AuditEvent
 from dunning.models import DunningCase, DunningStepLog
-from dunning.services import dunning_case_close, dunning_run, dunning_steps_send
+from dunning.sending import dunning_run, dunning_steps_send
+from dunning.services import dunning_case_close
 from tests.dunning.factories import DunningCaseFactory, DunningPolicyFactory, DunningStepFactory, DunningStepLogFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +56,7 @@ def test_steps_overdue_together_send_only_the_latest(t0):
 
 def test_payment_between_queue_and_send_sends_nothing(t0):
     case = DunningCaseFactory(policy=email_policy(1), opened_at=t0, next_step_at=t0 + timedelta(days=1))
-    from dunning.services import dunning_steps_queue_due
+    from dunning.sending import dunning_steps_queue_due
 
     dunning_steps_queue_due(now=t0 + timedelta(days=1))
     assert case.step_logs.get().status == "queued"

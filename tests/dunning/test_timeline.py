@@ -9,7 +9,8 @@ from django.core import mail
 from billing_console.models import Customer
 from billing_console.selectors import Reason, customer_entitlement
 from dunning.models import DunningCase
-from dunning.services import dunning_enforce_access_policies, dunning_run
+from dunning.sending import dunning_run
+from dunning.services import dunning_enforce_access_policies
 
 pytestmark = pytest.mark.django_db
 

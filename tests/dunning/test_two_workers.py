@@ -10,7 +10,7 @@ from django.db import connection, connections
 
 from dunning.channels import EmailSender
 from dunning.models import DunningStepLog
-from dunning.services import dunning_run
+from dunning.sending import dunning_run
 from tests.dunning.factories import DunningCaseFactory, DunningPolicyFactory, DunningStepFactory, DunningStepLogFactory
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 
 from dunning.models import DunningStepLog
-from dunning.services import dunning_steps_send
+from dunning.sending import dunning_steps_send
 from sandbox._faults import DROP
 from tests.dunning.conftest import EVOLUTION_KEY
 from tests.dunning.factories import DunningCaseFactory, DunningStepLogFactory

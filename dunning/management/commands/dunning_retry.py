@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from billing_console.models import AuditEvent
 from dunning.management.commands.dunning_send import describe
 from dunning.models import DunningStepLog
-from dunning.services import DunningError, dunning_step_retry
+from dunning.sending import dunning_step_retry
+from dunning.services import DunningError
 
 
 class Command(BaseCommand):

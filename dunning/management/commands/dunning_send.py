@@ -2,7 +2,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.models import AuditEvent
-from dunning.services import DunningError, dunning_case_for_subscription, dunning_step_send_now
+from dunning.sending import dunning_step_send_now
+from dunning.services import DunningError, dunning_case_for_subscription
 
 
 class Command(BaseCommand):
