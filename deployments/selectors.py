@@ -8,8 +8,8 @@ from uuid import UUID
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from billing_console.ops.health import config_flags
 from billing_console.models import CronRun, Customer
+from billing_console.ops.health import config_flags
 from billing_console.selectors import Reason, customer_entitlement
 from deployments.models import BundleRelease, Deployment, PublishVersion
 

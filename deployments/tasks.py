@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from billing_console.services import cron_guard
-from deployments.selectors import PUSH_CRON
 from deployments.push import deployments_push, publish_execute
+from deployments.selectors import PUSH_CRON
 
 
 def push_deployments() -> dict | None:

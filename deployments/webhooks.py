@@ -7,8 +7,8 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Q
 
-from billing_console.stripe.dispatch import receiver
 from billing_console.models import AuditEvent, Customer
+from billing_console.stripe.dispatch import receiver
 from deployments.services import deployments_sync_pauses
 
 

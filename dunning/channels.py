@@ -21,8 +21,8 @@ from django.core.mail.message import make_msgid
 from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 
-from billing_console.ops.logging import redact
 from billing_console.manage_links import manage_link_make
+from billing_console.ops.logging import redact
 from dunning.models import Channel, channel_template_names
 
 log = logging.getLogger("dunning")

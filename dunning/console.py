@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing_console.admin.dashboard import BAD, OK, WARN, Section, Stat, changelist_url
-from billing_console.models import Customer
 from billing_console.admin.search import MAX_HITS, Hit
+from billing_console.models import Customer
 from dunning.models import DunningCase, DunningStepLog
 
 

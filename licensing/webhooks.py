@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 
+from billing_console.models import AuditEvent, Customer
 from billing_console.stripe import objects as so
 from billing_console.stripe.dispatch import receiver
-from billing_console.models import AuditEvent, Customer
 from licensing.services import license_ensure
 
 log = logging.getLogger("licensing")

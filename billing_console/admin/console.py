@@ -15,8 +15,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from billing_console.models import Customer
 from billing_console.admin.search import MIN_TERM, search
+from billing_console.models import Customer
 
 
 def search_view(request):

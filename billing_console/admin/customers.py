@@ -10,12 +10,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing_console.admin.base import ReadOnlyAdmin
-from billing_console.ops.logging import redact
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
+from billing_console.ops.logging import redact
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_rotate_manage_salt
-from billing_console.stripe.inbox import webhook_events_replay
 from billing_console.stripe.gateway import StripeGatewayError
+from billing_console.stripe.inbox import webhook_events_replay
 from billing_console.stripe.subscriptions import customer_resync
 
 def register_customer_inline(inline_class):

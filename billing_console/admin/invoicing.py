@@ -14,10 +14,10 @@ from django.views.decorators.http import require_POST
 
 from billing_console.admin.base import ReadOnlyAdmin, ReadOnlyInline
 from billing_console.admin.customers import register_customer_inline
-from billing_console.invoicing.services import invoice_resend, money_format
-from billing_console.models import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
 from billing_console.invoicing.reconciliation import cohort_gate, drift_item_explain, drift_item_resync
+from billing_console.invoicing.services import invoice_resend, money_format
+from billing_console.models import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.services import actor_of
 
 

@@ -24,8 +24,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing_console.invoicing.services import invoice_subscription_id
-from billing_console.ops.logging import redact
 from billing_console.models import Customer, DriftItem, Invoice, LedgerEntry, ReconciliationRun
+from billing_console.ops.logging import redact
 from billing_console.selectors import customer_entitlement
 from billing_console.services import audit_log
 

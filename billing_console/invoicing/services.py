@@ -22,8 +22,8 @@ from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing_console.ops.logging import redact
 from billing_console.models import Customer, Invoice, InvoiceEvent
+from billing_console.ops.logging import redact
 from billing_console.services import audit_log
 
 log = logging.getLogger("billing_console.invoicing")

@@ -1,8 +1,8 @@
 """Core receivers for invoice.* events: keep the console's Invoice current and queue delivery."""
 import logging
 
-from billing_console.stripe.dispatch import receiver
 from billing_console.invoicing.services import INVOICE_EVENT_TYPES, InvoiceShapeError, invoice_apply_event
+from billing_console.stripe.dispatch import receiver
 
 log = logging.getLogger("billing_console.invoicing")
 

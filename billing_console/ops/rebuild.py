@@ -23,10 +23,10 @@ from typing import Callable, Protocol
 
 from django.db import transaction
 
-from billing_console.stripe import gateway as stripe_gateway
-from billing_console.stripe import objects as so
 from billing_console.models import AuditEvent, Customer
 from billing_console.selectors import ENDED_STATUSES
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe import objects as so
 from billing_console.stripe.subscriptions import customer_apply_subscription, customer_for_subscription, customer_link_stripe
 
 log = logging.getLogger("billing_console.rebuild")

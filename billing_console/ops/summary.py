@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from billing_console.ops.logging import redact
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, Invoice, InvoiceEvent, ReconciliationRun
+from billing_console.ops.logging import redact
 
 log = logging.getLogger("billing_console.ops")
 

@@ -7,8 +7,8 @@ from django.db.models import Prefetch
 
 from billing_console.models import Customer, Invoice
 from billing_console.portal.wording import deployment_error_words
-from billing_console.wording import entitlement_words
 from billing_console.selectors import Reason, customer_entitlement, plan_settings
+from billing_console.wording import entitlement_words
 
 RECENT_INVOICES = 5
 RECENT_DEVICES = 50

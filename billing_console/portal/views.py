@@ -20,13 +20,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_q.tasks import async_task
 
-from billing_console.stripe import gateway as stripe_gateway
-from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
+from billing_console import ratelimit
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import AuditEvent, Customer
 from billing_console.portal import selectors
-from billing_console import ratelimit
 from billing_console.portal.forms import CheckoutForm, DeploymentForm, RecoverForm, TokenForm, add_service_errors
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
 
 log = logging.getLogger("billing_console.pages")
 CUSTOMER = AuditEvent.ActorType.CUSTOMER

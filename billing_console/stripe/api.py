@@ -12,10 +12,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing_console.stripe import gateway as stripe_gateway
-from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import Customer
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
 from billing_console.stripe.inbox import WebhookRejected, webhook_event_store, webhook_payload_verify
 
 log = logging.getLogger("billing_console.api")

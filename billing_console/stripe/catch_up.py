@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from billing_console.stripe import gateway as stripe_gateway
 from billing_console.models import WebhookEvent
+from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
 
 log = logging.getLogger("billing_console.catch_up")

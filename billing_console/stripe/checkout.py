@@ -17,11 +17,11 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing_console.stripe import gateway as stripe_gateway
-from billing_console.stripe import objects as so
 from billing_console.manage_links import manage_link_make
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.services import audit_log
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe import objects as so
 from billing_console.stripe.subscriptions import customer_apply_subscription, customer_link_stripe
 
 log = logging.getLogger("billing_console.checkout")

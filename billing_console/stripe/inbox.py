@@ -22,11 +22,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from billing_console.models import WebhookEvent
+from billing_console.ops.logging import redact
+from billing_console.services import audit_log
 from billing_console.stripe import dispatch as event_bus
 from billing_console.stripe import objects as so
-from billing_console.ops.logging import redact
-from billing_console.models import WebhookEvent
-from billing_console.services import audit_log
 
 log = logging.getLogger("billing_console.stripe")
 

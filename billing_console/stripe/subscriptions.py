@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing_console.stripe import gateway as stripe_gateway
-from billing_console.stripe import objects as so
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.selectors import ENDED_STATUSES, plan_for_price
 from billing_console.services import audit_log, customer_set_access_state
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe import objects as so
 
 log = logging.getLogger("billing_console.stripe")
 

@@ -1,7 +1,7 @@
 """django-q2 entry points of the core: take ids, call one service."""
+from billing_console.services import cron_guard
 from billing_console.stripe import checkout
 from billing_console.stripe import inbox as stripe_events
-from billing_console.services import cron_guard
 
 
 def webhook_event_process(webhook_event_id: int) -> str:

@@ -6,8 +6,8 @@ from django.conf import settings
 
 from billing_console.admin.dashboard import dashboard_sections
 from billing_console.models import Customer
-from billing_console.wording import entitlement_words, stripe_dashboard_urls
 from billing_console.selectors import customer_entitlement, plan_settings
+from billing_console.wording import entitlement_words, stripe_dashboard_urls
 
 register = template.Library()
 

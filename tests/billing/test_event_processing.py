@@ -11,8 +11,8 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from billing_console.stripe import dispatch as event_bus
 from billing_console.models import AuditEvent, CronRun, Customer, WebhookEvent
+from billing_console.stripe import dispatch as event_bus
 from billing_console.stripe.inbox import webhook_event_process, webhook_event_store, webhook_events_retry_due
 from billing_console.stripe.tasks import stripe_events_retry
 from tests.billing.conftest import WEBHOOK_URL, signed_headers

@@ -5,8 +5,8 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Schedule
 
-from billing_console.ops import scheduling
 from billing_console.models import CronRun
+from billing_console.ops import scheduling
 from billing_console.ops.schedules import SCHEDULES, Cron
 from billing_console.services import cron_guard, cron_start
 

@@ -1,9 +1,9 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from billing_console.stripe.dispatch import dispatch
 from billing_console.models import AuditEvent, Customer
 from billing_console.services import customer_set_access_state
+from billing_console.stripe.dispatch import dispatch
 from deployments import tasks
 from deployments.models import Deployment
 from deployments.services import deployment_pause, deployment_resume

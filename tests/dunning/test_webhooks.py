@@ -4,8 +4,8 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 
-from billing_console.stripe import dispatch as events
 from billing_console.models import AuditEvent, Customer, Invoice
+from billing_console.stripe import dispatch as events
 from dunning.models import CustomerDunning, DunningCase, DunningStepLog
 from tests.dunning.factories import DunningCustomerFactory, event, invoice_object, subscription_object
 

@@ -1,9 +1,9 @@
 import pytest
 from django.core import mail
 
-from billing_console.stripe.dispatch import dispatch
 from billing_console.invoicing.services import InvoiceShapeError, invoice_apply_event
 from billing_console.models import Invoice, InvoiceEvent
+from billing_console.stripe.dispatch import dispatch
 from tests.invoicing.factories import CustomerFactory, stripe_event, stripe_invoice
 
 pytestmark = pytest.mark.django_db

@@ -1,8 +1,8 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from billing_console.models import AuditEvent, LedgerEntry
 from billing_console.invoicing.ledger import LedgerImportError, ledger_import
+from billing_console.models import AuditEvent, LedgerEntry
 from tests.invoicing.factories import LedgerEntryFactory
 
 pytestmark = pytest.mark.django_db

@@ -5,9 +5,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from billing_console.ops import summary as ops
-from billing_console.models import CheckoutAttempt, CronRun, Invoice, InvoiceEvent, ReconciliationRun
 from billing_console.invoicing.tasks import daily_health_report
+from billing_console.models import CheckoutAttempt, CronRun, Invoice, InvoiceEvent, ReconciliationRun
+from billing_console.ops import summary as ops
 from tests.invoicing.factories import InvoiceFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ from django.core import mail
 from django.core.files.storage import default_storage
 from pypdf import PdfReader
 
-from billing_console.models import AuditEvent, Customer, DriftItem, Invoice
 from billing_console.invoicing.reconciliation import drift_item_resync, reconcile_scope, reconciliation_run
+from billing_console.models import AuditEvent, Customer, DriftItem, Invoice
 from tests.billing.conftest import deliver, emulator, post_event, stripe_settings  # noqa: F401  fixtures
 from tests.billing.test_checkout_flow import start_checkout
 

@@ -1,8 +1,8 @@
 import pytest
 from django.core import mail
 
-from billing_console.stripe.dispatch import dispatch
 from billing_console.models import AuditEvent
+from billing_console.stripe.dispatch import dispatch
 from licensing.keys import key_hash, key_normalize
 from licensing.models import License
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory

@@ -8,9 +8,9 @@ from django.apps import apps
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 
+from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, LedgerEntry
 from billing_console.ops import backups
 from billing_console.ops.backups import BackupError, backup_export, backup_models, backup_restore
-from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, LedgerEntry
 from tests.core.factories import CustomerFactory
 from tests.ops.drill import console_snapshot, console_wipe, populate_console, populate_core
 

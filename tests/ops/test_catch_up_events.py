@@ -4,10 +4,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from billing_console.stripe import dispatch as event_bus
-from billing_console.stripe.catch_up import stripe_events_catch_up
 from billing_console.models import Customer, WebhookEvent
 from billing_console.selectors import customer_entitlement
+from billing_console.stripe import dispatch as event_bus
+from billing_console.stripe.catch_up import stripe_events_catch_up
 from licensing.models import License
 
 pytestmark = pytest.mark.django_db

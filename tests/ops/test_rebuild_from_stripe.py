@@ -3,11 +3,11 @@ import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
 
-from billing_console.stripe import gateway as stripe_gateway
-from billing_console.stripe.catch_up import stripe_events_catch_up
 from billing_console.manage_links import manage_link_read
 from billing_console.models import Customer
 from billing_console.selectors import customer_entitlement
+from billing_console.stripe import gateway as stripe_gateway
+from billing_console.stripe.catch_up import stripe_events_catch_up
 from deployments.models import Deployment
 from deployments.services import deployment_create
 from licensing.models import License

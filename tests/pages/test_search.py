@@ -1,7 +1,7 @@
 import pytest
 
-from billing_console.models import CheckoutAttempt, Invoice
 from billing_console.admin.search import Hit, _providers, matching_customer_ids, register_search_provider, search
+from billing_console.models import CheckoutAttempt, Invoice
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 
 pytestmark = pytest.mark.django_db

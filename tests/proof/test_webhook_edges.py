@@ -10,8 +10,8 @@ from django.test import RequestFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_console.stripe import api
 from billing_console.models import WebhookEvent
+from billing_console.stripe import api
 from sandbox.stripe import sign_payload
 from tests.billing.conftest import WEBHOOK_SECRET, WEBHOOK_URL
 from tests.proof.fuzz import FUZZ, assert_rejected, json_value, row_counts

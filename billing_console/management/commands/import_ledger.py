@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.models import AuditEvent
 from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
+from billing_console.models import AuditEvent
 
 
 class Command(BaseCommand):

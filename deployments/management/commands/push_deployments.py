@@ -4,8 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.models import CronRun
 from deployments import tasks
-from deployments.selectors import PUSH_CRON
 from deployments.push import deployments_push
+from deployments.selectors import PUSH_CRON
 from deployments.services import deployment_ids
 
 
