@@ -4,7 +4,7 @@
                                                       `-- async_task(process, row id), with the row
     worker: webhook_event_process()  claim (conditional UPDATE) -> one transaction:
             dj-stripe sync, for the STRIPE_DJSTRIPE_SYNC types (savepoint; a failure is only a warning)
-            -> events.dispatch() -> processed
+            -> dispatch.dispatch() -> processed
             a receiver exception rolls everything back -> failed, attempts+1, next_attempt_at (backoff)
     cron stripe_events_retry: failed-and-due, stuck in processing past the lease, never enqueued.
     replay (admin, manage.py replay_events): the same process, forced.

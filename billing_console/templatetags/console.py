@@ -40,7 +40,7 @@ def site_name() -> str:
 
 @register.simple_tag(takes_context=True)
 def customer_actions(context, customer: Customer | None) -> list[dict]:
-    """Every app's admin actions on this customer's rows (see console_admin.customer_action_rows)."""
+    """Every app's admin actions on this customer's rows (see billing_console.admin.console.customer_action_rows)."""
     from billing_console.admin.console import customer_action_rows
 
     if customer is None or customer.pk is None:
