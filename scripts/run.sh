@@ -88,11 +88,17 @@ stage "Applying database migrations (a new database takes a minute or two: dj-st
 # App log lines (INFO) from post-migrate hooks stay out of migrate's own progress lines.
 LOG_LEVEL=WARNING $PY manage.py migrate --noinput
 stage "Preparing the cache table, the crons and the webhook endpoint ..."
-LOG_LEVEL=WARNING $PY manage.py createcachetable
-LOG_LEVEL=WARNING $PY manage.py setup_schedules
-# Record the webhook endpoint (SITE_URL/api/billing/webhook + its signing secret); skipped, with a note, when no secret is set.
-LOG_LEVEL=WARNING $PY manage.py setup_webhook_endpoint \
-  || echo "Webhook endpoint not recorded: set STRIPE_WEBHOOK_SECRET (see README, Stripe)."
+# One process for the three commands (each start of Django costs seconds). The webhook endpoint
+# (SITE_URL/api/billing/webhook + its signing secret) is skipped, with a note, when no secret is set.
+LOG_LEVEL=WARNING $PY manage.py shell -c "
+from django.core.management import CommandError, call_command
+call_command('createcachetable')
+call_command('setup_schedules')
+try:
+    call_command('setup_webhook_endpoint')
+except CommandError as exc:
+    print(f'Webhook endpoint not recorded ({exc}): set STRIPE_WEBHOOK_SECRET (see README, Stripe).')
+"
 
 stage "Starting the web server and the task cluster ..."
 $PY manage.py runserver "$HOST:$PORT" --noreload &
