@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
                      help=f"signing secret for those events (default: the env file's, else {DEMO_WEBHOOK_SECRET})")
     run.add_argument("--whatsapp-api-key", default=None,
                      help=f"the apikey the Evolution stand-in accepts (default: the env file's, else {DEMO_EVOLUTION_KEY})")
-    run.add_argument("--data-dir", default="var/sandbox",
-                     help="bundle releases live here (and sandbox.env, removed on exit, without --env-file)")
+    run.add_argument("--data-dir", default="var/sandbox", help="bundle releases and sandbox.env live here")
     run.add_argument("--env-file", default=None, metavar="PATH",
                      help="write every setting the console needs for sandbox mode here, secrets included "
                           "(made once, kept from an existing file), and keep the file after exit")

@@ -117,6 +117,10 @@ echo
 echo "================================================================"
 echo " Billing Console is running (ready in $SECONDS s)"
 $PY scripts/run_banner.py "${banner_args[@]}"
+# Whether the Stripe sandbox restored its saved state (a sandbox without that command prints nothing).
+if [ "${SANDBOX:-0}" = 1 ] && state=$($PY -m sandbox.stripe state --url "http://127.0.0.1:$SANDBOX_PORT" 2>/dev/null); then
+  echo "   Stripe state: $state (python -m sandbox run --reset empties it)"
+fi
 echo " Walkthrough: README.md, \"Try the whole flow offline\". Press Ctrl-C to stop."
 echo "================================================================"
 wait -n "${pids[@]}"

@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     print(" Sandbox mode (no Stripe key configured): Stripe, Cloudflare, email and WhatsApp are local stand-ins.")
     print(f"   Inbox, email and WhatsApp: {args.sandbox_inbox}")
     print("   Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0341 is declined")
-    print(f"   Deploy form: Cloudflare account ID {DEMO_ACCOUNT_ID}")
-    print(f"                Worker name           {DEMO_WORKER_NAME}")
-    print(f"                API token             {DEMO_TOKEN}")
+    print(f"   Deploy form: Cloudflare account id  {DEMO_ACCOUNT_ID}")
+    print(f"                Worker name            {DEMO_WORKER_NAME}")
+    print(f"                Cloudflare API token   {DEMO_TOKEN}")
     print(f"   Second terminal: manage.py reads {settings.SANDBOX_ENV_FILE} (same sandbox, same keys)")
     try:
         count, unknown = unknown_to_sandbox(settings.STRIPE_API_HOST, settings.STRIPE_SECRET_KEY)
