@@ -125,11 +125,11 @@ def deploy_readiness(deployment: Deployment | None = None) -> Readiness:
         return Readiness(Readiness.FAILED, "Failed", deployment.last_error_message or "The last push failed.", log)
     if release is None:
         return Readiness(Readiness.ALMOST, "Almost there",
-                         ("Your Cloudflare account is connected, and the app's first release is not published yet. "
-                          "Nothing to do on your side: we push it to your Worker as soon as it is."
+                         ("Your Cloudflare account is connected. No release of the app has reached us yet: we check "
+                          "for one every hour and push it to your Worker then. Nothing to do on your side."
                           if deployment is not None else
-                          "The app's first release is not published yet. Connect your Cloudflare account here: "
-                          "we push the release to your Worker as soon as it is published."),
+                          "No release of the app has reached us yet. Connect your Cloudflare account here: we "
+                          "check for a release every hour and push it to your Worker then."),
                          ["No tagged release is published at the manifest URL yet."])
     if deployment is not None and not deployment.current_version:
         return Readiness(Readiness.ALMOST, "Almost there",

@@ -44,7 +44,7 @@ def test_almost_there_before_any_release_names_no_button_and_no_wrangler(client,
     deployment = DeploymentFactory()
     body = client.get(manage_url(deployment.customer, "deploy/")).content.decode()
     assert "Almost there" in body
-    assert "Nothing to do on your side: we push it to your Worker as soon as it is." in body
+    assert "we check for one every hour and push it to your Worker then. Nothing to do on your side." in body
     assert "wrangler" not in body and "Deploy to Cloudflare button" not in body
 
 
