@@ -17,6 +17,9 @@ condense() {
       "Collecting "*)
         name=${line#Collecting }; name=${name%% (*}
         stage "collected $name" ;;
+      "Processing "*.whl*)  # a wheel from a local wheelhouse (find-links): its file name says name-version
+        name=${line#Processing }; name=${name%% (*}; name=${name##*/}; name=${name%%-py*}; name=${name%%-cp*}
+        stage "collected ${name/-/==}" ;;
       "Installing collected packages: "*)
         installing=$(tr ',' '\n' <<<"${line#*: }" | grep -c .)
         stage "installing $installing packages (unpacking them takes a little while) ..." ;;
@@ -24,7 +27,7 @@ condense() {
       "Requirement already satisfied"*|"  Downloading "*|"  Using cached "*|"  Obtaining "*|"WARNING: Location"*) ;;
       "  Preparing metadata"*|"  Installing build dependencies"*|"  Getting requirements"*|"  Attempting uninstall"*) ;;
       "    Found existing installation"*|"    Uninstalling "*|"      Successfully uninstalled"*) ;;
-      "Downloading "*|"Using cached "*|"Looking in indexes"*|"  Stored in directory"*|"  Created wheel"*) ;;
+      "Downloading "*|"Using cached "*|"Looking in indexes"*|"Looking in links"*|"  Stored in directory"*|"  Created wheel"*) ;;
       "") ;;
       *) printf '%s\n' "$line" ;;
     esac
@@ -37,7 +40,7 @@ if [ ! -x "$PY" ]; then
 fi
 echo "Installing Python packages into .venv (first time: a few minutes; one line per package) ..."
 set -o pipefail
-$PY -m pip install --upgrade --disable-pip-version-check pip 2>&1 | condense
+$PY -m pip install --upgrade --disable-pip-version-check --progress-bar off pip 2>&1 | condense
 stage "pip is up to date"
-$PY -m pip install --disable-pip-version-check -r requirements-dev.txt 2>&1 | condense
+$PY -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 | condense
 stage "done: every package is installed"
