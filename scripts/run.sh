@@ -82,6 +82,7 @@ if [ "$has_stripe_key" != "yes" ]; then
   done
   grep -qx "# written by sandbox pid $sandbox_pid" "$ENV_FILE" || { echo "The sandbox did not start in 30 s." >&2; exit 1; }
   SANDBOX=1
+  export SANDBOX_ENV_FILE="$ENV_FILE"  # the processes started below read the file just written, whatever .env says
 fi
 
 stage "Applying database migrations (a new database takes a minute or two: dj-stripe has many) ..."
