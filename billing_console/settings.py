@@ -365,6 +365,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own console handler on "django" (DEBUG only) printed each 4xx/5xx line, and a 403's
+        # traceback, a second time beside the root handler's: the root handler alone writes them.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "stripe": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
