@@ -57,3 +57,12 @@ def test_customer_facing_templates_spell_licence_one_way():
         text = re.sub(r"\{[{%#].*?[}%#]\}", " ", path.read_text(), flags=re.S)  # drop tags and variables
         words += [f"{path.relative_to(ROOT)}: {m}" for m in re.findall(r"\b[Ll]icense[sd]?\b", text)]
     assert words == []
+
+
+@pytest.mark.django_db
+def test_admin_messages_keep_ids_as_written(admin_client_):
+    deployment = DeploymentFactory(script_name="my-worker")
+    page = admin_client_.post("/admin/deployments/deployment/", {"action": "push_now", "_selected_action": [deployment.pk]},
+                              follow=True).content.decode()
+    assert f'class="warning">my-worker ({deployment.account_id[:8]}): ' in page
+    assert "My-worker" not in page
