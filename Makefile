@@ -14,11 +14,7 @@ test: venv
 venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
-	@test -x $(PY) || python3 -m venv .venv
-	@echo "Installing Python packages into .venv (first time: a few minutes) ..."
-	@# Filter pip's notes about package mirrors configured on the machine but absent; keep real errors.
-	@set -o pipefail; $(PY) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
-	@set -o pipefail; $(PY) -m pip install --quiet -r requirements-dev.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@bash scripts/install.sh
 	@touch $(STAMP)
 
 migrate: venv

@@ -3,6 +3,7 @@
 Defaults serve a local run (SQLite under var/, DEBUG on, console email). DJANGO_ENV=production
 removes every default for secrets and turns on the deploy-time security settings.
 """
+import os
 from pathlib import Path
 
 import environ
@@ -10,7 +11,43 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
+
+def _env_file(path) -> dict[str, str]:
+    """The KEY=value lines of an env file, parsed as django-environ parses .env ({} when absent)."""
+    class _Parsed(environ.Env):
+        ENVIRON: dict[str, str] = {}
+
+    _Parsed.read_env(path, overwrite=True)
+    return _Parsed.ENVIRON
+
+
+def _sandbox_values(sandbox: dict[str, str], environment, dotenv: dict[str, str]) -> dict[str, str]:
+    """What the sandbox file (written by `make run` in sandbox mode) adds to the environment.
+
+    All or nothing: a Stripe key set in the environment or .env means real services, and mixing them
+    with the sandbox's URLs would send a real key to a stand-in. Otherwise each value the environment
+    does not set (an empty value counts as unset) comes from the file, ahead of .env, so a .env copied
+    from .env.example does not turn the demo's mail inbox back into console mail.
+    """
+    if environment.get("STRIPE_SECRET_KEY") or dotenv.get("STRIPE_SECRET_KEY"):
+        return {}
+    return {key: value for key, value in sandbox.items() if not environment.get(key)}
+
+
 env = environ.Env()
+_dotenv = _env_file(BASE_DIR / ".env")
+# The sandbox's settings file (relative to the checkout); empty: none is read. Never read in production,
+# nor under pytest (PYTEST_VERSION is set by pytest and inherited by the consoles tests start): tests
+# configure themselves.
+SANDBOX_ENV_FILE = env.str("SANDBOX_ENV_FILE", default=_dotenv.get("SANDBOX_ENV_FILE", "var/sandbox.env"))
+SANDBOX_ENV_LOADED = False
+if (SANDBOX_ENV_FILE and "PYTEST_VERSION" not in os.environ
+        and env.str("DJANGO_ENV", default=_dotenv.get("DJANGO_ENV", "")) != "production"
+        and (BASE_DIR / SANDBOX_ENV_FILE).is_file()):
+    _sandbox = _sandbox_values(_env_file(BASE_DIR / SANDBOX_ENV_FILE), os.environ, _dotenv)
+    os.environ.update(_sandbox)
+    SANDBOX_ENV_LOADED = bool(_sandbox)
+
 # A .env file beside manage.py is read when present; real environment variables win.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -328,6 +365,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own console handler on "django" (DEBUG only) printed each 4xx/5xx line, and a 403's
+        # traceback, a second time beside the root handler's: the root handler alone writes them.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "stripe": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},

@@ -125,8 +125,11 @@ def deploy_readiness(deployment: Deployment | None = None) -> Readiness:
         return Readiness(Readiness.FAILED, "Failed", deployment.last_error_message or "The last push failed.", log)
     if release is None:
         return Readiness(Readiness.ALMOST, "Almost there",
-                         "Cloudflare resources are set up but the bundle hasn't been published yet. "
-                         "Use the Deploy to Cloudflare button or run wrangler deploy locally.",
+                         ("Your Cloudflare account is connected. No release of the app has reached us yet: we check "
+                          "for one every hour and push it to your Worker then. Nothing to do on your side."
+                          if deployment is not None else
+                          "No release of the app has reached us yet. Connect your Cloudflare account here: we "
+                          "check for a release every hour and push it to your Worker then."),
                          ["No tagged release is published at the manifest URL yet."])
     if deployment is not None and not deployment.current_version:
         return Readiness(Readiness.ALMOST, "Almost there",
@@ -134,4 +137,7 @@ def deploy_readiness(deployment: Deployment | None = None) -> Readiness:
                          ["Token verified with Cloudflare.", "Waiting for the first push."])
     version = deployment.current_version if deployment is not None else release.version
     note = " Pushes are paused." if deployment is not None and deployment.paused else ""
-    return Readiness(Readiness.LIVE, "Live", f"Worker is deployed and running (release {version}). Visit /app.{note}")
+    worker = f"Workers & Pages → {deployment.script_name}" if deployment is not None else "Workers & Pages"
+    return Readiness(Readiness.LIVE, "Live", f"Your Worker is deployed and running release {version}. The app is at "
+                     f"/app on the Worker's address (its workers.dev address or your own domain, shown in the "
+                     f"Cloudflare dashboard under {worker}).{note}")

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from .run import DEMO_EVOLUTION_KEY, DEMO_WEBHOOK_SECRET, Sandbox
+from .run import DEMO_EVOLUTION_KEY, DEMO_WEBHOOK_SECRET, Sandbox, sandbox_secrets, write_env_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,12 +21,21 @@ def main(argv: list[str] | None = None) -> int:
         run.add_argument(f"--{name}-port", type=int, default=default, metavar="PORT", help=f"default {default}")
     run.add_argument("--webhook-url", default="http://127.0.0.1:8000/api/billing/webhook",
                      help="where the Stripe emulator delivers events ('' to deliver none)")
-    run.add_argument("--webhook-secret", default=DEMO_WEBHOOK_SECRET, help="signing secret for those events")
-    run.add_argument("--whatsapp-api-key", default=DEMO_EVOLUTION_KEY, help="the apikey the Evolution stand-in accepts")
+    run.add_argument("--webhook-secret", default=None,
+                     help=f"signing secret for those events (default: the env file's, else {DEMO_WEBHOOK_SECRET})")
+    run.add_argument("--whatsapp-api-key", default=None,
+                     help=f"the apikey the Evolution stand-in accepts (default: the env file's, else {DEMO_EVOLUTION_KEY})")
     run.add_argument("--data-dir", default="var/sandbox", help="bundle releases and sandbox.env live here")
+    run.add_argument("--env-file", default=None, metavar="PATH",
+                     help="write every setting the console needs for sandbox mode here, secrets included "
+                          "(made once, kept from an existing file), and keep the file after exit")
+    run.add_argument("--site-url", default="", help="the console's SITE_URL, written to --env-file")
     run.add_argument("--env", action="store_true",
                      help="print the console's environment lines on stdout (the service lines go to stderr)")
     args = parser.parse_args(argv)
+    kept = sandbox_secrets(args.env_file) if args.env_file else {}
+    args.webhook_secret = args.webhook_secret or kept.get("STRIPE_WEBHOOK_SECRET") or DEMO_WEBHOOK_SECRET
+    args.whatsapp_api_key = args.whatsapp_api_key or kept.get("EVOLUTION_API_KEY") or DEMO_EVOLUTION_KEY
 
     sandbox = Sandbox(args.data_dir, stripe_port=args.stripe_port, cloudflare_port=args.cloudflare_port,
                       bundles_port=args.bundles_port, whatsapp_port=args.whatsapp_port, smtp_port=args.smtp_port,
@@ -40,9 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
 
-    env_lines = [f"{key}={value}" for key, value in sandbox.env().items()]
-    env_file = Path(args.data_dir) / "sandbox.env"
-    env_file.write_text("\n".join(env_lines) + "\n")  # written last: its presence means every service is up
+    values = sandbox.env()
+    if args.env_file:
+        # One file for every process of the checkout (settings read it), kept across restarts for its secrets.
+        values = {**kept, **values, "STRIPE_WEBHOOK_SECRET": args.webhook_secret,
+                  "EVOLUTION_API_KEY": args.whatsapp_api_key}
+        if sandbox.stripe is not None:
+            values["STRIPE_SECRET_KEY"] = kept["STRIPE_SECRET_KEY"]
+        else:  # no Stripe stand-in: a key without STRIPE_API_HOST would reach the real Stripe
+            del values["STRIPE_SECRET_KEY"], values["STRIPE_WEBHOOK_SECRET"]
+        if args.site_url:
+            values["SITE_URL"] = args.site_url.rstrip("/")
+        env_file = Path(args.env_file)
+        # The pid line tells a waiting launcher that this run's values are in (written after every service is up).
+        write_env_file(env_file, values, note=f"written by sandbox pid {os.getpid()}")
+    else:
+        env_file = Path(args.data_dir) / "sandbox.env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))  # written last: every service is up
+    env_lines = [f"{key}={value}" for key, value in values.items()]
     info = sys.stderr if args.env else sys.stdout
     for line in sandbox.describe():
         print(line, file=info)
@@ -53,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping.wait(0.5):
             pass
     finally:
-        env_file.unlink(missing_ok=True)
+        if not args.env_file:
+            env_file.unlink(missing_ok=True)
         sandbox.stop()
         print("sandbox: stopped", file=info, flush=True)
     return 0

@@ -6,6 +6,10 @@
 """
 from __future__ import annotations
 
+import base64
+import os
+import secrets
+import string
 from pathlib import Path
 
 from .bundles import BundleHost
@@ -15,6 +19,7 @@ from .whatsapp import FakeEvolution
 
 DEMO_ACCOUNT_ID = "0c1a55e7d3b54f0e9c8a7b6d5e4f3a21"  # 32 hex, like a Cloudflare account id
 DEMO_TOKEN = "cf_demo_token_7Qm2xK9vR4tLw8Hn3Zp6"
+DEMO_WORKER_NAME = "demo-worker"  # any name the deploy form accepts; this one is in the banner and README
 # Tokens that fail the way customers' tokens do, to try the console's error paths by hand.
 DEMO_FAILING_TOKENS = {
     "cf_demo_token_expired_0000000000": {"status": "expired"},
@@ -36,6 +41,70 @@ export default {{
 """.encode()
 
 
+ENV_FILE_HEADER = """\
+# Sandbox mode: the settings of the local stand-ins, written by `make run` (python -m sandbox run --env-file).
+# Every manage.py command in this checkout reads this file (setting SANDBOX_ENV_FILE), so a second
+# terminal talks to the same sandbox. Values set in the environment win; a STRIPE_SECRET_KEY set in the
+# environment or .env makes the console ignore this whole file (that is how to leave sandbox mode).
+# The secrets are made once and kept: the database's encrypted values need CLOUD_MASTER_KEY.
+"""
+
+
+def _random(n: int) -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(n))
+
+
+def _signing_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    raw = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    return base64.b64encode(raw).decode()
+
+
+# The console's secrets in sandbox mode: made once per checkout, then read back from the env file.
+SECRET_MAKERS = {
+    "STRIPE_SECRET_KEY": lambda: "sk_test_sandbox" + _random(24),
+    "STRIPE_WEBHOOK_SECRET": lambda: "whsec_sandbox" + _random(24),
+    "CLOUD_MASTER_KEY": lambda: secrets.token_hex(32),
+    "LICENSE_SIGNING_KEY": _signing_key,
+    "OPS_SECRET": lambda: secrets.token_urlsafe(24),
+    "EVOLUTION_API_KEY": lambda: "evo_sandbox_" + _random(16),
+}
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """KEY=value lines of an env file written by write_env_file ({} when absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def sandbox_secrets(path: str | Path) -> dict[str, str]:
+    """The secrets kept in the env file at `path`, with any missing one made now."""
+    kept = read_env_file(path)
+    return {name: kept.get(name) or make() for name, make in SECRET_MAKERS.items()}
+
+
+def write_env_file(path: str | Path, values: dict[str, str], *, note: str = "") -> None:
+    """Every value in one file, readable by the owner only, replaced whole (a reader never sees half)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = ENV_FILE_HEADER + (f"# {note}\n" if note else "") + "".join(f"{k}={v}\n" for k, v in values.items())
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
 class Sandbox:
     def __init__(self, data_dir: str | Path = "var/sandbox", *, host: str = "127.0.0.1",
                  stripe_port: int = 12111, cloudflare_port: int = 12112, bundles_port: int = 12113,
@@ -50,7 +119,8 @@ class Sandbox:
         self.cloudflare = FakeCloudflare(host, cloudflare_port)
         self.bundles = BundleHost(self.data_dir / "bundle-host", host, bundles_port)
         self.evolution = FakeEvolution(evolution_api_key, (DEMO_EVOLUTION_INSTANCE,), host, whatsapp_port)
-        self.mail = MailCatcher(host, smtp_port, http_port=mail_http_port)
+        self.mail = MailCatcher(host, smtp_port, http_port=mail_http_port,
+                                whatsapp_messages=lambda: self.evolution.messages)
         self._started: list = []
 
     def start(self) -> "Sandbox":

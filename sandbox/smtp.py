@@ -5,7 +5,8 @@
         mail = catcher.wait_for(lambda m: "alice@example.com" in m.to, timeout=5)
         mail.subject, mail.text, mail.html, mail.bcc, mail.attachments[0].data
 
-HTTP view (for a browser test or a person): GET / (an HTML list), GET /messages[?to=addr] (JSON),
+HTTP view (for a browser test or a person): GET / (an HTML list of the mails, and of the WhatsApp
+messages when `whatsapp_messages` is given), GET /messages[?to=addr] (JSON),
 GET /messages/<id>, GET /messages/<id>/html, GET /messages/<id>/attachments/<n>, DELETE /messages.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import html
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.parser import BytesParser
@@ -93,8 +95,11 @@ class _Controller(Controller):
 
 
 class MailCatcher:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, http_port: int | None = None):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, http_port: int | None = None,
+                 whatsapp_messages: Callable[[], list[dict]] | None = None):
         self.host, self.port, self.http_port = host, port, http_port
+        # WhatsApp messages shown beside the mails on the inbox page ({number, text, sent_at} dicts).
+        self.whatsapp_messages = whatsapp_messages
         self._messages: list[CapturedMail] = []
         self._next_id = 1
         self._changed = threading.Condition()
@@ -194,13 +199,7 @@ class MailCatcherHTTP(StandIn):
         if request.path == "/messages":
             return Response(200, {"messages": [m.as_dict(base) for m in messages]})
         if request.path == "/":
-            rows = "".join(
-                f"<tr><td>{m.id}</td><td>{html.escape(', '.join(m.recipients))}</td>"
-                f'<td><a href="/messages/{m.id}/html">{html.escape(m.subject or "(no subject)")}</a></td>'
-                f"<td>{len(m.attachments)}</td></tr>" for m in reversed(messages))
-            return Response(200, "<!doctype html><title>Sandbox inbox</title><h1>Sandbox inbox</h1>"
-                                 "<table border=1 cellpadding=4><tr><th>#</th><th>To</th><th>Subject</th>"
-                                 f"<th>Attachments</th></tr>{rows}</table>")
+            return Response(200, self._inbox_page(messages))
         match = _MESSAGE.match(request.path)
         mail = self.catcher.get(int(match["id"])) if match else None
         if mail is None:
@@ -216,3 +215,30 @@ class MailCatcherHTTP(StandIn):
         disposition = f'attachment; filename="{attachment.filename}"' if attachment.filename else "attachment"
         return Response(200, attachment.data, content_type=attachment.content_type,
                         headers={"Content-Disposition": disposition})
+
+    def _inbox_page(self, mails: list[CapturedMail]) -> str:
+        mail_rows = "".join(
+            f"<tr><td>{m.id}</td><td>{_when(m.received_at)}</td><td>{html.escape(', '.join(m.recipients))}</td>"
+            f'<td><a href="/messages/{m.id}/html">{html.escape(m.subject or "(no subject)")}</a></td>'
+            f"<td>{len(m.attachments)}</td></tr>" for m in reversed(mails))
+        page = ["<!doctype html><meta charset=utf-8><title>Sandbox inbox</title>",
+                "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+                "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
+                "td.text{white-space:pre-wrap;max-width:50em}</style>",
+                "<h1>Sandbox inbox</h1><p>Everything the console sent, newest first. Reload to see new messages.</p>",
+                f"<h2>Email ({len(mails)})</h2>"]
+        page.append("<table><tr><th>#</th><th>Received (UTC)</th><th>To</th><th>Subject</th><th>Attachments</th></tr>"
+                    f"{mail_rows}</table>" if mails else "<p>No email yet.</p>")
+        if self.catcher.whatsapp_messages is not None:
+            texts = list(reversed(self.catcher.whatsapp_messages()))
+            page.append(f'<h2 id="whatsapp">WhatsApp ({len(texts)})</h2>')
+            page.append("<table><tr><th>Sent (UTC)</th><th>To</th><th>Message</th></tr>" + "".join(
+                f"<tr><td>{html.escape(str(t.get('sent_at', '')).replace('T', ' ').rstrip('Z'))}</td>"
+                f"<td>+{html.escape(str(t.get('number', '')))}</td>"
+                f"<td class=text>{html.escape(str(t.get('text', '')))}</td></tr>" for t in texts) + "</table>"
+                if texts else "<p>No WhatsApp message yet (the console sends them in dunning, to customers with a phone number).</p>")
+        return "".join(page)
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

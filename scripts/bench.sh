@@ -5,6 +5,8 @@
 # BENCH_DATABASE_URL names the bench database (default bc_bench; created and migrated on first use).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Consoles started from here configure themselves; the sandbox settings `make run` leaves in var/ must not leak in.
+export SANDBOX_ENV_FILE=
 PY=.venv/bin/python
 export BENCH_DATABASE_URL="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bc_bench}"
 mkdir -p var/bench

@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # `make run`: migrate, create an admin login, register the crons, and start the web server and the
 # django-q2 cluster. With no Stripe key configured (environment or .env) it also starts the sandbox
-# stand-ins (Stripe, Cloudflare, bundle host, WhatsApp, SMTP inbox) and points the console at them,
-# so the whole flow works offline. Ctrl-C stops everything.
+# stand-ins (Stripe, Cloudflare, bundle host, WhatsApp, SMTP inbox) and writes their settings to
+# var/sandbox.env, which every manage.py command in the checkout reads (see README, "Sandbox mode").
+# Ctrl-C stops everything and exits 0.
+#
+# Ports: PORT (console, 8000), HOST (127.0.0.1); in sandbox mode SANDBOX_PORT (12111: Stripe, then
+# Cloudflare, bundle host, WhatsApp and the inbox page on the next four) and SMTP_PORT (1025).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT="${PORT:-8000}"
 HOST="${HOST:-127.0.0.1}"
+SANDBOX_PORT="${SANDBOX_PORT:-12111}"
+SMTP_PORT="${SMTP_PORT:-1025}"
+ENV_FILE=var/sandbox.env
 mkdir -p var
 pids=()
+SECONDS=0
+
+stage() { printf '[%3d s] %s\n' "$SECONDS" "$*"; }
 
 running() {  # pid: alive and not a zombie waiting to be reaped
   local state
@@ -19,6 +29,7 @@ running() {  # pid: alive and not a zombie waiting to be reaped
 
 cleanup() {
   trap - INT TERM EXIT
+  [ "${#pids[@]}" = 0 ] && return 0
   echo
   echo "Stopping ..."
   # One TERM to each main pid (qcluster hangs if its whole process group gets it, or gets a second
@@ -39,7 +50,10 @@ cleanup() {
   done
   echo "Stopped."
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C is how a person stops it: clean up and exit 0, so make does not report "Error 130".
+on_signal() { cleanup; exit 0; }
+trap on_signal INT TERM
+trap cleanup EXIT
 
 wait_for_port() {  # host port seconds
   for _ in $(seq 1 $(( $3 * 10 ))); do
@@ -50,60 +64,44 @@ wait_for_port() {  # host port seconds
   return 1
 }
 
-has_stripe_key=$($PY manage.py shell -c "from django.conf import settings; print('yes' if settings.STRIPE_SECRET_KEY else 'no')" 2>/dev/null | tail -n 1)
+# Sandbox mode unless a Stripe key is configured; the sandbox's own file does not count (SANDBOX_ENV_FILE=).
+has_stripe_key=$(SANDBOX_ENV_FILE= $PY -c "import billing_console.settings as s; print('yes' if s.STRIPE_SECRET_KEY else 'no')")
 if [ "$has_stripe_key" != "yes" ]; then
-  # Demo values are made once and kept in var/ so encrypted rows stay readable across restarts.
-  if [ ! -f var/sandbox.env ]; then
-    $PY - <<'PYEOF'
-import base64, secrets, string
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives import serialization
-
-alnum = string.ascii_letters + string.digits
-rand = lambda n: "".join(secrets.choice(alnum) for _ in range(n))
-raw = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                                 serialization.NoEncryption())
-lines = {
-    "STRIPE_SECRET_KEY": "sk_test_sandbox" + rand(24),
-    "STRIPE_WEBHOOK_SECRET": "whsec_sandbox" + rand(24),
-    "CLOUD_MASTER_KEY": secrets.token_hex(32),
-    "LICENSE_SIGNING_KEY": base64.b64encode(raw).decode(),
-    "OPS_SECRET": secrets.token_urlsafe(24),
-    "EVOLUTION_API_KEY": "evo_sandbox_" + rand(16),
-}
-with open("var/sandbox.env", "w") as fh:
-    fh.writelines(f"{k}={v}\n" for k, v in lines.items())
-PYEOF
-    chmod 600 var/sandbox.env
-  fi
-  set -a
-  # shellcheck disable=SC1091
-  . var/sandbox.env
-  STRIPE_API_HOST=http://127.0.0.1:12111
-  STRIPE_PRICE_PRO=price_sandbox_pro
-  STRIPE_PRICE_TEAM=price_sandbox_team
-  CLOUDFLARE_API_BASE=http://127.0.0.1:12112/client/v4
-  HELM_BUNDLE_MANIFEST_URL=http://127.0.0.1:12113/manifest.json
-  EVOLUTION_API_URL=http://127.0.0.1:12114
-  EMAIL_URL=smtp://127.0.0.1:1025
-  SITE_URL="http://$HOST:$PORT"
-  set +a
-  echo "No Stripe key configured: starting the sandbox stand-ins (see sandbox/)."
-  $PY -m sandbox run --data-dir var/sandbox \
-    --webhook-url "http://$HOST:$PORT/api/billing/webhook" --webhook-secret "$STRIPE_WEBHOOK_SECRET" \
-    --whatsapp-api-key "$EVOLUTION_API_KEY" &
-  pids+=($!)
-  wait_for_port 127.0.0.1 12111 30
+  stage "No Stripe key configured: starting the sandbox stand-ins (see sandbox/) ..."
+  $PY -m sandbox run --data-dir var/sandbox --env-file "$ENV_FILE" --site-url "http://$HOST:$PORT" \
+    --webhook-url "http://$HOST:$PORT/api/billing/webhook" \
+    --stripe-port "$SANDBOX_PORT" --cloudflare-port $((SANDBOX_PORT + 1)) --bundles-port $((SANDBOX_PORT + 2)) \
+    --whatsapp-port $((SANDBOX_PORT + 3)) --mail-http-port $((SANDBOX_PORT + 4)) --smtp-port "$SMTP_PORT" &
+  sandbox_pid=$!
+  pids+=("$sandbox_pid")
+  # The sandbox writes its settings (secrets kept from earlier runs) once every stand-in is up.
+  for _ in $(seq 1 300); do
+    grep -qx "# written by sandbox pid $sandbox_pid" "$ENV_FILE" 2>/dev/null && break
+    running "$sandbox_pid" || { echo "The sandbox did not start (see above)." >&2; exit 1; }
+    sleep 0.1
+  done
+  grep -qx "# written by sandbox pid $sandbox_pid" "$ENV_FILE" || { echo "The sandbox did not start in 30 s." >&2; exit 1; }
   SANDBOX=1
+  export SANDBOX_ENV_FILE="$ENV_FILE"  # the processes started below read the file just written, whatever .env says
 fi
 
-echo "Applying database migrations (a new database takes a minute or two: dj-stripe has many) ..."
-$PY manage.py migrate --noinput
-$PY manage.py createcachetable
-$PY manage.py setup_schedules
-# Record the webhook endpoint (SITE_URL/api/billing/webhook + its signing secret); skipped, with a note, when no secret is set.
-$PY manage.py setup_webhook_endpoint || echo "Webhook endpoint not recorded: set STRIPE_WEBHOOK_SECRET (see README, Stripe)."
+stage "Applying database migrations (a new database takes a minute or two: dj-stripe has many) ..."
+# App log lines (INFO) from post-migrate hooks stay out of migrate's own progress lines.
+LOG_LEVEL=WARNING $PY manage.py migrate --noinput
+stage "Preparing the cache table, the crons and the webhook endpoint ..."
+# One process for the three commands (each start of Django costs seconds). The webhook endpoint
+# (SITE_URL/api/billing/webhook + its signing secret) is skipped, with a note, when no secret is set.
+LOG_LEVEL=WARNING $PY manage.py shell -c "
+from django.core.management import CommandError, call_command
+call_command('createcachetable')
+call_command('setup_schedules')
+try:
+    call_command('setup_webhook_endpoint')
+except CommandError as exc:
+    print(f'Webhook endpoint not recorded ({exc}): set STRIPE_WEBHOOK_SECRET (see README, Stripe).')
+"
 
+stage "Starting the web server and the task cluster ..."
 $PY manage.py runserver "$HOST:$PORT" --noreload &
 pids+=($!)
 # Its own session, so Ctrl-C (sent to the terminal's whole process group) does not reach it: cleanup
@@ -114,16 +112,16 @@ pids+=($!)
 wait_for_port "$HOST" "$PORT" 60
 sleep 2  # let the cluster print its start-up lines before the banner
 
+banner_args=()
+[ "${SANDBOX:-0}" = 1 ] && banner_args=(--sandbox-inbox "http://127.0.0.1:$((SANDBOX_PORT + 4))/")
 echo
 echo "================================================================"
-echo " Billing Console is running"
-$PY manage.py ensure_admin | sed 's/^/ /'
-echo " Health:       http://$HOST:$PORT/health"
-echo " Pricing page: http://$HOST:$PORT/"
-if [ "${SANDBOX:-0}" = 1 ]; then
-  echo " Sandbox mode: Stripe http://127.0.0.1:12111 (card 4242 4242 4242 4242 pays, 4000 0000 0000 0341 declines)"
-  echo "               Mail inbox http://127.0.0.1:12115/"
+echo " Billing Console is running (ready in $SECONDS s)"
+$PY scripts/run_banner.py "${banner_args[@]}"
+# Whether the Stripe sandbox restored its saved state (a sandbox without that command prints nothing).
+if [ "${SANDBOX:-0}" = 1 ] && state=$($PY -m sandbox.stripe state --url "http://127.0.0.1:$SANDBOX_PORT" 2>/dev/null); then
+  echo "   Stripe state: $state (python -m sandbox run --reset empties it)"
 fi
-echo " Press Ctrl-C to stop."
+echo " Walkthrough: README.md, \"Try the whole flow offline\". Press Ctrl-C to stop."
 echo "================================================================"
 wait -n "${pids[@]}"

@@ -5,6 +5,8 @@
 # SOAK_DATABASE_URL names its database (default bc_soak; created and migrated on first use).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Consoles started from here configure themselves; the sandbox settings `make run` leaves in var/ must not leak in.
+export SANDBOX_ENV_FILE=
 if [ "${SOAK_SHORT:-0}" = 1 ]; then
   exec timeout 600 .venv/bin/python -m tests.proof.soak --short --customers "${SOAK_CUSTOMERS:-40}" "$@"
 fi

@@ -3,6 +3,8 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/licensing -x`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Consoles started from here configure themselves; the sandbox settings `make run` leaves in var/ must not leak in.
+export SANDBOX_ENV_FILE=
 # Two workers (the machine has two cores); each gets its own test database. Tests of one file stay
 # on one worker so the stand-in servers a file starts are shared. PYTEST_WORKERS=0 runs serially.
 .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
