@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "licensing",
     "deployments",
     "dunning",
+    "billing_console.analytics",
 ]
 
 MIDDLEWARE = [

@@ -20,7 +20,7 @@ from django.db.models import Q
 log = logging.getLogger("billing_console")
 
 SUPPORT_GROUP = "support"
-CONSOLE_APPS = ("billing_console", "licensing", "deployments", "dunning")
+CONSOLE_APPS = ("billing_console", "licensing", "deployments", "dunning", "analytics")
 # Models whose rows support changes through the admin's actions (every other console model: view only).
 SUPPORT_CHANGES = {
     "billing_console": ("customer", "webhookevent", "invoice", "driftitem"),

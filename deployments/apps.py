@@ -32,3 +32,9 @@ class DeploymentsConfig(AppConfig):
 
         register_dashboard_section(console.dashboard_section)
         register_search_provider(console.search_hits)
+
+        # The analytics page (billing_console.analytics): this app's charts.
+        from billing_console.analytics.registry import register_analytics_section
+        from deployments import analytics
+
+        register_analytics_section(analytics.analytics_charts)
