@@ -33,4 +33,6 @@ SCHEDULES: list[Cron] = [
          "soft/hard lock customers past their policy's days, lift locks no unpaid case explains"),
     Cron("analytics_snapshot", "billing_console.analytics.snapshot.analytics_snapshot_cron", "10 2 * * *",
          "Recompute the analytics page's monthly figures (MRR, subscribers, churn, checkouts) from the invoices."),
+    Cron("analytics_hourly", "billing_console.analytics.snapshot.analytics_hourly_cron", "2 * * * *",
+         "Recompute the analytics page's hourly operations figures (Stripe events, pushes) of the last 7 days."),
 ]

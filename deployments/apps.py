@@ -34,7 +34,8 @@ class DeploymentsConfig(AppConfig):
         register_search_provider(console.search_hits)
 
         # The analytics page (billing_console.analytics): this app's charts.
-        from billing_console.analytics.registry import register_analytics_section
+        from billing_console.analytics.registry import register_analytics_section, register_hourly_figures
         from deployments import analytics
 
+        register_hourly_figures(analytics.push_outcome_figures)
         register_analytics_section(analytics.analytics_charts)

@@ -1,10 +1,10 @@
-"""Dunning's charts on the analytics page (registered from DunningConfig.ready)."""
+"""Dunning's figures and charts on the analytics page (registered from DunningConfig.ready)."""
 from __future__ import annotations
 
 from collections import defaultdict
 
-from django.db.models import Count, OuterRef, Subquery, Sum
-from django.db.models.functions import TruncMonth
+from django.db.models import Count, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Concat, TruncMonth
 
 from billing_console.analytics.mrr import next_month
 from billing_console.analytics.registry import Chart, Series, Window
@@ -13,63 +13,64 @@ from dunning.models import DunningCase, DunningStepLog
 NO_STEP = "before any message"
 
 
-def dunning_recovery_figures(months) -> dict:
-    """Failed renewals and their recovery, per month the case opened (DunningCase.opened_at), one query:
+def dunning_recovery_figures(months, now=None) -> dict[tuple[str, str], list[int]]:
+    """Failed renewals and their recovery, per month the case opened (DunningCase.opened_at), one query.
+    Stored by the daily snapshot:
 
-    - `failed`: dunning cases opened (one per invoice whose payment failed: a failed renewal).
-    - `recovered[step]`: of those, recovered (the invoice was paid, status recovered), credited to the
-      last step message actually sent before the case closed: "<channel> <step code>" (e.g.
+    - `dunning_failed`: dunning cases opened (one per invoice whose payment failed: a failed renewal).
+    - `dunning_recovered` [step]: of those, recovered (the invoice was paid: status recovered), credited to
+      the last step message actually sent before the case closed, "<channel> <step code>" (e.g.
       "email SOFT_D+3"), or "before any message" when Stripe's own retry succeeded first.
-    - `open` / `lost`: still open or exhausted / canceled.
-    - `saved[currency]`: amount due of the recovered cases (minor units): the revenue saved.
+    - `dunning_open`: still open or exhausted (every step sent, still unpaid).
+    - `dunning_lost`: canceled (the subscription ended unpaid).
+    - `dunning_saved` [currency]: amount due of the recovered cases in minor units: the revenue saved.
     """
-    S = DunningStepLog.Status
-    last_step = (DunningStepLog.objects.filter(case=OuterRef("pk"), status=S.SENT, sent_at__lte=OuterRef("closed_at"))
-                 .order_by("-sent_at", "-pk"))
+    last_step = (DunningStepLog.objects.filter(case=OuterRef("pk"), status=DunningStepLog.Status.SENT,
+                                               sent_at__lte=OuterRef("closed_at"))
+                 .order_by("-sent_at", "-pk").annotate(label=Concat("channel", Value(" "), "step_code"))
+                 .values("label")[:1])
     rows = (DunningCase.objects.filter(opened_at__gte=months[0], opened_at__lt=next_month(months[-1]))
-            .annotate(month=TruncMonth("opened_at"),
-                      step=Subquery(last_step.values("step_code")[:1]),
-                      channel=Subquery(last_step.values("channel")[:1]))
-            .values("month", "status", "step", "channel", "currency").order_by()
+            .annotate(month=TruncMonth("opened_at"), step=Subquery(last_step))
+            .values("month", "status", "step", "currency").order_by()
             .annotate(n=Count("id"), amount=Sum("amount_due")))
     index = {(m.year, m.month): i for i, m in enumerate(months)}
-    n = len(months)
-    out = {"failed": [0] * n, "open": [0] * n, "lost": [0] * n,
-           "recovered": defaultdict(lambda: [0] * n), "saved": defaultdict(lambda: [0] * n)}
+    out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(months))
+    for key in ("dunning_failed", "dunning_open", "dunning_lost"):
+        out[(key, "")]  # present even when zero
     for row in rows:
         i = index.get((row["month"].year, row["month"].month))
         if i is None:
             continue
-        out["failed"][i] += row["n"]
+        out[("dunning_failed", "")][i] += row["n"]
         if row["status"] == DunningCase.Status.RECOVERED:
-            step = f"{row['channel']} {row['step']}" if row["step"] else NO_STEP
-            out["recovered"][step][i] += row["n"]
-            out["saved"][(row["currency"] or "").lower()][i] += row["amount"] or 0
+            out[("dunning_recovered", row["step"] or NO_STEP)][i] += row["n"]
+            out[("dunning_saved", (row["currency"] or "").lower())][i] += row["amount"] or 0
         elif row["status"] in DunningCase.ACTIVE:
-            out["open"][i] += row["n"]
+            out[("dunning_open", "")][i] += row["n"]
         else:
-            out["lost"][i] += row["n"]
-    return out
+            out[("dunning_lost", "")][i] += row["n"]
+    return dict(out)
 
 
 def analytics_charts(window: Window) -> list[Chart]:
     from billing_console.invoicing import money_format
 
-    data = dunning_recovery_figures(window.months)
-    labels = window.month_labels
-    steps = sorted(data["recovered"], key=lambda s: (s != NO_STEP, s))
-    recovered = sum(sum(v) for v in data["recovered"].values())
-    failed = sum(data["failed"])
-    series = [Series(f"Recovered: {step}", data["recovered"][step], tone=1 + k % 3) for k, step in enumerate(steps)]
-    series += [Series("Still open", data["open"], tone=6), Series("Lost (canceled)", data["lost"], tone=5),
-               Series("Failed renewals", data["failed"], kind="line", tone=0)]
+    f, labels = window.figures, window.month_labels
+    zero = [0] * len(labels)
+    steps = sorted((dim for (name, dim) in f if name == "dunning_recovered"), key=lambda s: (s != NO_STEP, s))
+    recovered = sum(sum(f[("dunning_recovered", s)]) for s in steps)
+    failed = f.get(("dunning_failed", ""), zero)
+    series = [Series(f"Recovered {step}", f[("dunning_recovered", step)], tone=1 + k % 3) for k, step in enumerate(steps)]
+    series += [Series("Still open", f.get(("dunning_open", ""), zero), tone=6),
+               Series("Lost (canceled)", f.get(("dunning_lost", ""), zero), tone=5),
+               Series("Failed renewals", failed, kind="line", tone=0)]
     charts = [Chart(slug="dunning-recovery", section="Dunning", title="Failed renewals and how they were recovered",
-                    caption=f"{failed:,} renewal(s) failed in the last {len(labels)} months; {recovered:,} were "
+                    caption=f"{sum(failed):,} renewal(s) failed in the last {len(labels)} months; {recovered:,} were "
                             f"recovered.", labels=labels, series=series, order=50,
                     note="By month of the first failure. A recovery is credited to the last message sent before "
                          "the invoice was paid.")]
-    for k, ccy in enumerate(sorted(data["saved"])):
-        saved = data["saved"][ccy]
+    for k, ccy in enumerate(sorted(dim for (name, dim) in f if name == "dunning_saved")):
+        saved = f[("dunning_saved", ccy)]
         charts.append(Chart(slug=f"dunning-saved-{ccy}", section="Dunning", title=f"Revenue saved by dunning, {ccy.upper()}",
                             caption=f"{money_format(sum(saved), ccy)} of failed invoices were paid after all.",
                             labels=labels, unit="money", currency=ccy, order=51 + k,

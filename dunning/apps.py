@@ -22,7 +22,8 @@ class DunningConfig(AppConfig):
         register_search_provider(console.search_hits)
 
         # The analytics page (billing_console.analytics): this app's charts.
-        from billing_console.analytics.registry import register_analytics_section
+        from billing_console.analytics.registry import register_analytics_section, register_monthly_figures
         from dunning import analytics
 
+        register_monthly_figures(analytics.dunning_recovery_figures)
         register_analytics_section(analytics.analytics_charts)

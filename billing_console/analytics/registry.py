@@ -1,6 +1,12 @@
-"""What the analytics page shows: charts contributed by the core and by apps, without the core
-importing the apps. An app calls `register_analytics_section(fn)` from its AppConfig.ready(); fn(window)
-returns a list of `Chart` (empty to show nothing). Each provider must run a fixed number of queries.
+"""What the analytics page shows: figures and charts contributed by the core and by apps, without the core
+importing the apps. From its AppConfig.ready() an app calls:
+
+- `register_monthly_figures(fn)`: fn(months, now) -> {(figure, dimension): [value per month]}, run by the
+  daily snapshot and stored (the page never runs it);
+- `register_hourly_figures(fn)`: fn(hours, now) -> {(figure, dimension): [value per hour]}, run by the
+  hourly snapshot over the last 7 days and stored;
+- `register_analytics_section(fn)`: fn(window) -> [Chart], drawn from `window.figures` / `window.hourly`
+  (the stored rows, read once per page), so the page costs the same few queries at any size.
 """
 from __future__ import annotations
 
@@ -75,9 +81,39 @@ class Window:
 
         return monthly_figures(self.months)
 
+    @cached_property
+    def hourly(self):
+        """Every stored hourly figure of the last OPS_DAYS days, read once per page."""
+        from billing_console.analytics.selectors import hourly_figures
+
+        return hourly_figures(self.hours)
+
 
 Provider = Callable[[Window], "list[Chart]"]
+FigureSource = Callable[[list, datetime], dict]
 _providers: list[Provider] = []
+_monthly: list[FigureSource] = []
+_hourly: list[FigureSource] = []
+
+
+def register_monthly_figures(fn: FigureSource) -> FigureSource:
+    if fn not in _monthly:
+        _monthly.append(fn)
+    return fn
+
+
+def register_hourly_figures(fn: FigureSource) -> FigureSource:
+    if fn not in _hourly:
+        _hourly.append(fn)
+    return fn
+
+
+def monthly_sources() -> list[FigureSource]:
+    return list(_monthly)
+
+
+def hourly_sources() -> list[FigureSource]:
+    return list(_hourly)
 
 
 def register_analytics_section(fn: Provider) -> Provider:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from billing_console.analytics.registry import Chart, Series, Window, register_analytics_section
-from billing_console.analytics.selectors import currencies, rate, stripe_event_figures
+from billing_console.analytics.selectors import currencies, rate
 
 DIFFERS = ("Movements are measured per customer between month ends (as Baremetrics), not per event "
            "(Stripe's daily chart): changes that cancel out inside a month do not show.")
@@ -126,21 +126,27 @@ def checkout_charts(window: Window) -> list[Chart]:
 
 @register_analytics_section
 def stripe_event_charts(window: Window) -> list[Chart]:
-    data = stripe_event_figures(window.hours)
-    labels = [h.strftime("%m-%d %H:00") for h in window.hours]
-    ok = [r - f for r, f in zip(data["received"], data["failed"])]
-    total, failed = sum(data["received"]), sum(data["failed"])
-    lags = [v for v in data["lag_max_s"] if v is not None]
+    h = window.hourly
+    zero = [0] * len(window.hours)
+    labels = [t.strftime("%m-%d %H:00") for t in window.hours]
+    received, failed, applied = (h.get((k, ""), zero) for k in ("events_received", "events_failed", "events_applied"))
+    # A lag exists only for hours with an applied event: elsewhere it is missing, not zero.
+    lag = {k: [round(v / 1000, 1) if applied[i] else None for i, v in enumerate(h.get((k, ""), zero))]
+           for k in ("events_lag_avg_ms", "events_lag_max_ms")}
+    slowest = [v for v in lag["events_lag_max_ms"] if v is not None]
     return [
         Chart(slug="stripe-events", section="Operations", title="Stripe events per hour",
-              caption=f"{total:,} event(s) in the last 7 days, {failed:,} failed.", labels=labels,
-              series=[Series("Applied or waiting", ok, tone=1), Series("Failed", data["failed"], tone=5)], order=60),
+              caption=f"{sum(received):,} event(s) in the last 7 days, {sum(failed):,} failed.", labels=labels,
+              series=[Series("Applied or waiting", [r - f for r, f in zip(received, failed)], tone=1),
+                      Series("Failed", failed, tone=5)], order=60,
+              note="Each event id once (Stripe's duplicate deliveries are not counted again), by hour of arrival."),
         Chart(slug="stripe-lag", section="Operations", title="Applied lag of Stripe events",
-              caption=(f"The slowest event of the last 7 days took {max(lags):,.1f} s from arrival to applied."
-                       if lags else "No event was applied in the last 7 days."),
+              caption=(f"The slowest event of the last 7 days took {max(slowest):,.1f} s from arrival to applied."
+                       if slowest else "No event was applied in the last 7 days."),
               labels=labels, unit="seconds", order=61,
-              series=[Series("Average", data["lag_avg_s"], kind="line", tone=1),
-                      Series("Slowest", data["lag_max_s"], kind="line", tone=5)]),
+              series=[Series("Average", lag["events_lag_avg_ms"], kind="line", tone=1),
+                      Series("Slowest", lag["events_lag_max_ms"], kind="line", tone=5)],
+              note="From arrival at the webhook endpoint to applied by a worker (the console's own delay)."),
     ]
 
 

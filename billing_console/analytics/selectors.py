@@ -181,34 +181,60 @@ def rate(numerator: int, denominator: int) -> float | None:
     return round(100 * numerator / denominator, 1) if denominator else None
 
 
-# --- Live figures (operations, last 7 days) ----------------------------------------------------------
-def stripe_event_figures(hours: list[datetime]) -> dict[str, list]:
-    """Stripe events per hour of arrival (WebhookEvent.received_at), last 7 days, in one query:
+def hourly_figures(hours: list[datetime]) -> dict:
+    """The stored hourly figures of these hours (one query): {(figure, dimension): [value per hour]}, and
+    `("computed_at", "")`: when the newest hourly snapshot was taken (None when never)."""
+    from billing_console.analytics.models import HourlyFigure
 
-    - `received`: events stored (each event id once; Stripe's duplicate deliveries are not counted again).
-    - `failed`: of those, now in the failed state (their handler raised; retried or replayable).
-    - `lag_avg_s` / `lag_max_s`: seconds from arrival to applied (processed_at - received_at), over the
-      events of the hour already applied: the console's own delay, not Stripe's delivery delay.
+    index = {h: i for i, h in enumerate(hours)}
+    out: dict = defaultdict(lambda: [0] * len(hours))
+    newest = None
+    for hour, figure, dimension, value, computed in (HourlyFigure.objects.filter(hour__gte=hours[0])
+                                                     .values_list("hour", "figure", "dimension", "value",
+                                                                  "computed_at")):
+        i = index.get(hour)
+        if i is not None:
+            out[(figure, dimension)][i] = value
+        newest = computed if newest is None or computed > newest else newest
+    result = dict(out)
+    result[("computed_at", "")] = newest
+    return result
+
+
+# --- Hourly figures (operations, last 7 days; stored every hour) ------------------------------------
+def stripe_event_figures(hours: list[datetime], now: datetime | None = None) -> dict[tuple[str, str], list]:
+    """Stripe events per hour of arrival (WebhookEvent.received_at), in one query:
+
+    - `events_received`: events stored (each event id once; Stripe's duplicate deliveries are not counted
+      again).
+    - `events_failed`: of those, now in the failed state (their handler raised; retried or replayable).
+    - `events_applied`: of those, applied (processed_at set).
+    - `events_lag_avg_ms` / `events_lag_max_ms`: milliseconds from arrival to applied (processed_at -
+      received_at) over the events of the hour already applied: the console's own delay, not Stripe's
+      delivery delay. Absent (no row) when nothing of the hour was applied.
     """
     from billing_console.models import WebhookEvent
 
-    start = hours[0]
     index = {h: i for i, h in enumerate(hours)}
-    out = {k: [0] * len(hours) for k in ("received", "failed")}
-    out.update({k: [None] * len(hours) for k in ("lag_avg_s", "lag_max_s")})
+    out: dict[tuple[str, str], list] = {(k, ""): [0] * len(hours)
+                                        for k in ("events_received", "events_failed", "events_applied")}
     applied = ExpressionWrapper(F("processed_at") - F("received_at"), output_field=DurationField())
-    rows = (WebhookEvent.objects.filter(received_at__gte=start).annotate(hour=TruncHour("received_at"))
-            .values("hour").order_by("hour")
+    # stripe_created is indexed and never after received_at: it bounds the scan to the window (plus a day for
+    # events Stripe delivered late).
+    rows = (WebhookEvent.objects.filter(received_at__gte=hours[0], stripe_created__gte=hours[0] - timedelta(days=1))
+            .annotate(hour=TruncHour("received_at")).values("hour").order_by("hour")
             .annotate(received=Count("id"), failed=Count("id", filter=Q(status=WebhookEvent.Status.FAILED)),
+                      applied_n=Count("id", filter=Q(processed_at__isnull=False)),
                       lag_avg=Avg(applied, filter=Q(processed_at__isnull=False)),
                       lag_max=Max(applied, filter=Q(processed_at__isnull=False))))
     for row in rows:
         i = index.get(row["hour"])
         if i is None:
             continue
-        out["received"][i] = row["received"]
-        out["failed"][i] = row["failed"]
+        out[("events_received", "")][i] = row["received"]
+        out[("events_failed", "")][i] = row["failed"]
+        out[("events_applied", "")][i] = row["applied_n"]
         if row["lag_avg"] is not None:
-            out["lag_avg_s"][i] = round(row["lag_avg"].total_seconds(), 1)
-            out["lag_max_s"][i] = round(row["lag_max"].total_seconds(), 1)
+            out.setdefault(("events_lag_avg_ms", ""), [0] * len(hours))[i] = round(row["lag_avg"].total_seconds() * 1000)
+            out.setdefault(("events_lag_max_ms", ""), [0] * len(hours))[i] = round(row["lag_max"].total_seconds() * 1000)
     return out

@@ -33,7 +33,8 @@ def analytics_view(request):
             {"chart": chart, "svg": "" if chart.omitted else chart_svg(chart),
              "table": None if chart.omitted else chart_table(chart)})
     context = {**admin.site.each_context(request), "title": "Analytics", "sections": sections,
-               "computed_at": window.figures.get(("computed_at", "")), "months": window.month_labels}
+               "computed_at": window.figures.get(("computed_at", "")), "months": window.month_labels,
+               "hourly_at": window.hourly.get(("computed_at", ""))}
     return TemplateResponse(request, "admin/analytics/index.html", context)
 
 

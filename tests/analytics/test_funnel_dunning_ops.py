@@ -77,11 +77,13 @@ def test_dunning_recovery_by_step_and_revenue_saved():
     DunningCaseFactory(opened_at=june, status=DunningCase.Status.EXHAUSTED)
 
     f = dunning_recovery_figures(MONTHS)
-    assert f["failed"] == [4, 2, 0]
-    assert dict(f["recovered"]) == {"email SOFT_D+1": [1, 0, 0], "whatsapp SOFT_D+3": [1, 0, 0], NO_STEP: [1, 0, 0]}
-    assert f["open"] == [0, 2, 0]
-    assert f["lost"] == [1, 0, 0]
-    assert dict(f["saved"]) == {"usd": [4000, 0, 0], "eur": [500, 0, 0]}
+    assert f[("dunning_failed", "")] == [4, 2, 0]
+    assert {dim: v for (name, dim), v in f.items() if name == "dunning_recovered"} == {
+        "email SOFT_D+1": [1, 0, 0], "whatsapp SOFT_D+3": [1, 0, 0], NO_STEP: [1, 0, 0]}
+    assert f[("dunning_open", "")] == [0, 2, 0]
+    assert f[("dunning_lost", "")] == [1, 0, 0]
+    assert {dim: v for (name, dim), v in f.items() if name == "dunning_saved"} == {"usd": [4000, 0, 0],
+                                                                                  "eur": [500, 0, 0]}
 
 
 @pytest.mark.django_db
@@ -99,8 +101,19 @@ def test_stripe_events_per_hour_with_failures_and_applied_lag():
     f = stripe_event_figures(window.hours)
     i = window.hours.index(hour)
     assert len(window.hours) == 168
-    assert (f["received"][i], f["failed"][i], f["lag_avg_s"][i], f["lag_max_s"][i]) == (4, 1, 3.0, 4.0)
-    assert sum(f["received"]) == 4  # the 8-day-old event is outside the window
+    assert [f[(k, "")][i] for k in ("events_received", "events_failed", "events_applied", "events_lag_avg_ms",
+                                    "events_lag_max_ms")] == [4, 1, 2, 3000, 4000]
+    assert sum(f[("events_received", "")]) == 4  # the 8-day-old event is outside the window
+
+    # Stored by the hourly snapshot and drawn from the stored rows.
+    from billing_console.analytics.sections import stripe_event_charts
+    from billing_console.analytics.snapshot import analytics_hourly_build
+
+    analytics_hourly_build(now=NOW)
+    charts = {c.slug: c for c in stripe_event_charts(Window(now=NOW))}
+    assert charts["stripe-events"].series[0].values[i] == 3 and charts["stripe-events"].series[1].values[i] == 1
+    assert charts["stripe-lag"].series[1].values[i] == 4.0
+    assert charts["stripe-lag"].series[1].values[i - 1] is None  # nothing applied: no lag, not zero
 
 
 @pytest.mark.django_db
@@ -111,11 +124,19 @@ def test_push_outcomes_per_day():
 
     window = Window(now=NOW)
     deployment = Deployment.objects.create(customer=SubscribedCustomerFactory(), account_id="acc", script_name="app")
-    day = window.days[-2] + timedelta(hours=3)
+    day = window.days[-2] + timedelta(hours=3)  # an hour start
     for n, status in enumerate(["live", "failed", "superseded", "queued", "rolled_back"], start=1):
         p = PublishVersion.objects.create(deployment=deployment, number=n, version="1.0.0", status=status)
         PublishVersion.objects.filter(pk=p.pk).update(created_at=day)
-    f = push_outcome_figures(window.days)
-    assert {k: v[-2] for k, v in f.items()} == {"live": 1, "failed": 1, "rolled_back": 1, "superseded": 1,
-                                                 "in_flight": 1}
+    f = push_outcome_figures(window.hours)
+    i = window.hours.index(day)
+    assert {k: v[i] for (k, _), v in f.items()} == {"push_live": 1, "push_failed": 1, "push_rolled_back": 1,
+                                                    "push_superseded": 1, "push_in_flight": 1}
     assert sum(sum(v) for v in f.values()) == 5
+
+    from billing_console.analytics.snapshot import analytics_hourly_build
+    from deployments.analytics import analytics_charts
+
+    analytics_hourly_build(now=NOW)
+    chart = analytics_charts(Window(now=NOW))[0]
+    assert [s.values[-2] for s in chart.series] == [1, 1, 1, 1, 1] and sum(chart.series[0].values) == 1

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing_console.analytics.snapshot import analytics_snapshot_build
+from billing_console.analytics.snapshot import analytics_hourly_build, analytics_snapshot_build
 from billing_console.support import SUPPORT_GROUP, support_group_ensure
 from tests.analytics.history import build_history
 
@@ -28,6 +28,7 @@ def support_client(client, db):
 def history(db):
     build_history()
     analytics_snapshot_build(months=12)
+    analytics_hourly_build()
 
 
 def test_anonymous_is_sent_to_the_admin_login(client, db):

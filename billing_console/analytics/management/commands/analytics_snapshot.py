@@ -1,7 +1,8 @@
-"""Recompute the analytics page's monthly figures from the invoices (the daily schedule runs the same)."""
+"""Recompute the analytics page's figures: the monthly ones from the invoices, and the hourly operations ones
+of the last 7 days (the daily and hourly schedules run the same)."""
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.analytics.snapshot import analytics_snapshot_build
+from billing_console.analytics.snapshot import analytics_hourly_build, analytics_snapshot_build
 
 
 class Command(BaseCommand):
@@ -14,4 +15,6 @@ class Command(BaseCommand):
         if not 1 <= months <= 120:
             raise CommandError("--months must be between 1 and 120.")
         result = analytics_snapshot_build(months=months)
-        self.stdout.write(f"{result['months']} month(s) computed, {result['rows']} figure(s) stored.")
+        hourly = analytics_hourly_build()
+        self.stdout.write(f"{result['months']} month(s) computed, {result['rows']} figure(s) stored; "
+                          f"{hourly['hours']} hour(s) of operations, {hourly['rows']} figure(s).")
