@@ -30,7 +30,8 @@ def seed(customers: int, invoices: int) -> None:
     policy = dunning_policy_ensure_default()
     per_customer = max(1, invoices // customers)
     with connection.cursor() as cur:
-        cur.execute("TRUNCATE billing_console_webhookevent, analytics_monthlyfigure RESTART IDENTITY")
+        cur.execute("TRUNCATE billing_console_webhookevent, analytics_monthlyfigure, analytics_hourlyfigure "
+                    "RESTART IDENTITY")
         cur.execute("SELECT min(id) FROM billing_console_customer")
         first = cur.fetchone()[0]
         # Invoice i: customer i % customers, month (i / customers) before this one; one subscription line of
@@ -117,7 +118,7 @@ def main():
     from django.test import Client
 
     from bench.bench_admin import measure
-    from billing_console.analytics.snapshot import analytics_snapshot_build
+    from billing_console.analytics.snapshot import analytics_hourly_build, analytics_snapshot_build
     from billing_console.models import Customer, Invoice
 
     t0 = time.perf_counter()
@@ -127,6 +128,9 @@ def main():
     t0 = time.perf_counter()
     snapshot = analytics_snapshot_build(months=12)
     snapshot_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    analytics_hourly_build()
+    hourly_s = time.perf_counter() - t0
 
     User.objects.filter(username="bench-admin").delete()
     admin = User.objects.create_superuser("bench-admin", "bench-admin@example.com", "bench-admin-password-0")
@@ -137,16 +141,16 @@ def main():
     counts = {"customers": Customer.objects.count(), "invoices": Invoice.objects.count()}
     if not args.keep:
         with connection.cursor() as cur:
-            cur.execute("TRUNCATE billing_console_customer, billing_console_webhookevent, analytics_monthlyfigure "
-                        "RESTART IDENTITY CASCADE")
+            cur.execute("TRUNCATE billing_console_customer, billing_console_webhookevent, analytics_monthlyfigure, "
+                        "analytics_hourlyfigure RESTART IDENTITY CASCADE")
         admin.delete()
-    result = {**counts, "seed_seconds": round(seed_s, 1), "snapshot_seconds": round(snapshot_s, 1),
+    result = {**counts, "seed_seconds": round(seed_s, 1), "snapshot_seconds": round(snapshot_s, 1), "hourly_seconds": round(hourly_s, 2),
               "snapshot": snapshot, "runs": args.runs, "pages": pages}
     write_result("analytics", result)
     page = pages["analytics"]
     print(f"analytics ({counts['customers']:,} customers, {counts['invoices']:,} invoices): page {page['median_ms']} ms "
           f"(max {page['max_ms']}) / {page['queries']} queries, CSV {pages['analytics_csv']['median_ms']} ms; "
-          f"daily snapshot {snapshot_s:.1f} s")
+          f"daily snapshot {snapshot_s:.1f} s, hourly {hourly_s:.2f} s")
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
 from django.db.models.functions import TruncHour
 
-from billing_console.analytics.mrr import MOVEMENTS, CustomerHistory, classify
+from billing_console.analytics.mrr import MOVEMENTS, classify
 
 # --- Monthly figures (stored by the snapshot) ------------------------------------------------------
 
 
-def mrr_figures(histories: list[CustomerHistory], instants: list[int]) -> dict[tuple[str, str], list[int]]:
+def mrr_figures(histories, instants: list[int], out: dict | None = None) -> dict[tuple[str, str], list[int]]:
     """MRR, subscribers, movements and churn per currency, for each month whose end is in `instants`
     (the first instant is the baseline month before the window and gets no values of its own).
 
@@ -45,7 +45,7 @@ def mrr_figures(histories: list[CustomerHistory], instants: list[int]) -> dict[t
     The identity mrr[m] = mrr[m-1] + new + expansion + reactivated - contraction - churned holds exactly.
     """
     n = len(instants) - 1
-    out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * n)
+    out = defaultdict(lambda: [0] * n) if out is None else out
     for h in histories:
         cur_ccy = h.currency
         values = [h.mrr_at(at) for at in instants]
@@ -67,7 +67,7 @@ def mrr_figures(histories: list[CustomerHistory], instants: list[int]) -> dict[t
     return dict(out)
 
 
-def subscriber_figures(histories: list[CustomerHistory], instants: list[int]) -> dict[tuple[str, str], list[int]]:
+def subscriber_figures(histories, instants: list[int], out: dict | None = None) -> dict[tuple[str, str], list[int]]:
     """Subscribers by plan and trials, for each month whose end is in `instants` (first = baseline).
 
     - `plan_subscribers` [plan]: customers with MRR above zero at the month's end, under the plan of their
@@ -77,7 +77,7 @@ def subscriber_figures(histories: list[CustomerHistory], instants: list[int]) ->
     - `trial_conversions` []: customers whose first paying period after a trial started in the month.
     """
     n = len(instants) - 1
-    out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * n)
+    out = defaultdict(lambda: [0] * n) if out is None else out
     for h in histories:
         for i in range(1, len(instants)):
             at = instants[i]

@@ -14,6 +14,7 @@ the stored rows: two small queries whatever the size.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import datetime
 
 from django.db import transaction
@@ -97,9 +98,12 @@ def analytics_figures_compute(*, months: int, now: datetime | None = None) -> tu
     now = now or timezone.now()
     window = month_starts(now, months + 1)  # one more: the baseline month before the window
     ends = instants(window, now)
-    histories = list(customer_histories())
-    figures = {**mrr_figures(histories, ends), **subscriber_figures(histories, ends),
-               **checkout_funnel_figures(window[1:], now)}
+    # One pass over the customers, one history in memory at a time.
+    money, subscribers = defaultdict(lambda: [0] * months), defaultdict(lambda: [0] * months)
+    for history in customer_histories():
+        mrr_figures((history,), ends, out=money)
+        subscriber_figures((history,), ends, out=subscribers)
+    figures = {**money, **subscribers, **checkout_funnel_figures(window[1:], now)}
     for source in monthly_sources():  # the apps' figures (dunning recovery, ...)
         figures.update(source(window[1:], now))
     return window[1:], figures
