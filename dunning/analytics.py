@@ -60,7 +60,8 @@ def analytics_charts(window: Window) -> list[Chart]:
     steps = sorted((dim for (name, dim) in f if name == "dunning_recovered"), key=lambda s: (s != NO_STEP, s))
     recovered = sum(sum(f[("dunning_recovered", s)]) for s in steps)
     failed = f.get(("dunning_failed", ""), zero)
-    series = [Series(f"Recovered {step}", f[("dunning_recovered", step)], tone=1 + k % 3) for k, step in enumerate(steps)]
+    series = [Series(f"Recovered {step}" if step == NO_STEP else f"Recovered after {step}", f[("dunning_recovered", step)],
+                     tone=1 + k % 3) for k, step in enumerate(steps)]
     series += [Series("Still open", f.get(("dunning_open", ""), zero), tone=6),
                Series("Lost (canceled)", f.get(("dunning_lost", ""), zero), tone=5),
                Series("Failed renewals", failed, kind="line", tone=0)]

@@ -88,6 +88,11 @@ def chart_svg(chart: Chart) -> SafeString:
     step = nice_step(high - low)
     if chart.unit == "count":
         step = max(1, math.ceil(step))
+    elif chart.unit == "money":
+        from billing_console.invoicing import currency_exponent
+
+        unit = 10 ** currency_exponent(chart.currency)  # ticks on whole major units
+        step = max(unit, math.ceil(step / unit) * unit)
     high = math.ceil(high / step) * step
     low = math.floor(low / step) * step
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
@@ -109,13 +114,13 @@ def chart_svg(chart: Chart) -> SafeString:
         out.append(f'<text class="an-tick" x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end">'
                    f'{escape(_axis_text(tick, chart))}</text>')
         tick += step
-    # X labels: at most about 12 shown.
+    # X labels: the chart's own ticks (e.g. one per day on an hourly chart), else at most about 12.
     every = max(1, math.ceil(n / 12))
-    for i, label in enumerate(chart.labels):
-        if i % every == 0:
-            cx = LEFT + slot * (i + 0.5)
-            out.append(f'<text class="an-tick" x="{cx:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">'
-                       f'{escape(label)}</text>')
+    ticks = chart.ticks if chart.ticks is not None else {i: label for i, label in enumerate(chart.labels) if i % every == 0}
+    for i, label in ticks.items():
+        cx = LEFT + slot * (i + 0.5)
+        out.append(f'<text class="an-tick" x="{cx:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">'
+                   f'{escape(label)}</text>')
     # Stacked bars.
     pos, neg = [0.0] * n, [0.0] * n
     for s in chart.series:

@@ -43,6 +43,7 @@ class Chart:
     note: str = ""  # where the figure differs from Stripe / Baremetrics, or why it is empty
     order: int = 100
     omitted: str = ""  # set when the chart cannot be drawn honestly: the page says why instead
+    ticks: dict[int, str] | None = None  # x labels to draw {index: text}; None = spaced automatically
 
     @property
     def has_data(self) -> bool:
@@ -63,6 +64,15 @@ class Window:
     @cached_property
     def month_labels(self) -> list[str]:
         return [m.strftime("%Y-%m") for m in self.months]
+
+    @cached_property
+    def hour_labels(self) -> list[str]:
+        return [h.strftime("%Y-%m-%d %H:00") for h in self.hours]
+
+    @cached_property
+    def hour_ticks(self) -> dict[int, str]:
+        """One x label per day on an hourly chart, at midnight."""
+        return {i: h.strftime("%m-%d") for i, h in enumerate(self.hours) if h.hour == 0}
 
     @cached_property
     def days(self) -> list[datetime]:

@@ -128,7 +128,7 @@ def checkout_charts(window: Window) -> list[Chart]:
 def stripe_event_charts(window: Window) -> list[Chart]:
     h = window.hourly
     zero = [0] * len(window.hours)
-    labels = [t.strftime("%m-%d %H:00") for t in window.hours]
+    labels, ticks = window.hour_labels, window.hour_ticks
     received, failed, applied = (h.get((k, ""), zero) for k in ("events_received", "events_failed", "events_applied"))
     # A lag exists only for hours with an applied event: elsewhere it is missing, not zero.
     lag = {k: [round(v / 1000, 1) if applied[i] else None for i, v in enumerate(h.get((k, ""), zero))]
@@ -137,13 +137,14 @@ def stripe_event_charts(window: Window) -> list[Chart]:
     return [
         Chart(slug="stripe-events", section="Operations", title="Stripe events per hour",
               caption=f"{sum(received):,} event(s) in the last 7 days, {sum(failed):,} failed.", labels=labels,
+              ticks=ticks,
               series=[Series("Applied or waiting", [r - f for r, f in zip(received, failed)], tone=1),
                       Series("Failed", failed, tone=5)], order=60,
               note="Each event id once (Stripe's duplicate deliveries are not counted again), by hour of arrival."),
         Chart(slug="stripe-lag", section="Operations", title="Applied lag of Stripe events",
               caption=(f"The slowest event of the last 7 days took {max(slowest):,.1f} s from arrival to applied."
                        if slowest else "No event was applied in the last 7 days."),
-              labels=labels, unit="seconds", order=61,
+              labels=labels, ticks=ticks, unit="seconds", order=61,
               series=[Series("Average", lag["events_lag_avg_ms"], kind="line", tone=1),
                       Series("Slowest", lag["events_lag_max_ms"], kind="line", tone=5)],
               note="From arrival at the webhook endpoint to applied by a worker (the console's own delay)."),

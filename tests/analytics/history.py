@@ -15,8 +15,12 @@ DAY = 86400
 _ids = itertools.count(1)
 
 
+_shift = [0]  # months every date moves by (the browser test replays the history up to today)
+
+
 def at(y, m, d=1, h=0) -> datetime:
-    return datetime(y, m, d, h, tzinfo=timezone.utc)
+    index = y * 12 + m - 1 + _shift[0]
+    return datetime(index // 12, index % 12 + 1, d, h, tzinfo=timezone.utc)
 
 
 def ts(moment: datetime) -> int:
@@ -80,7 +84,16 @@ def customer(name: str, **fields) -> Customer:
                                    stripe_customer_id=f"cus_{name}", **fields)
 
 
-def build_history() -> dict[str, Customer]:
+def build_history(*, shift_months: int = 0) -> dict[str, Customer]:
+    """The fixture history; `shift_months` moves every date (and so NOW) by that many months."""
+    _shift[0] = shift_months
+    try:
+        return _build()
+    finally:
+        _shift[0] = 0
+
+
+def _build() -> dict[str, Customer]:
     c = {name: customer(name) for name in ("alice", "bob", "carol", "dave", "erik", "fiona", "gina", "hank")}
     jan_to_jul = [(2026, m) for m in range(1, 8)]
 
