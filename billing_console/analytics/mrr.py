@@ -14,7 +14,7 @@ The rules, in one place (the selectors' docstrings point here):
 * A proration line with a positive amount (mid-period upgrade, downgrade or quantity change) starts
   the item's new rate at the line's start: its amount scaled back to the full billing cycle
   (amount x cycle / remaining), where the cycle is the regular line of the same item that ends at
-  the same moment. Negative proration lines (credit for unused time) only stop the old rate, which
+  the same moment (30 days when no such line is stored). Negative proration lines (credit for unused time) only stop the old rate, which
   the new one supersedes. One-off invoice items are not recurring revenue and never count.
 * A line's rate lasts from its period start until the next line of the same subscription item
   starts, the subscription ends (its `customer.subscription.deleted` event, or the customer row
@@ -171,6 +171,7 @@ def line_fields(line: dict, invoice_subscription: str) -> dict | None:
             price = line[older].get("id") or ""
     if isinstance(price, dict):
         price = price.get("id") or ""
+    # Without a subscription item id (an invoice-item proration), the price stands in for the item.
     return {"subscription": subscription or "", "item": item or price or "item", "price": price or "",
             "proration": proration, "start": start, "end": end, "amount": amount, "net": amount - discounts}
 
@@ -190,8 +191,8 @@ def build_history(key: str, currency: str, invoices: list[InvoiceRow], *, ending
                   plan_for_price, ended_subscriptions: set[str] = frozenset()) -> CustomerHistory:
     """Every rate segment of one customer in one currency (see the module's rules)."""
     history = CustomerHistory(key=key, currency=currency)
-    regular: list[tuple[int, dict, int]] = []
-    prorations: list[tuple[int, dict, int]] = []
+    regular: list[tuple[int, dict]] = []
+    prorations: list[tuple[int, dict]] = []
     last_invoice: dict[str, tuple[int, str]] = {}
     for inv in invoices:
         if inv.subscription_id:
@@ -204,15 +205,15 @@ def build_history(key: str, currency: str, invoices: list[InvoiceRow], *, ending
             fields = line_fields(line, inv.subscription_id)
             if fields is None:
                 continue
-            (prorations if fields["proration"] else regular).append((inv.created, fields, 0))
+            (prorations if fields["proration"] else regular).append((inv.created, fields))
     history.unpaid_last = {sub: status in UNPAID_STATUSES for sub, (_, status) in last_invoice.items()}
 
     raw: list[Segment] = []
-    for created, f, _ in regular:
+    for created, f in regular:
         raw.append(Segment(subscription=f["subscription"], item=f["item"], start=f["start"], end=f["end"],
                            rate=monthly_amount(max(f["net"], 0), f["end"] - f["start"]), trial=f["amount"] == 0,
                            plan=plan_for_price(f["price"]), created=created))
-    for created, f, _ in prorations:
+    for created, f in prorations:
         if f["net"] <= 0:
             continue
         # The billing cycle this proration falls in: the regular line of the same item (else of the same
@@ -228,8 +229,7 @@ def build_history(key: str, currency: str, invoices: list[InvoiceRow], *, ending
                            rate=monthly_amount(full, cycle_len), trial=False, plan=plan_for_price(f["price"]),
                            created=created))
 
-    for sub, ending in endings.items():
-        history.endings[sub] = ending
+    history.endings = dict(endings)
     by_item: dict[tuple[str, str], list[Segment]] = {}
     for seg in raw:
         by_item.setdefault((seg.subscription, seg.item), []).append(seg)
