@@ -14,7 +14,8 @@ The rules, in one place (the selectors' docstrings point here):
 * A proration line with a positive amount (mid-period upgrade, downgrade or quantity change) starts
   the item's new rate at the line's start: its amount scaled back to the full billing cycle
   (amount x cycle / remaining), where the cycle is the regular line of the same item that ends at
-  the same moment (30 days when no such line is stored). Negative proration lines (credit for unused time) only stop the old rate, which
+  the same moment (30 days when no such line is stored). When the next period bills the same price
+  in full, its rate is used instead (Stripe rounds prorated amounts, so scaling back is only near). Negative proration lines (credit for unused time) only stop the old rate, which
   the new one supersedes. One-off invoice items are not recurring revenue and never count.
 * A line's rate lasts from its period start until the next line of the same subscription item
   starts, the subscription ends (its `customer.subscription.deleted` event, or the customer row
@@ -225,8 +226,14 @@ def build_history(key: str, currency: str, invoices: list[InvoiceRow], *, ending
         cycle_len = (cycle.end - cycle.start) if cycle else 30 * DAY
         full = div_round(f["net"] * cycle_len, f["end"] - f["start"])
         item = cycle.item if cycle is not None else f["item"]
+        plan = plan_for_price(f["price"])
+        rate = monthly_amount(full, cycle_len)
+        # Stripe rounds the prorated amount, so scaling it back can be off by a few cents; when the next
+        # period bills the same price in full, that is the rate.
+        renewal = next((s for s in raw if s.subscription == f["subscription"] and s.item == item
+                        and s.start == f["end"] and s.plan == plan and not s.trial), None)
         raw.append(Segment(subscription=f["subscription"], item=item, start=f["start"], end=f["end"],
-                           rate=monthly_amount(full, cycle_len), trial=False, plan=plan_for_price(f["price"]),
+                           rate=renewal.rate if renewal is not None else rate, trial=False, plan=plan,
                            created=created))
 
     history.endings = dict(endings)

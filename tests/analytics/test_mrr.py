@@ -135,3 +135,39 @@ def test_lines_that_are_not_recurring_revenue_are_skipped():
                        "sub_1") is None
     assert line_fields({"type": "subscription", "amount": "1000", "period": {"start": 0, "end": 10}}, "") is None
     assert line_fields("not a line", "") is None
+
+
+@pytest.mark.django_db
+def test_a_rounded_proration_does_not_leave_a_few_cents_of_movement():
+    """Upgrading 10.00 -> 30.00 with 16 of 31 days left: Stripe bills 15.48 (rounded). The new rate is
+    the next full period's 30.00, so March shows +20.00 expansion and April nothing."""
+    from tests.analytics.history import at, customer, invoice, line, monthly
+
+    ivy = customer("ivy")
+    monthly(ivy, sub="sub_ivy", item="si_ivy", price="price_pro", months=[(2026, 3)], amount=1000)
+    invoice(ivy, sub="sub_ivy", created=at(2026, 3, 16), lines=[
+        line(sub="sub_ivy", item="si_ivy", price="price_pro", start=at(2026, 3, 16), end=at(2026, 4),
+             amount=-516, proration=True),
+        line(sub="sub_ivy", item="si_ivy", price="price_team", start=at(2026, 3, 16), end=at(2026, 4),
+             amount=1548, proration=True)])
+    monthly(ivy, sub="sub_ivy", item="si_ivy", price="price_team", months=[(2026, 4), (2026, 5)], amount=3000)
+    _, f = analytics_figures_compute(months=4, now=NOW.replace(month=5))
+    assert f[("mrr", "usd")] == [0, 3000, 3000, 3000]  # Feb..May
+    assert f[("new", "usd")] == [0, 3000, 0, 0]  # new in March at the rate it ended March with
+    assert ("expansion", "usd") not in f
+
+
+@pytest.mark.django_db
+def test_a_proration_without_a_renewal_is_scaled_to_the_full_cycle():
+    """Upgraded on 16 April (15 of 30 days left, 15.00 billed) and canceled before the renewal."""
+    from tests.analytics.history import at, customer, ended, invoice, line, monthly
+
+    jo = customer("jo")
+    monthly(jo, sub="sub_jo", item="si_jo", price="price_pro", months=[(2026, 3), (2026, 4)], amount=1000)
+    invoice(jo, sub="sub_jo", created=at(2026, 4, 16), lines=[
+        line(sub="sub_jo", item="si_jo", price="price_team", start=at(2026, 4, 16), end=at(2026, 5),
+             amount=1500, proration=True)])
+    ended("sub_jo", when=at(2026, 5), reason="cancellation_requested")
+    _, f = analytics_figures_compute(months=3, now=NOW.replace(month=5))
+    assert f[("mrr", "usd")] == [1000, 3000, 0]  # Mar, Apr, May
+    assert f[("expansion", "usd")] == [0, 2000, 0] and f[("churned_voluntary", "usd")] == [0, 0, 3000]
