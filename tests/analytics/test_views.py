@@ -92,3 +92,13 @@ def test_query_count_does_not_grow_with_the_data(support_client, db):
     with CaptureQueriesContext(connection) as full:
         assert support_client.get(URL).status_code == 200
     assert len(full.captured_queries) == len(empty.captured_queries)
+
+
+def test_support_group_gets_the_analytics_permission_on_a_new_database(db):
+    """On a new database the group is made before the analytics app's permissions exist (post_migrate runs
+    per app, in order): making the group must create them first."""
+    from django.contrib.auth.models import Permission
+
+    Permission.objects.filter(content_type__app_label="analytics").delete()
+    group = support_group_ensure()
+    assert group.permissions.filter(content_type__app_label="analytics", codename="view_analytics").exists()
