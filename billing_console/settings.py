@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "licensing",
     "deployments",
     "dunning",
+    "billing_console.analytics",
 ]
 
 MIDDLEWARE = [

@@ -23,6 +23,7 @@ urlpatterns = [
     path("admin/search/", admin.site.admin_view(console_admin.search_view), name="console-search"),
     path("admin/customer-actions/<int:customer_id>/<str:app_label>/<str:model_name>/",
          admin.site.admin_view(console_admin.customer_action_view), name="console-customer-action"),
+    path("admin/analytics/", include("billing_console.analytics.urls")),
     path("admin/", admin.site.urls),
     path("", include("billing_console.portal.urls")),
 ]

@@ -32,3 +32,10 @@ class DeploymentsConfig(AppConfig):
 
         register_dashboard_section(console.dashboard_section)
         register_search_provider(console.search_hits)
+
+        # The analytics page (billing_console.analytics): this app's charts.
+        from billing_console.analytics.registry import register_analytics_section, register_hourly_figures
+        from deployments import analytics
+
+        register_hourly_figures(analytics.push_outcome_figures)
+        register_analytics_section(analytics.analytics_charts)

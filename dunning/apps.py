@@ -20,3 +20,10 @@ class DunningConfig(AppConfig):
 
         register_dashboard_section(console.dashboard_section)
         register_search_provider(console.search_hits)
+
+        # The analytics page (billing_console.analytics): this app's charts.
+        from billing_console.analytics.registry import register_analytics_section, register_monthly_figures
+        from dunning import analytics
+
+        register_monthly_figures(analytics.dunning_recovery_figures)
+        register_analytics_section(analytics.analytics_charts)

@@ -21,3 +21,9 @@ class LicensingConfig(AppConfig):
 
         register_dashboard_section(console.dashboard_section)
         register_search_provider(console.search_hits)
+
+        # The analytics page (billing_console.analytics): this app's charts.
+        from billing_console.analytics.registry import register_analytics_section
+        from licensing import analytics
+
+        register_analytics_section(analytics.analytics_charts)

@@ -20,7 +20,7 @@ from django.db.models import Q
 log = logging.getLogger("billing_console")
 
 SUPPORT_GROUP = "support"
-CONSOLE_APPS = ("billing_console", "licensing", "deployments", "dunning")
+CONSOLE_APPS = ("billing_console", "licensing", "deployments", "dunning", "analytics")
 # Models whose rows support changes through the admin's actions (every other console model: view only).
 SUPPORT_CHANGES = {
     "billing_console": ("customer", "webhookevent", "invoice", "driftitem"),
@@ -40,9 +40,12 @@ def support_permissions(using: str = "default"):
 def support_group_ensure(*, using: str = "default") -> Group:
     """Create the group if missing and give it exactly the support permissions. Idempotent."""
     for label in CONSOLE_APPS:
-        if global_apps.is_installed(label):
-            # On a new database the permissions are only made after every migration; make them now.
-            create_permissions(global_apps.get_app_config(label), verbosity=0, using=using)
+        try:
+            config = global_apps.get_app_config(label)  # by label: an app's name may differ (billing_console.analytics)
+        except LookupError:
+            continue
+        # On a new database the permissions are only made after every migration; make them now.
+        create_permissions(config, verbosity=0, using=using)
     with transaction.atomic(using=using):
         group, created = Group.objects.using(using).select_for_update().get_or_create(name=SUPPORT_GROUP)
         wanted = set(support_permissions(using).values_list("pk", flat=True))
