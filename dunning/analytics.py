@@ -53,7 +53,7 @@ def dunning_recovery_figures(months, now=None) -> dict[tuple[str, str], list[int
 
 
 def analytics_charts(window: Window) -> list[Chart]:
-    from billing_console.invoicing import money_format
+    from billing_console.invoicing.services import money_format
 
     f, labels = window.figures, window.month_labels
     zero = [0] * len(labels)

@@ -8,6 +8,6 @@ class AnalyticsConfig(AppConfig):
 
     def ready(self):
         from billing_console.analytics import sections  # registers the core's charts
-        from billing_console.dashboard import register_dashboard_section
+        from billing_console.admin.dashboard import register_dashboard_section
 
         register_dashboard_section(sections.dashboard_link)

@@ -22,7 +22,7 @@ def value_text(value, chart: Chart) -> str:
     if value is None:
         return "–"
     if chart.unit == "money":
-        from billing_console.invoicing import money_format
+        from billing_console.invoicing.services import money_format
 
         return money_format(int(value), chart.currency)
     if chart.unit == "percent":
@@ -34,7 +34,7 @@ def value_text(value, chart: Chart) -> str:
 
 def _axis_text(value: float, chart: Chart) -> str:
     if chart.unit == "money":
-        from billing_console.invoicing import currency_exponent
+        from billing_console.invoicing.services import currency_exponent
 
         major = value / 10 ** currency_exponent(chart.currency)
         text = f"{major / 1000:,.1f}k" if abs(major) >= 10_000 else f"{major:,.0f}"
@@ -89,7 +89,7 @@ def chart_svg(chart: Chart) -> SafeString:
     if chart.unit == "count":
         step = max(1, math.ceil(step))
     elif chart.unit == "money":
-        from billing_console.invoicing import currency_exponent
+        from billing_console.invoicing.services import currency_exponent
 
         unit = 10 ** currency_exponent(chart.currency)  # ticks on whole major units
         step = max(unit, math.ceil(step / unit) * unit)

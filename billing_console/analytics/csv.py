@@ -25,7 +25,7 @@ def _number(value, chart: Chart) -> str:
     if value is None:
         return ""
     if chart.unit == "money":
-        from billing_console.invoicing import currency_exponent
+        from billing_console.invoicing.services import currency_exponent
 
         exp = currency_exponent(chart.currency)
         if exp == 0:

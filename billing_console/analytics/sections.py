@@ -9,7 +9,7 @@ DIFFERS = ("Movements are measured per customer between month ends (as Baremetri
 
 
 def _money(value: int, currency: str) -> str:
-    from billing_console.invoicing import money_format
+    from billing_console.invoicing.services import money_format
 
     return money_format(value, currency)
 
@@ -156,7 +156,7 @@ def dashboard_link(request):
     from django.urls import reverse
 
     from billing_console.analytics.views import PERMISSION
-    from billing_console.dashboard import Section, Stat
+    from billing_console.admin.dashboard import Section, Stat
 
     if not request.user.has_perm(PERMISSION):
         return None

@@ -2,7 +2,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from billing_console.analytics.models import HourlyFigure, MonthlyFigure
-from billing_console.schedules import SCHEDULES
+from billing_console.ops.schedules import SCHEDULES
 from tests.analytics.history import build_history
 
 

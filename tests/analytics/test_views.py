@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from billing_console.analytics.snapshot import analytics_hourly_build, analytics_snapshot_build
-from billing_console.support import SUPPORT_GROUP, support_group_ensure
+from billing_console.ops.support import SUPPORT_GROUP, support_group_ensure
 from tests.analytics.history import build_history
 
 URL = "/admin/analytics/"

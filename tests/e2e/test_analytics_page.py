@@ -58,7 +58,7 @@ def _log_in(page, console):
 
 
 def test_support_reads_the_analytics_page_light_and_dark(console, page, browser):
-    from billing_console.support import support_group_ensure
+    from billing_console.ops.support import support_group_ensure
 
     _history()
     call_command("analytics_snapshot", "--months", "12")
