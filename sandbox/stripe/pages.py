@@ -1,6 +1,7 @@
 """The emulator's hosted pages: Checkout, the customer portal, invoices (HTML and PDF).
 
-Plain HTML forms that work without JavaScript. Called with the emulator's lock held.
+Plain HTML forms that work without JavaScript. Called with the emulator's lock held; `emu` is the
+running emulator (its store, clock and event emitter), passed in, never imported.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 from urllib.parse import urlsplit
 
 from .._http import Request, Response
+from .cards import DECLINE_MESSAGES, TEST_CARDS, card_digits
+from .resources import checkout as checkout_family, invoices as invoice_family, payment_methods, subscriptions
 
 STYLE = """
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,
@@ -118,18 +121,18 @@ def route(emu, request: Request) -> Response:
 
 def index(emu) -> Response:
     prices = "".join(
-        f"<tr><td><code>{e(p['id'])}</code></td><td>{e(emu.objects[p['product']]['name'])}</td>"
+        f"<tr><td><code>{e(p['id'])}</code></td><td>{e(emu.store.objects[p['product']]['name'])}</td>"
         f"<td>{money(p['unit_amount'], p['currency'])} / {e((p['recurring'] or {}).get('interval', 'once'))}</td></tr>"
-        for p in emu._newest_first("price"))
-    clock = emu._clock_state()
+        for p in emu.store.newest_first("price"))
+    clock = emu.clock_state()
     return page("Stripe sandbox", f"""<div class=card><h1>Stripe sandbox</h1>
-<p class=muted>API base: <code>{e(emu.url)}</code> · clock {e(clock['iso'])} · {len(emu._events)} events ·
-webhook {e(emu._webhook_state()['url'] or 'not configured')}</p><h2>Prices</h2><table>{prices}</table></div>""")
+<p class=muted>API base: <code>{e(emu.url)}</code> · clock {e(clock['iso'])} · {len(emu.eventlog.events)} events ·
+webhook {e(emu.webhook_state()['url'] or 'not configured')}</p><h2>Prices</h2><table>{prices}</table></div>""")
 
 
 def _line_summary(emu, session_id: str) -> str:
     rows = []
-    for item in emu._session_items.get(session_id, []):
+    for item in emu.store.table(checkout_family.LINE_ITEMS).get(session_id, []):
         interval = (item["price"].get("recurring") or {}).get("interval")
         rows.append(f"<tr><td>{e(item['description'])} × {item['quantity']}</td>"
                     f"<td style='text-align:right'>{money(item['amount_total'], item['currency'])}"
@@ -138,14 +141,14 @@ def _line_summary(emu, session_id: str) -> str:
 
 
 def checkout(emu, request: Request, session_id: str) -> Response:
-    session = emu.objects.get(session_id)
+    session = emu.store.objects.get(session_id)
     if not session or session.get("object") != "checkout.session":
         return not_found("This Checkout Session does not exist.")
     error = None
     form = {}
     if request.method == "POST":
         form = request.form()
-        result = emu._pay_checkout(session_id, field(form, "card"), field(form, "email"), field(form, "name"))
+        result = checkout_family.pay_checkout(emu, session_id, field(form, "card"), field(form, "email"), field(form, "name"))
         if result["ok"]:
             return redirect(result["redirect"])
         error = result["error"]
@@ -157,7 +160,7 @@ def checkout(emu, request: Request, session_id: str) -> Response:
         back = f"<a class=button href='{e(link)}'>Continue</a>" if link else ""
         return page("Checkout", f"<div class=card><h1>{e(message)}</h1>{back}</div>",
                     410 if session["status"] == "expired" else 200)
-    customer = emu.objects.get(session["customer"]) if session["customer"] else None
+    customer = emu.store.objects.get(session["customer"]) if session["customer"] else None
     email = (customer or {}).get("email") or field(form, "email") or session["customer_email"]
     merchant = emu.account["settings"]["dashboard"]["display_name"]
     shop = urlsplit(session["cancel_url"] or "").netloc or "the shop"
@@ -166,7 +169,7 @@ def checkout(emu, request: Request, session_id: str) -> Response:
     error_html = f"<div class=error role=alert>{e(error)}</div>" if error else ""
     body = f"""<div class=card>{cancel}<p class=muted>Subscribe to</p><h1>{e(merchant)}</h1>
 <div class=amount>{money(session['amount_total'], session['currency'])}
-<span class=muted>per {e(emu._session_items[session_id][0]['price']['recurring']['interval'])}</span></div>
+<span class=muted>per {e(emu.store.table(checkout_family.LINE_ITEMS)[session_id][0]['price']['recurring']['interval'])}</span></div>
 <table>{_line_summary(emu, session_id)}</table></div>
 <form class=card method=post action='/checkout/{e(session_id)}'><h2>Pay with card</h2>
 {card_inputs(email, email_locked=customer is not None)}{error_html}
@@ -175,54 +178,53 @@ def checkout(emu, request: Request, session_id: str) -> Response:
 
 
 def portal(emu, request: Request, session_id: str) -> Response:
-    session = emu.objects.get(session_id)
+    session = emu.store.objects.get(session_id)
     if not session or session.get("object") != "billing_portal.session":
         return not_found("This portal session does not exist.")
-    customer = emu.objects.get(session["customer"])
+    customer = emu.store.objects.get(session["customer"])
     if not customer or customer.get("deleted"):
         return not_found("This customer no longer exists.")
     error = notice = None
     if request.method == "POST":
         form = request.form()
         action, sub_id = field(form, "action"), field(form, "subscription")
-        sub = emu.objects.get(sub_id)
+        sub = emu.store.objects.get(sub_id)
         if action in ("cancel", "renew") and (not sub or sub.get("customer") != customer["id"]
                                              or sub["status"] == "canceled"):
             error = "That subscription cannot be changed here."
         elif action == "cancel":
-            previous = emu._schedule_cancel(sub, True)
+            previous = subscriptions.schedule_cancel(emu, sub, True)
             if previous:
-                emu._emit("customer.subscription.updated", sub, previous)
+                emu.emit("customer.subscription.updated", sub, previous)
             notice = f"Your subscription will end on {date(sub['current_period_end'])}."
         elif action == "renew":
-            previous = emu._schedule_cancel(sub, False)
+            previous = subscriptions.schedule_cancel(emu, sub, False)
             if previous:
-                emu._emit("customer.subscription.updated", sub, previous)
+                emu.emit("customer.subscription.updated", sub, previous)
             notice = "Your subscription will renew."
         elif action == "card":
-            from .emulator import TEST_CARDS, card_digits
             number = card_digits(field(form, "card"))
             if number not in TEST_CARDS:
                 error = "Your card number is incorrect."
             else:
-                pm = emu._attach_card(customer, number, email=customer["email"], name=field(form, "name") or None)
-                emu._set_default_payment_method(customer, pm["id"])
-                emu._card_override.pop(customer["id"], None)
+                pm = payment_methods.attach_card(emu, customer, number, email=customer["email"], name=field(form, "name") or None)
+                payment_methods.set_default_payment_method(emu, customer, pm["id"])
+                emu.store.table(payment_methods.CHARGES_SUCCEED).pop(customer["id"], None)
                 notice = f"Card ending in {number[-4:]} is now your default payment method."
                 # Stripe's portal pays a past-due invoice with the new card right away.
-                for iid in emu._ids["invoice"]:
-                    invoice = emu.objects[iid]
+                for iid in emu.store.ids["invoice"]:
+                    invoice = emu.store.objects[iid]
                     if invoice["customer"] == customer["id"] and invoice["status"] == "open":
-                        ok, _ = emu._attempt_invoice(invoice, pm["id"])
+                        ok, _ = invoice_family.attempt_invoice(emu, invoice, pm["id"])
                         if not ok:
-                            emu._record_failure(invoice)
+                            invoice_family.record_failure(emu, invoice)
         else:
             error = "Unknown action."
-    subs = [s for s in emu._newest_first("subscription") if s["customer"] == customer["id"]]
+    subs = [s for s in emu.store.newest_first("subscription") if s["customer"] == customer["id"]]
     sub_rows = []
     for sub in subs:
         item = sub["items"]["data"][0]
-        product = emu.objects.get(item["price"]["product"], {})
+        product = emu.store.objects.get(item["price"]["product"], {})
         if sub["status"] == "canceled":
             when, button = f"Ended {date(sub['ended_at'])}", ""
         elif sub["cancel_at_period_end"]:
@@ -237,9 +239,9 @@ def portal(emu, request: Request, session_id: str) -> Response:
                         f" per {e(item['price']['recurring']['interval'])} · <span class=muted>{e(when)}</span></div>"
                         f"{button}</div>")
     pm_id = customer["invoice_settings"]["default_payment_method"]
-    pm = emu.objects.get(pm_id) if pm_id else None
+    pm = emu.store.objects.get(pm_id) if pm_id else None
     card = f"{e(pm['card']['brand']).title()} ending in {e(pm['card']['last4'])}" if pm else "No card on file"
-    invoices = [i for i in emu._newest_first("invoice") if i["customer"] == customer["id"] and i["status"] != "draft"]
+    invoices = [i for i in emu.store.newest_first("invoice") if i["customer"] == customer["id"] and i["status"] != "draft"]
     invoice_rows = "".join(
         f"<tr><td>{date(i['created'])}</td><td>{money(i['total'], i['currency'])}</td>"
         f"<td>{status_badge(i['status'])}</td>"
@@ -266,22 +268,21 @@ def _portal_button(session_id: str, action: str, sub_id: str, label: str, tone: 
 
 
 def hosted_invoice(emu, request: Request, invoice_id: str) -> Response:
-    invoice = emu.objects.get(invoice_id)
+    invoice = emu.store.objects.get(invoice_id)
     if not invoice or invoice.get("object") != "invoice" or invoice["status"] == "draft":
         return not_found("This invoice does not exist.")
     error = None
     if request.method == "POST" and invoice["status"] in ("open", "uncollectible"):
-        from .emulator import TEST_CARDS, DECLINE_MESSAGES, card_digits
         number = card_digits(field(request.form(), "card"))
         if number not in TEST_CARDS:
             error = "Your card number is incorrect."
         else:
-            customer = emu.objects[invoice["customer"]]
-            pm = emu._attach_card(customer, number, email=customer["email"])
-            emu._card_override.pop(customer["id"], None)
-            ok, code = emu._attempt_invoice(invoice, pm["id"])
+            customer = emu.store.objects[invoice["customer"]]
+            pm = payment_methods.attach_card(emu, customer, number, email=customer["email"])
+            emu.store.table(payment_methods.CHARGES_SUCCEED).pop(customer["id"], None)
+            ok, code = invoice_family.attempt_invoice(emu, invoice, pm["id"])
             if not ok:
-                emu._record_failure(invoice)
+                invoice_family.record_failure(emu, invoice)
                 error = DECLINE_MESSAGES.get(code, "Your card was declined.")
     lines = "".join(f"<tr><td>{e(line['description'])}</td><td style='text-align:right'>"
                     f"{money(line['amount'], line['currency'])}</td></tr>" for line in invoice["lines"]["data"])
@@ -299,7 +300,7 @@ def hosted_invoice(emu, request: Request, invoice_id: str) -> Response:
 
 
 def invoice_pdf(emu, invoice_id: str) -> Response:
-    invoice = emu.objects.get(invoice_id)
+    invoice = emu.store.objects.get(invoice_id)
     if not invoice or invoice.get("object") != "invoice" or invoice["status"] == "draft":
         return not_found("This invoice does not exist.")
     lines = [f"Invoice {invoice['number']}", invoice["account_name"] or "",
