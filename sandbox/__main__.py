@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="where the Stripe emulator delivers events ('' to deliver none)")
     run.add_argument("--webhook-secret", default=DEMO_WEBHOOK_SECRET, help="signing secret for those events")
     run.add_argument("--whatsapp-api-key", default=DEMO_EVOLUTION_KEY, help="the apikey the Evolution stand-in accepts")
-    run.add_argument("--data-dir", default="var/sandbox", help="bundle releases and sandbox.env live here")
+    run.add_argument("--data-dir", default="var/sandbox",
+                     help="bundle releases, sandbox.env and the Stripe state (stripe.json) live here")
+    run.add_argument("--reset", action="store_true",
+                     help="start the Stripe sandbox empty (forget its saved customers, subscriptions, clock, events)")
     run.add_argument("--env", action="store_true",
                      help="print the console's environment lines on stdout (the service lines go to stderr)")
     args = parser.parse_args(argv)
@@ -30,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox(args.data_dir, stripe_port=args.stripe_port, cloudflare_port=args.cloudflare_port,
                       bundles_port=args.bundles_port, whatsapp_port=args.whatsapp_port, smtp_port=args.smtp_port,
                       mail_http_port=args.mail_http_port, webhook_url=args.webhook_url or None,
-                      webhook_secret=args.webhook_secret, evolution_api_key=args.whatsapp_api_key)
+                      webhook_secret=args.webhook_secret, evolution_api_key=args.whatsapp_api_key,
+                      reset=args.reset)
     try:
         sandbox.start()
     except OSError as exc:
