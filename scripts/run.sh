@@ -123,6 +123,7 @@ echo " Pricing page: http://$HOST:$PORT/"
 if [ "${SANDBOX:-0}" = 1 ]; then
   echo " Sandbox mode: Stripe http://127.0.0.1:12111 (card 4242 4242 4242 4242 pays, 4000 0000 0000 0341 declines)"
   echo "               Mail inbox http://127.0.0.1:12115/"
+  echo "               Stripe state: $($PY -m sandbox.stripe state 2>&1) (python -m sandbox run --reset empties it)"
 fi
 echo " Press Ctrl-C to stop."
 echo "================================================================"

@@ -191,11 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reset", action="store_true", help="with --state: start empty, ignoring the saved state")
 
     for name, handler, what, filters in (
-            ("customers", cmd_customers, "customers, newest first", ("email",)),
-            ("subscriptions", cmd_subscriptions, "subscriptions, newest first (not canceled ones unless "
-                                                 "--status all or canceled)", ("customer", "status")),
-            ("invoices", cmd_invoices, "invoices, newest first", ("customer", "status"))):
-        sub = command(name, f"list {what.split(',')[0]}", f"List {what}.", handler)
+            ("customers", cmd_customers, "customers, newest first: id, email, name, created", ("email",)),
+            ("subscriptions", cmd_subscriptions, "subscriptions, newest first: id, customer, status, price, "
+                                                 "period end, cancel at period end (canceled ones only with "
+                                                 "--status canceled or all)", ("customer", "status")),
+            ("invoices", cmd_invoices, "invoices, newest first: id, number, customer, status (draft, open, "
+                                       "paid, uncollectible), total, attempts, next retry", ("customer", "status"))):
+        sub = command(name, f"list {what.split(',')[0]}", f"List the sandbox's {what}.", handler)
         for field in filters:
             sub.add_argument(f"--{field}", help=f"only those with this {field}")
         sub.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
