@@ -148,7 +148,8 @@ def checkout(emu, request: Request, session_id: str) -> Response:
     form = {}
     if request.method == "POST":
         form = request.form()
-        result = checkout_family.pay_checkout(emu, session_id, field(form, "card"), field(form, "email"), field(form, "name"))
+        result = checkout_family.pay_checkout(emu, session_id, field(form, "card"), field(form, "email"),
+                                              field(form, "name"))
         if result["ok"]:
             return redirect(result["redirect"])
         error = result["error"]
@@ -163,13 +164,14 @@ def checkout(emu, request: Request, session_id: str) -> Response:
     customer = emu.store.objects.get(session["customer"]) if session["customer"] else None
     email = (customer or {}).get("email") or field(form, "email") or session["customer_email"]
     merchant = emu.account["settings"]["dashboard"]["display_name"]
+    interval = emu.store.table(checkout_family.LINE_ITEMS)[session_id][0]["price"]["recurring"]["interval"]
     shop = urlsplit(session["cancel_url"] or "").netloc or "the shop"
     cancel = (f"<p><a href='{e(session['cancel_url'])}'>← Back to {e(shop)}</a></p>"
               if session["cancel_url"] else "")
     error_html = f"<div class=error role=alert>{e(error)}</div>" if error else ""
     body = f"""<div class=card>{cancel}<p class=muted>Subscribe to</p><h1>{e(merchant)}</h1>
 <div class=amount>{money(session['amount_total'], session['currency'])}
-<span class=muted>per {e(emu.store.table(checkout_family.LINE_ITEMS)[session_id][0]['price']['recurring']['interval'])}</span></div>
+<span class=muted>per {e(interval)}</span></div>
 <table>{_line_summary(emu, session_id)}</table></div>
 <form class=card method=post action='/checkout/{e(session_id)}'><h2>Pay with card</h2>
 {card_inputs(email, email_locked=customer is not None)}{error_html}
@@ -207,7 +209,8 @@ def portal(emu, request: Request, session_id: str) -> Response:
             if number not in TEST_CARDS:
                 error = "Your card number is incorrect."
             else:
-                pm = payment_methods.attach_card(emu, customer, number, email=customer["email"], name=field(form, "name") or None)
+                pm = payment_methods.attach_card(emu, customer, number, email=customer["email"],
+                                                 name=field(form, "name") or None)
                 payment_methods.set_default_payment_method(emu, customer, pm["id"])
                 emu.store.table(payment_methods.CHARGES_SUCCEED).pop(customer["id"], None)
                 notice = f"Card ending in {number[-4:]} is now your default payment method."
@@ -241,7 +244,8 @@ def portal(emu, request: Request, session_id: str) -> Response:
     pm_id = customer["invoice_settings"]["default_payment_method"]
     pm = emu.store.objects.get(pm_id) if pm_id else None
     card = f"{e(pm['card']['brand']).title()} ending in {e(pm['card']['last4'])}" if pm else "No card on file"
-    invoices = [i for i in emu.store.newest_first("invoice") if i["customer"] == customer["id"] and i["status"] != "draft"]
+    invoices = [i for i in emu.store.newest_first("invoice")
+                if i["customer"] == customer["id"] and i["status"] != "draft"]
     invoice_rows = "".join(
         f"<tr><td>{date(i['created'])}</td><td>{money(i['total'], i['currency'])}</td>"
         f"<td>{status_badge(i['status'])}</td>"

@@ -40,9 +40,9 @@ def pay_checkout(emu, session_id: str, card: str, email: str | None, name: str |
     pm = payment_methods.attach_card(emu, customer, number, email=email, name=name)
     items = emu.store.table(LINE_ITEMS)[session_id]
     sub = subscriptions.create_subscription(emu, customer, items, pm["id"],
-                                    metadata=emu.store.table(SUBSCRIPTION_DATA)[session_id].get("metadata"))
+                                            metadata=emu.store.table(SUBSCRIPTION_DATA)[session_id].get("metadata"))
     invoice = invoices.create_invoice(emu, sub, "subscription_create",
-                                   sub["current_period_start"], sub["current_period_end"])
+                                      sub["current_period_start"], sub["current_period_end"])
     sub["latest_invoice"] = invoice["id"]
     session.update(status="complete", payment_status="paid", customer=customer["id"],
                    subscription=sub["id"], invoice=invoice["id"], url=None,

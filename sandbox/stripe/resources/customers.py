@@ -11,8 +11,8 @@ from . import payment_methods, subscriptions
 
 def create_customer(emu, *, email=None, name=None, phone=None, description=None, metadata=None):
     customer = emu.store.put(shapes.customer(customer_id=shapes.new_id("cus_", 14), created=emu.now(),
-                                           email=email, name=name, phone=phone,
-                                           description=description, metadata=metadata))
+                                             email=email, name=name, phone=phone,
+                                             description=description, metadata=metadata))
     emu.emit("customer.created", customer)
     return customer
 
@@ -26,9 +26,9 @@ CUSTOMER_FIELDS = {"email", "name", "phone", "description", "metadata", "invoice
 def customer_create(emu, params):
     allow(params, CUSTOMER_FIELDS)
     customer = create_customer(emu, email=params.get("email") or None, name=params.get("name") or None,
-                                     phone=params.get("phone") or None,
-                                     description=params.get("description") or None,
-                                     metadata=merge_metadata({}, params.get("metadata")))
+                               phone=params.get("phone") or None,
+                               description=params.get("description") or None,
+                               metadata=merge_metadata({}, params.get("metadata")))
     return customer
 
 
@@ -102,4 +102,5 @@ def register(api):
     api.add("GET", "/v1/customers/{id}", customer_retrieve)
     api.add("POST", "/v1/customers/{id}", customer_update)
     api.add("DELETE", "/v1/customers/{id}", customer_delete)
-    api.virtual("customer", "sources", lambda emu, customer: shapes.empty_list(f"/v1/customers/{customer['id']}/sources"))
+    api.virtual("customer", "sources",
+                lambda emu, customer: shapes.empty_list(f"/v1/customers/{customer['id']}/sources"))

@@ -117,7 +117,7 @@ def invoice_lines(emu, params, id):
 
 def invoice_pay(emu, params, id):
     allow(params, {"payment_method", "paid_out_of_band", "off_session", "forgive", "source",
-                         "mandate"})
+                   "mandate"})
     invoice = emu.store.get("invoice", id)
     if invoice["status"] == "paid":
         raise StripeError(400, "Invoice is already paid")

@@ -9,7 +9,7 @@ from ..store import created_filter
 
 def product_create(emu, params):
     allow(params, {"name", "id", "description", "metadata", "active", "images", "url",
-                         "statement_descriptor", "unit_label", "tax_code", "default_price_data"})
+                   "statement_descriptor", "unit_label", "tax_code", "default_price_data"})
     if not params.get("name"):
         raise StripeError(400, "Missing required param: name.", code="parameter_missing", param="name")
     product_id = params.get("id") or shapes.new_id("prod_", 14)
@@ -38,8 +38,8 @@ def product_retrieve(emu, params, id):
 
 def price_create(emu, params):
     allow(params, {"currency", "unit_amount", "unit_amount_decimal", "product", "product_data",
-                         "recurring", "nickname", "lookup_key", "metadata", "active",
-                         "tax_behavior", "billing_scheme", "transfer_lookup_key"})
+                   "recurring", "nickname", "lookup_key", "metadata", "active",
+                   "tax_behavior", "billing_scheme", "transfer_lookup_key"})
     for required in ("currency",):
         if not params.get(required):
             raise StripeError(400, f"Missing required param: {required}.", code="parameter_missing",
@@ -54,7 +54,7 @@ def price_create(emu, params):
         product = emu.store.get("product", params["product"], "product")
     elif isinstance(params.get("product_data"), dict) and params["product_data"].get("name"):
         product = emu.store.put(shapes.product(product_id=shapes.new_id("prod_", 14),
-                                             name=params["product_data"]["name"], created=emu.now()))
+                                               name=params["product_data"]["name"], created=emu.now()))
         emu.emit("product.created", product)
     else:
         raise StripeError(400, "You must specify either `product` or `product_data` when creating a price.",

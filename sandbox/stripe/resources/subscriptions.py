@@ -122,8 +122,8 @@ def subscription_retrieve(emu, params, id):
 
 def subscription_update(emu, params, id):
     allow(params, {"cancel_at_period_end", "cancel_at", "metadata", "default_payment_method",
-                         "description", "proration_behavior", "cancellation_details", "items",
-                         "payment_behavior"})
+                   "description", "proration_behavior", "cancellation_details", "items",
+                   "payment_behavior"})
     sub = emu.store.get("subscription", id)
     if sub["status"] == "canceled" and set(params) - {"metadata", "cancellation_details"}:
         raise StripeError(400, "A canceled subscription can only update its cancellation_details and metadata.")
@@ -205,7 +205,7 @@ def subscription_cancel(emu, params, id):
                           code="resource_missing", param="id")
     details = params.get("cancellation_details") if isinstance(params.get("cancellation_details"), dict) else {}
     cancel_subscription(emu, sub, reason="cancellation_requested", comment=details.get("comment"),
-                              feedback=details.get("feedback"))
+                        feedback=details.get("feedback"))
     return sub
 
 
