@@ -8,6 +8,7 @@ registers its routes; objects live in the shared `Store`; events are built in `e
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -23,7 +24,7 @@ from .cards import DECLINE_MESSAGES, NON_TEST_CARD, TEST_CARDS, card_digits, luh
 from .errors import StripeError, missing  # noqa: F401 (re-exported)
 from .eventlog import SECRETS, EventLog
 from .params import ParamError, as_list, decode_body, decode_query
-from .resources import FAMILIES, checkout, payment_methods, products
+from .resources import FAMILIES, checkout, payment_methods, products, test_clocks
 from .router import Router
 from .store import Store
 
@@ -56,7 +57,7 @@ class StripeEmulator(StandIn):
                  api_key_prefix: str = "sk_test_", *, host: str = "127.0.0.1", prices=SEED_PRICES,
                  account_id: str = "acct_sandbox", account_name: str = "Billing Console Sandbox",
                  account_email: str = "billing@example.com", api_version: str = API_VERSION,
-                 retry_days=(3, 5, 7), checkout_expires_seconds: int = DAY,
+                 retry_days=(3, 5, 7), retries_exhausted: str = "cancel", checkout_expires_seconds: int = DAY,
                  webhook_max_attempts: int = 5, webhook_retry_seconds: float = 0.5,
                  webhook_timeout_seconds: float = 10.0, public_url: str | None = None,
                  seed: int | None = None, state_path: str | os.PathLike | None = None, reset: bool = False):
@@ -64,6 +65,10 @@ class StripeEmulator(StandIn):
         self.api_key_prefix = api_key_prefix
         self.api_version = api_version
         self.retry_days = tuple(retry_days)
+        if retries_exhausted not in ("cancel", "unpaid", "past_due"):
+            raise ValueError("retries_exhausted must be 'cancel', 'unpaid' or 'past_due'")
+        # What a subscription becomes when every retry of a renewal failed (the account's setting).
+        self.retries_exhausted = retries_exhausted
         self.checkout_expires_seconds = checkout_expires_seconds
         self.public_url = public_url
         self.router = build_router()
@@ -281,19 +286,35 @@ class StripeEmulator(StandIn):
         self.eventlog.load(state["eventlog"])
 
     # -- the scheduler behind the clock ------------------------------------------------------
-    def _run_due(self, until: int):
-        """Run everything due up to `until`, earliest first, each at its own moment."""
+    @contextlib.contextmanager
+    def at(self, moment: int):
+        """Read `moment` as the time inside the block (a test clock's frozen time). Lock held."""
+        saved = self._frozen
+        self._frozen = moment
+        try:
+            yield
+        finally:
+            self._frozen = saved
+
+    def run_due(self, until: int, clock: str | None = None):
+        """Run everything due up to `until` on `clock` (None: objects on no test clock), earliest
+        first, each at its own moment. Lock held."""
+        saved, floor = self._frozen, 0
         try:
             while True:
-                due = [c for finder in self.router.clock_hooks for c in finder(self, until)]
+                due = [c for finder in self.router.clock_hooks for c in finder(self, until)
+                       if test_clocks.clock_of(self, c[2]) == clock]
                 if not due:
                     return
                 moment, _, object_id, action = min(due, key=lambda c: c[:3])
-                self._frozen = max(moment, self._frozen or 0)
+                floor = self._frozen = max(moment, floor)
                 self.eventlog.request_context = (None, None)
                 action(self, object_id)
         finally:
-            self._frozen = None
+            self._frozen = saved
+
+    def _run_due(self, until: int):
+        self.run_due(until)
 
     # -- HTTP entry point --------------------------------------------------------------------
     def handle(self, request: Request) -> Response:

@@ -21,7 +21,9 @@ class StripeError(Exception):
 
 # How Stripe names each resource in "No such ..." errors.
 ERROR_NAMES = {"payment_method": "PaymentMethod", "subscription_item": "subscription item",
-               "webhook_endpoint": "webhook endpoint"}
+               "webhook_endpoint": "webhook endpoint", "test_helpers.test_clock": "test clock",
+               "subscription_schedule": "subscription schedule",
+               "billing_portal.configuration": "configuration"}
 
 
 def missing(kind: str, object_id: str, param: str = "id") -> StripeError:

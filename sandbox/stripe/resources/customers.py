@@ -1,18 +1,21 @@
 """Customers, their search and deletion."""
 from __future__ import annotations
 
+import contextlib
 import copy
 
 from .. import shapes
 from ..errors import StripeError, allow, metadata as merge_metadata
 from ..store import created_filter
-from . import payment_methods, subscriptions
+from . import payment_methods, subscriptions, test_clocks
 
 
-def create_customer(emu, *, email=None, name=None, phone=None, description=None, metadata=None):
-    customer = emu.store.put(shapes.customer(customer_id=shapes.new_id("cus_", 14), created=emu.now(),
-                                             email=email, name=name, phone=phone,
-                                             description=description, metadata=metadata))
+def create_customer(emu, *, email=None, name=None, phone=None, description=None, metadata=None,
+                    test_clock=None):
+    customer = shapes.customer(customer_id=shapes.new_id("cus_", 14), created=emu.now(), email=email,
+                               name=name, phone=phone, description=description, metadata=metadata)
+    customer["test_clock"] = test_clock
+    customer = emu.store.put(customer)
     emu.emit("customer.created", customer)
     return customer
 
@@ -25,10 +28,12 @@ CUSTOMER_FIELDS = {"email", "name", "phone", "description", "metadata", "invoice
 
 def customer_create(emu, params):
     allow(params, CUSTOMER_FIELDS)
-    customer = create_customer(emu, email=params.get("email") or None, name=params.get("name") or None,
-                               phone=params.get("phone") or None,
-                               description=params.get("description") or None,
-                               metadata=merge_metadata({}, params.get("metadata")))
+    clock_id = test_clocks.customer_clock(emu, params)
+    with emu.at(emu.store.objects[clock_id]["frozen_time"]) if clock_id else contextlib.nullcontext():
+        customer = create_customer(emu, email=params.get("email") or None, name=params.get("name") or None,
+                                   phone=params.get("phone") or None,
+                                   description=params.get("description") or None,
+                                   metadata=merge_metadata({}, params.get("metadata")), test_clock=clock_id)
     return customer
 
 
