@@ -204,7 +204,8 @@ def retire_used_discounts(emu, sub: dict, used: list[str]):
     """A `once` discount is gone after its first invoice; a `repeating` one after its months."""
     coupons.count_use(emu, used)
     at = emu.now()
-    for discount_id in list(sub.get("discounts") or []) + [coupons.emu_customer_discount_id(emu, sub["customer"])]:
+    customer_discount = emu.store.table(coupons.CUSTOMER_DISCOUNT).get(sub["customer"])
+    for discount_id in list(sub.get("discounts") or []) + [customer_discount]:
         discount = emu.store.objects.get(discount_id) if discount_id else None
         if not discount or discount.get("deleted") or coupons.discount_active(emu, discount, at + 1):
             continue
@@ -228,13 +229,14 @@ def create_invoice(emu, sub: dict, billing_reason: str, period_start: int, perio
     attach_items(emu, invoice, pending_items(emu, customer["id"], sub["currency"], sub["id"]), preview)
     invoice["default_tax_rates"] = list(sub.get("default_tax_rates") or [])
     invoice["default_payment_method"] = None
+    invoice["collection_method"] = sub.get("collection_method") or "charge_automatically"
+    if invoice["collection_method"] == "send_invoice":
+        invoice["due_date"] = emu.now() + (sub.get("days_until_due") or 30) * DAY
     invoice["discounts"] = subscription_discounts(emu, sub, emu.now())
-    invoice["period_start"], invoice["period_end"] = (
-        (period_start, period_end) if billing_reason == "upcoming" else
-        (invoice["lines"]["data"][0]["period"]["start"] if False else sub_period_before(sub, period_start),
-         period_start))
     if billing_reason == "subscription_create":
         invoice["period_start"] = invoice["period_end"] = emu.now()
+    else:  # the period that just ended, whose usage and prorations the invoice carries
+        invoice["period_start"], invoice["period_end"] = sub_period_before(sub, period_start), period_start
     recompute(emu, invoice)
     if preview:
         return invoice
@@ -245,9 +247,7 @@ def create_invoice(emu, sub: dict, billing_reason: str, period_start: int, perio
 def sub_period_before(sub: dict, period_start: int) -> int:
     price = sub["items"]["data"][0]["price"]
     recurring = price.get("recurring") or {"interval": "month", "interval_count": 1}
-    return shapes.add_interval(period_start, recurring["interval"], -recurring["interval_count"]) \
-        if recurring["interval"] in ("day", "week") else shapes.add_months(
-            period_start, -(recurring["interval_count"] * (12 if recurring["interval"] == "year" else 1)))
+    return shapes.add_interval(period_start, recurring["interval"], -recurring["interval_count"])
 
 
 # -- totals ----------------------------------------------------------------------------------------
@@ -356,12 +356,12 @@ def attempt_invoice(emu, invoice: dict, pm_id: str | None = None) -> tuple[bool,
     sub = emu.store.objects.get(invoice["subscription"]) if invoice["subscription"] else None
     pm_id = pm_id or invoice["default_payment_method"] or (sub or {}).get("default_payment_method")
     ok, decline_code = charge(emu, invoice, pm_id)
+    if decline_code == "authentication_required":
+        emu.emit("invoice.payment_action_required", invoice)
     if ok:
         mark_invoice_paid(emu, invoice)
-        if sub and sub["status"] in ("past_due", "unpaid") and sub["latest_invoice"] == invoice["id"]:
-            previous = sub["status"]
-            sub["status"] = "active"
-            emu.emit("customer.subscription.updated", sub, {"status": previous})
+        if sub:
+            subscriptions.invoice_paid(emu, invoice)
     return ok, decline_code
 
 
@@ -389,12 +389,10 @@ def retry_invoice(emu, invoice_id: str):
 
 def exhaust_retries(emu, invoice: dict):
     """All retries failed: mark the invoice uncollectible and cancel its subscription."""
-    invoice["status"] = "uncollectible"
-    invoice["status_transitions"]["marked_uncollectible_at"] = emu.now()
-    emu.emit("invoice.marked_uncollectible", invoice)
+    mark_uncollectible(emu, invoice)
     sub = emu.store.objects.get(invoice["subscription"]) if invoice["subscription"] else None
-    if sub and sub["status"] != "canceled":
-        subscriptions.cancel_subscription(emu, sub, reason="payment_failed")
+    if sub:
+        subscriptions.retries_exhausted(emu, sub)
 
 
 def auto_finalize(emu, invoice_id: str):
@@ -521,7 +519,7 @@ def invoice_pay(emu, params, id):
     allow(params, {"payment_method", "paid_out_of_band", "off_session", "forgive", "source", "mandate"})
     invoice = emu.store.get("invoice", id)
     if invoice["status"] == "paid":
-        raise StripeError(400, "Invoice is already paid", code="invoice_already_paid" if False else None)
+        raise StripeError(400, "Invoice is already paid", code="invoice_already_paid")
     if invoice["status"] == "draft":
         recompute(emu, invoice)
         finalize_invoice(emu, invoice)
@@ -553,15 +551,25 @@ def invoice_pay(emu, params, id):
     return invoice
 
 
+def void_invoice(emu, invoice: dict):
+    invoice.update(status="void", next_payment_attempt=None, amount_remaining=0, auto_advance=False)
+    invoice["status_transitions"]["voided_at"] = emu.now()
+    emu.emit("invoice.voided", invoice)
+
+
+def mark_uncollectible(emu, invoice: dict):
+    invoice.update(status="uncollectible", next_payment_attempt=None)
+    invoice["status_transitions"]["marked_uncollectible_at"] = emu.now()
+    emu.emit("invoice.marked_uncollectible", invoice)
+
+
 def invoice_void(emu, params, id):
     allow(params, set())
     invoice = emu.store.get("invoice", id)
     if invoice["status"] not in ("open", "uncollectible"):
         raise StripeError(400, f"You can only void an open or uncollectible invoice; this one is "
                                f"{invoice['status']}.")
-    invoice.update(status="void", next_payment_attempt=None, amount_remaining=0)
-    invoice["status_transitions"]["voided_at"] = emu.now()
-    emu.emit("invoice.voided", invoice)
+    void_invoice(emu, invoice)
     return invoice
 
 
@@ -571,9 +579,7 @@ def invoice_mark_uncollectible(emu, params, id):
     if invoice["status"] != "open":
         raise StripeError(400, f"You can only mark an open invoice as uncollectible; this one is "
                                f"{invoice['status']}.")
-    invoice.update(status="uncollectible", next_payment_attempt=None)
-    invoice["status_transitions"]["marked_uncollectible_at"] = emu.now()
-    emu.emit("invoice.marked_uncollectible", invoice)
+    mark_uncollectible(emu, invoice)
     return invoice
 
 
@@ -641,18 +647,6 @@ def preview(emu, params: dict, fields: set[str]) -> dict:
         end = shapes.add_interval(start, price["interval"], price["interval_count"])
         invoice = create_invoice(emu, sub, "upcoming", start, end, preview=True)
         invoice["billing_reason"] = "subscription_cycle"
-        # Usage so far in the current period is what the renewal will bill.
-        billed = emu.store.table(USAGE_BILLED)
-        for line, item in zip(invoice["lines"]["data"], sub["items"]["data"]):
-            recurring = item["price"].get("recurring") or {}
-            if recurring.get("usage_type") == "metered":
-                meter = emu.store.objects.get(recurring.get("meter"))
-                begin = billed.get(item["id"], sub["start_date"])
-                quantity = meters.aggregate(emu, meter, sub["customer"], begin, start) if meter else 0
-                line.update(amount=price_amount(emu, emu.store.objects[item["price"]["id"]], quantity),
-                            quantity=int(quantity), quantity_decimal=str(quantity), period={"start": begin, "end": start})
-                line["subtotal"] = line["amount"]
-        recompute(emu, invoice)
     else:
         currency = (customer.get("currency") or "usd")
         items = pending_items(emu, customer["id"], currency, None)
