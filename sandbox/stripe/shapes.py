@@ -100,7 +100,9 @@ def plan_from_price(price_obj: dict) -> dict:
                created=price_obj["created"], interval=recurring.get("interval"),
                interval_count=recurring.get("interval_count"), metadata=price_obj["metadata"],
                nickname=price_obj["nickname"], product=price_obj["product"],
-               active=price_obj["active"], transform_usage=None)
+               active=price_obj["active"], transform_usage=None,
+               billing_scheme=price_obj.get("billing_scheme", "per_unit"), tiers_mode=price_obj.get("tiers_mode"),
+               meter=recurring.get("meter"), usage_type=recurring.get("usage_type", "licensed"))
     return obj
 
 

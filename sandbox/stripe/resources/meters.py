@@ -271,6 +271,16 @@ def price_usage_fields(emu, params: dict) -> dict:
     return fields
 
 
+def apply_usage_fields(emu, price: dict, usage: dict):
+    """Set what price_usage_fields validated on a new price (tiers go in a side table: expand[]=tiers)."""
+    price.update(billing_scheme=usage["billing_scheme"], tiers_mode=usage["tiers_mode"])
+    if usage["tiers"]:
+        price.update(unit_amount=None, unit_amount_decimal=None)
+        emu.store.table(TIERS)[price["id"]] = usage["tiers"]
+    if price.get("recurring"):
+        price["recurring"].update(usage_type=usage["usage_type"], meter=usage["meter"])
+
+
 def parse_tiers(value) -> list[dict]:
     tiers = as_list(value)
     if not tiers:

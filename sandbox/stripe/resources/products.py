@@ -5,6 +5,7 @@ from .. import shapes
 from ..errors import StripeError, allow, metadata as merge_metadata
 from ..params import as_bool, as_int, as_list
 from ..store import created_filter
+from . import meters
 
 
 def product_create(emu, params):
@@ -39,11 +40,14 @@ def product_retrieve(emu, params, id):
 def price_create(emu, params):
     allow(params, {"currency", "unit_amount", "unit_amount_decimal", "product", "product_data",
                    "recurring", "nickname", "lookup_key", "metadata", "active",
-                   "tax_behavior", "billing_scheme", "transfer_lookup_key"})
+                   "tax_behavior", "billing_scheme", "transfer_lookup_key", "tiers", "tiers_mode"})
+    usage = meters.price_usage_fields(emu, params)  # billing_scheme, tiers, recurring[usage_type|meter]
     for required in ("currency",):
         if not params.get(required):
             raise StripeError(400, f"Missing required param: {required}.", code="parameter_missing",
                               param=required)
+    if usage["tiers"]:
+        params["unit_amount"] = "0"  # a tiered price has no unit amount (null on the object)
     if "unit_amount" not in params:
         raise StripeError(400, "Missing required param: unit_amount.", code="parameter_missing",
                           param="unit_amount")
@@ -71,6 +75,7 @@ def price_create(emu, params):
                          if recurring else 1,
                          nickname=params.get("nickname"), lookup_key=params.get("lookup_key"),
                          metadata=merge_metadata({}, params.get("metadata")))
+    meters.apply_usage_fields(emu, price, usage)
     emu.store.put(price)
     if product["default_price"] is None:
         product["default_price"] = price["id"]
