@@ -9,7 +9,7 @@ from ..cards import DECLINE_MESSAGES, NON_TEST_CARD, TEST_CARDS, card_digits, lu
 from ..errors import StripeError, allow, metadata as merge_metadata
 from ..params import as_int
 from ..store import created_filter
-from . import customers, invoices, payment_methods, subscriptions
+from . import customers, invoices, payment_intents, payment_methods, subscriptions
 
 DAY = 86400
 LINE_ITEMS = "checkout.line_items"  # store table: session id -> line items
@@ -51,7 +51,8 @@ def pay_checkout(emu, session_id: str, card: str, email: str | None, name: str |
     emu.emit("customer.subscription.created", sub)
     emu.emit("invoice.created", invoice)
     invoices.finalize_invoice(emu, invoice)
-    invoices.mark_invoice_paid(emu, invoice)
+    payment_intents.customer_present(emu, pm["id"])  # the customer completes 3D Secure on the page
+    invoices.attempt_invoice(emu, invoice, pm["id"])
     redirect = session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id)
     return {"ok": True, "redirect": redirect, "customer": customer["id"], "subscription": sub["id"],
             "invoice": invoice["id"]}

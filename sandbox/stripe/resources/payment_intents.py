@@ -179,6 +179,8 @@ def charge_invoice(emu, invoice: dict, pm_id: str | None = None, *, off_session:
     declined; `(False, "no_payment_method", None)` nothing to charge. Marking the invoice paid or
     failed is the caller's (invoices.py)."""
     customer = emu.store.objects[invoice["customer"]]
+    if invoice["amount_remaining"] <= 0:
+        return True, None, None  # Stripe pays a zero invoice without a PaymentIntent
     pm_id = invoice_payment_method(emu, invoice, pm_id)
     forced = emu.store.table(payment_methods.CHARGES_SUCCEED).get(customer["id"])
     if pm_id is None and forced is None:
@@ -209,6 +211,22 @@ def charge_invoice(emu, invoice: dict, pm_id: str | None = None, *, off_session:
     if pi["status"] == "requires_action":
         return False, "authentication_required", pi
     return False, code, pi
+
+
+def pay(emu, *, amount: int, currency: str, customer_id: str | None, pm_id: str, description=None,
+        metadata=None, capture_method="automatic", setup_future_usage=None, on_session: bool = True):
+    """One payment outside invoices (Checkout in payment mode): a PaymentIntent created and confirmed on
+    `pm_id`, its Charge and events. Returns `(ok, error_code, pi)` like `charge_invoice`."""
+    pi = build(emu, amount=amount, currency=currency, customer=customer_id, description=description,
+               metadata=metadata, capture_method=capture_method, payment_method=pm_id,
+               setup_future_usage=setup_future_usage)
+    emu.emit("payment_intent.created", pi)
+    if on_session:
+        customer_present(emu, pm_id)
+    code = confirm(emu, pi)
+    if pi["status"] in ("succeeded", "requires_capture"):
+        return True, None, pi
+    return False, code or "authentication_required", pi
 
 
 def customer_present(emu, pm_id: str):
