@@ -16,7 +16,7 @@ from .. import shapes
 from ..errors import StripeError, allow, metadata as merge_metadata, missing, required
 from ..params import as_bool, as_int, as_list
 from ..store import created_filter
-from . import invoices, payment_methods, test_clocks
+from . import invoices, payment_methods, tax_rates, test_clocks
 
 DAY = 86400
 CYCLES = "subscription.cycles"  # store table: subscription id -> billing periods started after the anchor
@@ -77,8 +77,25 @@ def _customer_has_payment_method(emu, sub: dict) -> bool:
 # -- invoices the subscription makes --------------------------------------------------------------
 def _invoice_for_period(emu, sub: dict, reason: str, start: int, end: int) -> dict:
     invoice = invoices.create_invoice(emu, sub, reason, start, end)
+    if sub["status"] == "trialing" and sub["trial_end"] and sub["trial_end"] > start:
+        _trial_lines(emu, invoice)
     sub["latest_invoice"] = invoice["id"]
     return invoice
+
+
+def _trial_lines(emu, invoice: dict):
+    """A trial's invoice: Stripe bills each item at zero, "Trial period for <product>"."""
+    for line in invoice["lines"]["data"]:
+        if (line.get("parent") or {}).get("type") != "subscription_item_details":
+            continue
+        price_id = (line.get("pricing") or {}).get("price_details", {}).get("price")
+        product = emu.store.objects.get((emu.store.objects.get(price_id) or {}).get("product", ""), {})
+        line.update(amount=0, subtotal=0, description=f"Trial period for {product.get('name', 'Subscription')}")
+        line["discount_amounts"] = []
+        line["taxes"] = []
+    total = sum(line["amount"] for line in invoice["lines"]["data"])
+    invoice.update(amount_due=total, amount_remaining=total, subtotal=total, subtotal_excluding_tax=total,
+                   total=total, total_excluding_tax=total, total_discount_amounts=[], total_taxes=[])
 
 
 def _void(emu, invoice: dict):
@@ -473,6 +490,9 @@ def subscription_create(emu, params):
                                    "of cancel, create_invoice, or pause",
                               param="trial_settings[end_behavior][missing_payment_method]")
     sources = _discounts(emu, params, customer, parsed[0]["price"]["currency"]) or []
+    default_rates = tax_rates.rate_objects(emu, params.get("default_tax_rates"), "default_tax_rates")
+    item_rates = [tax_rates.rate_objects(emu, raw.get("tax_rates"), f"items[{index}][tax_rates]")
+                  if isinstance(raw, dict) else [] for index, raw in enumerate(raw_items)]
     with test_clocks.on_customer_clock(emu, customer):
         now = emu.now()
         trial_end = _trial_end(emu, params, now, [p["price"] for p in parsed])
@@ -494,6 +514,9 @@ def subscription_create(emu, params):
             from . import coupons  # noqa: PLC0415
             sub["discounts"] = coupons.create_discounts(emu, sources, customer=customer["id"],
                                                         subscription=sub["id"])
+        sub["default_tax_rates"] = default_rates
+        for item, rates in zip(sub["items"]["data"], item_rates):
+            item["tax_rates"] = rates
         settings = params.get("payment_settings")
         if isinstance(settings, dict) and settings.get("save_default_payment_method"):
             sub["payment_settings"]["save_default_payment_method"] = settings["save_default_payment_method"]
@@ -605,6 +628,11 @@ def _update(emu, sub, customer, params, proration):
         if pm_id != sub["default_payment_method"]:
             previous["default_payment_method"] = sub["default_payment_method"]
             sub["default_payment_method"] = pm_id
+    if "default_tax_rates" in params:
+        rates = tax_rates.rate_objects(emu, params["default_tax_rates"], "default_tax_rates")
+        if rates != sub["default_tax_rates"]:
+            previous["default_tax_rates"] = sub["default_tax_rates"]
+            sub["default_tax_rates"] = rates
     discounts = _discounts(emu, params, customer, sub["currency"], sub["id"])
     if discounts is not None:
         if discounts != sub["discounts"]:
