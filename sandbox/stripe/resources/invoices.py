@@ -137,7 +137,7 @@ def subscription_lines(emu, sub: dict, invoice_id: str, billing_reason: str, per
                 period=(period_start, period_end), quantity=item["quantity"],
                 quantity_decimal=str(item["quantity"]), price=price, subscription_id=sub["id"],
                 parent=item_parent(sub, item))
-        rates = list(item.get("tax_rates") or [])
+        rates = tax_rates.rate_ids(item.get("tax_rates"))
         if rates:
             emu.store.table(LINE_TAX_RATES)[line["id"]] = rates
         lines.append(line)
@@ -227,7 +227,7 @@ def create_invoice(emu, sub: dict, billing_reason: str, period_start: int, perio
     invoice["lines"]["data"] = subscription_lines(emu, sub, invoice["id"], billing_reason, period_start,
                                                   period_end, preview)
     attach_items(emu, invoice, pending_items(emu, customer["id"], sub["currency"], sub["id"]), preview)
-    invoice["default_tax_rates"] = list(sub.get("default_tax_rates") or [])
+    invoice["default_tax_rates"] = copy.deepcopy(sub.get("default_tax_rates") or [])
     invoice["default_payment_method"] = None
     invoice["collection_method"] = sub.get("collection_method") or "charge_automatically"
     if invoice["collection_method"] == "send_invoice":
@@ -252,7 +252,7 @@ def sub_period_before(sub: dict, period_start: int) -> int:
 
 # -- totals ----------------------------------------------------------------------------------------
 def line_rates(emu, invoice: dict, line: dict) -> list[str]:
-    return emu.store.table(LINE_TAX_RATES).get(line["id"]) or list(invoice.get("default_tax_rates") or [])
+    return emu.store.table(LINE_TAX_RATES).get(line["id"]) or tax_rates.rate_ids(invoice.get("default_tax_rates"))
 
 
 def recompute(emu, invoice: dict):
@@ -481,7 +481,7 @@ def apply_update(emu, invoice: dict, params: dict, creating: bool = False) -> di
                                   param="default_payment_method")
         put("default_payment_method", pm_id)
     if "default_tax_rates" in params:
-        put("default_tax_rates", tax_rates.resolve_tax_rates(emu, params["default_tax_rates"], "default_tax_rates"))
+        put("default_tax_rates", tax_rates.rate_objects(emu, params["default_tax_rates"], "default_tax_rates"))
     if "discounts" in params:
         sources = coupons.resolve_discounts(emu, {"discounts": params["discounts"]},
                                             customer_id=invoice["customer"], currency=invoice["currency"])

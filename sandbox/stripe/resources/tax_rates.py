@@ -108,6 +108,16 @@ def resolve_tax_rates(emu, value, param: str) -> list[str]:
     return ids
 
 
+def rate_objects(emu, value, param: str) -> list[dict]:
+    """The tax rate objects Stripe shows in `default_tax_rates` / `tax_rates` (validated ids in)."""
+    return [emu.store.objects[i] for i in resolve_tax_rates(emu, value, param)]
+
+
+def rate_ids(rates) -> list[str]:
+    """Ids from a `tax_rates` field holding objects (Stripe's shape) or ids."""
+    return [r["id"] if isinstance(r, dict) else r for r in rates or []]
+
+
 def line_taxes(emu, amount: int, rate_ids: list[str]) -> list[dict]:
     """The `taxes` of a line whose amount after discounts is `amount`.
 
