@@ -24,7 +24,8 @@ from .cards import DECLINE_MESSAGES, NON_TEST_CARD, TEST_CARDS, card_digits, luh
 from .errors import StripeError, missing  # noqa: F401 (re-exported)
 from .eventlog import SECRETS, EventLog
 from .params import ParamError, as_list, decode_body, decode_query
-from .resources import FAMILIES, checkout, payment_methods, products, test_clocks
+from .resources import (FAMILIES, charges, checkout, payment_intents, payment_methods, products, setup_intents,
+                        test_clocks)
 from .router import Router
 from .store import Store
 
@@ -246,6 +247,24 @@ class StripeEmulator(StandIn):
             result = checkout.pay_checkout(self, session_id, card, email, name)
             self._save()
             return result
+
+    def authenticate(self, intent_id: str, outcome: str = "complete") -> dict:
+        """Play the customer's part in 3D Secure for a PaymentIntent or SetupIntent in `requires_action`:
+        `outcome` "complete" (the payment or setup goes on) or "fail"."""
+        with self.lock:
+            self.eventlog.request_context = (None, None)
+            family = setup_intents if intent_id.startswith("seti_") else payment_intents
+            result = family.authenticate(self, intent_id, outcome)
+            self._save()
+            return copy.deepcopy(result)
+
+    def open_dispute(self, charge_id: str, reason: str = "fraudulent") -> dict:
+        """Open a dispute on a succeeded charge, as a cardholder's bank would."""
+        with self.lock:
+            self.eventlog.request_context = (None, None)
+            result = charges.open_dispute(self, self.store.get("charge", charge_id), reason)
+            self._save()
+            return copy.deepcopy(result)
 
     def _on_delivery_result(self, event_id: str, endpoint_id: str, ok: bool):
         with self.lock:
@@ -489,6 +508,12 @@ class StripeEmulator(StandIn):
             result = self.pay_checkout(match.group(1), card=payload.get("card", "4242424242424242"),
                                        email=payload.get("email"), name=payload.get("name"))
             return Response(200 if result["ok"] else 402, result)
+        match = re.fullmatch(r"/_sandbox/(payment_intents|setup_intents)/([^/]+)/authenticate", path)
+        if match and method == "POST":
+            return Response(200, self.authenticate(match.group(2), payload.get("outcome", "complete")))
+        match = re.fullmatch(r"/_sandbox/charges/([^/]+)/dispute", path)
+        if match and method == "POST":
+            return Response(200, self.open_dispute(match.group(1), payload.get("reason", "fraudulent")))
         return Response(404, {"error": {"type": "invalid_request_error",
                                         "message": f"Unrecognized sandbox URL ({method}: {request.path})"}})
 

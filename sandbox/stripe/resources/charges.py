@@ -19,6 +19,8 @@ DAY = 86400
 REFUND_FAILS_AFTER = 60  # seconds between a pm_card_refundFail refund and its failure
 REFUND_FAILURES = "refund.fails_at"  # store table: refund id -> when it fails
 DISPUTE_FEE = 1500
+DISPUTE_REASONS = ("fraudulent", "general", "duplicate", "product_not_received", "product_unacceptable",
+                   "subscription_canceled", "unrecognized", "credit_not_processed")
 
 
 def fee_for(amount: int) -> int:
@@ -318,6 +320,8 @@ def refunds_due(emu, until):
 def open_dispute(emu, charge: dict, reason: str = "fraudulent") -> dict:
     """A dispute on a succeeded charge (the dispute test card, or the sandbox's CLI): the amount and a
     fee are withdrawn."""
+    if reason not in DISPUTE_REASONS:
+        raise StripeError(400, f"Invalid reason: must be one of {', '.join(DISPUTE_REASONS)}", param="reason")
     if charge["status"] != "succeeded" or not charge["captured"]:
         raise StripeError(400, f"Charge {charge['id']} was not captured; it cannot be disputed.", param="charge")
     if charge["disputed"]:

@@ -263,8 +263,10 @@ def authenticate(emu, pi_id: str, outcome: str) -> dict:
 
         invoice = emu.store.objects[invoice_id]
         if invoice["status"] in ("open", "uncollectible"):
-            paid = getattr(invoices, "invoice_paid_by_intent", None) or invoices.mark_invoice_paid
-            paid(emu, invoice)
+            from . import subscriptions
+
+            invoices.mark_invoice_paid(emu, invoice)
+            subscriptions.invoice_paid(emu, invoice)
     return pi
 
 
