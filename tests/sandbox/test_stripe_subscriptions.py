@@ -179,6 +179,25 @@ def test_upgrade_mid_period_leaves_time_based_prorations_pending(api, emu):
     assert items[0]["description"].startswith("Unused time on Billing Console Pro after")
     for obj in items:
         assert_stripe_shape(obj)
+    emu.advance(days=25)  # the renewal invoice carries the prorations
+    renewal = api.v1.invoices.retrieve(api.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    assert renewal.amount_paid == 2900 + sum(i["amount"] for i in items)
+    assert sorted(line.amount for line in renewal.lines.data) == sorted([i["amount"] for i in items] + [2900])
+
+
+def test_always_invoice_bills_the_prorations_at_once(api, emu):
+    cus = customer(api, emu)
+    sub = subscribe(api, cus)
+    emu.advance(days=15)
+    start = len(emu.events)
+    updated = api.v1.subscriptions.update(sub.id, params={
+        "items": [{"id": sub["items"].data[0].id, "quantity": 2}], "proration_behavior": "always_invoice"})
+    invoice = api.v1.invoices.retrieve(updated.latest_invoice)
+    assert invoice.id != sub.latest_invoice and invoice.billing_reason == "subscription_update"
+    assert invoice.status == "paid" and 0 < invoice.amount_paid < 900
+    assert [line.amount for line in invoice.lines.data if line.amount < 0]
+    assert "invoice.paid" in types_since(emu, start)
+    assert all(i["invoice"] == invoice.id for i in emu.list_objects("invoiceitem"))
 
 
 def test_quantity_change_with_proration_none_leaves_nothing_pending(api, emu):

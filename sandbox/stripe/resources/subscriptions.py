@@ -93,27 +93,15 @@ def _trial_lines(emu, invoice: dict):
         line.update(amount=0, subtotal=0, description=f"Trial period for {product.get('name', 'Subscription')}")
         line["discount_amounts"] = []
         line["taxes"] = []
-    total = sum(line["amount"] for line in invoice["lines"]["data"])
-    invoice.update(amount_due=total, amount_remaining=total, subtotal=total, subtotal_excluding_tax=total,
-                   total=total, total_excluding_tax=total, total_discount_amounts=[], total_taxes=[])
+    invoices.recompute(emu, invoice)
 
 
 def _void(emu, invoice: dict):
-    if hasattr(invoices, "void_invoice"):
-        invoices.void_invoice(emu, invoice)
-        return
-    invoice.update(status="void", amount_remaining=0, next_payment_attempt=None, auto_advance=False)
-    invoice["status_transitions"]["voided_at"] = emu.now()
-    emu.emit("invoice.voided", invoice)
+    invoices.void_invoice(emu, invoice)
 
 
 def _mark_uncollectible(emu, invoice: dict):
-    if hasattr(invoices, "mark_uncollectible"):
-        invoices.mark_uncollectible(emu, invoice)
-        return
-    invoice.update(status="uncollectible", next_payment_attempt=None)
-    invoice["status_transitions"]["marked_uncollectible_at"] = emu.now()
-    emu.emit("invoice.marked_uncollectible", invoice)
+    invoices.mark_uncollectible(emu, invoice)
 
 
 def _collect(emu, sub: dict, invoice: dict) -> bool | None:
@@ -335,10 +323,17 @@ def _settle(emu, sub: dict, invoice: dict):
 
 def _invoice_now(emu, sub: dict) -> dict | None:
     """`always_invoice`: an invoice of the subscription's pending items right away, finalized and charged."""
-    from . import invoiceitems  # noqa: PLC0415
-    invoice = invoiceitems.invoice_pending_items(emu, sub, "subscription_update")
-    if invoice is None:
+    customer = emu.store.objects[sub["customer"]]
+    pending = invoices.pending_items(emu, customer["id"], sub["currency"], sub["id"])
+    if not pending:
         return None
+    invoice = invoices.build_invoice(emu, customer=customer, billing_reason="subscription_update",
+                                     currency=sub["currency"], sub=sub)
+    invoices.attach_items(emu, invoice, pending)
+    invoice["collection_method"] = sub["collection_method"]
+    invoice["discounts"] = invoices.subscription_discounts(emu, sub, emu.now())
+    invoices.recompute(emu, invoice)
+    emu.store.put(invoice)
     sub["latest_invoice"] = invoice["id"]
     emu.emit("invoice.created", invoice)
     _settle(emu, sub, invoice)
