@@ -130,9 +130,48 @@ def cmd_payments(args) -> int:
     return 0
 
 
-def cmd_not_yet(args) -> int:
-    raise CliError(f"`{args.command}` is not supported yet: the sandbox does not emulate charges "
-                   "(refunds and disputes need them)")
+def cmd_charges(args) -> int:
+    rows = [[c["id"], c["customer"] or "-", c["status"], money(c["amount"], c["currency"]),
+             money(c["amount_refunded"], c["currency"]), "yes" if c["disputed"] else "no", c["payment_intent"] or "-",
+             day(c["created"])] for c in api_list(args, "/v1/charges", {"customer": args.customer})]
+    print_rows(rows, ["id", "customer", "status", "amount", "refunded", "disputed", "payment intent", "created"])
+    return 0
+
+
+def cmd_refund(args) -> int:
+    form = {"reason": args.reason} if args.reason else {}
+    if args.amount is not None:
+        form["amount"] = args.amount
+    if args.target.startswith("in_"):
+        payments = call(args.url, "GET", "/v1/invoice_payments?" + urllib.parse.urlencode(
+            {"invoice": args.target, "status": "paid"}), key=CLI_KEY)["data"]
+        if not payments:
+            raise CliError(f"invoice {args.target} has no paid payment to refund")
+        form["payment_intent"] = payments[0]["payment"]["payment_intent"]
+    elif args.target.startswith(("ch_", "py_")):
+        form["charge"] = args.target
+    elif args.target.startswith("pi_"):
+        form["payment_intent"] = args.target
+    else:
+        raise CliError("give a charge (ch_...), a PaymentIntent (pi_...) or an invoice (in_...)")
+    refund = call(args.url, "POST", "/v1/refunds", form=form, key=CLI_KEY)
+    print(f"{refund['id']}: {money(refund['amount'], refund['currency'])} of {refund['charge']} {refund['status']}")
+    return 0
+
+
+def cmd_dispute(args) -> int:
+    dispute = call(args.url, "POST", f"/_sandbox/charges/{args.charge}/dispute", json_body={"reason": args.reason})
+    print(f"{dispute['id']}: {money(dispute['amount'], dispute['currency'])} on {dispute['charge']} "
+          f"{dispute['status']} ({dispute['reason']}); evidence due {day(dispute['evidence_details']['due_by'])}")
+    return 0
+
+
+def cmd_authenticate(args) -> int:
+    family = "setup_intents" if args.intent.startswith("seti_") else "payment_intents"
+    intent = call(args.url, "POST", f"/_sandbox/{family}/{args.intent}/authenticate",
+                  json_body={"outcome": "fail" if args.fail else "complete"})
+    print(f"{intent['id']}: {intent['status']}")
+    return 0
 
 
 def cmd_clock(args) -> int:
@@ -209,15 +248,35 @@ def build_parser() -> argparse.ArgumentParser:
                       cmd_payments)
         sub.add_argument("customer", metavar="CUSTOMER", help="a customer id, cus_...")
 
-    refund = command("refund", "refund a charge (not supported yet)",
-                     "Refund a charge or a paid invoice's charge. Not supported yet: the sandbox does not "
-                     "emulate charges, so this answers an error.", cmd_not_yet)
+    charges = command("charges", "list charges", "List the sandbox's charges, newest first: id, customer, status, "
+                                                  "amount, refunded, disputed, PaymentIntent.", cmd_charges)
+    charges.add_argument("--customer", help="only this customer's")
+    charges.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
+    refund = command("refund", "refund a charge, a PaymentIntent or a paid invoice",
+                     "Refund a charge (ch_...), a PaymentIntent (pi_...) or a paid invoice's payment (in_...): "
+                     "POST /v1/refunds. Emits charge.refunded and refund.created. A charge made with "
+                     "pm_card_refundFail (4000 0000 0000 5126) gets a refund that fails a minute later "
+                     "(refund.updated, charge.refund.updated, refund.failed).", cmd_refund)
     refund.add_argument("target", metavar="CHARGE_OR_INVOICE")
-    refund.add_argument("--amount", type=int, help="in minor units (cents); default the whole charge")
-    dispute = command("dispute", "open a dispute on a charge (not supported yet)",
-                      "Open a dispute on a charge. Not supported yet: the sandbox does not emulate charges, "
-                      "so this answers an error.", cmd_not_yet)
+    refund.add_argument("--amount", type=int, help="in minor units (cents); default what is left to refund")
+    refund.add_argument("--reason", choices=["duplicate", "fraudulent", "requested_by_customer"])
+    dispute = command("dispute", "open a dispute on a charge",
+                      "Open a dispute on a succeeded charge, as the cardholder's bank would: "
+                      "charge.dispute.created and charge.dispute.funds_withdrawn. Answer it through the API "
+                      "(POST /v1/disputes/{id} with evidence[uncategorized_text]=winning_evidence or "
+                      "losing_evidence and submit=true, or POST /v1/disputes/{id}/close). Charges made with "
+                      "pm_card_createDispute (4000 0000 0000 0259) are disputed on their own.", cmd_dispute)
     dispute.add_argument("charge", metavar="CHARGE")
+    dispute.add_argument("--reason", default="fraudulent",
+                         choices=["fraudulent", "general", "duplicate", "product_not_received", "product_unacceptable",
+                                  "subscription_canceled", "unrecognized", "credit_not_processed"])
+    authenticate = command("authenticate", "complete (or fail) 3D Secure for a payment or setup",
+                           "Play the customer's part in 3D Secure for a PaymentIntent (pi_...) or SetupIntent "
+                           "(seti_...) in requires_action (cards pm_card_authenticationRequired, "
+                           "pm_card_threeDSecure2Required). A completed payment of an invoice pays it.",
+                           cmd_authenticate)
+    authenticate.add_argument("intent", metavar="INTENT")
+    authenticate.add_argument("--fail", action="store_true", help="fail the authentication instead")
 
     clock = command("clock", "show or advance the sandbox clock",
                     "Show or advance the sandbox's clock. Advancing runs everything due in time order: "

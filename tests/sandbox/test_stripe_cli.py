@@ -11,7 +11,7 @@ from sandbox.stripe.__main__ import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["serve", "customers", "subscriptions", "invoices", "fail-payments", "succeed-payments", "refund",
-            "dispute", "clock", "state"]
+            "dispute", "clock", "state", "charges", "authenticate"]
 
 
 def test_top_level_help_lists_every_command_and_shows_how_to_make_a_renewal_fail():
@@ -81,10 +81,40 @@ def test_cli_errors_are_plain_and_exit_nonzero(emu, capsys):
     code, _, err = run(capsys, "clock", "show", "--clock", "clock_123", "--url", emu.url)
     assert code == 1 and "no clock 'clock_123'" in err
     code, _, err = run(capsys, "refund", "in_123", "--amount", "100", "--url", emu.url)
-    assert code == 1 and "not supported yet" in err
+    assert code == 1 and "invoice in_123 has no paid payment to refund" in err
+    code, _, err = run(capsys, "refund", "ch_123", "--url", emu.url)
+    assert code == 1 and "No such charge: 'ch_123'" in err
     code, _, err = run(capsys, "dispute", "ch_123", "--url", emu.url)
-    assert code == 1 and "not supported yet" in err
+    assert code == 1 and "No such charge: 'ch_123'" in err
+    code, _, err = run(capsys, "authenticate", "pi_123", "--url", emu.url)
+    assert code == 1 and "No such payment_intent: 'pi_123'" in err
     code, _, err = run(capsys, "customers", "--url", "http://127.0.0.1:9")
     assert code == 1 and "cannot reach the Stripe sandbox" in err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["fail-payments"])  # CUSTOMER is required
+
+
+def test_refund_and_dispute_a_paid_invoice_from_the_command_line(emu, capsys):
+    result = subscribe(emu)
+    url = emu.url
+    code, out, _ = run(capsys, "charges", "--customer", result["customer"], "--url", url)
+    assert code == 0 and len(out.strip().splitlines()) == 2 and " succeeded " in out and "9.00 USD" in out
+    charge_id = out.strip().splitlines()[1].split()[0]
+
+    code, out, _ = run(capsys, "refund", result["invoice"], "--amount", "300", "--url", url)
+    assert code == 0 and f"3.00 USD of {charge_id} succeeded" in out
+    code, out, _ = run(capsys, "refund", charge_id, "--reason", "requested_by_customer", "--url", url)
+    assert code == 0 and "6.00 USD" in out
+    assert emu.get(charge_id)["refunded"] is True
+    code, _, err = run(capsys, "refund", charge_id, "--url", url)
+    assert code == 1 and "has already been refunded" in err
+
+    second = subscribe(emu)
+    charge = next(c for c in emu.list_objects("charge") if c["customer"] == second["customer"])
+    code, out, _ = run(capsys, "dispute", charge["id"], "--reason", "product_not_received", "--url", url)
+    assert code == 0 and "needs_response (product_not_received)" in out
+    assert emu.get(charge["id"])["disputed"] is True
+    assert [e["type"] for e in emu.events[-3:]] == ["charge.dispute.created", "charge.dispute.funds_withdrawn",
+                                                   "charge.updated"]
+    code, _, err = run(capsys, "dispute", charge["id"], "--url", url)
+    assert code == 1 and "already disputed" in err
