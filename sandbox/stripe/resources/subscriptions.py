@@ -535,21 +535,55 @@ def subscription_create(emu, params):
                 from ..cards import DECLINE_MESSAGES  # noqa: PLC0415
                 raise StripeError(402, DECLINE_MESSAGES.get(decline_code, "Your card was declined."),
                                   type="card_error", code="card_declined", decline_code=decline_code)
-        if not trial_end and invoice["amount_due"] > 0:
-            sub["status"] = "incomplete"
-        emu.emit("customer.subscription.created", sub)
-        emu.emit("invoice.created", invoice)
-        if behaviour == "default_incomplete" and invoice["amount_due"] > 0 and not trial_end:
-            invoices.finalize_invoice(emu, invoice)
-        else:
-            ok = _collect(emu, sub, invoice)
-            if sub["status"] == "incomplete" and (ok or collection == "send_invoice"):
-                previous = {"status": "incomplete"}
-                sub["status"] = "active"
-                emu.emit("customer.subscription.updated", sub, previous)
-        if sub["status"] == "trialing" and trial_end - now <= TRIAL_NOTICE_SECONDS:
-            pass  # announced by the clock at once (due now)
+        start_billing(emu, sub, invoice, behaviour)
     return sub
+
+
+def start_billing(emu, sub: dict, invoice: dict, behaviour: str = "allow_incomplete"):
+    """A new subscription's first invoice: `incomplete` until it is paid (not attempted at all with
+    `default_incomplete`); trials and zero invoices start at once."""
+    if sub["status"] != "trialing" and invoice["amount_due"] > 0:
+        sub["status"] = "incomplete"
+    emu.emit("customer.subscription.created", sub)
+    emu.emit("invoice.created", invoice)
+    if behaviour == "default_incomplete" and sub["status"] == "incomplete":
+        invoices.finalize_invoice(emu, invoice)
+        return
+    ok = _collect(emu, sub, invoice)
+    if sub["status"] == "incomplete" and (ok or sub["collection_method"] == "send_invoice"):
+        sub["status"] = "active"
+        emu.emit("customer.subscription.updated", sub, {"status": "incomplete"})
+
+
+def start_subscription(emu, customer: dict, items: list[dict], *, pm_id=None, metadata=None, trial_end=None,
+                       schedule_id=None) -> dict:
+    """A subscription started by another family (a schedule): created, first invoice billed."""
+    sub = create_subscription(emu, customer, items, pm_id, metadata, trial_end=trial_end)
+    sub["schedule"] = schedule_id
+    invoice = _invoice_for_period(emu, sub, "subscription_create", emu.now(), sub["current_period_end"])
+    start_billing(emu, sub, invoice)
+    return sub
+
+
+def change_items(emu, sub: dict, items: list[dict], proration: str = "create_prorations"):
+    """Replace the subscription's items by `items` ([{"price": price, "quantity": n}]) as an update
+    with `proration` would (a schedule's next phase)."""
+    changes = [{"id": i["id"], "deleted": "true"} for i in sub["items"]["data"]]
+    changes += [{"price": i["price"]["id"], "quantity": str(i["quantity"])} for i in items]
+    previous = {}
+    kept = {(i["price"]["id"], i["quantity"]) for i in sub["items"]["data"]}
+    if kept == {(i["price"]["id"], i["quantity"]) for i in items}:
+        return
+    invoice_now = _update_items(emu, sub, changes, previous, proration, emu.now())
+    if previous:
+        emu.emit("customer.subscription.updated", sub, previous)
+    if invoice_now == "cycle":
+        invoice = _invoice_for_period(emu, sub, "subscription_update", sub["current_period_start"],
+                                      sub["current_period_end"])
+        emu.emit("invoice.created", invoice)
+        _settle(emu, sub, invoice)
+    elif invoice_now and proration == "always_invoice":
+        _invoice_now(emu, sub)
 
 
 def _has_default_payment(emu, customer: dict) -> bool:
@@ -799,11 +833,8 @@ def _update_items(emu, sub: dict, changes: list, previous: dict, proration: str,
     try:
         _check_prices([i["price"] for i in sub["items"]["data"]], sub["currency"])
     except StripeError:
-        intervals = {i["price"]["currency"] for i in sub["items"]["data"]}
-        if len(intervals) > 1 or len({(i["price"]["recurring"]["interval"], i["price"]["recurring"]["interval_count"])
-                                      for i in sub["items"]["data"]}) > 1:
-            sub["items"] = old_items
-            raise
+        sub["items"] = old_items
+        raise
     sub["items"]["total_count"] = len(sub["items"]["data"])
     if old_items == sub["items"]:
         return False
