@@ -169,6 +169,9 @@ def customer_create(emu, params):
     default_pm = settings.get("default_payment_method") if isinstance(settings, dict) else None
     if default_pm and default_pm != params.get("payment_method"):
         emu.store.get("payment_method", default_pm, "invoice_settings[default_payment_method]")
+        raise StripeError(400, f"The customer does not have a payment method with the ID {default_pm}. The "
+                               "payment method must be attached to the customer.",
+                          param="invoice_settings[default_payment_method]")
 
     customer = shapes.customer(customer_id=shapes.new_id("cus_", 14),
                                created=test_clocks.clock_now(emu, {"test_clock": clock_id}),

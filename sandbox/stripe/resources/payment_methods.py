@@ -264,6 +264,9 @@ def payment_method_list(emu, params, url="/v1/payment_methods"):
 
 
 # -- customer source cards (`source=tok_visa`) ------------------------------------------------------
+LEGACY_BRANDS = {"visa": "Visa", "mastercard": "MasterCard", "amex": "American Express"}  # `card` objects
+
+
 def source_card(emu, customer: dict, token: str, param: str = "source") -> dict:
     """A `card` object on the customer from a token; a declining card is refused as Stripe does."""
     number = token_number(emu, token, param)
@@ -271,8 +274,7 @@ def source_card(emu, customer: dict, token: str, param: str = "source") -> dict:
     if card.behaviour == "decline":
         raise decline_error(card.decline_code, param=param)
     obj = shapes.example("card")
-    obj.update(id=shapes.new_id("card_"), customer=customer["id"], brand=shapes.CARD_BRANDS.get(
-        number[:1], ("unknown", "Unknown"))[1], last4=number[-4:], exp_month=12, exp_year=2034,
+    obj.update(id=shapes.new_id("card_"), customer=customer["id"], brand=LEGACY_BRANDS[card.brand], last4=number[-4:], exp_month=12, exp_year=2034,
         funding=card.funding, country=card.country, name=None, metadata={}, cvc_check="pass",
         fingerprint=hashlib.sha256(number.encode()).hexdigest()[:16])
     emu.store.put(obj)

@@ -228,7 +228,7 @@ def price_update(emu, params, id):
     if previous:
         emu.emit("price.updated", price, previous)
         if price.get("type") == "recurring":
-            emu.emit("plan.updated", shapes.plan_from_price(price), _plan_fields(previous))
+            emu.emit("plan.updated", _plan(emu, price), _plan_fields(previous))
     return price
 
 
@@ -300,7 +300,8 @@ PLAN_TRIALS = "plan.trial_period_days"  # store table: plan id -> trial days (no
 
 def _plan(emu, price: dict) -> dict:
     plan = shapes.plan_from_price(price)
-    plan["trial_period_days"] = emu.store.table(PLAN_TRIALS).get(price["id"])
+    # The event example in fixtures3 is a plan of an older version, which had aggregate_usage.
+    plan.update(trial_period_days=emu.store.table(PLAN_TRIALS).get(price["id"]), aggregate_usage=None)
     return plan
 
 
