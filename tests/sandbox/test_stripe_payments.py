@@ -455,3 +455,75 @@ def test_every_payment_object_and_event_has_stripes_shape(api, emu):
     for event in events:
         assert_stripe_shape(event)
         assert_stripe_shape(event["data"]["object"], f"{event['type']}: ")
+
+
+# -- invoices are paid through the same PaymentIntents ------------------------------------------------------
+def subscribe(api, emu):
+    session = api.v1.checkout.sessions.create(params={
+        "mode": "subscription", "line_items": [{"price": "price_sandbox_pro"}],
+        "customer_email": "ada@example.com", "success_url": "https://console.test/ok"})
+    result = emu.pay_checkout(session.id)
+    assert result["ok"]
+    return result
+
+
+def invoice_intent(api, invoice_id):
+    payments = api.v1.invoice_payments.list(params={"invoice": invoice_id})
+    assert len(payments.data) == 1 and payments.data[0].payment.type == "payment_intent"
+    return api.v1.payment_intents.retrieve(payments.data[0].payment.payment_intent), payments.data[0]
+
+
+def test_checkout_and_renewals_charge_through_a_payment_intent_per_invoice(api, emu):
+    result = subscribe(api, emu)
+    pi, payment = invoice_intent(api, result["invoice"])
+    assert (pi.status, pi.amount_received, pi.customer, payment.status) == ("succeeded", 900, result["customer"], "paid")
+    assert pi.description == "Subscription creation"
+    expanded = api.v1.invoices.retrieve(result["invoice"], params={"expand": ["payments"]})
+    assert expanded.payments.data[0].id == payment.id
+
+    emu.set_card(result["customer"], card="4000000000000341")  # pm_card_chargeCustomerFail
+    emu.advance(days=31)
+    sub = api.v1.subscriptions.retrieve(result["subscription"])
+    assert sub.status == "past_due"
+    renewal, _ = invoice_intent(api, sub.latest_invoice)
+    assert renewal.status == "requires_payment_method" and renewal.last_payment_error.code == "card_declined"
+    assert api.v1.charges.retrieve(renewal.latest_charge).status == "failed"
+
+    emu.set_card(result["customer"], card="4242424242424242")
+    paid = api.v1.invoices.pay(sub.latest_invoice)
+    assert paid.status == "paid"
+    retried, payment = invoice_intent(api, sub.latest_invoice)  # the same PaymentIntent, a second charge
+    assert (retried.id, retried.status, payment.status) == (renewal.id, "succeeded", "paid")
+    assert len(api.v1.charges.list(params={"payment_intent": retried.id}).data) == 2
+    assert api.v1.subscriptions.retrieve(sub.id).status == "active"
+
+
+def test_a_renewal_on_a_three_d_secure_card_needs_action_until_the_customer_authenticates(api, emu):
+    result = subscribe(api, emu)
+    emu.set_card(result["customer"], card="4000002760003184")  # pm_card_authenticationRequired
+    start = len(emu.events)
+    emu.advance(days=31)
+    types = types_since(emu, start)
+    assert "payment_intent.requires_action" in types and "invoice.payment_action_required" in types
+    assert "charge.failed" not in types and "charge.succeeded" not in types
+    sub = api.v1.subscriptions.retrieve(result["subscription"])
+    pi, _ = invoice_intent(api, sub.latest_invoice)
+    assert pi.status == "requires_action" and api.v1.invoices.retrieve(sub.latest_invoice).status == "open"
+
+    emu.authenticate(pi.id)
+    assert api.v1.payment_intents.retrieve(pi.id).status == "succeeded"
+    assert api.v1.invoices.retrieve(sub.latest_invoice).status == "paid"
+    assert api.v1.subscriptions.retrieve(sub.id).status == "active"
+    assert {"charge.succeeded", "invoice.paid"} <= set(types_since(emu, start))
+
+
+def test_a_renewal_on_the_dispute_card_is_paid_then_disputed(api, emu):
+    result = subscribe(api, emu)
+    emu.set_card(result["customer"], card="4000000000000259")  # pm_card_createDispute
+    start = len(emu.events)
+    emu.advance(days=31)
+    types = types_since(emu, start)
+    assert types.index("charge.succeeded") < types.index("charge.dispute.created") and "invoice.paid" in types
+    sub = api.v1.subscriptions.retrieve(result["subscription"])
+    pi, _ = invoice_intent(api, sub.latest_invoice)
+    assert api.v1.disputes.list(params={"payment_intent": pi.id}).data[0].status == "needs_response"
