@@ -85,3 +85,82 @@ def test_djstripe_sync_from_stripe_data_accepts_expanded_retrievals(emu):
         assert djstripe_models.Customer.sync_from_stripe_data(customer, api_key=API_KEY).email == "ada@example.com"
     finally:
         stripe.api_key = None
+
+
+PAYMENT_EVENTS = {
+    "payment_intent.created", "payment_intent.succeeded", "payment_intent.payment_failed",
+    "payment_intent.requires_action", "payment_intent.canceled", "payment_intent.amount_capturable_updated",
+    "payment_intent.updated", "charge.succeeded", "charge.failed", "charge.captured", "charge.refunded",
+    "charge.updated", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed",
+    "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed", "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated", "setup_intent.created", "setup_intent.succeeded",
+    "setup_intent.setup_failed", "setup_intent.requires_action", "setup_intent.canceled", "setup_intent.updated",
+    "payment_method.attached", "payment_method.detached", "payment_method.updated", "customer.source.created",
+    "product.updated", "product.deleted", "price.updated", "price.deleted", "plan.created", "plan.updated",
+    "plan.deleted",
+}
+
+
+def test_djstripe_processes_every_payment_event(emu):
+    api = stripe.StripeClient(API_KEY, base_addresses={"api": emu.url}, max_network_retries=0)
+    customer = api.v1.customers.create(params={"email": "ada@example.com", "payment_method": "pm_card_visa",
+                                               "invoice_settings": {"default_payment_method": "pm_card_visa"},
+                                               "source": "tok_visa"})
+    pm_id = customer.invoice_settings.default_payment_method
+
+    def pay(pm, **extra):
+        return api.v1.payment_intents.create(params={"amount": 2000, "currency": "usd", "payment_method": pm,
+                                                     "customer": customer.id, "confirm": True, **extra})
+
+    paid = pay(pm_id)
+    api.v1.refunds.create(params={"payment_intent": paid.id, "amount": 500})
+    api.v1.refunds.update(api.v1.refunds.list().data[0].id, params={"metadata": {"k": "v"}})
+    failing_refund = pay("pm_card_refundFail")
+    api.v1.refunds.create(params={"payment_intent": failing_refund.id})
+    with pytest.raises(stripe.CardError):
+        pay("pm_card_chargeDeclined")
+    held = pay(pm_id, capture_method="manual")
+    api.v1.payment_intents.capture(held.id)
+    released = pay(pm_id, capture_method="manual")
+    api.v1.payment_intents.cancel(released.id)
+    needs_action = pay("pm_card_authenticationRequired")
+    api.v1.payment_intents.update(needs_action.id, params={"metadata": {"k": "v"}})
+    emu.authenticate(needs_action.id)
+    pay("pm_card_createDispute")
+    pay("pm_card_createDispute")
+    won, lost = api.v1.disputes.list().data
+    api.v1.disputes.update(won.id, params={"evidence": {"uncategorized_text": "winning_evidence"}})
+    api.v1.disputes.close(lost.id)
+    api.v1.setup_intents.create(params={"customer": customer.id, "payment_method": "pm_card_visa", "confirm": True})
+    with pytest.raises(stripe.CardError):
+        api.v1.setup_intents.create(params={"customer": customer.id, "payment_method": "pm_card_chargeDeclined",
+                                            "confirm": True})
+    api.v1.setup_intents.create(params={"customer": customer.id, "confirm": True,
+                                        "payment_method": "pm_card_authenticationRequired"})
+    pending = api.v1.setup_intents.create(params={"customer": customer.id})
+    api.v1.setup_intents.update(pending.id, params={"metadata": {"k": "v"}})
+    api.v1.setup_intents.cancel(pending.id)
+    api.v1.payment_methods.update(pm_id, params={"billing_details": {"name": "Ada"}})
+    spare = api.v1.payment_methods.attach("pm_card_mastercard", params={"customer": customer.id})
+    api.v1.payment_methods.detach(spare.id)
+    api.v1.products.update("prod_sandbox_team", params={"description": "For teams"})
+    api.v1.prices.update("price_sandbox_team", params={"nickname": "Team monthly"})
+    plan = api.v1.plans.create(params={"amount": 1200, "currency": "usd", "interval": "month",
+                                       "product": {"name": "Legacy"}})
+    api.v1.plans.update(plan.id, params={"nickname": "Legacy plan"})
+    api.v1.plans.delete(plan.id)
+    api.v1.products.delete(plan.product)
+    emu.advance(seconds=61)  # the refund on pm_card_refundFail fails
+
+    assert PAYMENT_EVENTS <= {e["type"] for e in emu.events}
+    process_events(emu)
+    assert djstripe_models.Event.objects.count() == len(emu.events)
+    charge = djstripe_models.Charge.objects.get(id=paid.latest_charge)
+    assert charge.amount_refunded == 500 and charge.customer.id == customer.id
+    assert djstripe_models.PaymentIntent.objects.get(id=held.id).stripe_data["status"] == "succeeded"
+    assert djstripe_models.Dispute.objects.get(id=won.id).stripe_data["status"] == "won"
+    assert djstripe_models.Dispute.objects.get(id=lost.id).stripe_data["status"] == "lost"
+    assert [r.stripe_data["status"] for r in djstripe_models.Refund.objects.all()].count("failed") == 1
+    assert sorted(s.stripe_data["status"] for s in djstripe_models.SetupIntent.objects.all()) == [
+        "canceled", "requires_action", "requires_payment_method", "succeeded"]
+    assert not djstripe_models.Product.objects.filter(id=plan.product).exists()

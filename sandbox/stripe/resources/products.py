@@ -172,6 +172,12 @@ def product_update(emu, params, id):
     return product
 
 
+def product_features(emu, params, id):
+    """Entitlement features attached to a product: the sandbox has none (dj-stripe reads this list)."""
+    emu.store.get("product", id)
+    return emu.store.page([], params, f"/v1/products/{id}/features")
+
+
 def product_delete(emu, params, id):
     allow(params, set())
     product = emu.store.get("product", id)
@@ -384,6 +390,7 @@ def register(api):
     api.add("GET", "/v1/prices/{id}", price_retrieve)
     api.add("POST", "/v1/products/{id}", product_update)
     api.add("DELETE", "/v1/products/{id}", product_delete)
+    api.add("GET", "/v1/products/{id}/features", product_features)
     api.add("POST", "/v1/prices/{id}", price_update)
     api.add("POST", "/v1/plans", plan_create)
     api.add("GET", "/v1/plans", plan_list)
