@@ -117,6 +117,9 @@ class Store:
         value = node[head]
         if isinstance(value, str) and value in self.objects:
             node[head] = value = copy.deepcopy(self.objects[value])
+        elif isinstance(value, list):  # a list of ids (`discounts`, `default_tax_rates`...)
+            node[head] = value = [copy.deepcopy(self.objects[v]) if isinstance(v, str) and v in self.objects else v
+                                  for v in value]
         self._expand_path(emu, value, rest)
 
     def search(self, kind: str, params: dict, fields: set[str], url: str) -> dict:
