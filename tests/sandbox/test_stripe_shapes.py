@@ -79,13 +79,19 @@ def test_every_stored_object_and_every_event_matches_its_fixtures3_shape():
         api.v1.billing_portal.sessions.create(params={"customer": result["customer"]})
         emu.set_card(result["customer"], "decline")
         emu.advance(days=40)  # a failed renewal, a retry, an expired session
+        charge = next(c for c in emu.list_objects("charge") if c["status"] == "succeeded")
+        api.v1.refunds.create(params={"charge": charge["id"], "amount": 100})
+        emu.open_dispute(charge["id"])
+        api.v1.setup_intents.create(params={"payment_method": "pm_card_visa", "confirm": True})
         gone = api.v1.customers.create(params={"email": "gone@example.com"})
         api.v1.customers.delete(gone.id)
 
         objects, events = every_object_and_event(emu)
         kinds = {o["object"] for o in objects}
         assert kinds >= {"account", "product", "price", "customer", "payment_method", "checkout.session",
-                         "billing_portal.session", "subscription", "invoice", "webhook_endpoint"}
+                         "billing_portal.session", "subscription", "invoice", "webhook_endpoint",
+                         "payment_intent", "charge", "refund", "dispute", "setup_intent", "balance_transaction",
+                         "invoice_payment"}
         for obj in objects:
             assert_stripe_shape(obj)
         assert {e["type"] for e in events} >= {"invoice.payment_failed", "checkout.session.expired",
