@@ -238,13 +238,14 @@ class StripeEmulator(StandIn):
             return {"customer": customer_id, "charges_succeed": payment_methods.charge_ok(self, customer, None)[0]}
 
     def pay_checkout(self, session_id: str, card: str = "4242424242424242", email: str | None = None,
-                     name: str | None = None) -> dict:
+                     name: str | None = None, phone: str | None = None, promotion_code: str | None = None) -> dict:
         """Pay an open session the way the hosted page does. Returns `{"ok": True, "redirect": url}`
         or `{"ok": False, "error": message}` (the session stays open)."""
         with self.lock:
             self._run_due(self.now())
             self.eventlog.request_context = (None, None)
-            result = checkout.pay_checkout(self, session_id, card, email, name)
+            result = checkout.pay_checkout(self, session_id, card, email, name, phone=phone,
+                                           promotion_code=promotion_code)
             self._save()
             return result
 
@@ -506,7 +507,8 @@ class StripeEmulator(StandIn):
         match = re.fullmatch(r"/_sandbox/checkout/([^/]+)/pay", path)
         if match and method == "POST":
             result = self.pay_checkout(match.group(1), card=payload.get("card", "4242424242424242"),
-                                       email=payload.get("email"), name=payload.get("name"))
+                                       email=payload.get("email"), name=payload.get("name"),
+                                       phone=payload.get("phone"), promotion_code=payload.get("promotion_code"))
             return Response(200 if result["ok"] else 402, result)
         match = re.fullmatch(r"/_sandbox/(payment_intents|setup_intents)/([^/]+)/authenticate", path)
         if match and method == "POST":

@@ -149,7 +149,8 @@ def checkout(emu, request: Request, session_id: str) -> Response:
     if request.method == "POST":
         form = request.form()
         result = checkout_family.pay_checkout(emu, session_id, field(form, "card"), field(form, "email"),
-                                              field(form, "name"))
+                                              field(form, "name"), phone=field(form, "phone"),
+                                              promotion_code=field(form, "promotion_code"))
         if result["ok"]:
             return redirect(result["redirect"])
         error = result["error"]
@@ -164,18 +165,37 @@ def checkout(emu, request: Request, session_id: str) -> Response:
     customer = emu.store.objects.get(session["customer"]) if session["customer"] else None
     email = (customer or {}).get("email") or field(form, "email") or session["customer_email"]
     merchant = emu.account["settings"]["dashboard"]["display_name"]
-    interval = emu.store.table(checkout_family.LINE_ITEMS)[session_id][0]["price"]["recurring"]["interval"]
+    lines = emu.store.table(checkout_family.LINE_ITEMS)[session_id]
+    interval = next(((i["price"].get("recurring") or {}).get("interval") for i in lines
+                     if i["price"].get("recurring")), None)
+    trial_days = emu.store.table(checkout_family.SUBSCRIPTION_DATA)[session_id].get("trial_period_days")
     shop = urlsplit(session["cancel_url"] or "").netloc or "the shop"
     cancel = (f"<p><a href='{e(session['cancel_url'])}'>← Back to {e(shop)}</a></p>"
               if session["cancel_url"] else "")
     error_html = f"<div class=error role=alert>{e(error)}</div>" if error else ""
-    body = f"""<div class=card>{cancel}<p class=muted>Subscribe to</p><h1>{e(merchant)}</h1>
-<div class=amount>{money(session['amount_total'], session['currency'])}
-<span class=muted>per {e(interval)}</span></div>
-<table>{_line_summary(emu, session_id)}</table></div>
+    extra = ""
+    if session["phone_number_collection"]["enabled"]:
+        extra += (f"<label for=phone>Phone number</label><input id=phone name=phone type=tel required "
+                  f"autocomplete=tel value='{e(field(form, 'phone'))}'>")
+    if session["allow_promotion_codes"]:
+        extra += (f"<label for=promotion_code>Promotion code</label><input id=promotion_code name=promotion_code "
+                  f"value='{e(field(form, 'promotion_code'))}'>")
+    if session["mode"] == "setup":
+        heading, price_html, button = "Save a card with", "<p class=muted>No payment now.</p>", "Save card"
+    else:
+        per = f"<span class=muted>per {e(interval)}</span>" if interval else ""
+        trial = f"<p class=muted>{trial_days} days free, then</p>" if trial_days else ""
+        discount = session["total_details"]["amount_discount"]
+        saved = (f"<p class=muted>Discount −{money(discount, session['currency'])}</p>" if discount else "")
+        heading = "Subscribe to" if session["mode"] == "subscription" else "Pay"
+        price_html = (f"{trial}<div class=amount>{money(session['amount_total'], session['currency'])} {per}</div>"
+                      f"{saved}<table>{_line_summary(emu, session_id)}</table>")
+        button = ("Start trial" if trial_days else "Subscribe") if session["mode"] == "subscription" else "Pay"
+    body = f"""<div class=card>{cancel}<p class=muted>{e(heading)}</p><h1>{e(merchant)}</h1>
+{price_html}</div>
 <form class=card method=post action='/checkout/{e(session_id)}'><h2>Pay with card</h2>
-{card_inputs(email, email_locked=customer is not None)}{error_html}
-<button type=submit>Subscribe</button>{TEST_CARD_HINT}</form>"""
+{card_inputs(email, email_locked=customer is not None)}{extra}{error_html}
+<button type=submit>{e(button)}</button>{TEST_CARD_HINT}</form>"""
     return page(f"Checkout · {merchant}", body, split=True)
 
 
