@@ -154,6 +154,7 @@ def charge_capture(emu, params, id):
 
     allow(params, {"amount", "amount_to_capture", "receipt_email", "statement_descriptor",
                    "statement_descriptor_suffix", "application_fee_amount", "transfer_data", "transfer_group"})
+    payment_intents._no_connect(params)
     charge = emu.store.get("charge", id)
     if charge["captured"]:
         raise StripeError(400, f"Charge {id} has already been captured.", code="charge_already_captured")

@@ -290,6 +290,28 @@ CONFIRM_FIELDS = {"payment_method", "return_url", "off_session", "error_on_requi
                   "radar_options", "confirmation_token"}
 
 
+CONNECT = ("on_behalf_of", "application_fee_amount", "transfer_data")
+
+
+def _no_connect(params):
+    for key in CONNECT:
+        if params.get(key) not in (None, ""):
+            raise StripeError(400, f"The Stripe sandbox account is not a Connect platform: `{key}` is not emulated.",
+                              param=key)
+
+
+def _shipping(pi: dict, params: dict):
+    if "shipping" in params:
+        shipping = params["shipping"]
+        if shipping not in (None, "") and not isinstance(shipping, dict):
+            raise StripeError(400, "Invalid object", param="shipping")
+        pi["shipping"] = {"address": shipping.get("address"), "name": shipping.get("name"),
+                          "phone": shipping.get("phone"), "carrier": shipping.get("carrier"),
+                          "tracking_number": shipping.get("tracking_number")} if shipping else None
+    if "transfer_group" in params:
+        pi["transfer_group"] = params["transfer_group"] or None
+
+
 def _amount(params, currency) -> int:
     amount = as_int(params["amount"], "amount")
     minimum = 50 if currency not in ZERO_DECIMAL else 1
@@ -356,6 +378,7 @@ def _run_confirm(emu, pi: dict, params: dict) -> dict:
 
 def payment_intent_create(emu, params):
     allow(params, PI_FIELDS)
+    _no_connect(params)
     required(params, "amount", "currency")
     currency = params["currency"].lower()
     amount = _amount(params, currency)
@@ -382,6 +405,7 @@ def payment_intent_create(emu, params):
             "enabled", "false"), "automatic_payment_methods[enabled]"), "allow_redirects": "always"}
     if params.get("confirmation_method") == "manual":
         pi["confirmation_method"] = "manual"
+    _shipping(pi, params)
     _payment_method(emu, pi, params)
     emu.emit("payment_intent.created", pi)
     if as_bool(params.get("confirm", "false"), "confirm"):
@@ -403,6 +427,7 @@ def payment_intent_retrieve(emu, params, id):
 
 def payment_intent_update(emu, params, id):
     allow(params, UPDATE_FIELDS)
+    _no_connect(params)
     pi = emu.store.get("payment_intent", id)
     if pi["status"] in ("succeeded", "canceled", "processing") and set(params) - {"metadata", "description",
                                                                                   "receipt_email", "shipping"}:
@@ -423,6 +448,7 @@ def payment_intent_update(emu, params, id):
         pi["capture_method"] = params["capture_method"]
     if "metadata" in params:
         pi["metadata"] = merge_metadata(pi["metadata"], params["metadata"])
+    _shipping(pi, params)
     _payment_method(emu, pi, params)
     if pi["status"] == "requires_action" and pi["payment_method"] != before["payment_method"]:
         pi.update(status="requires_confirmation", next_action=None)
@@ -451,6 +477,7 @@ def payment_intent_confirm(emu, params, id):
 def payment_intent_capture(emu, params, id):
     allow(params, {"amount_to_capture", "metadata", "final_capture", "application_fee_amount",
                    "statement_descriptor", "statement_descriptor_suffix", "transfer_data"})
+    _no_connect(params)
     pi = emu.store.get("payment_intent", id)
     if "metadata" in params:
         pi["metadata"] = merge_metadata(pi["metadata"], params["metadata"])
