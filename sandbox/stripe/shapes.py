@@ -228,65 +228,6 @@ def subscription(*, subscription_id: str, customer_id: str, items: list[dict], c
     return obj
 
 
-# -- invoices ----------------------------------------------------------------------------------
-def invoice_line(*, line_id: str, invoice_id: str, subscription_id: str, item: dict,
-                 period_start: int, period_end: int, description: str) -> dict:
-    obj = example("line_item")
-    price_obj = item["price"]
-    amount = price_obj["unit_amount"] * item["quantity"]
-    obj.update(id=line_id, invoice=invoice_id, amount=amount, subtotal=amount,
-               currency=price_obj["currency"], description=description,
-               period={"start": period_start, "end": period_end}, quantity=item["quantity"],
-               # Older shape, still read by dj-stripe 2.11's InvoiceLineItem.
-               subscription=subscription_id, metadata={}, pretax_credit_amounts=[], taxes=[])
-    obj["parent"] = {
-        "type": "subscription_item_details", "invoice_item_details": None,
-        "subscription_item_details": {"invoice_item": None, "proration": False,
-                                      "proration_details": {"credited_items": None},
-                                      "subscription": subscription_id,
-                                      "subscription_item": item["id"]},
-    }
-    obj["pricing"] = {"type": "price_details", "unit_amount_decimal": price_obj["unit_amount_decimal"],
-                      "price_details": {"price": price_obj["id"], "product": price_obj["product"]}}
-    return obj
-
-
-def invoice(*, invoice_id: str, customer_obj: dict, subscription_obj: dict, lines: list[dict],
-            created: int, billing_reason: str, account_name: str) -> dict:
-    obj = example("invoice")
-    total = sum(line["amount"] for line in lines)
-    obj.update(
-        id=invoice_id, customer=customer_obj["id"], customer_email=customer_obj["email"],
-        customer_name=customer_obj["name"], customer_phone=customer_obj["phone"],
-        customer_address=None, customer_shipping=None, account_name=account_name,
-        created=created, effective_at=None, currency=subscription_obj["currency"],
-        billing_reason=billing_reason, status="draft", number=None, auto_advance=True,
-        amount_due=total, amount_paid=0, amount_remaining=total, amount_overpaid=0,
-        subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total,
-        total_discount_amounts=[], total_taxes=[], total_pretax_credit_amounts=[],
-        attempt_count=0, attempted=False, due_date=None, next_payment_attempt=None,
-        period_start=created, period_end=created, hosted_invoice_url=None, invoice_pdf=None,
-        from_invoice=None, last_finalization_error=None, latest_revision=None,
-        shipping_cost=None, shipping_details=None, webhooks_delivered_at=None,
-        automatically_finalizes_at=created + 3600, receipt_number=None, ending_balance=None,
-        metadata={}, default_payment_method=None, description=None, footer=None,
-        # Older shape, still read by dj-stripe 2.11's Invoice.
-        subscription=subscription_obj["id"],
-    )
-    obj["status_transitions"] = {"finalized_at": None, "marked_uncollectible_at": None,
-                                 "paid_at": None, "voided_at": None}
-    obj["automatic_tax"] = {"enabled": False, "liability": None, "status": None,
-                            "disabled_reason": None, "provider": None}
-    obj["parent"] = {"type": "subscription_details", "quote_details": None,
-                     "subscription_details": {"metadata": copy.deepcopy(subscription_obj["metadata"]),
-                                              "subscription": subscription_obj["id"]}}
-    obj["payment_settings"] = {"default_mandate": None, "payment_method_options": None,
-                               "payment_method_types": None}
-    obj["lines"] = {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
-                    "url": f"/v1/invoices/{invoice_id}/lines"}
-    return obj
-
-
 # -- webhook endpoints ---------------------------------------------------------------------------
 def webhook_endpoint(*, endpoint_id: str, url: str, enabled_events: list[str], created: int, api_version,
                      description=None, metadata=None) -> dict:
