@@ -175,9 +175,32 @@ def cmd_authenticate(args) -> int:
 
 
 def cmd_clock(args) -> int:
+    if args.action == "list":
+        answer = call(args.url, "GET", "/_sandbox/clock")
+        rows = [["sandbox", "(global)", "ready", answer["iso"], "customers on no test clock"]]
+        for clock in api_list(args, "/v1/test_helpers/test_clocks", {}):
+            rows.append([clock["id"], clock["name"] or "-", clock["status"], day(clock["frozen_time"]),
+                         f"deletes {day(clock['deletes_after'])}"])
+        print_rows(rows, ["clock", "name", "status", "time", "note"])
+        return 0
+    seconds = args.days * 86400 + args.hours * 3600 + args.seconds
     if args.clock not in (None, "sandbox"):
-        raise CliError(f"no clock '{args.clock}': the sandbox has one clock, `sandbox` "
-                       "(Stripe's test clocks are not emulated yet)")
+        clock = call(args.url, "GET", f"/v1/test_helpers/test_clocks/{urllib.parse.quote(args.clock)}", key=CLI_KEY)
+        if args.action == "advance":
+            if not seconds:
+                raise CliError("give --days, --hours or --seconds")
+            before = call(args.url, "GET", "/v1/events?limit=1", key=CLI_KEY)["data"]
+            clock = call(args.url, "POST", f"/v1/test_helpers/test_clocks/{clock['id']}/advance",
+                         form={"frozen_time": clock["frozen_time"] + int(seconds)}, key=CLI_KEY)
+            clock = call(args.url, "GET", f"/v1/test_helpers/test_clocks/{clock['id']}", key=CLI_KEY)
+            query = {"limit": 100, **({"ending_before": before[0]["id"]} if before else {})}
+            emitted = call(args.url, "GET", "/v1/events?" + urllib.parse.urlencode(query), key=CLI_KEY)["data"]
+            print(f"{clock['id']}: {day(clock['frozen_time'])} ({clock['status']})")
+            for event in reversed(emitted):
+                print(f"  {event['type']}")
+            return 0
+        print(f"{clock['id']}: {day(clock['frozen_time'])} ({clock['status']})")
+        return 0
     if args.action == "show":
         answer = call(args.url, "GET", "/_sandbox/clock")
     else:
@@ -278,15 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
     authenticate.add_argument("intent", metavar="INTENT")
     authenticate.add_argument("--fail", action="store_true", help="fail the authentication instead")
 
-    clock = command("clock", "show or advance the sandbox clock",
-                    "Show or advance the sandbox's clock. Advancing runs everything due in time order: "
-                    "renewals, payment retries, checkout expiries; the emitted event types are printed.",
+    clock = command("clock", "list, show or advance a clock",
+                    "List the clocks, show or advance one. `sandbox` (the default) is the global clock of every "
+                    "customer on no test clock; `--clock clock_...` is a Stripe test clock "
+                    "(/v1/test_helpers/test_clocks), which moves only its own customers. Advancing runs everything "
+                    "due in time order: renewals, trial ends, payment retries, schedule phases, checkout expiries; "
+                    "the emitted event types are printed.",
                     cmd_clock)
-    clock.add_argument("action", choices=["show", "advance"])
+    clock.add_argument("action", choices=["list", "show", "advance"])
     clock.add_argument("--days", type=float, default=0)
     clock.add_argument("--hours", type=float, default=0)
     clock.add_argument("--seconds", type=float, default=0)
-    clock.add_argument("--clock", metavar="ID", help="which clock (only `sandbox`, the default, exists)")
+    clock.add_argument("--clock", metavar="ID", help="`sandbox` (the default) or a test clock id, clock_...")
+    clock.add_argument("--limit", type=int, default=100, help=argparse.SUPPRESS)
 
     command("state", "say whether the sandbox restored saved state or started empty",
             "Say whether the running sandbox restored its saved state or started empty, and what it holds.",

@@ -79,7 +79,7 @@ def test_cli_errors_are_plain_and_exit_nonzero(emu, capsys):
     code, _, err = run(capsys, "clock", "advance", "--url", emu.url)
     assert code == 1 and "give --days" in err
     code, _, err = run(capsys, "clock", "show", "--clock", "clock_123", "--url", emu.url)
-    assert code == 1 and "no clock 'clock_123'" in err
+    assert code == 1 and "No such test clock: 'clock_123'" in err
     code, _, err = run(capsys, "refund", "in_123", "--amount", "100", "--url", emu.url)
     assert code == 1 and "invoice in_123 has no paid payment to refund" in err
     code, _, err = run(capsys, "refund", "ch_123", "--url", emu.url)

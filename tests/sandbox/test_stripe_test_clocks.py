@@ -91,3 +91,19 @@ def test_a_trial_on_a_clock_ends_when_the_clock_passes_it(api, emu):
     assert api.v1.subscriptions.retrieve(sub.id).status == "trialing"
     api.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": clock.frozen_time + 8 * DAY})
     assert api.v1.subscriptions.retrieve(sub.id).status == "active"
+
+
+def test_cli_lists_clocks_and_advances_a_test_clock(api, emu, capsys):
+    from sandbox.stripe.__main__ import main
+
+    clock, cus = clock_customer(api, emu, emu.now())
+    api.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": "price_sandbox_pro"}]})
+    assert main(["clock", "list", "--url", emu.url]) == 0
+    out = capsys.readouterr().out
+    assert "sandbox" in out and clock.id in out and "renewals" in out
+    assert main(["clock", "advance", "--days", "31", "--clock", clock.id, "--url", emu.url]) == 0
+    out = capsys.readouterr().out
+    assert "invoice.paid" in out and "test_helpers.test_clock.ready" in out
+    assert api.v1.test_helpers.test_clocks.retrieve(clock.id).frozen_time == clock.frozen_time + 31 * DAY
+    assert main(["clock", "advance", "--clock", clock.id, "--url", emu.url]) == 1
+    assert "give --days" in capsys.readouterr().err
