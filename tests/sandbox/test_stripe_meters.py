@@ -219,3 +219,22 @@ def test_renewal_bills_the_meters_total_for_the_period_that_ended_at_the_tiered_
     assert following.lines.data[1].quantity == 10 and following.id != renewal.id
     for obj in emu.list_objects("invoice"):
         assert_stripe_shape(obj)
+
+
+def test_meters_events_and_usage_survive_a_restart(tmp_path):
+    state = tmp_path / "stripe.json"
+    with StripeEmulator(state_path=state) as emu:
+        api = stripe.StripeClient(API_KEY, base_addresses={"api": emu.url}, max_network_retries=0)
+        mtr = meter(api)
+        cus = customer(api)
+        report(api, cus, 40, identifier="kept")
+        coupon = api.v1.coupons.create(params={"percent_off": 5, "duration": "forever"})
+    with StripeEmulator(state_path=state) as emu:
+        api = stripe.StripeClient(API_KEY, base_addresses={"api": emu.url}, max_network_retries=0)
+        assert emu.restored and api.v1.coupons.retrieve(coupon.id).percent_off == 5
+        with pytest.raises(stripe.InvalidRequestError) as exc:
+            report(api, cus, 40, identifier="kept")
+        assert exc.value.code == "duplicate_meter_event"
+        now = emu.now()
+        start = now - now % DAY
+        assert summary(api, mtr, cus, start, start + DAY)[0].aggregated_value == 40
