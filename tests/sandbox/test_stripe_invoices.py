@@ -257,3 +257,22 @@ def test_renewal_invoice_carries_the_subscriptions_discount_tax_rates_and_pendin
     for kind in ("invoice", "invoiceitem", "discount", "tax_rate", "coupon"):
         for obj in emu.list_objects(kind):
             assert_stripe_shape(obj)
+
+
+def test_a_refused_update_changes_nothing(emu, api):
+    cus = customer(api)
+    draft = api.v1.invoices.create(params={"customer": cus.id, "description": "Before"})
+    start = len(emu.events)
+    with pytest.raises(stripe.InvalidRequestError, match="No such tax_rate"):
+        api.v1.invoices.update(draft.id, params={"description": "After", "default_tax_rates": ["txr_missing"]})
+    assert api.v1.invoices.retrieve(draft.id).description == "Before"
+    item = api.v1.invoice_items.create(params={"customer": cus.id, "amount": 100, "currency": "usd",
+                                               "description": "Before"})
+    coupon = api.v1.coupons.create(params={"percent_off": 5, "duration": "once"})
+    with pytest.raises(stripe.InvalidRequestError, match="not discountable"):
+        api.v1.invoice_items.update(item.id, params={"description": "After", "discountable": False,
+                                                     "discounts": [{"coupon": coupon.id}]})
+    kept = api.v1.invoice_items.retrieve(item.id)
+    assert (kept.description, kept.discountable, kept.discounts) == ("Before", True, [])
+    assert api.v1.coupons.retrieve(coupon.id).times_redeemed == 0
+    assert [e["type"] for e in emu.events[start:]] == ["invoiceitem.created", "coupon.created"]

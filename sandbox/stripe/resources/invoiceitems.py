@@ -2,6 +2,7 @@
 to a draft invoice."""
 from __future__ import annotations
 
+import copy
 from decimal import Decimal, InvalidOperation
 
 from .. import shapes
@@ -9,6 +10,8 @@ from ..errors import StripeError, allow, metadata as merge_metadata, required
 from ..params import as_bool, as_int
 from ..store import created_filter
 from . import coupons, invoices, tax_rates
+
+UNIT = "invoiceitem.unit"  # store table: item id -> unit amount (decimal string) a quantity change reprices
 
 UPDATE_FIELDS = {"amount", "description", "discountable", "discounts", "metadata", "period", "pricing",
                  "price_data", "quantity", "quantity_decimal", "tax_rates", "unit_amount_decimal", "tax_behavior",
@@ -130,8 +133,7 @@ def invoiceitem_create(emu, params):
                       if sub else None))
     amount_fields(emu, params, ii)
     set_tax_and_discounts(emu, ii, params)
-    unit = ii.pop("_unit", None)
-    emu.store.table("invoiceitem.unit")[ii["id"]] = unit
+    emu.store.table(UNIT)[ii["id"]] = ii.pop("_unit", None)
     ii["net_amount"] = ii["amount"]
     emu.store.put(ii)
     if invoice:
@@ -147,10 +149,10 @@ def set_tax_and_discounts(emu, ii: dict, params: dict):
     if "discounts" in params:
         sources = coupons.resolve_discounts(emu, {"discounts": params["discounts"]}, customer_id=ii["customer"],
                                             currency=ii["currency"])
-        ii["discounts"] = coupons.create_discounts(emu, sources, customer=ii["customer"], invoice_item=ii["id"])
-        if ii["discounts"] and not ii["discountable"]:
+        if sources and not ii["discountable"]:
             raise StripeError(400, "discounts cannot be set on an invoice item that is not discountable.",
                               param="discounts")
+        ii["discounts"] = coupons.create_discounts(emu, sources, customer=ii["customer"], invoice_item=ii["id"])
 
 
 def add_to_invoice(emu, ii: dict, invoice: dict):
@@ -176,18 +178,24 @@ def invoiceitem_update(emu, params, id):
     ii = emu.store.get("invoiceitem", id)
     if ii["invoice"]:
         draft_invoice(emu, ii["invoice"], "id")
-    ii["_unit"] = emu.store.table("invoiceitem.unit").get(ii["id"])
-    amount_fields(emu, params, ii)
-    emu.store.table("invoiceitem.unit")[ii["id"]] = ii.pop("_unit", None)
-    if "description" in params:
-        ii["description"] = params["description"] or None
-    if "discountable" in params:
-        ii["discountable"] = as_bool(params["discountable"], "discountable")
-    if "metadata" in params:
-        ii["metadata"] = merge_metadata(ii["metadata"], params["metadata"])
-    if "period" in params:
-        ii["period"] = period_field(params["period"], emu.now())
-    set_tax_and_discounts(emu, ii, params)
+    before = copy.deepcopy(ii)
+    try:
+        ii["_unit"] = emu.store.table(UNIT).get(ii["id"])
+        amount_fields(emu, params, ii)
+        if "description" in params:
+            ii["description"] = params["description"] or None
+        if "discountable" in params:
+            ii["discountable"] = as_bool(params["discountable"], "discountable")
+        if "metadata" in params:
+            ii["metadata"] = merge_metadata(ii["metadata"], params["metadata"])
+        if "period" in params:
+            ii["period"] = period_field(params["period"], emu.now())
+        set_tax_and_discounts(emu, ii, params)
+    except StripeError:  # a refused update changes nothing
+        ii.clear()
+        ii.update(before)
+        raise
+    emu.store.table(UNIT)[ii["id"]] = ii.pop("_unit", None)
     ii["net_amount"] = ii["amount"]
     refresh_invoice_line(emu, ii)
     return ii  # Stripe emits no event for an invoice item update

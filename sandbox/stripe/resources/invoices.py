@@ -495,7 +495,13 @@ def invoice_update(emu, params, id):
     invoice = emu.store.get("invoice", id)
     if invoice["status"] in ("paid", "void") and set(params) - {"metadata"}:
         raise StripeError(400, f"You can only update the metadata of a {invoice['status']} invoice.")
-    previous = apply_update(emu, invoice, params)
+    before = copy.deepcopy(invoice)
+    try:
+        previous = apply_update(emu, invoice, params)
+    except StripeError:  # a refused update changes nothing
+        invoice.clear()
+        invoice.update(before)
+        raise
     if previous:
         recompute(emu, invoice)
         emu.emit("invoice.updated", invoice, previous)
