@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from .._http import Request, Response
 from .cards import DECLINE_MESSAGES, TEST_CARDS, card_digits
-from .resources import checkout as checkout_family, invoices as invoice_family, payment_methods, subscriptions
+from .resources import (checkout as checkout_family, invoices as invoice_family, payment_intents, payment_methods,
+                        subscriptions)
 
 STYLE = """
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,
@@ -238,6 +239,7 @@ def portal(emu, request: Request, session_id: str) -> Response:
                 for iid in emu.store.ids["invoice"]:
                     invoice = emu.store.objects[iid]
                     if invoice["customer"] == customer["id"] and invoice["status"] == "open":
+                        payment_intents.customer_present(emu, pm["id"])
                         ok, _ = invoice_family.attempt_invoice(emu, invoice, pm["id"])
                         if not ok:
                             invoice_family.record_failure(emu, invoice)
@@ -304,6 +306,7 @@ def hosted_invoice(emu, request: Request, invoice_id: str) -> Response:
             customer = emu.store.objects[invoice["customer"]]
             pm = payment_methods.attach_card(emu, customer, number, email=customer["email"])
             emu.store.table(payment_methods.CHARGES_SUCCEED).pop(customer["id"], None)
+            payment_intents.customer_present(emu, pm["id"])  # 3D Secure is completed on this page
             ok, code = invoice_family.attempt_invoice(emu, invoice, pm["id"])
             if not ok:
                 invoice_family.record_failure(emu, invoice)

@@ -527,3 +527,42 @@ def test_a_renewal_on_the_dispute_card_is_paid_then_disputed(api, emu):
     sub = api.v1.subscriptions.retrieve(result["subscription"])
     pi, _ = invoice_intent(api, sub.latest_invoice)
     assert api.v1.disputes.list(params={"payment_intent": pi.id}).data[0].status == "needs_response"
+
+
+def test_payments_survive_a_restart_and_idempotency_replays_a_decline(tmp_path):
+    state = tmp_path / "stripe.json"
+    with StripeEmulator(state_path=state) as emu:
+        api = stripe.StripeClient(API_KEY, base_addresses={"api": emu.url}, max_network_retries=0)
+        paid = pay(api, "pm_card_refundFail")
+        refund = api.v1.refunds.create(params={"payment_intent": paid.id})
+        params = {"amount": 2000, "currency": "usd", "payment_method": "pm_card_chargeDeclined", "confirm": True}
+        with pytest.raises(stripe.CardError) as first:
+            api.v1.payment_intents.create(params=params, options={"idempotency_key": "order-1"})
+        with pytest.raises(stripe.CardError) as replay:
+            api.v1.payment_intents.create(params=params, options={"idempotency_key": "order-1"})
+        assert replay.value.error.payment_intent.id == first.value.error.payment_intent.id
+        assert len(emu.list_objects("payment_intent")) == 2
+    with StripeEmulator(state_path=state) as emu:
+        api = stripe.StripeClient(API_KEY, base_addresses={"api": emu.url}, max_network_retries=0)
+        assert emu.restored and api.v1.payment_intents.retrieve(paid.id).status == "succeeded"
+        assert api.v1.charges.retrieve(paid.latest_charge).refunded is True
+        emu.advance(seconds=61)  # the refund failure scheduled before the restart still happens
+        assert api.v1.refunds.retrieve(refund.id).status == "failed"
+
+
+def test_hosted_invoice_page_pays_with_a_three_d_secure_card_the_customer_completes(api, emu):
+    import urllib.parse
+    import urllib.request
+
+    result = subscribe(api, emu)
+    emu.set_card(result["customer"], "decline")
+    emu.advance(days=31)
+    invoice = api.v1.invoices.retrieve(api.v1.subscriptions.retrieve(result["subscription"]).latest_invoice)
+    assert invoice.status == "open"
+    form = urllib.parse.urlencode({"card": "4000 0027 6000 3184"}).encode()
+    with urllib.request.urlopen(urllib.request.Request(invoice.hosted_invoice_url, data=form), timeout=10) as page:
+        assert page.status == 200
+    assert api.v1.invoices.retrieve(invoice.id).status == "paid"
+    pi, _ = invoice_intent(api, invoice.id)
+    assert pi.status == "succeeded" and api.v1.charges.retrieve(pi.latest_charge).payment_method_details.card.last4 \
+        == "3184"
