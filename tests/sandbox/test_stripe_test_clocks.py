@@ -77,8 +77,9 @@ def test_list_delete_and_errors(api, emu):
     assert "No such test clock" in error.value.user_message
     deleted = api.v1.test_helpers.test_clocks.delete(clock.id)
     assert deleted.deleted is True
+    assert api.v1.customers.retrieve(cus.id).deleted is True
     with pytest.raises(stripe.InvalidRequestError):
-        api.v1.customers.retrieve(cus.id)
+        api.v1.test_helpers.test_clocks.retrieve(clock.id)
     assert [e["type"] for e in emu.events if e["type"].startswith("test_helpers.")] == [
         "test_helpers.test_clock.created", "test_helpers.test_clock.deleted"]
 

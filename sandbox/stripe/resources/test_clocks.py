@@ -112,11 +112,15 @@ def test_clock_advance(emu, params, id):
 
 def test_clock_delete(emu, params, id):
     clock = emu.store.get("test_helpers.test_clock", id)
-    # Stripe deletes every object on the clock with it, without events for them.
+    # Stripe deletes every object on the clock with it, without events for them; a deleted customer
+    # still answers its `deleted: true` stub.
     doomed = [oid for kind in ("subscription_schedule", "subscription", "invoice", "invoiceitem", "customer")
               for oid in list(emu.store.ids.get(kind, [])) if clock_of(emu, oid) == id]
     for oid in doomed:
-        emu.store.remove(oid)
+        if emu.store.objects[oid]["object"] == "customer":
+            emu.store.objects[oid] = {"id": oid, "object": "customer", "deleted": True}
+        else:
+            emu.store.remove(oid)
     emu.store.remove(id)
     with emu.at(clock["frozen_time"]):
         emu.emit("test_helpers.test_clock.deleted", clock)
