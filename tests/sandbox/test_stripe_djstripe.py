@@ -164,3 +164,86 @@ def test_djstripe_processes_every_payment_event(emu):
     assert sorted(s.stripe_data["status"] for s in djstripe_models.SetupIntent.objects.all()) == [
         "canceled", "requires_action", "requires_payment_method", "succeeded"]
     assert not djstripe_models.Product.objects.filter(id=plan.product).exists()
+
+
+SUBSCRIPTION_EVENTS = {
+    "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
+    "customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
+    "subscription_schedule.created", "subscription_schedule.updated", "subscription_schedule.expiring",
+    "subscription_schedule.released", "subscription_schedule.completed", "subscription_schedule.canceled",
+    "test_helpers.test_clock.created", "test_helpers.test_clock.advancing", "test_helpers.test_clock.ready",
+    "test_helpers.test_clock.deleted", "billing_portal.configuration.created",
+    "billing_portal.configuration.updated", "billing_portal.session.created", "checkout.session.completed",
+    "invoiceitem.created",
+}
+
+
+def subscription_family_scenario(emu):
+    """Every subscription-family event: API subscriptions (trial, pause, resume, proration, cancel),
+    schedules, test clocks, portal configurations, Checkout in its three modes."""
+    api = stripe.StripeClient(API_KEY, base_addresses={"api": emu.url}, max_network_retries=0)
+    day = 86400
+    customer = api.v1.customers.create(params={"email": "sub@example.com"}).id
+    emu.set_card(customer, card="4242424242424242")
+    sub = api.v1.subscriptions.create(params={"customer": customer, "items": [{"price": "price_sandbox_pro"}],
+                                              "trial_period_days": 2})
+    emu.advance(days=3)  # trial_will_end, then billed
+    api.v1.subscriptions.update(sub.id, params={"items": [{"id": sub["items"].data[0].id,
+                                                           "price": "price_sandbox_team"}]})
+    bare = api.v1.customers.create(params={"email": "bare@example.com"}).id
+    paused = api.v1.subscriptions.create(params={
+        "customer": bare, "items": [{"price": "price_sandbox_pro"}], "trial_period_days": 1,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}}})
+    emu.advance(days=2)
+    emu.set_card(bare, card="4242424242424242")
+    api.v1.subscriptions.resume(paused.id)
+    api.v1.subscriptions.cancel(paused.id, params={"prorate": True})
+    released = api.v1.subscription_schedules.create(params={
+        "customer": customer, "end_behavior": "release",
+        "phases": [{"items": [{"price": "price_sandbox_pro"}], "iterations": 1}]})
+    emu.advance(days=32)
+    completed = api.v1.subscription_schedules.create(params={
+        "customer": customer, "end_behavior": "cancel",
+        "phases": [{"items": [{"price": "price_sandbox_pro"}], "iterations": 1}]})
+    emu.advance(days=32)
+    canceled = api.v1.subscription_schedules.create(params={
+        "customer": customer, "phases": [{"items": [{"price": "price_sandbox_pro"}], "iterations": 1}]})
+    api.v1.subscription_schedules.cancel(canceled.id)
+    clock = api.v1.test_helpers.test_clocks.create(params={"frozen_time": emu.now()})
+    on_clock = api.v1.customers.create(params={"email": "clock@example.com", "test_clock": clock.id}).id
+    emu.set_card(on_clock, card="4242424242424242")
+    api.v1.subscriptions.create(params={"customer": on_clock, "items": [{"price": "price_sandbox_pro"}]})
+    api.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": clock.frozen_time + 31 * day})
+    configuration = api.v1.billing_portal.configurations.create(params={
+        "features": {"invoice_history": {"enabled": True}}})
+    api.v1.billing_portal.configurations.update(configuration.id, params={"metadata": {"k": "v"}})
+    api.v1.billing_portal.sessions.create(params={"customer": customer, "configuration": configuration.id})
+    product = api.v1.products.create(params={"name": "One-off"})
+    one_off = api.v1.prices.create(params={"product": product.id, "unit_amount": 1200, "currency": "usd"})
+    payment = api.v1.checkout.sessions.create(params={
+        "mode": "payment", "line_items": [{"price": one_off.id}], "success_url": "https://console.test/ok",
+        "customer": customer})
+    assert emu.pay_checkout(payment.id)["ok"]
+    setup = api.v1.checkout.sessions.create(params={
+        "mode": "setup", "customer": customer, "currency": "usd", "success_url": "https://console.test/ok"})
+    assert emu.pay_checkout(setup.id)["ok"]
+    trial = api.v1.checkout.sessions.create(params={
+        "mode": "subscription", "line_items": [{"price": "price_sandbox_pro"}], "success_url": "https://console.test/ok",
+        "customer_email": "trial@example.com", "subscription_data": {"trial_period_days": 7},
+        "phone_number_collection": {"enabled": True}})
+    assert emu.pay_checkout(trial.id, phone="+15555550100")["ok"]
+    doomed = api.v1.test_helpers.test_clocks.create(params={"frozen_time": emu.now()})
+    api.v1.test_helpers.test_clocks.delete(doomed.id)
+    return released, completed
+
+
+def test_djstripe_processes_every_subscription_family_event(emu):
+    released, completed = subscription_family_scenario(emu)
+    types = {e["type"] for e in emu.events}
+    assert SUBSCRIPTION_EVENTS <= types, SUBSCRIPTION_EVENTS - types
+    process_events(emu)
+    assert djstripe_models.Event.objects.count() == len(emu.events)
+    statuses = {s.stripe_data["status"] for s in djstripe_models.Subscription.objects.all()}
+    assert {"active", "canceled", "trialing"} <= statuses
+    assert djstripe_models.SubscriptionSchedule.objects.get(id=released.id).stripe_data["status"] == "released"
+    assert djstripe_models.SubscriptionSchedule.objects.get(id=completed.id).stripe_data["status"] == "completed"

@@ -115,3 +115,20 @@ def test_the_shape_check_catches_a_missing_field_and_a_wrong_type():
     price["unit_amount"] = "900"
     errors = shape_errors(price, fixture_for(price), "price")
     assert sorted(errors) == ["price.currency: missing", "price.unit_amount: string, Stripe has number"]
+
+
+def test_subscription_family_objects_and_events_match_their_fixtures3_shape(settings, monkeypatch):
+    from .test_stripe_djstripe import subscription_family_scenario
+
+    with StripeEmulator() as emu:
+        subscription_family_scenario(emu)
+        objects, events = every_object_and_event(emu)
+        kinds = {o["object"] for o in objects}
+        assert kinds >= {"subscription", "subscription_schedule", "test_helpers.test_clock", "invoiceitem",
+                         "billing_portal.configuration", "billing_portal.session", "checkout.session",
+                         "setup_intent", "payment_intent"}
+        for obj in objects:
+            assert_stripe_shape(obj)
+        for event in events:
+            assert_stripe_shape(event)
+            assert_stripe_shape(event["data"]["object"], f"{event['type']}: ")
