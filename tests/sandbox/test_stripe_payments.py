@@ -566,3 +566,15 @@ def test_hosted_invoice_page_pays_with_a_three_d_secure_card_the_customer_comple
     pi, _ = invoice_intent(api, invoice.id)
     assert pi.status == "succeeded" and api.v1.charges.retrieve(pi.latest_charge).payment_method_details.card.last4 \
         == "3184"
+
+
+def test_voiding_an_unpaid_invoice_cancels_its_payment_intent(api, emu):
+    result = subscribe(api, emu)
+    emu.set_card(result["customer"], "decline")
+    emu.advance(days=31)
+    invoice_id = api.v1.subscriptions.retrieve(result["subscription"]).latest_invoice
+    start = len(emu.events)
+    api.v1.invoices.void_invoice(invoice_id)
+    pi, payment = invoice_intent(api, invoice_id)
+    assert (pi.status, pi.cancellation_reason, payment.status) == ("canceled", "void_invoice", "canceled")
+    assert types_since(emu, start)[:2] == ["payment_intent.canceled", "invoice.voided"]

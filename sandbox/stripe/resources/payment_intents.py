@@ -229,6 +229,18 @@ def pay(emu, *, amount: int, currency: str, customer_id: str | None, pm_id: str,
     return False, code or "authentication_required", pi
 
 
+def invoice_voided(emu, invoice: dict):
+    """A voided invoice cancels its unpaid PaymentIntent (`void_invoice`) and its invoice payment."""
+    pi = invoice_payment_intent(emu, invoice["id"])
+    if pi is None or pi["status"] not in CANCELABLE:
+        return
+    payment = _invoice_payment(emu, invoice["id"], pi["id"])
+    cancel(emu, pi, "void_invoice")
+    if payment:
+        payment["status"] = "canceled"
+        payment["status_transitions"]["canceled_at"] = emu.now()
+
+
 def customer_present(emu, pm_id: str):
     """The customer is on a hosted page and completes 3D Secure for the next payment on `pm_id`."""
     emu.store.table(ON_SESSION)[pm_id] = True
