@@ -23,7 +23,8 @@ class StripeError(Exception):
 ERROR_NAMES = {"payment_method": "PaymentMethod", "subscription_item": "subscription item",
                "webhook_endpoint": "webhook endpoint", "test_helpers.test_clock": "test clock",
                "subscription_schedule": "subscription schedule",
-               "billing_portal.configuration": "configuration"}
+               "billing_portal.configuration": "configuration", "setup_intent": "setupintent",
+               "balance_transaction": "balance transaction"}
 
 
 def missing(kind: str, object_id: str, param: str = "id") -> StripeError:

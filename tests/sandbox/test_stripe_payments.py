@@ -379,7 +379,7 @@ def test_setup_intent_failures_actions_and_cancel(api, emu):
     assert "Received unknown parameter: custmer" in str(typo.value)
     with pytest.raises(stripe.InvalidRequestError) as unknown:
         api.v1.setup_intents.retrieve("seti_nope")
-    assert unknown.value.http_status == 404
+    assert unknown.value.http_status == 404 and "No such setupintent: 'seti_nope'" in str(unknown.value)
 
 
 # -- products, prices, plans -----------------------------------------------------------------------------
