@@ -7,13 +7,14 @@ Other families call `create_invoice` (a subscription's invoice), `finalize_invoi
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 
 from .. import shapes
 from ..cards import DECLINE_MESSAGES
 from ..errors import StripeError, allow, metadata as merge_metadata, required
 from ..params import as_bool, as_int, as_list
 from ..store import created_filter
-from . import coupons, meters, payment_methods, subscriptions, tax_rates
+from . import coupons, meters, payment_intents, subscriptions, tax_rates
 
 DAY = 86400
 FIRST_FAILURE = "invoice.first_failure"   # store table: invoice id -> first failed attempt
@@ -87,22 +88,16 @@ def build_line(*, invoice_id: str, amount: int, currency: str, description, peri
 def price_amount(emu, price: dict, quantity) -> int:
     """What `quantity` units of `price` cost: per unit, or by its graduated/volume tiers."""
     if price.get("billing_scheme") == "tiered":
-        from decimal import Decimal
         return meters.tiered_amount(emu.store.table(meters.TIERS)[price["id"]], price["tiers_mode"],
                                     Decimal(str(quantity)))
-    from decimal import Decimal
     return tax_rates.round_half_up(Decimal(price["unit_amount_decimal"]) * Decimal(str(quantity)))
 
 
-def money(amount: int) -> str:
-    return f"${amount / 100:.2f}"
-
-
-def item_description(emu, price: dict, quantity, product_name: str) -> str:
-    if price.get("billing_scheme") == "tiered" or price.get("unit_amount") is None:
-        return f"{meters.as_number(quantity) if not isinstance(quantity, int) else quantity} × {product_name} " \
-               f"(tiered)"
-    return f"{quantity} × {product_name} (at {money(price['unit_amount'])} / {price['recurring']['interval']})"
+def item_description(price: dict, quantity, product_name: str) -> str:
+    shown = meters.as_number(Decimal(str(quantity)))
+    if price.get("unit_amount") is None:
+        return f"{shown} × {product_name} (tiered)"
+    return f"{shown} × {product_name} (at ${price['unit_amount'] / 100:.2f} / {price['recurring']['interval']})"
 
 
 def subscription_lines(emu, sub: dict, invoice_id: str, billing_reason: str, period_start: int, period_end: int,
@@ -123,17 +118,15 @@ def subscription_lines(emu, sub: dict, invoice_id: str, billing_reason: str, per
             quantity = meters.aggregate(emu, meter, sub["customer"], start, end) if meter and end > start else 0
             if not preview and end > start:
                 billed[item["id"]] = end
-            quantity_int = int(quantity) if quantity == int(quantity) else None
             line = build_line(
                 invoice_id=invoice_id, amount=price_amount(emu, price, quantity), currency=sub["currency"],
-                description=item_description(emu, price, quantity, name), period=(start, max(end, start)),
-                quantity=quantity_int if quantity_int is not None else int(quantity),
-                quantity_decimal=str(quantity), price=price, subscription_id=sub["id"],
+                description=item_description(price, quantity, name), period=(start, max(end, start)),
+                quantity=int(quantity), quantity_decimal=str(quantity), price=price, subscription_id=sub["id"],
                 parent=item_parent(sub, item))
         else:
             line = build_line(
                 invoice_id=invoice_id, amount=price_amount(emu, price, item["quantity"]),
-                currency=sub["currency"], description=item_description(emu, price, item["quantity"], name),
+                currency=sub["currency"], description=item_description(price, item["quantity"], name),
                 period=(period_start, period_end), quantity=item["quantity"],
                 quantity_decimal=str(item["quantity"]), price=price, subscription_id=sub["id"],
                 parent=item_parent(sub, item))
@@ -239,9 +232,16 @@ def create_invoice(emu, sub: dict, billing_reason: str, period_start: int, perio
         invoice["period_start"], invoice["period_end"] = sub_period_before(sub, period_start), period_start
     recompute(emu, invoice)
     if preview:
+        forget_line_rates(emu, invoice)
         return invoice
     retire_used_discounts(emu, sub, invoice["discounts"])
     return emu.store.put(invoice)
+
+
+def forget_line_rates(emu, invoice: dict):
+    """A preview's lines are not kept: neither are their tax rates."""
+    for line in invoice["lines"]["data"]:
+        emu.store.table(LINE_TAX_RATES).pop(line["id"], None)
 
 
 def sub_period_before(sub: dict, period_start: int) -> int:
@@ -338,23 +338,15 @@ def mark_invoice_paid(emu, invoice: dict, attempted: bool = True):
 
 
 def charge(emu, invoice: dict, pm_id: str | None) -> tuple[bool, str | None]:
-    """Charge the invoice's amount on `pm_id` (or the customer's default): PAY's charge_invoice when it
-    exists (PaymentIntent, Charge and their events), else the card's outcome alone."""
-    try:
-        from . import payment_intents
-    except ImportError:
-        payment_intents = None
-    if payment_intents is not None and hasattr(payment_intents, "charge_invoice"):
-        ok, code, _pi = payment_intents.charge_invoice(emu, invoice, pm_id)
-        return ok, code
-    customer = emu.store.objects[invoice["customer"]]
-    return payment_methods.charge_ok(emu, customer, pm_id)
+    """Charge what is due through the payments family (one PaymentIntent per invoice, a Charge per
+    attempt, their events): (paid, error code)."""
+    ok, code, _pi = payment_intents.charge_invoice(emu, invoice, pm_id)
+    return ok, code
 
 
 def attempt_invoice(emu, invoice: dict, pm_id: str | None = None) -> tuple[bool, str | None]:
     """Charge the invoice; on success mark it paid and bring its subscription back to active."""
     sub = emu.store.objects.get(invoice["subscription"]) if invoice["subscription"] else None
-    pm_id = pm_id or invoice["default_payment_method"] or (sub or {}).get("default_payment_method")
     ok, decline_code = charge(emu, invoice, pm_id)
     if decline_code == "authentication_required":
         emu.emit("invoice.payment_action_required", invoice)
@@ -560,6 +552,7 @@ def invoice_pay(emu, params, id):
 def void_invoice(emu, invoice: dict):
     invoice.update(status="void", next_payment_attempt=None, amount_remaining=0, auto_advance=False)
     invoice["status_transitions"]["voided_at"] = emu.now()
+    payment_intents.invoice_voided(emu, invoice)
     emu.emit("invoice.voided", invoice)
 
 
@@ -663,6 +656,7 @@ def preview(emu, params: dict, fields: set[str]) -> dict:
                                 invoice_id="upcoming_" + shapes.new_id("in_"))
         attach_items(emu, invoice, items, preview=True)
         recompute(emu, invoice)
+        forget_line_rates(emu, invoice)
     invoice["automatically_finalizes_at"] = None
     return invoice
 
