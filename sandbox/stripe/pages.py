@@ -38,6 +38,8 @@ td,th{padding:8px 4px;border-bottom:1px solid #e3e8ee;text-align:left}a{color:#6
 
 
 def money(amount: int, currency: str) -> str:
+    if amount < 0:
+        return "-" + money(-amount, currency)
     symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency, "")
     text = f"{amount / 100:,.2f}"
     return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
@@ -313,6 +315,8 @@ def hosted_invoice(emu, request: Request, invoice_id: str) -> Response:
                 error = DECLINE_MESSAGES.get(code, "Your card was declined.")
     lines = "".join(f"<tr><td>{e(line['description'])}</td><td style='text-align:right'>"
                     f"{money(line['amount'], line['currency'])}</td></tr>" for line in invoice["lines"]["data"])
+    lines += "".join(f"<tr><th>{e(label)}</th><th style='text-align:right'>{money(amount, invoice['currency'])}</th></tr>"
+                     for label, amount in invoice_family.summary_rows(emu, invoice))
     pay = ""
     if invoice["status"] in ("open", "uncollectible"):
         error_html = f"<div class=error role=alert>{e(error)}</div>" if error else ""
@@ -333,8 +337,9 @@ def invoice_pdf(emu, invoice_id: str) -> Response:
     lines = [f"Invoice {invoice['number']}", invoice["account_name"] or "",
              f"Billed to {invoice['customer_email']}", f"Date {date(invoice['created'])}", ""]
     lines += [f"{line['description']}  {money(line['amount'], line['currency'])}" for line in invoice["lines"]["data"]]
-    lines += ["", f"Total {money(invoice['total'], invoice['currency'])}",
-              f"Amount paid {money(invoice['amount_paid'], invoice['currency'])}", f"Status {invoice['status']}"]
+    lines += [""] + [f"{label}  {money(amount, invoice['currency'])}"
+                     for label, amount in invoice_family.summary_rows(emu, invoice)]
+    lines += [f"Amount paid {money(invoice['amount_paid'], invoice['currency'])}", f"Status {invoice['status']}"]
     return Response(200, simple_pdf(lines), {"Content-Disposition": f"inline; filename={invoice['number']}.pdf"},
                     content_type="application/pdf")
 

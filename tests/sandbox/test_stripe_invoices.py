@@ -276,3 +276,20 @@ def test_a_refused_update_changes_nothing(emu, api):
     assert (kept.description, kept.discountable, kept.discounts) == ("Before", True, [])
     assert api.v1.coupons.retrieve(coupon.id).times_redeemed == 0
     assert [e["type"] for e in emu.events[start:]] == ["invoiceitem.created", "coupon.created"]
+
+
+def test_hosted_invoice_page_and_pdf_show_the_discount_and_tax_between_subtotal_and_total(emu, api):
+    import urllib.request
+    cus = customer(api)
+    vat = api.v1.tax_rates.create(params={"display_name": "VAT", "percentage": 20, "inclusive": False})
+    coupon = api.v1.coupons.create(params={"percent_off": 10, "duration": "once", "name": "Launch"})
+    draft = api.v1.invoices.create(params={"customer": cus.id, "discounts": [{"coupon": coupon.id}],
+                                           "default_tax_rates": [vat.id]})
+    api.v1.invoice_items.create(params={"customer": cus.id, "amount": 1000, "currency": "usd", "invoice": draft.id,
+                                        "description": "Consulting"})
+    invoice = api.v1.invoices.finalize_invoice(draft.id)
+    html = urllib.request.urlopen(invoice.hosted_invoice_url).read().decode()
+    for text in ("Consulting", "Subtotal", "$10.00", "Launch", "-$1.00", "VAT (20%)", "$1.80", "Total", "$10.80"):
+        assert text in html, text
+    pdf = urllib.request.urlopen(invoice.invoice_pdf).read()
+    assert pdf.startswith(b"%PDF") and b"(Launch  -$1.00)" in pdf and b"(VAT \\(20%\\)  $1.80)" in pdf

@@ -300,6 +300,23 @@ def recompute(emu, invoice: dict):
         invoice["period_end"] = max(line["period"]["end"] for line in lines)
 
 
+def summary_rows(emu, invoice: dict) -> list[tuple[str, int]]:
+    """What the hosted page and the PDF show under the lines: subtotal, each discount, each tax, total."""
+    rows = [("Subtotal", invoice["subtotal"])]
+    for part in invoice["total_discount_amounts"]:
+        coupon = emu.store.objects.get((emu.store.objects.get(part["discount"]) or {}).get("source", {}).get("coupon"))
+        name = (coupon or {}).get("name") or (
+            f"{coupon['percent_off']}% off" if coupon and coupon["percent_off"] is not None else "Discount")
+        rows.append((name, -part["amount"]))
+    for tax in invoice["total_taxes"]:
+        rate = emu.store.objects.get(tax["tax_rate_details"]["tax_rate"]) or {}
+        label = f"{rate.get('display_name', 'Tax')} ({rate.get('percentage')}%"
+        label += " included)" if tax["tax_behavior"] == "inclusive" else ")"
+        rows.append((label, tax["amount"]))
+    rows.append(("Total", invoice["total"]))
+    return rows
+
+
 # -- state changes ---------------------------------------------------------------------------------
 def finalize_invoice(emu, invoice: dict, schedule_attempt: bool = False):
     """draft -> open (number, hosted URLs); a zero invoice is paid at once. With `schedule_attempt`
