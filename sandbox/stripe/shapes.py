@@ -144,7 +144,8 @@ def payment_method(*, pm_id: str, number: str, created: int, customer_id=None, e
 # -- checkout ---------------------------------------------------------------------------------
 def checkout_line_item(*, item_id: str, price_obj: dict, product_name: str, quantity: int) -> dict:
     obj = example("item")
-    amount = price_obj["unit_amount"] * quantity
+    metered = (price_obj.get("recurring") or {}).get("usage_type") == "metered"
+    amount = 0 if metered else (price_obj["unit_amount"] or 0) * quantity  # usage is billed in arrears
     obj.update(id=item_id, price=copy.deepcopy(price_obj), quantity=quantity,
                description=product_name, currency=price_obj["currency"], amount_subtotal=amount,
                amount_total=amount, amount_discount=0, amount_tax=0, metadata={},

@@ -238,3 +238,19 @@ def test_meters_events_and_usage_survive_a_restart(tmp_path):
         now = emu.now()
         start = now - now % DAY
         assert summary(api, mtr, cus, start, start + DAY)[0].aggregated_value == 40
+
+
+def test_checkout_with_a_metered_price_charges_nothing_for_usage_until_the_renewal(emu, api):
+    mtr = meter(api)
+    price = tiered_price(api, mtr, "graduated")
+    session = api.v1.checkout.sessions.create(params={
+        "mode": "subscription", "line_items": [{"price": "price_sandbox_pro", "quantity": 1}, {"price": price.id}],
+        "customer_email": "c@example.com", "success_url": "https://console.test/ok"})
+    assert session.amount_total == 900
+    paid = emu.pay_checkout(session.id)
+    assert api.v1.invoices.retrieve(paid["invoice"]).total == 900
+    api.v1.billing.meter_events.create(params={"event_name": "impressions", "identifier": "c-1",
+                                               "payload": {"stripe_customer_id": paid["customer"], "value": "3000"}})
+    emu.advance(days=32)
+    renewal = api.v1.invoices.retrieve(api.v1.subscriptions.retrieve(paid["subscription"]).latest_invoice)
+    assert [(line.quantity, line.amount) for line in renewal.lines.data] == [(1, 900), (3000, 100 + 1000)]
