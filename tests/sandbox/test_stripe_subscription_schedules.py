@@ -99,8 +99,8 @@ def test_update_phases_changes_the_running_subscription(api, emu):
     schedule = api.v1.subscription_schedules.create(params={
         "customer": cus, "phases": [{"items": [{"price": "price_sandbox_pro"}], "iterations": 3}]})
     updated = api.v1.subscription_schedules.update(schedule.id, params={
-        "phases": [{"items": [{"price": "price_sandbox_pro", "quantity": 3}], "start_date": schedule.phases[0].start_date,
-                    "iterations": 3}], "proration_behavior": "none"})
+        "phases": [{"items": [{"price": "price_sandbox_pro", "quantity": 3}], "iterations": 3,
+                    "start_date": schedule.phases[0].start_date}], "proration_behavior": "none"})
     assert updated.phases[0]["items"][0].quantity == 3
     sub = api.v1.subscriptions.retrieve(schedule.subscription)
     assert sub["items"].data[0].quantity == 3

@@ -59,7 +59,8 @@ def test_create_refuses_unknown_parameters_and_ids(api, emu):
     cus = customer(api, emu)
     cases = [({"customer": cus, "items": [{"price": "price_sandbox_pro"}], "bogus": "1"},
               "Received unknown parameter: bogus"),
-             ({"customer": "cus_missing", "items": [{"price": "price_sandbox_pro"}]}, "No such customer: 'cus_missing'"),
+             ({"customer": "cus_missing", "items": [{"price": "price_sandbox_pro"}]},
+              "No such customer: 'cus_missing'"),
              ({"customer": cus, "items": [{"price": "price_missing"}]}, "No such price: 'price_missing'"),
              ({"customer": cus, "items": [{"price": "price_sandbox_pro", "colour": "red"}]},
               "Received unknown parameter: items[0][colour]"),
@@ -287,3 +288,32 @@ def test_ending_a_trial_now_bills_at_once(api, emu):
     assert ended.status == "active"
     assert api.v1.invoices.retrieve(ended.latest_invoice).amount_paid == 900
     assert "customer.subscription.trial_will_end" in types_since(emu, start)
+
+
+def test_switching_to_a_yearly_price_restarts_the_period_and_bills_at_once(api, emu):
+    cus = customer(api, emu)
+    sub = subscribe(api, cus)
+    yearly = api.v1.prices.create(params={"product": "prod_sandbox_pro", "unit_amount": 9000, "currency": "usd",
+                                          "recurring": {"interval": "year"}})
+    emu.advance(days=10)
+    updated = api.v1.subscriptions.update(sub.id, params={
+        "items": [{"id": sub["items"].data[0].id, "price": yearly.id}]})
+    assert updated.current_period_start == updated.billing_cycle_anchor
+    assert updated.current_period_end - updated.current_period_start >= 365 * DAY
+    invoice = api.v1.invoices.retrieve(updated.latest_invoice)
+    credit = [line.amount for line in invoice.lines.data if line.amount < 0]
+    assert invoice.billing_reason == "subscription_update" and len(credit) == 1
+    assert invoice.amount_paid == 9000 + credit[0]
+
+
+def test_billing_cycle_anchor_now_and_error_if_incomplete_without_a_payment_method(api, emu):
+    cus = customer(api, emu)
+    sub = subscribe(api, cus)
+    emu.advance(days=5)
+    reset = api.v1.subscriptions.update(sub.id, params={"billing_cycle_anchor": "now", "proration_behavior": "none"})
+    assert reset.current_period_start > sub.current_period_start
+    assert api.v1.invoices.retrieve(reset.latest_invoice).amount_paid == 900
+    bare = customer(api, emu, card=None)
+    with pytest.raises(stripe.InvalidRequestError) as error:
+        subscribe(api, bare, payment_behavior="error_if_incomplete")
+    assert "no attached payment source" in error.value.user_message

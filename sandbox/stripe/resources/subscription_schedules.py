@@ -93,8 +93,6 @@ def _parse_phases(emu, raw_phases, start: int, customer: dict) -> list[dict]:
                                        "prices with `type=recurring`.", param=f"{param}[price]")
             items.append({"price": price, "quantity": as_int(item.get("quantity") or 1, f"{param}[quantity]")})
         subscriptions._check_prices([i["price"] for i in items], param=f"{where}[items]")
-        if raw.get("start_date") not in (None, "") and index == 0:
-            at = start
         recurring = items[0]["price"]["recurring"]
         if raw.get("end_date") not in (None, ""):
             end = as_int(raw["end_date"], f"{where}[end_date]")
@@ -130,8 +128,9 @@ def _start(emu, schedule: dict):
     phase = schedule["phases"][0]
     trial_end = phase["trial_end"] if phase["trial_end"] and phase["trial_end"] > emu.now() else None
     previous = {"status": schedule["status"], "subscription": None, "current_phase": None}
-    sub = subscriptions.start_subscription(emu, customer, _phase_items(emu, phase), pm_id=phase["default_payment_method"],
-                                           metadata=phase["metadata"], trial_end=trial_end, schedule_id=schedule["id"])
+    sub = subscriptions.start_subscription(emu, customer, _phase_items(emu, phase),
+                                           pm_id=phase["default_payment_method"], metadata=phase["metadata"],
+                                           trial_end=trial_end, schedule_id=schedule["id"])
     schedule.update(status="active", subscription=sub["id"],
                     current_phase={"start_date": phase["start_date"], "end_date": phase["end_date"]})
     emu.emit("subscription_schedule.updated", schedule, previous)

@@ -530,6 +530,9 @@ def subscription_create(emu, params):
             customer_pm = pm_id or customer["invoice_settings"]["default_payment_method"]
             ok, decline_code = payment_methods.charge_ok(emu, customer, customer_pm)
             if not ok:
+                for ii in emu.store.all("invoiceitem"):
+                    if ii["invoice"] == invoice["id"]:
+                        ii["invoice"] = None  # back to pending: nothing was created
                 emu.store.remove(invoice["id"])
                 emu.store.remove(sub["id"])
                 from ..cards import DECLINE_MESSAGES  # noqa: PLC0415
