@@ -578,3 +578,24 @@ def test_voiding_an_unpaid_invoice_cancels_its_payment_intent(api, emu):
     pi, payment = invoice_intent(api, invoice_id)
     assert (pi.status, pi.cancellation_reason, payment.status) == ("canceled", "void_invoice", "canceled")
     assert types_since(emu, start)[:2] == ["payment_intent.canceled", "invoice.voided"]
+
+
+def test_search_charges_and_payment_intents_and_delete_a_source_card(api, emu):
+    customer = customer_with(api)
+    paid = pay(api, customer.invoice_settings.default_payment_method, customer=customer.id)
+    with pytest.raises(stripe.CardError):
+        pay(api, "pm_card_chargeDeclined")
+    found = api.v1.charges.search(params={"query": f"customer:'{customer.id}' AND status:'succeeded'"})
+    assert [c.id for c in found.data] == [paid.latest_charge]
+    failed = api.v1.payment_intents.search(params={"query": "status:'requires_payment_method'"})
+    assert len(failed.data) == 1 and failed.data[0].id != paid.id
+
+    updated = api.v1.customers.update(customer.id, params={"source": "tok_amex"})
+    card = updated.default_source
+    deleted = api.v1.customers.payment_sources.delete(customer.id, card)
+    assert deleted.deleted is True
+    assert api.v1.customers.retrieve(customer.id).default_source is None
+    assert types_since(emu, len(emu.events) - 2) == ["customer.source.deleted", "customer.updated"]
+    with pytest.raises(stripe.InvalidRequestError) as gone:
+        api.v1.customers.payment_sources.retrieve(customer.id, card)
+    assert "No such source" in str(gone.value)

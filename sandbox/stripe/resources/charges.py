@@ -122,6 +122,11 @@ def charge_list(emu, params):
     return emu.store.page(created_filter(items, params.get("created")), params, "/v1/charges")
 
 
+def charge_search(emu, params):
+    return emu.store.search("charge", params, {"customer", "status", "amount", "currency", "payment_intent",
+                                               "refunded", "disputed", "created"}, "/v1/charges/search")
+
+
 def charge_retrieve(emu, params, id):
     return emu.store.get("charge", id)
 
@@ -429,6 +434,7 @@ def dispute_close(emu, params, id):
 
 def register(api):
     api.add("GET", "/v1/charges", charge_list)
+    api.add("GET", "/v1/charges/search", charge_search)
     api.add("GET", "/v1/charges/{id}", charge_retrieve)
     api.add("POST", "/v1/charges/{id}", charge_update)
     api.add("POST", "/v1/charges/{id}/capture", charge_capture)

@@ -432,6 +432,11 @@ def payment_intent_list(emu, params):
     return emu.store.page(created_filter(items, params.get("created")), params, "/v1/payment_intents")
 
 
+def payment_intent_search(emu, params):
+    return emu.store.search("payment_intent", params, {"customer", "status", "amount", "currency", "created"},
+                            "/v1/payment_intents/search")
+
+
 def payment_intent_retrieve(emu, params, id):
     params.pop("client_secret", None)
     return emu.store.get("payment_intent", id)
@@ -528,6 +533,7 @@ def invoice_payment_retrieve(emu, params, id):
 def register(api):
     api.add("POST", "/v1/payment_intents", payment_intent_create)
     api.add("GET", "/v1/payment_intents", payment_intent_list)
+    api.add("GET", "/v1/payment_intents/search", payment_intent_search)
     api.add("GET", "/v1/payment_intents/{id}", payment_intent_retrieve)
     api.add("POST", "/v1/payment_intents/{id}", payment_intent_update)
     api.add("POST", "/v1/payment_intents/{id}/confirm", payment_intent_confirm)

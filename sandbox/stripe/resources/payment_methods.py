@@ -285,7 +285,9 @@ def source_card(emu, customer: dict, token: str, param: str = "source") -> dict:
 
 def customer_sources(emu, params, id):
     emu.store.get("customer", id)
-    items = [c for c in emu.store.newest_first("card") if c["customer"] == id]
+    items = [c for c in emu.store.newest_first("card") if c.get("customer") == id]
+    if params.pop("object", "card") != "card":
+        items = []
     return emu.store.page(items, params, f"/v1/customers/{id}/sources")
 
 
@@ -304,9 +306,21 @@ def customer_source_create(emu, params, id):
 def customer_source_retrieve(emu, params, id, source):
     emu.store.get("customer", id)
     card = emu.store.objects.get(source)
-    if not card or card.get("object") != "card" or card["customer"] != id:
+    if not card or card.get("object") != "card" or card.get("deleted") or card["customer"] != id:
         raise StripeError(404, f"No such source: '{source}'", code="resource_missing", param="id")
     return card
+
+
+def customer_source_delete(emu, params, id, source):
+    customer = emu.store.get("customer", id)
+    card = customer_source_retrieve(emu, params, id, source)
+    emu.emit("customer.source.deleted", card)
+    if customer["default_source"] == source:
+        customer["default_source"] = next((c["id"] for c in emu.store.newest_first("card")
+                                           if c["customer"] == id and c["id"] != source), None)
+        emu.emit("customer.updated", customer, {"default_source": source})
+    emu.store.objects[source] = {"id": source, "object": "card", "deleted": True}
+    return emu.store.objects[source]
 
 
 def register(api):
@@ -321,3 +335,4 @@ def register(api):
     api.add("GET", "/v1/customers/{id}/sources", customer_sources)
     api.add("POST", "/v1/customers/{id}/sources", customer_source_create)
     api.add("GET", "/v1/customers/{id}/sources/{source}", customer_source_retrieve)
+    api.add("DELETE", "/v1/customers/{id}/sources/{source}", customer_source_delete)
