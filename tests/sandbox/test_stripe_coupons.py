@@ -193,3 +193,13 @@ def test_customer_discount_applies_to_their_invoices_and_can_be_removed(emu, api
     with pytest.raises(stripe.InvalidRequestError):
         api.v1.customers.delete_discount(cus.id)
 
+
+
+def test_inclusive_tax_is_the_rounded_tax_and_the_base_is_what_is_left(api):
+    cus = api.v1.customers.create(params={"email": "r@example.com"})
+    vat = api.v1.tax_rates.create(params={"display_name": "VAT", "percentage": 20, "inclusive": True})
+    invoice = api.v1.invoices.create(params={"customer": cus.id, "default_tax_rates": [vat.id]})
+    api.v1.invoice_items.create(params={"customer": cus.id, "amount": 9, "currency": "usd", "invoice": invoice.id})
+    tax = api.v1.invoices.retrieve(invoice.id).total_taxes[0]
+    assert (tax.amount, tax.taxable_amount) == (2, 7)  # 9 x 20/120 = 1.5 -> 2; 9 - 2 = 7
+    assert api.v1.invoices.retrieve(invoice.id).total == 9  # inclusive tax adds nothing

@@ -121,28 +121,20 @@ def rate_ids(rates) -> list[str]:
 def line_taxes(emu, amount: int, rate_ids: list[str]) -> list[dict]:
     """The `taxes` of a line whose amount after discounts is `amount`.
 
-    Exclusive rates: each adds round(amount * rate) on top. Inclusive rates: the amount already holds
-    the tax; the taxable base is amount / (1 + sum of rates), and each rate's tax is taken from it,
-    the rounding remainder going to the last rate so base + taxes == amount.
+    Exclusive rates: each adds round(amount * rate) on top. Inclusive rates: the amount already holds the
+    tax; each rate's share is round(amount * rate / (1 + sum of rates)) and the taxable base is what is left.
+    Rounding is half up, in minor units.
     """
     rates = [emu.store.objects[i] for i in rate_ids]
     if not rates:
         return []
-    taxes = []
     if rates[0]["inclusive"]:
         total_pct = sum(Decimal(str(r["percentage"])) for r in rates)
-        base = round_half_up(Decimal(amount) * 100 / (100 + total_pct))
-        left = amount - base
-        for index, rate in enumerate(rates):
-            share = (left if index == len(rates) - 1
-                     else round_half_up(Decimal(base) * Decimal(str(rate["percentage"])) / 100))
-            left -= share
-            taxes.append(tax_entry(rate, share, base, "inclusive"))
-    else:
-        for rate in rates:
-            share = round_half_up(Decimal(amount) * Decimal(str(rate["percentage"])) / 100)
-            taxes.append(tax_entry(rate, share, amount, "exclusive"))
-    return taxes
+        shares = [round_half_up(Decimal(amount) * Decimal(str(r["percentage"])) / (100 + total_pct)) for r in rates]
+        base = amount - sum(shares)
+        return [tax_entry(rate, share, base, "inclusive") for rate, share in zip(rates, shares)]
+    return [tax_entry(rate, round_half_up(Decimal(amount) * Decimal(str(rate["percentage"])) / 100), amount,
+                      "exclusive") for rate in rates]
 
 
 def tax_entry(rate: dict, amount: int, taxable: int, behavior: str) -> dict:
