@@ -155,6 +155,7 @@ def test_a_payment_succeeds_with_its_charge_and_events(api, emu):
     charge = api.v1.charges.retrieve(pi.latest_charge, params={"expand": ["balance_transaction"]})
     assert (charge.paid, charge.captured, charge.amount_captured, charge.payment_intent) == (True, True, 2000, pi.id)
     assert charge.metadata["order"] == "42" and charge.payment_method_details.card.last4 == "4242"
+    assert charge.payment_method_details.card.three_d_secure is None and charge.billing_details.name is None
     assert charge.balance_transaction.fee == 88 and charge.balance_transaction.net == 1912  # 2.9% + 30
     assert [c.id for c in api.v1.charges.list(params={"customer": customer.id})] == [charge.id]
     assert [p.id for p in api.v1.payment_intents.list(params={"customer": customer.id})] == [pi.id]
@@ -209,6 +210,8 @@ def test_three_d_secure_cards_need_action_then_complete_or_fail(api, emu):
         assert emu.events[-1]["type"] == "payment_intent.requires_action"
         done = emu.authenticate(pi.id)
         assert done["status"] == "succeeded" and emu.events[-1]["type"] == "payment_intent.succeeded"
+        details = api.v1.charges.retrieve(done["latest_charge"]).payment_method_details.card
+        assert details.three_d_secure.result == "authenticated"
 
     failing = pay(api, "pm_card_authenticationRequired")
     failed = emu.authenticate(failing.id, "fail")

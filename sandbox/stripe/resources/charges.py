@@ -59,7 +59,7 @@ def card_details(emu, pm_id: str) -> dict:
 
 
 def create_charge(emu, pi: dict, pm_id: str, *, ok: bool, decline_code=None, captured=True,
-                  billing_details=None) -> dict:
+                  billing_details=None, authenticated=False) -> dict:
     """A charge for the PaymentIntent: succeeded (captured or only authorized) or failed."""
     charge = shapes.example("charge")
     charge_id = shapes.new_id("ch_")
@@ -77,7 +77,9 @@ def create_charge(emu, pi: dict, pm_id: str, *, ok: bool, decline_code=None, cap
         failure_code=None if ok else ("card_declined" if decline_code != "expired_card" else "expired_card"),
         failure_message=None if ok else DECLINE_MESSAGES.get(decline_code, "Your card was declined."),
     )
-    charge["billing_details"] = copy.deepcopy(billing_details or shapes.example("payment_method")["billing_details"])
+    charge["billing_details"] = copy.deepcopy(billing_details) if billing_details else {
+        "address": {"city": None, "country": None, "line1": None, "line2": None, "postal_code": None, "state": None},
+        "email": None, "name": None, "phone": None, "tax_id": None}
     if ok:
         charge["outcome"] = {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
                              "network_status": "approved_by_network", "reason": None, "risk_level": "normal",
@@ -88,6 +90,11 @@ def create_charge(emu, pi: dict, pm_id: str, *, ok: bool, decline_code=None, cap
                              "reason": decline_code, "risk_level": "normal", "risk_score": 32,
                              "seller_message": "The bank did not return any further details with this decline.",
                              "type": "issuer_declined"}
+    # 3D Secure shows on the charge only when the customer went through it.
+    charge["payment_method_details"]["card"]["three_d_secure"] = {
+        "authentication_flow": "challenge", "electronic_commerce_indicator": "05", "exemption_indicator": None,
+        "result": "authenticated", "result_reason": None, "transaction_id": shapes.new_id("", 36),
+        "version": "2.2.0"} if authenticated else None
     charge["refunds"] = {"object": "list", "data": [], "has_more": False, "total_count": 0,
                          "url": f"/v1/charges/{charge_id}/refunds"}
     if ok and captured:

@@ -96,7 +96,8 @@ def confirm(emu, pi: dict, *, off_session: bool = False):
         emu.emit("payment_intent.payment_failed", pi)
         return decline_code
     manual = pi["capture_method"] == "manual"
-    charge = charges.create_charge(emu, pi, pm_id, ok=True, captured=not manual, billing_details=billing)
+    charge = charges.create_charge(emu, pi, pm_id, ok=True, captured=not manual, billing_details=billing,
+                                   authenticated=bool(emu.store.table(AUTHENTICATED).get(pi["id"])))
     pi.update(latest_charge=charge["id"], last_payment_error=None)
     if pi["setup_future_usage"] and pi["customer"]:
         pm = emu.store.objects.get(pm_id)
