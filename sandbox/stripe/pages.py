@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from .._http import Request, Response
 from .cards import DECLINE_MESSAGES, TEST_CARDS, card_digits
 from .resources import (checkout as checkout_family, invoices as invoice_family, payment_intents, payment_methods,
-                        subscriptions)
+                        portal as portal_family, subscriptions)
 
 STYLE = """
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,
@@ -210,13 +210,23 @@ def portal(emu, request: Request, session_id: str) -> Response:
     if not customer or customer.get("deleted"):
         return not_found("This customer no longer exists.")
     error = notice = None
+    configuration = emu.store.objects.get(session["configuration"]) or portal_family.default_configuration(emu)
+    features = configuration["features"]
+    can_cancel = features["subscription_cancel"]["enabled"]
+    cancel_now = features["subscription_cancel"]["mode"] == "immediately"
+    can_update_card = features["payment_method_update"]["enabled"]
     if request.method == "POST":
         form = request.form()
         action, sub_id = field(form, "action"), field(form, "subscription")
         sub = emu.store.objects.get(sub_id)
         if action in ("cancel", "renew") and (not sub or sub.get("customer") != customer["id"]
-                                             or sub["status"] == "canceled"):
+                                             or sub["status"] == "canceled" or not can_cancel):
             error = "That subscription cannot be changed here."
+        elif action == "card" and not can_update_card:
+            error = "Payment methods cannot be changed here."
+        elif action == "cancel" and cancel_now:
+            subscriptions.cancel_subscription(emu, sub, reason="cancellation_requested")
+            notice = "Your subscription has been canceled."
         elif action == "cancel":
             previous = subscriptions.schedule_cancel(emu, sub, True)
             if previous:
@@ -252,8 +262,10 @@ def portal(emu, request: Request, session_id: str) -> Response:
     for sub in subs:
         item = sub["items"]["data"][0]
         product = emu.store.objects.get(item["price"]["product"], {})
-        if sub["status"] == "canceled":
+        if sub["status"] in ("canceled", "incomplete_expired"):
             when, button = f"Ended {date(sub['ended_at'])}", ""
+        elif not can_cancel:
+            when, button = f"Renews {date(sub['current_period_end'])}", ""
         elif sub["cancel_at_period_end"]:
             when = f"Cancels {date(sub['current_period_end'])}"
             button = _portal_button(session_id, "renew", sub["id"], "Renew subscription", "secondary")
@@ -279,13 +291,17 @@ def portal(emu, request: Request, session_id: str) -> Response:
     messages = (f"<div class=error role=alert>{e(error)}</div>" if error else "") + \
                (f"<div class='badge ok' role=status style='display:block;padding:10px'>{e(notice)}</div>"
                 if notice else "")
+    card_form = (f"""<form class=card method=post action='/portal/{e(session_id)}'><h2>Payment method</h2><p>{card}</p>
+<input type=hidden name=action value=card>{card_inputs(with_email=False)}
+<button type=submit class=secondary>Update card</button>{TEST_CARD_HINT}</form>""" if can_update_card else
+                 f"<div class=card><h2>Payment method</h2><p>{card}</p></div>")
+    history = (f"<div class=card><h2>Invoice history</h2><table>"
+               f"{invoice_rows or '<tr><td>No invoices yet.</td></tr>'}</table></div>"
+               if features["invoice_history"]["enabled"] else "")
     body = f"""<div class=card>{back}<h1>{e(emu.account['settings']['dashboard']['display_name'])}</h1>
 <p class=muted>{e(customer['email'])}</p>{messages}</div>
 <div class=card><h2 class=muted>Current subscription</h2>{''.join(sub_rows) or '<p>No subscriptions.</p>'}</div>
-<form class=card method=post action='/portal/{e(session_id)}'><h2>Payment method</h2><p>{card}</p>
-<input type=hidden name=action value=card>{card_inputs(with_email=False)}
-<button type=submit class=secondary>Update card</button>{TEST_CARD_HINT}</form>
-<div class=card><h2>Invoice history</h2><table>{invoice_rows or '<tr><td>No invoices yet.</td></tr>'}</table></div>"""
+{card_form}{history}"""
     return page("Billing portal", body)
 
 

@@ -191,3 +191,26 @@ def test_portal_configurations_and_session_events(api, emu):
         api.v1.billing_portal.configurations.retrieve("bpc_nope")
     assert error.value.http_status == 404
     assert_stripe_shape(emu.get(configuration.id))
+
+
+def test_the_hosted_portal_follows_its_configuration(api, emu):
+    session = api.v1.checkout.sessions.create(params={
+        "mode": "subscription", "line_items": [{"price": "price_sandbox_pro"}], "success_url": OK,
+        "customer_email": "conf@example.com"})
+    result = emu.pay_checkout(session.id)
+    locked = api.v1.billing_portal.configurations.create(params={"features": {
+        "subscription_cancel": {"enabled": False}, "payment_method_update": {"enabled": False},
+        "invoice_history": {"enabled": False}}})
+    portal = api.v1.billing_portal.sessions.create(params={"customer": result["customer"],
+                                                           "configuration": locked.id})
+    page = urllib.request.urlopen(portal.url, timeout=5).read().decode()
+    assert "Cancel subscription" not in page and "Update card" not in page and "Invoice history" not in page
+    status, page, _ = post_form(portal.url, {"action": "cancel", "subscription": result["subscription"]})
+    assert "cannot be changed here" in page
+    assert api.v1.subscriptions.retrieve(result["subscription"]).cancel_at_period_end is False
+    now = api.v1.billing_portal.configurations.create(params={"features": {
+        "subscription_cancel": {"enabled": True, "mode": "immediately"}}})
+    portal = api.v1.billing_portal.sessions.create(params={"customer": result["customer"], "configuration": now.id})
+    assert "Cancel subscription" in urllib.request.urlopen(portal.url, timeout=5).read().decode()
+    post_form(portal.url, {"action": "cancel", "subscription": result["subscription"]})
+    assert api.v1.subscriptions.retrieve(result["subscription"]).status == "canceled"
