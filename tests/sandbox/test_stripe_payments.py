@@ -602,3 +602,13 @@ def test_search_charges_and_payment_intents_and_delete_a_source_card(api, emu):
     with pytest.raises(stripe.InvalidRequestError) as gone:
         api.v1.customers.payment_sources.retrieve(customer.id, card)
     assert "No such source" in str(gone.value)
+
+
+def test_a_customer_with_only_a_source_card_is_charged_on_it(api, emu):
+    customer = api.v1.customers.create(params={"email": "old@example.com", "source": "tok_visa"})
+    sub = api.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": "price_sandbox_pro"}]})
+    assert sub.status == "active"
+    pi, _ = invoice_intent(api, sub.latest_invoice)
+    assert pi.status == "succeeded" and pi.payment_method == customer.default_source
+    charge = api.v1.charges.retrieve(pi.latest_charge)
+    assert charge.payment_method == customer.default_source and charge.payment_method_details.card.last4 == "4242"
