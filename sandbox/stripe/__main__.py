@@ -28,7 +28,16 @@ make a renewal fail (and recover):
   python -m sandbox.stripe clock advance --days 3        # the retry pays: invoice paid, subscription active
 Without a fix, the retries on days 3, 5 and 7 fail too and the subscription is canceled.
 
-Card numbers on the hosted pages: 4242 4242 4242 4242 pays, 4000 0000 0000 0341 declines."""
+refund or dispute a payment:
+  python -m sandbox.stripe charges --customer cus_...    # ch_... of each payment
+  python -m sandbox.stripe refund in_... --amount 300    # part of a paid invoice back: charge.refunded, refund.created
+  python -m sandbox.stripe dispute ch_...                # charge.dispute.created, charge.dispute.funds_withdrawn
+
+Card numbers on the hosted pages: 4242 4242 4242 4242 pays, 4000 0000 0000 0341 declines,
+4000 0000 0000 0259 pays then is disputed, 4000 0000 0000 5126 pays but its refunds fail.
+Through the API use pm_card_visa, pm_card_chargeDeclined, pm_card_chargeCustomerFail,
+pm_card_authenticationRequired (3D Secure: `authenticate pi_...` completes it), pm_card_createDispute,
+pm_card_refundFail, or tokens such as tok_visa."""
 
 
 class CliError(Exception):
