@@ -293,3 +293,37 @@ def test_hosted_invoice_page_and_pdf_show_the_discount_and_tax_between_subtotal_
         assert text in html, text
     pdf = urllib.request.urlopen(invoice.invoice_pdf).read()
     assert pdf.startswith(b"%PDF") and b"(Launch  -$1.00)" in pdf and b"(VAT \\(20%\\)  $1.80)" in pdf
+
+
+def test_a_once_coupon_reduces_only_the_first_invoice(emu, api):
+    cus = customer(api)
+    once = api.v1.coupons.create(params={"amount_off": 400, "currency": "usd", "duration": "once"})
+    sub = api.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": "price_sandbox_pro"}],
+                                              "discounts": [{"coupon": once.id}]})
+    assert api.v1.invoices.retrieve(sub.latest_invoice).total == 500
+    created = [e["type"] for e in emu.events].index("customer.subscription.created")
+    assert "customer.subscription.updated" not in [e["type"] for e in emu.events[:created]]
+    emu.advance(days=32)
+    assert api.v1.invoices.retrieve(api.v1.subscriptions.retrieve(sub.id).latest_invoice).total == 900
+
+    other = customer(api, coupon=api.v1.coupons.create(params={"percent_off": 50, "duration": "once"}).id)
+    start = len(emu.events)
+    draft = api.v1.subscriptions.create(params={"customer": other.id, "items": [{"price": "price_sandbox_pro"}]})
+    assert api.v1.invoices.retrieve(draft.latest_invoice).total == 450
+    assert "customer.discount.deleted" in [e["type"] for e in emu.events[start:]]
+
+
+def test_a_one_off_invoice_takes_the_customers_discount_unless_it_names_its_own(emu, api):
+    coupon = api.v1.coupons.create(params={"percent_off": 25, "duration": "once"})
+    cus = customer(api, coupon=coupon.id)
+    own = api.v1.invoices.create(params={"customer": cus.id, "discounts": ""})
+    api.v1.invoice_items.create(params={"customer": cus.id, "amount": 1000, "currency": "usd", "invoice": own.id})
+    assert api.v1.invoices.retrieve(own.id).total == 1000
+    first = api.v1.invoices.create(params={"customer": cus.id})
+    api.v1.invoice_items.create(params={"customer": cus.id, "amount": 1000, "currency": "usd", "invoice": first.id})
+    assert api.v1.invoices.retrieve(first.id).total == 750
+    start = len(emu.events)
+    api.v1.invoices.finalize_invoice(first.id)
+    assert "customer.discount.deleted" in [e["type"] for e in emu.events[start:]]
+    later = api.v1.invoices.create(params={"customer": cus.id})
+    assert later.discounts == []

@@ -194,20 +194,12 @@ def subscription_discounts(emu, sub: dict, at: int) -> list[str]:
 
 
 def retire_used_discounts(emu, sub: dict, used: list[str]):
-    """A `once` discount is gone after its first invoice; a `repeating` one after its months."""
+    """Count the invoice against its discounts. A customer's `once` discount (or an ended `repeating` one)
+    is removed (`customer.discount.deleted`); a subscription's stays listed and simply stops applying."""
     coupons.count_use(emu, used)
-    at = emu.now()
-    customer_discount = emu.store.table(coupons.CUSTOMER_DISCOUNT).get(sub["customer"])
-    for discount_id in list(sub.get("discounts") or []) + [customer_discount]:
-        discount = emu.store.objects.get(discount_id) if discount_id else None
-        if not discount or discount.get("deleted") or coupons.discount_active(emu, discount, at + 1):
-            continue
-        if discount["customer"] and not discount["subscription"] and not discount["invoice"]:
-            coupons.remove_customer_discount(emu, discount["customer"])
-        elif discount_id in (sub.get("discounts") or []):
-            previous = {"discounts": list(sub["discounts"])}
-            sub["discounts"] = [d for d in sub["discounts"] if d != discount_id]
-            emu.emit("customer.subscription.updated", sub, previous)
+    discount = coupons.customer_discount(emu, sub["customer"])
+    if discount and not coupons.discount_active(emu, discount, emu.now() + 1):
+        coupons.remove_customer_discount(emu, sub["customer"])
 
 
 def create_invoice(emu, sub: dict, billing_reason: str, period_start: int, period_end: int,
@@ -332,6 +324,11 @@ def finalize_invoice(emu, invoice: dict, schedule_attempt: bool = False):
     if invoice["collection_method"] == "send_invoice" and invoice["due_date"] is None:
         invoice["due_date"] = now + 30 * DAY
     invoice["status_transitions"]["finalized_at"] = now
+    if invoice["billing_reason"] == "manual":  # subscription invoices count theirs when created
+        coupons.count_use(emu, invoice["discounts"])
+        own = coupons.customer_discount(emu, invoice["customer"])
+        if own and own["id"] in invoice["discounts"] and not coupons.discount_active(emu, own, now + 1):
+            coupons.remove_customer_discount(emu, invoice["customer"])
     for line in invoice["lines"]["data"]:
         ii_id = ((line["parent"] or {}).get("invoice_item_details") or {}).get("invoice_item")
         if ii_id and ii_id in emu.store.objects:
@@ -431,6 +428,10 @@ def invoice_create(emu, params):
     apply_update(emu, invoice, {k: v for k, v in params.items()
                                 if k not in ("customer", "subscription", "currency", "pending_invoice_items_behavior")},
                  creating=True)
+    if "discounts" not in params:  # Stripe applies the customer's discount unless the invoice names its own
+        own = coupons.customer_discount(emu, customer["id"])
+        if own and coupons.discount_active(emu, own, emu.now()):
+            invoice["discounts"] = [own["id"]]
     if behavior == "include":
         attach_items(emu, invoice, pending_items(emu, customer["id"], currency, sub["id"] if sub else None))
     if not invoice["auto_advance"]:
