@@ -317,3 +317,14 @@ def test_billing_cycle_anchor_now_and_error_if_incomplete_without_a_payment_meth
     with pytest.raises(stripe.InvalidRequestError) as error:
         subscribe(api, bare, payment_behavior="error_if_incomplete")
     assert "no attached payment source" in error.value.user_message
+
+
+def test_send_invoice_subscriptions_are_active_with_an_open_invoice_due_later(api, emu):
+    cus = customer(api, emu, card=None)
+    sub = subscribe(api, cus, collection_method="send_invoice", days_until_due=14)
+    invoice = api.v1.invoices.retrieve(sub.latest_invoice)
+    assert (sub.status, invoice.status, invoice.attempt_count) == ("active", "open", 0)
+    assert invoice.due_date is not None
+    with pytest.raises(stripe.InvalidRequestError) as error:
+        subscribe(api, cus, collection_method="send_invoice")
+    assert "days_until_due" in error.value.user_message

@@ -108,3 +108,18 @@ def test_cli_lists_clocks_and_advances_a_test_clock(api, emu, capsys):
     assert api.v1.test_helpers.test_clocks.retrieve(clock.id).frozen_time == clock.frozen_time + 31 * DAY
     assert main(["clock", "advance", "--clock", clock.id, "--url", emu.url]) == 1
     assert "give --days" in capsys.readouterr().err
+
+
+def test_clocks_and_their_customers_survive_a_restart(tmp_path):
+    state = tmp_path / "stripe.json"
+    with StripeEmulator(state_path=state) as emu:
+        api = stripe.StripeClient(API_KEY, base_addresses={"api": emu.url}, max_network_retries=0)
+        clock, cus = clock_customer(api, emu, emu.now())
+        sub = api.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": "price_sandbox_pro"}],
+                                                  "trial_period_days": 3})
+    with StripeEmulator(state_path=state) as emu:
+        api = stripe.StripeClient(API_KEY, base_addresses={"api": emu.url}, max_network_retries=0)
+        assert emu.restored
+        api.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": clock.frozen_time + 4 * DAY})
+        assert api.v1.subscriptions.retrieve(sub.id).status == "active"
+        assert "customer.subscription.trial_will_end" in [e["type"] for e in emu.events]
