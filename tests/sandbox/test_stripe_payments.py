@@ -479,7 +479,8 @@ def invoice_intent(api, invoice_id):
 def test_checkout_and_renewals_charge_through_a_payment_intent_per_invoice(api, emu):
     result = subscribe(api, emu)
     pi, payment = invoice_intent(api, result["invoice"])
-    assert (pi.status, pi.amount_received, pi.customer, payment.status) == ("succeeded", 900, result["customer"], "paid")
+    assert (pi.status, pi.amount_received, pi.customer, payment.status) == \
+        ("succeeded", 900, result["customer"], "paid")
     assert pi.description == "Subscription creation"
     expanded = api.v1.invoices.retrieve(result["invoice"], params={"expand": ["payments"]})
     assert expanded.payments.data[0].id == payment.id

@@ -274,9 +274,10 @@ def source_card(emu, customer: dict, token: str, param: str = "source") -> dict:
     if card.behaviour == "decline":
         raise decline_error(card.decline_code, param=param)
     obj = shapes.example("card")
-    obj.update(id=shapes.new_id("card_"), customer=customer["id"], brand=LEGACY_BRANDS[card.brand], last4=number[-4:], exp_month=12, exp_year=2034,
-        funding=card.funding, country=card.country, name=None, metadata={}, cvc_check="pass",
-        fingerprint=hashlib.sha256(number.encode()).hexdigest()[:16])
+    obj.update(id=shapes.new_id("card_"), customer=customer["id"], brand=LEGACY_BRANDS[card.brand],
+               last4=number[-4:], exp_month=12, exp_year=2034, funding=card.funding, country=card.country,
+               name=None, metadata={}, cvc_check="pass",
+               fingerprint=hashlib.sha256(number.encode()).hexdigest()[:16])
     emu.store.put(obj)
     emu.store.table(CARD_NUMBERS)[obj["id"]] = number
     emu.emit("customer.source.created", obj)
