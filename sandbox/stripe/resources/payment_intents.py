@@ -190,7 +190,7 @@ def charge_invoice(emu, invoice: dict, pm_id: str | None = None, *, off_session:
     if pi is None or pi["status"] not in CONFIRMABLE:
         sub = invoice.get("subscription")
         description = ("Subscription creation" if invoice.get("billing_reason") == "subscription_create"
-                       else "Subscription update" if sub else f"Invoice {invoice.get('number') or invoice['id']}")
+                       else "Subscription update" if sub else "Payment for Invoice")
         pi = build(emu, amount=invoice["amount_remaining"], currency=invoice["currency"], customer=customer["id"],
                    description=description, payment_method=pm_id,
                    receipt_email=None)
