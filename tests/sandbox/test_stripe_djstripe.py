@@ -171,6 +171,7 @@ SUBSCRIPTION_EVENTS = {
     "customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
     "subscription_schedule.created", "subscription_schedule.updated", "subscription_schedule.expiring",
     "subscription_schedule.released", "subscription_schedule.completed", "subscription_schedule.canceled",
+    "subscription_schedule.aborted",
     "test_helpers.test_clock.created", "test_helpers.test_clock.advancing", "test_helpers.test_clock.ready",
     "test_helpers.test_clock.deleted", "billing_portal.configuration.created",
     "billing_portal.configuration.updated", "billing_portal.session.created", "checkout.session.completed",
@@ -209,6 +210,9 @@ def subscription_family_scenario(emu):
     canceled = api.v1.subscription_schedules.create(params={
         "customer": customer, "phases": [{"items": [{"price": "price_sandbox_pro"}], "iterations": 1}]})
     api.v1.subscription_schedules.cancel(canceled.id)
+    aborted = api.v1.subscription_schedules.create(params={
+        "customer": customer, "phases": [{"items": [{"price": "price_sandbox_pro"}], "iterations": 2}]})
+    api.v1.subscriptions.cancel(aborted.subscription)
     clock = api.v1.test_helpers.test_clocks.create(params={"frozen_time": emu.now()})
     on_clock = api.v1.customers.create(params={"email": "clock@example.com", "test_clock": clock.id}).id
     emu.set_card(on_clock, card="4242424242424242")

@@ -126,3 +126,15 @@ def test_bad_input_answers_stripe_errors(api, emu):
         api.v1.subscription_schedules.retrieve("sub_sched_nope")
     assert error.value.http_status == 404
     assert "No such subscription schedule" in error.value.user_message
+
+
+def test_canceling_the_subscription_aborts_its_schedule(api, emu):
+    cus = paying_customer(api, emu)
+    schedule = api.v1.subscription_schedules.create(params={
+        "customer": cus, "phases": [{"items": [{"price": "price_sandbox_pro"}], "iterations": 3}]})
+    api.v1.subscriptions.cancel(schedule.subscription)
+    schedule = api.v1.subscription_schedules.retrieve(schedule.id)
+    assert schedule.status == "canceled"
+    assert schedule_types(emu)[-1] == "subscription_schedule.aborted"
+    emu.advance(days=100)  # nothing left to run
+    assert api.v1.subscription_schedules.retrieve(schedule.id).status == "canceled"

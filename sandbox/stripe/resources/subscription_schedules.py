@@ -154,12 +154,21 @@ def _next_phase(emu, schedule_id: str):
 def _end(emu, schedule: dict, sub: dict | None):
     now = emu.now()
     if schedule["end_behavior"] == "cancel":
+        schedule.update(status="completed", completed_at=now, current_phase=None)
         if sub and sub["status"] not in ("canceled", "incomplete_expired"):
             subscriptions.cancel_subscription(emu, sub, reason="cancellation_requested")
-        schedule.update(status="completed", completed_at=now, current_phase=None)
         emu.emit("subscription_schedule.completed", schedule)
         return
     _release(emu, schedule)
+
+
+def subscription_ended(emu, sub: dict):
+    """The schedule's subscription was canceled outside the schedule (API, retries, portal): Stripe
+    aborts the schedule."""
+    schedule = emu.store.objects.get(sub["schedule"])
+    if schedule and schedule["status"] == "active" and schedule["subscription"] == sub["id"]:
+        schedule.update(status="canceled", canceled_at=emu.now(), current_phase=None)
+        emu.emit("subscription_schedule.aborted", schedule)
 
 
 def _release(emu, schedule: dict, preserve_cancel_date: bool = True):
@@ -279,9 +288,9 @@ def schedule_cancel(emu, params, id):
     customer = emu.store.objects[schedule["customer"]]
     with test_clocks.on_customer_clock(emu, customer):
         sub = emu.store.objects.get(schedule["subscription"] or "")
+        schedule.update(status="canceled", canceled_at=emu.now(), current_phase=None)
         if sub and sub["status"] not in ("canceled", "incomplete_expired"):
             subscriptions.cancel_subscription(emu, sub, reason="cancellation_requested")
-        schedule.update(status="canceled", canceled_at=emu.now(), current_phase=None)
         emu.emit("subscription_schedule.canceled", schedule)
     return schedule
 

@@ -207,6 +207,9 @@ def cancel_subscription(emu, sub: dict, *, reason: str, comment=None, feedback=N
     if feedback is not None:
         sub["cancellation_details"]["feedback"] = feedback
     emu.emit("customer.subscription.deleted", sub)
+    if sub.get("schedule"):
+        from . import subscription_schedules  # noqa: PLC0415  (schedules import this module)
+        subscription_schedules.subscription_ended(emu, sub)
 
 
 def retries_exhausted(emu, sub: dict):
