@@ -33,7 +33,8 @@ def amount_fields(emu, params: dict, ii: dict):
     ways = [k for k in ("amount", "pricing", "price_data", "unit_amount_decimal") if params.get(k) not in (None, "")]
     if len(ways) > 1:
         raise StripeError(400, f"You may only specify one of these parameters: {', '.join(ways)}.", param=ways[1])
-    quantity = as_int(params["quantity"], "quantity") if params.get("quantity") not in (None, "") else ii.get("quantity", 1)
+    quantity = (as_int(params["quantity"], "quantity") if params.get("quantity") not in (None, "")
+                else ii.get("quantity", 1))
     if quantity < 0:
         raise StripeError(400, "Invalid non-negative integer", param="quantity")
     if not ways:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from .. import shapes
 from ..cards import DECLINE_MESSAGES
 from ..errors import StripeError, allow, metadata as merge_metadata, required
-from ..params import as_bool, as_int, as_list
+from ..params import as_bool, as_int
 from ..store import created_filter
 from . import coupons, meters, payment_intents, subscriptions, tax_rates
 

@@ -9,7 +9,7 @@ import hashlib
 from decimal import Decimal, InvalidOperation
 
 from .. import shapes
-from ..errors import StripeError, allow, missing, required
+from ..errors import StripeError, allow, required
 from ..params import as_int, as_list
 from ..store import created_filter
 from .tax_rates import round_half_up
