@@ -327,3 +327,16 @@ def test_a_one_off_invoice_takes_the_customers_discount_unless_it_names_its_own(
     assert "customer.discount.deleted" in [e["type"] for e in emu.events[start:]]
     later = api.v1.invoices.create(params={"customer": cus.id})
     assert later.discounts == []
+
+
+def test_invoice_item_lists_page_and_filter_like_stripe(emu, api):
+    cus = customer(api)
+    made = [api.v1.invoice_items.create(params={"customer": cus.id, "amount": 100 + n, "currency": "usd"})
+            for n in range(3)]
+    page = api.v1.invoice_items.list(params={"customer": cus.id, "limit": 2})
+    assert [i.id for i in page.data] == [made[2].id, made[1].id] and page.has_more
+    rest = api.v1.invoice_items.list(params={"customer": cus.id, "starting_after": made[1].id})
+    assert [i.id for i in rest.data] == [made[0].id] and not rest.has_more
+    assert len(api.v1.invoice_items.list(params={"created": {"gte": made[0].date}}).data) == 3
+    assert "created" not in page.data[0].to_dict()
+    assert_stripe_shape(page.data[0].to_dict())

@@ -229,8 +229,9 @@ def invoiceitem_list(emu, params):
     if "pending" in params:
         pending = as_bool(params.pop("pending"), "pending")
         items = [i for i in items if (i["invoice"] is None) == pending]
-    return emu.store.page(created_filter([dict(i, created=i["date"]) for i in items], params.get("created")),
-                          params, "/v1/invoiceitems")
+    kept = {i["id"] for i in created_filter([{"id": i["id"], "created": i["date"]} for i in items],
+                                            params.get("created"))}
+    return emu.store.page([i for i in items if i["id"] in kept], params, "/v1/invoiceitems")
 
 
 def create_proration_item(emu, *, customer_id, subscription_id, amount, currency, description, price, quantity,
