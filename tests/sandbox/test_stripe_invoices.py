@@ -339,4 +339,4 @@ def test_invoice_item_lists_page_and_filter_like_stripe(emu, api):
     assert [i.id for i in rest.data] == [made[0].id] and not rest.has_more
     assert len(api.v1.invoice_items.list(params={"created": {"gte": made[0].date}}).data) == 3
     assert "created" not in page.data[0].to_dict()
-    assert_stripe_shape(page.data[0].to_dict())
+    assert_stripe_shape(emu.get(page.data[0].id))
