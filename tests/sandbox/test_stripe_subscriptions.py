@@ -328,3 +328,19 @@ def test_send_invoice_subscriptions_are_active_with_an_open_invoice_due_later(ap
     with pytest.raises(stripe.InvalidRequestError) as error:
         subscribe(api, cus, collection_method="send_invoice")
     assert "days_until_due" in error.value.user_message
+
+
+def test_parameters_the_sandbox_does_not_emulate_are_refused_not_dropped(api, emu):
+    cus = customer(api, emu)
+    for params, name in [({"automatic_tax": {"enabled": True}}, "automatic_tax"),
+                         ({"add_invoice_items": [{"price": "price_sandbox_pro"}]}, "add_invoice_items"),
+                         ({"items": [{"price": "price_sandbox_pro", "price_data": {"currency": "usd"}}]},
+                          "items[0][price_data]")]:
+        with pytest.raises(stripe.InvalidRequestError) as error:
+            api.v1.subscriptions.create(params={"customer": cus, "items": [{"price": "price_sandbox_pro"}],
+                                                **params})
+        assert f"does not emulate `{name}`" in error.value.user_message
+    sub = subscribe(api, cus)
+    with pytest.raises(stripe.InvalidRequestError) as error:
+        api.v1.subscriptions.update(sub.id, params={"collection_method": "send_invoice"})
+    assert "does not emulate `collection_method`" in error.value.user_message

@@ -348,12 +348,21 @@ CREATE_FIELDS = {"customer", "items", "default_payment_method", "payment_behavio
                  "trial_end", "trial_from_plan", "trial_settings", "coupon", "discounts", "promotion_code",
                  "cancel_at_period_end", "cancel_at", "proration_behavior", "metadata", "collection_method",
                  "days_until_due", "description", "default_tax_rates", "off_session", "payment_settings",
-                 "currency", "default_source", "automatic_tax", "add_invoice_items", "billing_cycle_anchor",
-                 "backdate_start_date", "pending_invoice_item_interval", "invoice_settings",
-                 "application_fee_percent", "on_behalf_of", "transfer_data", "billing_thresholds",
-                 "billing_mode", "billing_cycle_anchor_config"}
-ITEM_FIELDS = {"price", "quantity", "metadata", "tax_rates", "discounts", "price_data", "billing_thresholds",
-               "id", "deleted", "clear_usage", "plan"}
+                 "currency"}
+# Stripe parameters the sandbox knows but does not emulate: refused with a clear error, never dropped.
+NOT_EMULATED = {"default_source", "automatic_tax", "add_invoice_items", "billing_cycle_anchor_config",
+                "backdate_start_date", "pending_invoice_item_interval", "invoice_settings",
+                "application_fee_percent", "on_behalf_of", "transfer_data", "billing_thresholds", "billing_mode"}
+ITEM_FIELDS = {"price", "quantity", "metadata", "tax_rates", "id", "deleted", "plan"}
+ITEM_NOT_EMULATED = {"discounts", "price_data", "billing_thresholds", "clear_usage"}
+
+
+def _refuse_not_emulated(params: dict, names: set[str], where: str = ""):
+    """`where` is the enclosing parameter (`items[0]`), if any."""
+    for key in params:
+        if key in names:
+            name = f"{where}[{key}]" if where else key
+            raise StripeError(400, f"The Stripe sandbox does not emulate `{name}` on subscriptions.", param=name)
 
 
 def _parse_items(emu, raw_items, name="items", *, allow_ids=False) -> list[dict]:
@@ -362,8 +371,9 @@ def _parse_items(emu, raw_items, name="items", *, allow_ids=False) -> list[dict]
         param = f"{name}[{index}]"
         if not isinstance(raw, dict):
             raise StripeError(400, "Invalid array", param=name)
+        _refuse_not_emulated(raw, ITEM_NOT_EMULATED, param)
         for key in raw:
-            if key not in ITEM_FIELDS or (key in ("id", "deleted", "clear_usage") and not allow_ids):
+            if key not in ITEM_FIELDS or (key in ("id", "deleted") and not allow_ids):
                 raise StripeError(400, f"Received unknown parameter: {param}[{key}]", param=f"{param}[{key}]")
         entry = {"raw": raw, "id": raw.get("id")}
         price_id = raw.get("price") or raw.get("plan")
@@ -385,6 +395,8 @@ def _parse_items(emu, raw_items, name="items", *, allow_ids=False) -> list[dict]
                 raise StripeError(400, "Invalid non-negative integer", param=f"{param}[quantity]")
             entry["quantity"] = quantity
         entry["metadata"] = merge_metadata({}, raw.get("metadata"))
+        if "tax_rates" in raw:
+            entry["tax_rates"] = tax_rates.rate_objects(emu, raw["tax_rates"], f"{param}[tax_rates]")
         parsed.append(entry)
     return parsed
 
@@ -446,6 +458,7 @@ def _trial_end(emu, params, now: int, prices: list[dict]) -> int | None:
 
 
 def subscription_create(emu, params):
+    _refuse_not_emulated(params, NOT_EMULATED)
     allow(params, CREATE_FIELDS)
     required(params, "customer")
     customer = emu.store.get("customer", params["customer"], "customer")
@@ -625,13 +638,12 @@ def subscription_retrieve(emu, params, id):
 UPDATE_FIELDS = {"cancel_at_period_end", "cancel_at", "metadata", "default_payment_method", "description",
                  "proration_behavior", "proration_date", "cancellation_details", "items", "payment_behavior",
                  "pause_collection", "trial_end", "trial_settings", "coupon", "discounts", "promotion_code",
-                 "collection_method", "days_until_due", "default_tax_rates", "off_session", "payment_settings",
-                 "billing_cycle_anchor", "default_source", "automatic_tax", "add_invoice_items",
-                 "trial_from_plan", "invoice_settings", "pending_invoice_item_interval",
-                 "application_fee_percent", "on_behalf_of", "transfer_data", "billing_thresholds"}
+                 "default_tax_rates", "off_session", "billing_cycle_anchor"}
 
 
 def subscription_update(emu, params, id):
+    _refuse_not_emulated(params, NOT_EMULATED | {"collection_method", "days_until_due", "trial_from_plan",
+                                                 "payment_settings"})
     allow(params, UPDATE_FIELDS)
     sub = emu.store.get("subscription", id)
     if sub["status"] in ("canceled", "incomplete_expired") and set(params) - {"metadata", "cancellation_details"}:
@@ -821,6 +833,7 @@ def _update_items(emu, sub: dict, changes: list, previous: dict, proration: str,
                                            created=at, period_start=sub["current_period_start"],
                                            period_end=sub["current_period_end"])
             new["metadata"] = entry["metadata"]
+            new["tax_rates"] = entry.get("tax_rates", [])
             sub["items"]["data"].append(new)
             pairs.append((None, new))
             continue
@@ -831,6 +844,8 @@ def _update_items(emu, sub: dict, changes: list, previous: dict, proration: str,
             item["quantity"] = entry["quantity"]
         if raw.get("metadata") not in (None,):
             item["metadata"] = merge_metadata(item["metadata"], raw.get("metadata"))
+        if "tax_rates" in entry:
+            item["tax_rates"] = entry["tax_rates"]
         if (before["price"]["id"], before["quantity"]) != (item["price"]["id"], item["quantity"]):
             pairs.append((before, item))
     if not sub["items"]["data"]:
