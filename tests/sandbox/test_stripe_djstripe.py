@@ -96,6 +96,7 @@ PAYMENT_EVENTS = {
     "charge.dispute.funds_reinstated", "setup_intent.created", "setup_intent.succeeded",
     "setup_intent.setup_failed", "setup_intent.requires_action", "setup_intent.canceled", "setup_intent.updated",
     "payment_method.attached", "payment_method.detached", "payment_method.updated", "customer.source.created",
+    "customer.source.deleted",
     "product.updated", "product.deleted", "price.updated", "price.deleted", "plan.created", "plan.updated",
     "plan.deleted",
 }
@@ -143,6 +144,7 @@ def test_djstripe_processes_every_payment_event(emu):
     api.v1.payment_methods.update(pm_id, params={"billing_details": {"name": "Ada"}})
     spare = api.v1.payment_methods.attach("pm_card_mastercard", params={"customer": customer.id})
     api.v1.payment_methods.detach(spare.id)
+    api.v1.customers.payment_sources.delete(customer.id, customer.default_source)
     api.v1.products.update("prod_sandbox_team", params={"description": "For teams"})
     api.v1.prices.update("price_sandbox_team", params={"nickname": "Team monthly"})
     plan = api.v1.plans.create(params={"amount": 1200, "currency": "usd", "interval": "month",
