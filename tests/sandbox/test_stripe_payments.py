@@ -613,3 +613,6 @@ def test_a_customer_with_only_a_source_card_is_charged_on_it(api, emu):
     assert pi.status == "succeeded" and pi.payment_method == customer.default_source
     charge = api.v1.charges.retrieve(pi.latest_charge)
     assert charge.payment_method == customer.default_source and charge.payment_method_details.card.last4 == "4242"
+    as_pm = api.v1.payment_methods.retrieve(customer.default_source)
+    assert (as_pm.object, as_pm.type, as_pm.card.brand, as_pm.customer) == ("payment_method", "card", "visa",
+                                                                             customer.id)

@@ -183,6 +183,15 @@ def update_billing_details(pm: dict, details):
 
 
 def payment_method_retrieve(emu, params, id):
+    card = emu.store.objects.get(id)
+    if card and card.get("object") == "card" and not card.get("deleted"):
+        # Stripe shows a customer's source card as a PaymentMethod under the card's id.
+        view = shapes.payment_method(pm_id=id, number=emu.store.table(CARD_NUMBERS)[id], created=emu.now(),
+                                     customer_id=card["customer"], name=card["name"])
+        view["card"].update(brand=LEGACY_BRANDS_REVERSE.get(card["brand"], "unknown"), funding=card["funding"],
+                            country=card["country"])
+        view["metadata"] = dict(card["metadata"])
+        return view
     return emu.store.get("payment_method", id)
 
 
@@ -265,6 +274,7 @@ def payment_method_list(emu, params, url="/v1/payment_methods"):
 
 # -- customer source cards (`source=tok_visa`) ------------------------------------------------------
 LEGACY_BRANDS = {"visa": "Visa", "mastercard": "MasterCard", "amex": "American Express"}  # `card` objects
+LEGACY_BRANDS_REVERSE = {v: k for k, v in LEGACY_BRANDS.items()}
 
 
 def source_card(emu, customer: dict, token: str, param: str = "source") -> dict:
