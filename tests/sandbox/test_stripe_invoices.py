@@ -57,7 +57,7 @@ def test_a_draft_collects_pending_items_and_finalize_then_pay_charges_the_defaul
     assert invoice.status == "open" and invoice.number.endswith("-0001")
     assert invoice.hosted_invoice_url.endswith(f"/invoices/{invoice.id}")
     assert invoice.invoice_pdf.endswith(f"/invoices/{invoice.id}/pdf")
-    assert invoice.status_transitions.finalized_at == emu.now()
+    assert emu.now() - 5 <= invoice.status_transitions.finalized_at <= emu.now()
 
     invoice = api.v1.invoices.pay(invoice.id)
     assert (invoice.status, invoice.amount_paid, invoice.amount_remaining) == ("paid", 3050, 0)
@@ -145,7 +145,7 @@ def test_void_mark_uncollectible_and_send_follow_stripes_states(emu, api):
     api.v1.invoice_items.create(params={"customer": cus.id, "amount": 400, "currency": "usd"})
     draft = api.v1.invoices.create(params={"customer": cus.id, "pending_invoice_items_behavior": "include",
                                            "collection_method": "send_invoice", "days_until_due": 14})
-    assert draft.due_date == emu.now() + 14 * 86400
+    assert draft.due_date - draft.created == 14 * 86400
     for call in (api.v1.invoices.void_invoice, api.v1.invoices.mark_uncollectible, api.v1.invoices.send_invoice):
         with pytest.raises(stripe.InvalidRequestError):
             call(draft.id)
