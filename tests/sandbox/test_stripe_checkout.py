@@ -156,7 +156,12 @@ def test_checkout_modes_refuse_bad_input(api, emu):
              ({"mode": "subscription", "line_items": [{"price": "price_sandbox_pro"}], "success_url": OK,
                "discounts": [{"coupon": "nope"}]}, "No such coupon"),
              ({"mode": "payment", "line_items": [{"price": price, "colour": 1}], "success_url": OK},
-              "Received unknown parameter: line_items[0][colour]")]
+              "Received unknown parameter: line_items[0][colour]"),
+             ({"mode": "payment", "line_items": [{"price": price}], "success_url": OK,
+               "payment_intent_data": {"receipt_email": "a@b.co"}},
+              "does not emulate `payment_intent_data[receipt_email]`"),
+             ({"mode": "payment", "line_items": [{"price": price}], "success_url": OK, "invoice_creation": {"enabled": True}},
+              "does not emulate `invoice_creation`")]
     for params, message in cases:
         with pytest.raises(stripe.InvalidRequestError) as error:
             api.v1.checkout.sessions.create(params=params)

@@ -189,8 +189,24 @@ CHECKOUT_FIELDS = {"mode", "line_items", "customer", "customer_email", "client_r
                    "payment_method_collection", "ui_mode", "return_url", "custom_text",
                    "submit_type", "discounts", "currency", "customer_creation",
                    "payment_method_configuration", "saved_payment_method_options",
-                   "payment_intent_data", "setup_intent_data", "invoice_creation", "shipping_address_collection",
-                   "custom_fields", "optional_items"}
+                   "payment_intent_data"}
+# Stripe parameters the sandbox knows but does not emulate: refused with a clear error, never dropped.
+NOT_EMULATED = {"setup_intent_data", "invoice_creation", "shipping_address_collection", "custom_fields",
+                "optional_items", "subscription_data[trial_end]", "subscription_data[description]",
+                "subscription_data[default_tax_rates]", "subscription_data[proration_behavior]",
+                "subscription_data[billing_cycle_anchor]", "subscription_data[application_fee_percent]",
+                "subscription_data[on_behalf_of]", "subscription_data[transfer_data]",
+                "subscription_data[invoice_settings]", "subscription_data[billing_mode]",
+                "payment_intent_data[receipt_email]", "payment_intent_data[statement_descriptor]",
+                "payment_intent_data[statement_descriptor_suffix]", "payment_intent_data[shipping]",
+                "payment_intent_data[transfer_data]", "payment_intent_data[application_fee_amount]",
+                "payment_intent_data[on_behalf_of]", "payment_intent_data[transfer_group]"}
+
+
+def _refuse_not_emulated(names):
+    for name in names:
+        if name in NOT_EMULATED:
+            raise StripeError(400, f"The Stripe sandbox does not emulate `{name}` in Checkout.", param=name)
 
 
 def _line_items(emu, raw_items, mode: str):
@@ -242,6 +258,7 @@ def _object_param(params, name: str) -> dict:
 
 
 def checkout_session_create(emu, params):
+    _refuse_not_emulated(params)
     allow(params, CHECKOUT_FIELDS)
     mode = params.get("mode")
     if not mode:
@@ -266,17 +283,13 @@ def checkout_session_create(emu, params):
     if payment_intent_data and mode != "payment":
         raise StripeError(400, "You can only pass `payment_intent_data` in `payment` mode.",
                           param="payment_intent_data")
+    _refuse_not_emulated([f"subscription_data[{k}]" for k in subscription_data]
+                         + [f"payment_intent_data[{k}]" for k in payment_intent_data])
     allow({f"subscription_data[{k}]": v for k, v in subscription_data.items()},
-          {f"subscription_data[{k}]" for k in ("metadata", "trial_period_days", "trial_end", "trial_settings",
-                                               "description", "default_tax_rates", "proration_behavior",
-                                               "billing_cycle_anchor", "application_fee_percent",
-                                               "on_behalf_of", "transfer_data", "invoice_settings",
-                                               "billing_mode")})
+          {f"subscription_data[{k}]" for k in ("metadata", "trial_period_days", "trial_settings")})
     allow({f"payment_intent_data[{k}]": v for k, v in payment_intent_data.items()},
           {f"payment_intent_data[{k}]" for k in ("capture_method", "description", "metadata",
-                                                 "setup_future_usage", "receipt_email", "statement_descriptor",
-                                                 "statement_descriptor_suffix", "shipping", "transfer_data",
-                                                 "application_fee_amount", "on_behalf_of", "transfer_group")})
+                                                 "setup_future_usage")})
     if payment_intent_data.get("capture_method") not in (None, "", "automatic", "automatic_async", "manual"):
         raise StripeError(400, "Invalid payment_intent_data[capture_method]",
                           param="payment_intent_data[capture_method]")
