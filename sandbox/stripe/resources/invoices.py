@@ -170,7 +170,8 @@ def pending_items(emu, customer_id: str, currency: str, subscription_id: str | N
     found = []
     for ii in emu.store.all("invoiceitem"):
         sub_of = ((ii.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-        if (ii.get("deleted") or ii["invoice"] or ii["customer"] != customer_id or ii["currency"] != currency
+        on_invoice = ii["invoice"] and ii["invoice"] in emu.store.objects  # a removed draft frees its items
+        if (ii.get("deleted") or on_invoice or ii["customer"] != customer_id or ii["currency"] != currency
                 or (sub_of and sub_of != subscription_id)):
             continue
         found.append(ii)
