@@ -117,7 +117,9 @@ def test_bad_input_answers_stripe_errors(api, emu):
              ({"customer": "cus_nope", "phases": [{"items": [{"price": "price_sandbox_pro"}]}]},
               "No such customer: 'cus_nope'"),
              ({"customer": cus}, "Missing required param: phases."),
-             ({"from_subscription": "sub_nope"}, "No such subscription: 'sub_nope'")]
+             ({"from_subscription": "sub_nope"}, "No such subscription: 'sub_nope'"),
+             ({"customer": cus, "phases": [{"items": [{"price": "price_sandbox_pro"}], "coupon": "x"}]},
+              "does not emulate `phases[0][coupon]`")]
     for params, message in cases:
         with pytest.raises(stripe.InvalidRequestError) as error:
             api.v1.subscription_schedules.create(params=params)

@@ -18,15 +18,24 @@ from . import subscriptions, test_clocks
 DAY = 86400
 EXPIRING_NOTICE = 7 * DAY
 EXPIRING_SENT = "subscription_schedule.expiring"  # store table: schedule id -> end date announced
-FIELDS = {"customer", "from_subscription", "phases", "start_date", "end_behavior", "metadata", "default_settings",
-          "billing_mode"}
-PHASE_FIELDS = {"items", "iterations", "end_date", "start_date", "trial_end", "trial", "proration_behavior",
-                "metadata", "default_payment_method", "description", "currency", "collection_method",
-                "default_tax_rates", "discounts", "coupon", "add_invoice_items", "billing_cycle_anchor",
-                "invoice_settings", "automatic_tax", "application_fee_percent", "on_behalf_of", "transfer_data",
-                "billing_thresholds", "duration"}
-PHASE_ITEM_FIELDS = {"price", "quantity", "metadata", "tax_rates", "discounts", "price_data", "plan",
-                     "billing_thresholds"}
+FIELDS = {"customer", "from_subscription", "phases", "start_date", "end_behavior", "metadata"}
+PHASE_FIELDS = {"items", "iterations", "end_date", "start_date", "trial_end", "proration_behavior", "metadata",
+                "default_payment_method"}
+PHASE_ITEM_FIELDS = {"price", "quantity", "plan"}
+# Stripe parameters the sandbox knows but does not emulate: refused with a clear error, never dropped.
+NOT_EMULATED = {"default_settings", "billing_mode"}
+PHASE_NOT_EMULATED = {"trial", "description", "currency", "collection_method", "default_tax_rates", "discounts",
+                      "coupon", "add_invoice_items", "billing_cycle_anchor", "invoice_settings", "automatic_tax",
+                      "application_fee_percent", "on_behalf_of", "transfer_data", "billing_thresholds", "duration"}
+PHASE_ITEM_NOT_EMULATED = {"metadata", "tax_rates", "discounts", "price_data", "billing_thresholds"}
+
+
+def _refuse_not_emulated(params: dict, names: set[str], where: str = ""):
+    for key in params:
+        if key in names:
+            name = f"{where}[{key}]" if where else key
+            raise StripeError(400, f"The Stripe sandbox does not emulate `{name}` on subscription schedules.",
+                              param=name)
 
 
 def _schedule(*, schedule_id: str, customer: dict, created: int, end_behavior: str, metadata: dict) -> dict:
@@ -68,6 +77,7 @@ def _parse_phases(emu, raw_phases, start: int, customer: dict) -> list[dict]:
         where = f"phases[{index}]"
         if not isinstance(raw, dict):
             raise StripeError(400, "Invalid object", param=where)
+        _refuse_not_emulated(raw, PHASE_NOT_EMULATED, where)
         for key in raw:
             if key not in PHASE_FIELDS:
                 raise StripeError(400, f"Received unknown parameter: {where}[{key}]", param=f"{where}[{key}]")
@@ -80,6 +90,7 @@ def _parse_phases(emu, raw_phases, start: int, customer: dict) -> list[dict]:
             param = f"{where}[items][{n}]"
             if not isinstance(item, dict):
                 raise StripeError(400, "Invalid object", param=param)
+            _refuse_not_emulated(item, PHASE_ITEM_NOT_EMULATED, param)
             for key in item:
                 if key not in PHASE_ITEM_FIELDS:
                     raise StripeError(400, f"Received unknown parameter: {param}[{key}]", param=f"{param}[{key}]")
@@ -188,6 +199,7 @@ def _announce_expiring(emu, schedule_id: str):
 
 
 def schedule_create(emu, params):
+    _refuse_not_emulated(params, NOT_EMULATED)
     allow(params, FIELDS)
     end_behavior = params.get("end_behavior") or "release"
     if end_behavior not in ("release", "cancel"):
@@ -239,7 +251,8 @@ def schedule_create(emu, params):
 
 
 def schedule_update(emu, params, id):
-    allow(params, {"phases", "end_behavior", "metadata", "proration_behavior", "default_settings", "billing_mode"})
+    _refuse_not_emulated(params, NOT_EMULATED)
+    allow(params, {"phases", "end_behavior", "metadata", "proration_behavior"})
     schedule = emu.store.get("subscription_schedule", id)
     if schedule["status"] not in ("not_started", "active"):
         raise StripeError(400, f"You cannot update a subscription schedule that is currently in the "
