@@ -442,7 +442,19 @@ class StripeEmulator(StandIn):
             params.update(decode_body(request.body))
         handler, path_params = self.router.match(request.method, request.path)
         expand = [e for e in as_list(params.pop("expand", None)) if isinstance(e, str)]
-        return self.store.expand(self, handler(self, params, **path_params), expand)
+        with self._clock_of_request(path_params, params):
+            return self.store.expand(self, handler(self, params, **path_params), expand)
+
+    def _clock_of_request(self, path_params: dict, params: dict):
+        """A call on an object (or for a customer) that lives on a test clock runs at the clock's time."""
+        target = path_params.get("id")
+        if not isinstance(target, str) or target not in self.store.objects:
+            target = params.get("customer") if isinstance(params.get("customer"), str) else None
+        clock_id = test_clocks.clock_of(self, target) if target else None
+        clock = self.store.objects.get(clock_id) if clock_id else None
+        if clock is None or self.store.objects.get(target, {}).get("object") == "test_helpers.test_clock":
+            return contextlib.nullcontext()
+        return self.at(clock["frozen_time"])
 
     # -- the control API (/_sandbox/...) -----------------------------------------------------
     def _control(self, request: Request) -> Response:

@@ -123,3 +123,16 @@ def test_clocks_and_their_customers_survive_a_restart(tmp_path):
         api.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": clock.frozen_time + 4 * DAY})
         assert api.v1.subscriptions.retrieve(sub.id).status == "active"
         assert "customer.subscription.trial_will_end" in [e["type"] for e in emu.events]
+
+
+def test_api_calls_on_a_clock_customers_objects_run_at_the_clock_time(api, emu):
+    start = emu.now() - 100 * DAY
+    clock, cus = clock_customer(api, emu, start)
+    emu.set_card(cus.id, "decline")
+    sub = api.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": "price_sandbox_pro"}]})
+    assert sub.status == "incomplete"
+    emu.set_card(cus.id, "succeed")
+    paid = api.v1.invoices.pay(sub.latest_invoice)
+    assert paid.status_transitions.paid_at == start
+    item = api.v1.invoice_items.create(params={"customer": cus.id, "amount": 100, "currency": "usd"})
+    assert item.date == start
