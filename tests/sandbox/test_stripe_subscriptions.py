@@ -158,8 +158,10 @@ def test_trial_end_without_payment_method_pauses_and_resume_bills(api, emu):
 
 def test_trial_end_without_payment_method_cancels_when_told(api, emu):
     cus = customer(api, emu, card=None)
+    start = len(emu.events)
     sub = subscribe(api, cus, trial_period_days=1,
                     trial_settings={"end_behavior": {"missing_payment_method": "cancel"}})
+    assert types_since(emu, start).count("customer.subscription.trial_will_end") == 1  # shorter than 3 days
     emu.advance(days=2)
     assert api.v1.subscriptions.retrieve(sub.id).status == "canceled"
 

@@ -572,6 +572,8 @@ def start_billing(emu, sub: dict, invoice: dict, behaviour: str = "allow_incompl
     if sub["status"] == "incomplete" and (ok or sub["collection_method"] == "send_invoice"):
         sub["status"] = "active"
         emu.emit("customer.subscription.updated", sub, {"status": "incomplete"})
+    if sub["status"] == "trialing" and sub["trial_end"] - emu.now() <= TRIAL_NOTICE_SECONDS:
+        announce_trial_end(emu, sub["id"])  # a trial shorter than the notice is announced at once
 
 
 def start_subscription(emu, customer: dict, items: list[dict], *, pm_id=None, metadata=None, trial_end=None,
