@@ -346,3 +346,34 @@ def test_parameters_the_sandbox_does_not_emulate_are_refused_not_dropped(api, em
     with pytest.raises(stripe.InvalidRequestError) as error:
         api.v1.subscriptions.update(sub.id, params={"collection_method": "send_invoice"})
     assert "does not emulate `collection_method`" in error.value.user_message
+
+
+def pause(api, sub_id, **params):
+    return api.raw_request("post", f"/v1/subscriptions/{sub_id}/pause", **params)
+
+
+def test_pause_stops_billing_and_resume_on_payment_success_keeps_it_paused_until_paid(api, emu):
+    cus = customer(api, emu)
+    sub = subscribe(api, cus)
+    start = len(emu.events)
+    pause(api, sub.id, type="subscription")
+    assert api.v1.subscriptions.retrieve(sub.id).status == "paused"
+    assert types_since(emu, start) == ["customer.subscription.updated", "customer.subscription.paused"]
+    emu.advance(days=45)
+    assert api.v1.subscriptions.retrieve(sub.id).latest_invoice == sub.latest_invoice
+    emu.set_card(cus, "decline")
+    with pytest.raises(stripe.CardError):
+        api.v1.subscriptions.resume(sub.id, params={"payment_behavior": "resume_on_payment_success"})
+    assert api.v1.subscriptions.retrieve(sub.id).status == "paused"
+    emu.set_card(cus, "succeed")
+    resumed = api.v1.subscriptions.resume(sub.id, params={"payment_behavior": "resume_on_payment_success"})
+    assert resumed.status == "active"
+    for params, message in [({}, "Missing required param: type."), ({"type": "forever"}, "Invalid type"),
+                            ({"type": "subscription", "bill_for": {"unused_time_from": {"type": "now"}}},
+                             "does not emulate `bill_for`")]:
+        with pytest.raises(stripe.InvalidRequestError) as error:
+            pause(api, sub.id, **params)
+        assert message in error.value.user_message
+    canceled = api.v1.subscriptions.cancel(subscribe(api, cus).id)
+    with pytest.raises(stripe.InvalidRequestError):
+        pause(api, canceled.id, type="subscription")

@@ -907,8 +907,29 @@ def subscription_cancel(emu, params, id):
     return sub
 
 
+def subscription_pause(emu, params, id):
+    """Pause an active subscription: no invoices, no new periods until it is resumed (dahlia's pause)."""
+    _refuse_not_emulated(params, {"bill_for"})
+    allow(params, {"type"})
+    required(params, "type")
+    if params["type"] != "subscription":
+        raise StripeError(400, "Invalid type: must be subscription", param="type")
+    sub = emu.store.get("subscription", id)
+    if sub["schedule"]:
+        raise StripeError(400, "You cannot pause a subscription that is attached to a subscription schedule.")
+    if sub["status"] not in ("active", "past_due", "trialing"):
+        raise StripeError(400, f"You cannot pause a subscription with status `{sub['status']}`.")
+    with test_clocks.on_customer_clock(emu, emu.store.objects[sub["customer"]]):
+        previous = {"status": sub["status"]}
+        sub["status"] = "paused"
+        emu.emit("customer.subscription.updated", sub, previous)
+        emu.emit("customer.subscription.paused", sub)
+    return sub
+
+
 def subscription_resume(emu, params, id):
-    allow(params, {"billing_cycle_anchor", "proration_behavior", "proration_date"})
+    _refuse_not_emulated(params, {"proration_behavior", "proration_date"})
+    allow(params, {"billing_cycle_anchor", "payment_behavior"})
     sub = emu.store.get("subscription", id)
     if sub["status"] != "paused":
         raise StripeError(400, "Only subscriptions with status `paused` can be resumed.")
@@ -916,11 +937,16 @@ def subscription_resume(emu, params, id):
     if anchor not in ("now", "unchanged"):
         raise StripeError(400, "Invalid billing_cycle_anchor: must be one of now or unchanged",
                           param="billing_cycle_anchor")
+    behaviour = params.get("payment_behavior") or "resume_on_payment_attempt"
+    if behaviour not in ("resume_on_payment_attempt", "resume_on_payment_success"):
+        raise StripeError(400, "Invalid payment_behavior: must be one of resume_on_payment_attempt or "
+                               "resume_on_payment_success", param="payment_behavior")
     customer = emu.store.objects[sub["customer"]]
     with test_clocks.on_customer_clock(emu, customer):
         now = emu.now()
         previous = {k: sub[k] for k in ("status", "current_period_start", "current_period_end",
                                         "billing_cycle_anchor", "latest_invoice")}
+        cycles = emu.store.table(CYCLES)[sub["id"]]
         price = sub["items"]["data"][0]["price"]
         if anchor == "now" or sub["current_period_end"] <= now:
             end = shapes.add_interval(now, price["recurring"]["interval"], price["recurring"]["interval_count"])
@@ -933,6 +959,17 @@ def subscription_resume(emu, params, id):
                                       sub["current_period_end"])
         emu.emit("invoice.created", invoice)
         ok = _collect(emu, sub, invoice)
+        if ok is False and behaviour == "resume_on_payment_success":
+            # The subscription stays paused as it was; the unpaid invoice is voided.
+            for key, value in previous.items():
+                sub[key] = value
+            emu.store.table(CYCLES)[sub["id"]] = cycles
+            for item in sub["items"]["data"]:
+                item.update(current_period_start=sub["current_period_start"],
+                            current_period_end=sub["current_period_end"])
+            _void(emu, invoice)
+            raise StripeError(402, "The payment to resume the subscription failed; it stays paused.",
+                              type="card_error", code="card_declined")
         if ok is False:
             sub["status"] = "past_due"
         emu.emit("customer.subscription.updated", sub, {k: v for k, v in previous.items() if sub[k] != v})
@@ -953,6 +990,7 @@ def register(api):
     api.add("GET", "/v1/subscriptions/{id}", subscription_retrieve)
     api.add("POST", "/v1/subscriptions/{id}", subscription_update)
     api.add("DELETE", "/v1/subscriptions/{id}", subscription_cancel)
+    api.add("POST", "/v1/subscriptions/{id}/pause", subscription_pause)
     api.add("POST", "/v1/subscriptions/{id}/resume", subscription_resume)
     api.add("GET", "/v1/subscription_items", subscription_items_list)
     api.on_clock(due)
