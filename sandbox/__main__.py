@@ -25,11 +25,13 @@ def main(argv: list[str] | None = None) -> int:
                      help=f"signing secret for those events (default: the env file's, else {DEMO_WEBHOOK_SECRET})")
     run.add_argument("--whatsapp-api-key", default=None,
                      help=f"the apikey the Evolution stand-in accepts (default: the env file's, else {DEMO_EVOLUTION_KEY})")
-    run.add_argument("--data-dir", default="var/sandbox", help="bundle releases and sandbox.env live here")
+    run.add_argument("--data-dir", default="var/sandbox", help="bundle releases, sandbox.env and the Stripe state (stripe.json) live here")
     run.add_argument("--env-file", default=None, metavar="PATH",
                      help="write every setting the console needs for sandbox mode here, secrets included "
                           "(made once, kept from an existing file), and keep the file after exit")
     run.add_argument("--site-url", default="", help="the console's SITE_URL, written to --env-file")
+    run.add_argument("--reset", action="store_true",
+                     help="start the Stripe sandbox empty (forget its saved customers, subscriptions, clock, events)")
     run.add_argument("--env", action="store_true",
                      help="print the console's environment lines on stdout (the service lines go to stderr)")
     args = parser.parse_args(argv)
@@ -40,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox(args.data_dir, stripe_port=args.stripe_port, cloudflare_port=args.cloudflare_port,
                       bundles_port=args.bundles_port, whatsapp_port=args.whatsapp_port, smtp_port=args.smtp_port,
                       mail_http_port=args.mail_http_port, webhook_url=args.webhook_url or None,
-                      webhook_secret=args.webhook_secret, evolution_api_key=args.whatsapp_api_key)
+                      webhook_secret=args.webhook_secret, evolution_api_key=args.whatsapp_api_key,
+                      reset=args.reset)
     try:
         sandbox.start()
     except OSError as exc:

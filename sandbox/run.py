@@ -110,8 +110,10 @@ class Sandbox:
                  stripe_port: int = 12111, cloudflare_port: int = 12112, bundles_port: int = 12113,
                  whatsapp_port: int = 12114, smtp_port: int = 1025, mail_http_port: int = 12115,
                  webhook_url: str | None = None, webhook_secret: str = DEMO_WEBHOOK_SECRET,
-                 evolution_api_key: str = DEMO_EVOLUTION_KEY, with_stripe: bool = True):
+                 evolution_api_key: str = DEMO_EVOLUTION_KEY, with_stripe: bool = True, reset: bool = False):
         self.data_dir = Path(data_dir)
+        self.stripe_state_path = self.data_dir / "stripe.json"  # every Stripe object, the clock, the events
+        self.reset = reset
         self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
         self.stripe = None
         self.stripe_missing: str | None = None
@@ -151,7 +153,8 @@ class Sandbox:
             self.stripe_missing = "sandbox.stripe is not available yet"
             return
         self.stripe = StripeEmulator(port=self._stripe_port, host=self._host,
-                                     webhook_url=self.webhook_url or None, webhook_secret=self.webhook_secret)
+                                     webhook_url=self.webhook_url or None, webhook_secret=self.webhook_secret,
+                                     state_path=self.stripe_state_path, reset=self.reset)
         self.stripe.start()
         self._started.append(self.stripe)
 
@@ -181,7 +184,9 @@ class Sandbox:
         if self.stripe is not None:
             hook = (f"webhooks -> {self.webhook_url}" if self.webhook_url
                     else "webhooks not delivered (no --webhook-url)")
-            stripe = f"stripe      {self.stripe.url}  ({hook}; prices price_sandbox_pro, price_sandbox_team)"
+            stripe = f"stripe      {self.stripe.url}  ({hook}; prices price_sandbox_pro, price_sandbox_team; " + (
+                f"state restored from {self.stripe_state_path})" if self.stripe.restored
+                else f"started empty, state saved in {self.stripe_state_path})")
         else:
             stripe = f"stripe      NOT STARTED: {self.stripe_missing or 'disabled'}"
         return [

@@ -1,6 +1,7 @@
 """The emulator's hosted pages: Checkout, the customer portal, invoices (HTML and PDF).
 
-Plain HTML forms that work without JavaScript. Called with the emulator's lock held.
+Plain HTML forms that work without JavaScript. Called with the emulator's lock held; `emu` is the
+running emulator (its store, clock and event emitter), passed in, never imported.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import time
 from urllib.parse import urlsplit
 
 from .._http import Request, Response
+from .cards import DECLINE_MESSAGES, TEST_CARDS, card_digits
+from .resources import (checkout as checkout_family, invoices as invoice_family, payment_intents, payment_methods,
+                        portal as portal_family, subscriptions)
 
 STYLE = """
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,
@@ -34,6 +38,8 @@ td,th{padding:8px 4px;border-bottom:1px solid #e3e8ee;text-align:left}a{color:#6
 
 
 def money(amount: int, currency: str) -> str:
+    if amount < 0:
+        return "-" + money(-amount, currency)
     symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency, "")
     text = f"{amount / 100:,.2f}"
     return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
@@ -118,18 +124,18 @@ def route(emu, request: Request) -> Response:
 
 def index(emu) -> Response:
     prices = "".join(
-        f"<tr><td><code>{e(p['id'])}</code></td><td>{e(emu.objects[p['product']]['name'])}</td>"
+        f"<tr><td><code>{e(p['id'])}</code></td><td>{e(emu.store.objects[p['product']]['name'])}</td>"
         f"<td>{money(p['unit_amount'], p['currency'])} / {e((p['recurring'] or {}).get('interval', 'once'))}</td></tr>"
-        for p in emu._newest_first("price"))
-    clock = emu._clock_state()
+        for p in emu.store.newest_first("price"))
+    clock = emu.clock_state()
     return page("Stripe sandbox", f"""<div class=card><h1>Stripe sandbox</h1>
-<p class=muted>API base: <code>{e(emu.url)}</code> · clock {e(clock['iso'])} · {len(emu._events)} events ·
-webhook {e(emu._webhook_state()['url'] or 'not configured')}</p><h2>Prices</h2><table>{prices}</table></div>""")
+<p class=muted>API base: <code>{e(emu.url)}</code> · clock {e(clock['iso'])} · {len(emu.eventlog.events)} events ·
+webhook {e(emu.webhook_state()['url'] or 'not configured')}</p><h2>Prices</h2><table>{prices}</table></div>""")
 
 
 def _line_summary(emu, session_id: str) -> str:
     rows = []
-    for item in emu._session_items.get(session_id, []):
+    for item in emu.store.table(checkout_family.LINE_ITEMS).get(session_id, []):
         interval = (item["price"].get("recurring") or {}).get("interval")
         rows.append(f"<tr><td>{e(item['description'])} × {item['quantity']}</td>"
                     f"<td style='text-align:right'>{money(item['amount_total'], item['currency'])}"
@@ -138,14 +144,16 @@ def _line_summary(emu, session_id: str) -> str:
 
 
 def checkout(emu, request: Request, session_id: str) -> Response:
-    session = emu.objects.get(session_id)
+    session = emu.store.objects.get(session_id)
     if not session or session.get("object") != "checkout.session":
         return not_found("This Checkout Session does not exist.")
     error = None
     form = {}
     if request.method == "POST":
         form = request.form()
-        result = emu._pay_checkout(session_id, field(form, "card"), field(form, "email"), field(form, "name"))
+        result = checkout_family.pay_checkout(emu, session_id, field(form, "card"), field(form, "email"),
+                                              field(form, "name"), phone=field(form, "phone"),
+                                              promotion_code=field(form, "promotion_code"))
         if result["ok"]:
             return redirect(result["redirect"])
         error = result["error"]
@@ -157,74 +165,107 @@ def checkout(emu, request: Request, session_id: str) -> Response:
         back = f"<a class=button href='{e(link)}'>Continue</a>" if link else ""
         return page("Checkout", f"<div class=card><h1>{e(message)}</h1>{back}</div>",
                     410 if session["status"] == "expired" else 200)
-    customer = emu.objects.get(session["customer"]) if session["customer"] else None
+    customer = emu.store.objects.get(session["customer"]) if session["customer"] else None
     email = (customer or {}).get("email") or field(form, "email") or session["customer_email"]
     merchant = emu.account["settings"]["dashboard"]["display_name"]
+    lines = emu.store.table(checkout_family.LINE_ITEMS)[session_id]
+    interval = next(((i["price"].get("recurring") or {}).get("interval") for i in lines
+                     if i["price"].get("recurring")), None)
+    trial_days = emu.store.table(checkout_family.SUBSCRIPTION_DATA)[session_id].get("trial_period_days")
     shop = urlsplit(session["cancel_url"] or "").netloc or "the shop"
     cancel = (f"<p><a href='{e(session['cancel_url'])}'>← Back to {e(shop)}</a></p>"
               if session["cancel_url"] else "")
     error_html = f"<div class=error role=alert>{e(error)}</div>" if error else ""
-    body = f"""<div class=card>{cancel}<p class=muted>Subscribe to</p><h1>{e(merchant)}</h1>
-<div class=amount>{money(session['amount_total'], session['currency'])}
-<span class=muted>per {e(emu._session_items[session_id][0]['price']['recurring']['interval'])}</span></div>
-<table>{_line_summary(emu, session_id)}</table></div>
+    extra = ""
+    if session["phone_number_collection"]["enabled"]:
+        extra += (f"<label for=phone>Phone number</label><input id=phone name=phone type=tel required "
+                  f"autocomplete=tel value='{e(field(form, 'phone'))}'>")
+    if session["allow_promotion_codes"]:
+        extra += (f"<label for=promotion_code>Promotion code</label><input id=promotion_code name=promotion_code "
+                  f"value='{e(field(form, 'promotion_code'))}'>")
+    if session["mode"] == "setup":
+        heading, price_html, button = "Save a card with", "<p class=muted>No payment now.</p>", "Save card"
+    else:
+        per = f"<span class=muted>per {e(interval)}</span>" if interval else ""
+        trial = f"<p class=muted>{trial_days} days free, then</p>" if trial_days else ""
+        discount = session["total_details"]["amount_discount"]
+        saved = (f"<p class=muted>Discount −{money(discount, session['currency'])}</p>" if discount else "")
+        heading = "Subscribe to" if session["mode"] == "subscription" else "Pay"
+        price_html = (f"{trial}<div class=amount>{money(session['amount_total'], session['currency'])} {per}</div>"
+                      f"{saved}<table>{_line_summary(emu, session_id)}</table>")
+        button = ("Start trial" if trial_days else "Subscribe") if session["mode"] == "subscription" else "Pay"
+    body = f"""<div class=card>{cancel}<p class=muted>{e(heading)}</p><h1>{e(merchant)}</h1>
+{price_html}</div>
 <form class=card method=post action='/checkout/{e(session_id)}'><h2>Pay with card</h2>
-{card_inputs(email, email_locked=customer is not None)}{error_html}
-<button type=submit>Subscribe</button>{TEST_CARD_HINT}</form>"""
+{card_inputs(email, email_locked=customer is not None)}{extra}{error_html}
+<button type=submit>{e(button)}</button>{TEST_CARD_HINT}</form>"""
     return page(f"Checkout · {merchant}", body, split=True)
 
 
 def portal(emu, request: Request, session_id: str) -> Response:
-    session = emu.objects.get(session_id)
+    session = emu.store.objects.get(session_id)
     if not session or session.get("object") != "billing_portal.session":
         return not_found("This portal session does not exist.")
-    customer = emu.objects.get(session["customer"])
+    customer = emu.store.objects.get(session["customer"])
     if not customer or customer.get("deleted"):
         return not_found("This customer no longer exists.")
     error = notice = None
+    configuration = emu.store.objects.get(session["configuration"]) or portal_family.default_configuration(emu)
+    features = configuration["features"]
+    can_cancel = features["subscription_cancel"]["enabled"]
+    cancel_now = features["subscription_cancel"]["mode"] == "immediately"
+    can_update_card = features["payment_method_update"]["enabled"]
     if request.method == "POST":
         form = request.form()
         action, sub_id = field(form, "action"), field(form, "subscription")
-        sub = emu.objects.get(sub_id)
+        sub = emu.store.objects.get(sub_id)
         if action in ("cancel", "renew") and (not sub or sub.get("customer") != customer["id"]
-                                             or sub["status"] == "canceled"):
+                                             or sub["status"] == "canceled" or not can_cancel):
             error = "That subscription cannot be changed here."
+        elif action == "card" and not can_update_card:
+            error = "Payment methods cannot be changed here."
+        elif action == "cancel" and cancel_now:
+            subscriptions.cancel_subscription(emu, sub, reason="cancellation_requested")
+            notice = "Your subscription has been canceled."
         elif action == "cancel":
-            previous = emu._schedule_cancel(sub, True)
+            previous = subscriptions.schedule_cancel(emu, sub, True)
             if previous:
-                emu._emit("customer.subscription.updated", sub, previous)
+                emu.emit("customer.subscription.updated", sub, previous)
             notice = f"Your subscription will end on {date(sub['current_period_end'])}."
         elif action == "renew":
-            previous = emu._schedule_cancel(sub, False)
+            previous = subscriptions.schedule_cancel(emu, sub, False)
             if previous:
-                emu._emit("customer.subscription.updated", sub, previous)
+                emu.emit("customer.subscription.updated", sub, previous)
             notice = "Your subscription will renew."
         elif action == "card":
-            from .emulator import TEST_CARDS, card_digits
             number = card_digits(field(form, "card"))
             if number not in TEST_CARDS:
                 error = "Your card number is incorrect."
             else:
-                pm = emu._attach_card(customer, number, email=customer["email"], name=field(form, "name") or None)
-                emu._set_default_payment_method(customer, pm["id"])
-                emu._card_override.pop(customer["id"], None)
+                pm = payment_methods.attach_card(emu, customer, number, email=customer["email"],
+                                                 name=field(form, "name") or None)
+                payment_methods.set_default_payment_method(emu, customer, pm["id"])
+                emu.store.table(payment_methods.CHARGES_SUCCEED).pop(customer["id"], None)
                 notice = f"Card ending in {number[-4:]} is now your default payment method."
                 # Stripe's portal pays a past-due invoice with the new card right away.
-                for iid in emu._ids["invoice"]:
-                    invoice = emu.objects[iid]
+                for iid in emu.store.ids["invoice"]:
+                    invoice = emu.store.objects[iid]
                     if invoice["customer"] == customer["id"] and invoice["status"] == "open":
-                        ok, _ = emu._attempt_invoice(invoice, pm["id"])
+                        payment_intents.customer_present(emu, pm["id"])
+                        ok, _ = invoice_family.attempt_invoice(emu, invoice, pm["id"])
                         if not ok:
-                            emu._record_failure(invoice)
+                            invoice_family.record_failure(emu, invoice)
         else:
             error = "Unknown action."
-    subs = [s for s in emu._newest_first("subscription") if s["customer"] == customer["id"]]
+    subs = [s for s in emu.store.newest_first("subscription") if s["customer"] == customer["id"]]
     sub_rows = []
     for sub in subs:
         item = sub["items"]["data"][0]
-        product = emu.objects.get(item["price"]["product"], {})
-        if sub["status"] == "canceled":
+        product = emu.store.objects.get(item["price"]["product"], {})
+        if sub["status"] in ("canceled", "incomplete_expired"):
             when, button = f"Ended {date(sub['ended_at'])}", ""
+        elif not can_cancel:
+            when, button = f"Renews {date(sub['current_period_end'])}", ""
         elif sub["cancel_at_period_end"]:
             when = f"Cancels {date(sub['current_period_end'])}"
             button = _portal_button(session_id, "renew", sub["id"], "Renew subscription", "secondary")
@@ -237,9 +278,10 @@ def portal(emu, request: Request, session_id: str) -> Response:
                         f" per {e(item['price']['recurring']['interval'])} · <span class=muted>{e(when)}</span></div>"
                         f"{button}</div>")
     pm_id = customer["invoice_settings"]["default_payment_method"]
-    pm = emu.objects.get(pm_id) if pm_id else None
+    pm = emu.store.objects.get(pm_id) if pm_id else None
     card = f"{e(pm['card']['brand']).title()} ending in {e(pm['card']['last4'])}" if pm else "No card on file"
-    invoices = [i for i in emu._newest_first("invoice") if i["customer"] == customer["id"] and i["status"] != "draft"]
+    invoices = [i for i in emu.store.newest_first("invoice")
+                if i["customer"] == customer["id"] and i["status"] != "draft"]
     invoice_rows = "".join(
         f"<tr><td>{date(i['created'])}</td><td>{money(i['total'], i['currency'])}</td>"
         f"<td>{status_badge(i['status'])}</td>"
@@ -249,13 +291,17 @@ def portal(emu, request: Request, session_id: str) -> Response:
     messages = (f"<div class=error role=alert>{e(error)}</div>" if error else "") + \
                (f"<div class='badge ok' role=status style='display:block;padding:10px'>{e(notice)}</div>"
                 if notice else "")
+    card_form = (f"""<form class=card method=post action='/portal/{e(session_id)}'><h2>Payment method</h2><p>{card}</p>
+<input type=hidden name=action value=card>{card_inputs(with_email=False)}
+<button type=submit class=secondary>Update card</button>{TEST_CARD_HINT}</form>""" if can_update_card else
+                 f"<div class=card><h2>Payment method</h2><p>{card}</p></div>")
+    history = (f"<div class=card><h2>Invoice history</h2><table>"
+               f"{invoice_rows or '<tr><td>No invoices yet.</td></tr>'}</table></div>"
+               if features["invoice_history"]["enabled"] else "")
     body = f"""<div class=card>{back}<h1>{e(emu.account['settings']['dashboard']['display_name'])}</h1>
 <p class=muted>{e(customer['email'])}</p>{messages}</div>
 <div class=card><h2 class=muted>Current subscription</h2>{''.join(sub_rows) or '<p>No subscriptions.</p>'}</div>
-<form class=card method=post action='/portal/{e(session_id)}'><h2>Payment method</h2><p>{card}</p>
-<input type=hidden name=action value=card>{card_inputs(with_email=False)}
-<button type=submit class=secondary>Update card</button>{TEST_CARD_HINT}</form>
-<div class=card><h2>Invoice history</h2><table>{invoice_rows or '<tr><td>No invoices yet.</td></tr>'}</table></div>"""
+{card_form}{history}"""
     return page("Billing portal", body)
 
 
@@ -266,25 +312,27 @@ def _portal_button(session_id: str, action: str, sub_id: str, label: str, tone: 
 
 
 def hosted_invoice(emu, request: Request, invoice_id: str) -> Response:
-    invoice = emu.objects.get(invoice_id)
+    invoice = emu.store.objects.get(invoice_id)
     if not invoice or invoice.get("object") != "invoice" or invoice["status"] == "draft":
         return not_found("This invoice does not exist.")
     error = None
     if request.method == "POST" and invoice["status"] in ("open", "uncollectible"):
-        from .emulator import TEST_CARDS, DECLINE_MESSAGES, card_digits
         number = card_digits(field(request.form(), "card"))
         if number not in TEST_CARDS:
             error = "Your card number is incorrect."
         else:
-            customer = emu.objects[invoice["customer"]]
-            pm = emu._attach_card(customer, number, email=customer["email"])
-            emu._card_override.pop(customer["id"], None)
-            ok, code = emu._attempt_invoice(invoice, pm["id"])
+            customer = emu.store.objects[invoice["customer"]]
+            pm = payment_methods.attach_card(emu, customer, number, email=customer["email"])
+            emu.store.table(payment_methods.CHARGES_SUCCEED).pop(customer["id"], None)
+            payment_intents.customer_present(emu, pm["id"])  # 3D Secure is completed on this page
+            ok, code = invoice_family.attempt_invoice(emu, invoice, pm["id"])
             if not ok:
-                emu._record_failure(invoice)
+                invoice_family.record_failure(emu, invoice)
                 error = DECLINE_MESSAGES.get(code, "Your card was declined.")
     lines = "".join(f"<tr><td>{e(line['description'])}</td><td style='text-align:right'>"
                     f"{money(line['amount'], line['currency'])}</td></tr>" for line in invoice["lines"]["data"])
+    lines += "".join(f"<tr><th>{e(label)}</th><th style='text-align:right'>{money(amount, invoice['currency'])}</th></tr>"
+                     for label, amount in invoice_family.summary_rows(emu, invoice))
     pay = ""
     if invoice["status"] in ("open", "uncollectible"):
         error_html = f"<div class=error role=alert>{e(error)}</div>" if error else ""
@@ -299,14 +347,15 @@ def hosted_invoice(emu, request: Request, invoice_id: str) -> Response:
 
 
 def invoice_pdf(emu, invoice_id: str) -> Response:
-    invoice = emu.objects.get(invoice_id)
+    invoice = emu.store.objects.get(invoice_id)
     if not invoice or invoice.get("object") != "invoice" or invoice["status"] == "draft":
         return not_found("This invoice does not exist.")
     lines = [f"Invoice {invoice['number']}", invoice["account_name"] or "",
              f"Billed to {invoice['customer_email']}", f"Date {date(invoice['created'])}", ""]
     lines += [f"{line['description']}  {money(line['amount'], line['currency'])}" for line in invoice["lines"]["data"]]
-    lines += ["", f"Total {money(invoice['total'], invoice['currency'])}",
-              f"Amount paid {money(invoice['amount_paid'], invoice['currency'])}", f"Status {invoice['status']}"]
+    lines += [""] + [f"{label}  {money(amount, invoice['currency'])}"
+                     for label, amount in invoice_family.summary_rows(emu, invoice)]
+    lines += [f"Amount paid {money(invoice['amount_paid'], invoice['currency'])}", f"Status {invoice['status']}"]
     return Response(200, simple_pdf(lines), {"Content-Disposition": f"inline; filename={invoice['number']}.pdf"},
                     content_type="application/pdf")
 

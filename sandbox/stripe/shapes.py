@@ -100,7 +100,9 @@ def plan_from_price(price_obj: dict) -> dict:
                created=price_obj["created"], interval=recurring.get("interval"),
                interval_count=recurring.get("interval_count"), metadata=price_obj["metadata"],
                nickname=price_obj["nickname"], product=price_obj["product"],
-               active=price_obj["active"], transform_usage=None)
+               active=price_obj["active"], transform_usage=None,
+               billing_scheme=price_obj.get("billing_scheme", "per_unit"), tiers_mode=price_obj.get("tiers_mode"),
+               meter=recurring.get("meter"), usage_type=recurring.get("usage_type", "licensed"))
     return obj
 
 
@@ -142,7 +144,8 @@ def payment_method(*, pm_id: str, number: str, created: int, customer_id=None, e
 # -- checkout ---------------------------------------------------------------------------------
 def checkout_line_item(*, item_id: str, price_obj: dict, product_name: str, quantity: int) -> dict:
     obj = example("item")
-    amount = price_obj["unit_amount"] * quantity
+    metered = (price_obj.get("recurring") or {}).get("usage_type") == "metered"
+    amount = 0 if metered else (price_obj["unit_amount"] or 0) * quantity  # usage is billed in arrears
     obj.update(id=item_id, price=copy.deepcopy(price_obj), quantity=quantity,
                description=product_name, currency=price_obj["currency"], amount_subtotal=amount,
                amount_total=amount, amount_discount=0, amount_tax=0, metadata={},
@@ -223,65 +226,6 @@ def subscription(*, subscription_id: str, customer_id: str, items: list[dict], c
                                "save_default_payment_method": "on_subscription"}
     obj["items"] = {"object": "list", "data": items, "has_more": False, "total_count": len(items),
                     "url": f"/v1/subscription_items?subscription={subscription_id}"}
-    return obj
-
-
-# -- invoices ----------------------------------------------------------------------------------
-def invoice_line(*, line_id: str, invoice_id: str, subscription_id: str, item: dict,
-                 period_start: int, period_end: int, description: str) -> dict:
-    obj = example("line_item")
-    price_obj = item["price"]
-    amount = price_obj["unit_amount"] * item["quantity"]
-    obj.update(id=line_id, invoice=invoice_id, amount=amount, subtotal=amount,
-               currency=price_obj["currency"], description=description,
-               period={"start": period_start, "end": period_end}, quantity=item["quantity"],
-               # Older shape, still read by dj-stripe 2.11's InvoiceLineItem.
-               subscription=subscription_id, metadata={}, pretax_credit_amounts=[], taxes=[])
-    obj["parent"] = {
-        "type": "subscription_item_details", "invoice_item_details": None,
-        "subscription_item_details": {"invoice_item": None, "proration": False,
-                                      "proration_details": {"credited_items": None},
-                                      "subscription": subscription_id,
-                                      "subscription_item": item["id"]},
-    }
-    obj["pricing"] = {"type": "price_details", "unit_amount_decimal": price_obj["unit_amount_decimal"],
-                      "price_details": {"price": price_obj["id"], "product": price_obj["product"]}}
-    return obj
-
-
-def invoice(*, invoice_id: str, customer_obj: dict, subscription_obj: dict, lines: list[dict],
-            created: int, billing_reason: str, account_name: str) -> dict:
-    obj = example("invoice")
-    total = sum(line["amount"] for line in lines)
-    obj.update(
-        id=invoice_id, customer=customer_obj["id"], customer_email=customer_obj["email"],
-        customer_name=customer_obj["name"], customer_phone=customer_obj["phone"],
-        customer_address=None, customer_shipping=None, account_name=account_name,
-        created=created, effective_at=None, currency=subscription_obj["currency"],
-        billing_reason=billing_reason, status="draft", number=None, auto_advance=True,
-        amount_due=total, amount_paid=0, amount_remaining=total, amount_overpaid=0,
-        subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total,
-        total_discount_amounts=[], total_taxes=[], total_pretax_credit_amounts=[],
-        attempt_count=0, attempted=False, due_date=None, next_payment_attempt=None,
-        period_start=created, period_end=created, hosted_invoice_url=None, invoice_pdf=None,
-        from_invoice=None, last_finalization_error=None, latest_revision=None,
-        shipping_cost=None, shipping_details=None, webhooks_delivered_at=None,
-        automatically_finalizes_at=created + 3600, receipt_number=None, ending_balance=None,
-        metadata={}, default_payment_method=None, description=None, footer=None,
-        # Older shape, still read by dj-stripe 2.11's Invoice.
-        subscription=subscription_obj["id"],
-    )
-    obj["status_transitions"] = {"finalized_at": None, "marked_uncollectible_at": None,
-                                 "paid_at": None, "voided_at": None}
-    obj["automatic_tax"] = {"enabled": False, "liability": None, "status": None,
-                            "disabled_reason": None, "provider": None}
-    obj["parent"] = {"type": "subscription_details", "quote_details": None,
-                     "subscription_details": {"metadata": copy.deepcopy(subscription_obj["metadata"]),
-                                              "subscription": subscription_obj["id"]}}
-    obj["payment_settings"] = {"default_mandate": None, "payment_method_options": None,
-                               "payment_method_types": None}
-    obj["lines"] = {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
-                    "url": f"/v1/invoices/{invoice_id}/lines"}
     return obj
 
 

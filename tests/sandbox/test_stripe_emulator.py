@@ -156,8 +156,8 @@ def test_hosted_checkout_with_4242_creates_paid_subscription_and_redirects(api, 
         == ["4242"]
 
     expected = ["customer.created", "payment_method.attached", "checkout.session.completed",
-                "customer.subscription.created", "invoice.created", "invoice.finalized", "invoice.paid",
-                "invoice.payment_succeeded"]
+                "customer.subscription.created", "invoice.created", "invoice.finalized", "payment_intent.created",
+                "charge.succeeded", "payment_intent.succeeded", "invoice.paid", "invoice.payment_succeeded"]
     assert [e["type"] for e in emu.events] == expected
     assert emu.wait_idle(5)
     assert receiver.accepted_types() == expected
@@ -219,9 +219,11 @@ def test_bad_checkout_input_answers_stripe_errors(api):
 def test_renewal_on_clock_advance_pays_and_moves_the_period(api, emu):
     session, _ = subscribe(api, emu)
     before = api.v1.subscriptions.retrieve(session.subscription)
+    start = len(emu.events)
     emu.advance(days=32)
-    types = [e["type"] for e in emu.events][8:]
-    assert types == ["invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_succeeded",
+    types = [e["type"] for e in emu.events][start:]
+    assert types == ["invoice.created", "invoice.finalized", "payment_intent.created", "charge.succeeded",
+                     "payment_intent.succeeded", "invoice.paid", "invoice.payment_succeeded",
                      "customer.subscription.updated"]
     after = api.v1.subscriptions.retrieve(session.subscription)
     assert after.status == "active" and after.current_period_start == before.current_period_end
@@ -241,7 +243,8 @@ def test_failed_renewal_goes_past_due_retries_then_cancels(api, emu, receiver):
 
     emu.advance(days=31)
     types = [e["type"] for e in emu.events[start:]]
-    assert types == ["invoice.created", "invoice.finalized", "invoice.payment_failed", "customer.subscription.updated"]
+    assert types == ["invoice.created", "invoice.finalized", "payment_intent.created", "charge.failed",
+                     "payment_intent.payment_failed", "invoice.payment_failed", "customer.subscription.updated"]
     sub = api.v1.subscriptions.retrieve(session.subscription)
     assert sub.status == "past_due"
     assert emu.events[-1]["data"]["previous_attributes"]["status"] == "active"
@@ -249,14 +252,14 @@ def test_failed_renewal_goes_past_due_retries_then_cancels(api, emu, receiver):
     assert (invoice.status, invoice.attempt_count) == ("open", 1)
     assert invoice.next_payment_attempt == period_end + 3 * 86400
 
-    emu.advance(days=3)  # retry on day 3 fails
-    assert [e["type"] for e in emu.events[start + 4:]] == ["invoice.payment_failed"]
+    emu.advance(days=3)  # retry on day 3 fails: a new charge on the invoice's PaymentIntent
+    attempt = ["charge.failed", "payment_intent.payment_failed", "invoice.payment_failed"]
+    assert [e["type"] for e in emu.events[start + 7:]] == attempt
     assert api.v1.invoices.retrieve(invoice.id).next_payment_attempt == period_end + 5 * 86400
 
     emu.advance(days=5)  # retries on day 5 and 7 fail, then the subscription is canceled
-    assert [e["type"] for e in emu.events[start + 5:]] == [
-        "invoice.payment_failed", "invoice.payment_failed", "invoice.marked_uncollectible",
-        "customer.subscription.deleted"]
+    assert [e["type"] for e in emu.events[start + 10:]] == attempt + attempt + [
+        "invoice.marked_uncollectible", "customer.subscription.deleted"]
     sub = api.v1.subscriptions.retrieve(session.subscription)
     assert sub.status == "canceled" and sub.cancellation_details.reason == "payment_failed"
     assert api.v1.invoices.retrieve(invoice.id).status == "uncollectible"
@@ -279,8 +282,8 @@ def test_paying_a_past_due_invoice_after_fixing_the_card_reactivates(api, emu):
     start = len(emu.events)
     paid = api.v1.invoices.pay(sub.latest_invoice)
     assert paid.status == "paid"
-    assert [e["type"] for e in emu.events[start:]] == ["invoice.paid", "invoice.payment_succeeded",
-                                                       "customer.subscription.updated"]
+    assert [e["type"] for e in emu.events[start:]] == ["charge.succeeded", "payment_intent.succeeded", "invoice.paid",
+                                                       "invoice.payment_succeeded", "customer.subscription.updated"]
     assert api.v1.subscriptions.retrieve(sub.id).status == "active"
     with pytest.raises(stripe.InvalidRequestError):
         api.v1.invoices.pay(sub.latest_invoice)
@@ -340,13 +343,13 @@ def test_idempotency_key_replays_the_first_response(api, emu):
 
 
 def test_unsupported_route_answers_stripe_error_json(emu):
-    request = urllib.request.Request(f"{emu.url}/v1/refunds", headers={"Authorization": f"Bearer {API_KEY}"})
+    request = urllib.request.Request(f"{emu.url}/v1/payouts", headers={"Authorization": f"Bearer {API_KEY}"})
     with pytest.raises(urllib.error.HTTPError) as answer:
         urllib.request.urlopen(request, timeout=5)
     assert answer.value.code == 404
     error = json.load(answer.value)["error"]
     assert error["type"] == "invalid_request_error"
-    assert "Unrecognized request URL (GET: /v1/refunds)" in error["message"]
+    assert "Unrecognized request URL (GET: /v1/payouts)" in error["message"]
 
 
 def test_missing_or_invalid_api_key_is_refused_with_401(emu):
