@@ -258,6 +258,10 @@ def test_retries_exhausted_makes_the_subscription_unpaid_when_the_account_says_s
         assert api.v1.subscriptions.retrieve(sub.id).status == "past_due"
         emu.advance(days=8)
         assert api.v1.subscriptions.retrieve(sub.id).status == "unpaid"
+        emu.advance(days=25)  # the next renewal: an open invoice, no attempt, still unpaid
+        unpaid = api.v1.subscriptions.retrieve(sub.id)
+        nxt = api.v1.invoices.retrieve(unpaid.latest_invoice)
+        assert (unpaid.status, nxt.status, nxt.attempt_count) == ("unpaid", "open", 0)
         emu.set_card(cus, "succeed")
         api.v1.invoices.pay(api.v1.subscriptions.retrieve(sub.id).latest_invoice)
         assert api.v1.subscriptions.retrieve(sub.id).status == "active"

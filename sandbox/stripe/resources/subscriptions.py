@@ -119,8 +119,8 @@ def _collect(emu, sub: dict, invoice: dict) -> bool | None:
     if pause:
         (_void if pause["behavior"] == "void" else _mark_uncollectible)(emu, invoice)
         return None
-    if sub["collection_method"] == "send_invoice":
-        return None
+    if sub["collection_method"] == "send_invoice" or sub["status"] == "unpaid":
+        return None  # unpaid: invoices go on being made, payments are not attempted
     ok, _ = invoices.attempt_invoice(emu, invoice)
     if not ok:
         invoices.record_failure(emu, invoice)
