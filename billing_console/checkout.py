@@ -17,7 +17,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing_console import stripe_gateway
+from billing_console import ratelimit, stripe_gateway
 from billing_console import stripe_objects as so
 from billing_console.manage_links import manage_link_make
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
@@ -54,6 +54,15 @@ class CheckoutStripeFailed(Exception):
 def mask_email(email: str) -> str:
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def checkout_rate_limit(*, client: str, email) -> int:
+    """Count one checkout request (before validation) per client address and, when the request names one, per
+    email; returns seconds to wait (0: allowed). Each checkout opens a Stripe session and may email the address."""
+    limits = [(ratelimit.bucket("checkout-client", client), settings.CHECKOUT_RATE_LIMIT_PER_CLIENT)]
+    if isinstance(email, str) and email.strip():
+        limits.append((ratelimit.bucket("checkout-email", email.strip().lower()), settings.CHECKOUT_RATE_LIMIT_PER_EMAIL))
+    return ratelimit.hit(limits, window=settings.CHECKOUT_RATE_LIMIT_WINDOW_SECONDS)
 
 
 def checkout_input_clean(data) -> dict:
@@ -224,6 +233,13 @@ def checkout_follow_up_send(*, attempt_id) -> str:
     if not claimed:
         return "skipped"
     attempt = CheckoutAttempt.objects.get(pk=attempt_id)
+    if not _follow_up_address_claim(attempt.recovery_email):
+        CheckoutAttempt.objects.filter(pk=attempt_id).update(follow_up_status=CheckoutAttempt.FollowUp.SKIPPED,
+                                                             follow_up_sent_at=None)
+        with transaction.atomic():
+            audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="checkout.follow_up_skipped",
+                      target=attempt, data={"reason": "one_per_address_per_day", "to": attempt.email_hint})
+        return "skipped"
     context = {"plan_name": settings.PLANS.get(attempt.plan, {}).get("name", attempt.plan),
                "pricing_url": settings.PRICING_URL}
     try:
@@ -239,6 +255,18 @@ def checkout_follow_up_send(*, attempt_id) -> str:
         audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="checkout.follow_up_sent",
                   target=attempt, data={"to": attempt.email_hint})
     return "sent"
+
+
+def _follow_up_address_claim(email: str) -> bool:
+    """One abandoned-checkout email per address per day, whatever the number of attempts: the first claim of
+    the day wins (an atomic add in the shared cache, keyed by a hash of the address)."""
+    from django.core.cache import cache
+
+    try:
+        return cache.add(f"bc:follow-up:{ratelimit.bucket('email', email.strip().lower())}", 1, timeout=24 * 3600)
+    except Exception as exc:  # the cache is down: the follow-up still goes, as the rate limits fail open
+        log.warning("follow-up address claim unavailable: %s", type(exc).__name__)
+        return True
 
 
 def customer_manage_link_send(*, customer_id: int, reason: str = "") -> str:

@@ -283,6 +283,11 @@ MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
 RECOVER_RATE_LIMIT_WINDOW_SECONDS = env.int("RECOVER_RATE_LIMIT_WINDOW_SECONDS", default=3600)
 RECOVER_RATE_LIMIT_PER_EMAIL = env.int("RECOVER_RATE_LIMIT_PER_EMAIL", default=3)
 RECOVER_RATE_LIMIT_PER_CLIENT = env.int("RECOVER_RATE_LIMIT_PER_CLIENT", default=20)
+# Checkout (the JSON API and the pricing form together): requests per window per client address and per
+# buyer email, counted before validation (429 past them); each opens a Stripe session and may send a follow-up.
+CHECKOUT_RATE_LIMIT_WINDOW_SECONDS = env.int("CHECKOUT_RATE_LIMIT_WINDOW_SECONDS", default=3600)
+CHECKOUT_RATE_LIMIT_PER_CLIENT = env.int("CHECKOUT_RATE_LIMIT_PER_CLIENT", default=20)
+CHECKOUT_RATE_LIMIT_PER_EMAIL = env.int("CHECKOUT_RATE_LIMIT_PER_EMAIL", default=5)
 # A running cron older than this is taken as crashed, so the next start is not blocked forever.
 CRON_STALE_AFTER_MINUTES = env.int("CRON_STALE_AFTER_MINUTES", default=120)
 # Daily backups kept in storage under backups/ (older ones are deleted after each export).

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_q.tasks import async_task
 
 from billing_console import stripe_gateway
-from billing_console.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
+from billing_console.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
+                                      checkout_rate_limit, checkout_start)
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import AuditEvent, Customer
 from billing_console.pages import selectors
@@ -50,7 +51,10 @@ def checkout(request):
     """The pricing page's form: start a checkout with the same service as the API, then go to Stripe."""
     form = CheckoutForm(request.POST)
     error, status = "", 400
-    if form.is_valid():
+    wait = checkout_rate_limit(client=ratelimit.client_address(request), email=request.POST.get("email"))
+    if wait:
+        error, status = f"Too many checkout requests. Please try again in {max(1, round(wait / 60))} minute(s).", 429
+    elif form.is_valid():
         try:
             clean = checkout_input_clean({"email": form.cleaned_data["email"], "plan": form.cleaned_data["plan"]})
             _, url = checkout_start(**clean)
@@ -63,7 +67,10 @@ def checkout(request):
             error, status = f"Checkout could not be opened: {exc.message} Please try again in a minute.", 502
     context = {"plans": selectors.pricing_plans(), "form": form, "error": error,
                "chosen": request.POST.get("plan", "")}
-    return render(request, "pages/pricing.html", context, status=status)
+    response = render(request, "pages/pricing.html", context, status=status)
+    if wait:
+        response["Retry-After"] = str(wait)
+    return response
 
 
 @require_GET
