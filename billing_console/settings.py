@@ -322,7 +322,8 @@ LOGGING = {
     },
     "formatters": {
         "json": {"()": "billing_console.logging.JsonFormatter"},
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(task_id)s] %(message)s"},
+        "text": {"()": "billing_console.logging.TextFormatter",
+                 "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(task_id)s] %(message)s"},
     },
     "handlers": {
         "console": {

@@ -17,7 +17,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_q.tasks import async_task
 
 from billing_console import stripe_gateway
@@ -40,7 +40,7 @@ def _see_other(url: str) -> HttpResponseRedirect:
 
 
 # --- Pricing and checkout -------------------------------------------------------------------------
-@require_GET
+@require_safe
 def pricing(request):
     return render(request, "pages/pricing.html", {"plans": selectors.pricing_plans(), "form": CheckoutForm()})
 
@@ -73,12 +73,12 @@ def checkout(request):
     return response
 
 
-@require_GET
+@require_safe
 def checkout_success(request):
     return render(request, "pages/checkout_success.html", {"max_age_days": settings.MANAGE_LINK_MAX_AGE_DAYS})
 
 
-@require_GET
+@require_safe
 def checkout_cancel(request):
     return render(request, "pages/checkout_cancel.html")
 
@@ -116,7 +116,7 @@ def _render_manage(request, customer, *, status=200, token_forms=None):
     return render(request, "pages/manage.html", context, status=status)
 
 
-@require_GET
+@require_safe
 @manage_link_required
 def manage(request, customer):
     return _render_manage(request, customer)
@@ -199,7 +199,7 @@ def deployment_resume(request, customer, deployment_id):
     return _see_other(_manage_url(request))
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @manage_link_required
 def deploy(request, customer):
     """The deploy page: connect a Cloudflare account (first time) and the readiness panel."""
@@ -223,7 +223,7 @@ def deploy(request, customer):
 
 # --- Recovery -------------------------------------------------------------------------------------
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def recover(request):
     """Email a fresh manage link. Same answer whether or not the address is known; rate limited per
     address and per client so it can be used neither to probe addresses nor to flood an inbox."""
