@@ -282,6 +282,17 @@ def customer_manage_link_send(*, customer_id: int, reason: str = "") -> str:
     return "sent"
 
 
+def customer_email_changed_notice_send(*, customer_id: int, old_email: str) -> str:
+    """Tell the old address that the account's email was changed (it may not have been its owner's doing).
+    The new address is not named and no link is included: the notice must not help whoever made the change."""
+    customer = Customer.objects.get(pk=customer_id)
+    _send("customer_email_changed", old_email, {"customer": customer, "site_name": settings.SITE_NAME})
+    with transaction.atomic():
+        audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="customer.email_change_notice_sent",
+                  target=customer, data={"to": mask_email(old_email)})
+    return "sent"
+
+
 def _send(template: str, to: str, context: dict) -> None:
     subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
     text = render_to_string(f"emails/{template}.txt", context)

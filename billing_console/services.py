@@ -76,6 +76,42 @@ def customer_rotate_manage_salt(*, customer: Customer, actor_type: str, actor: s
     return customer
 
 
+def customer_change_email(*, customer: Customer, new_email: str, actor_type: str, actor: str = "") -> Customer:
+    """The one way support changes a customer's email (the address /recover sends manage links to): the old and
+    new values are audited, every manage link already sent is revoked, and the old address is told.
+    Raises ValidationError for an invalid address or one another customer has."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+    from django_q.tasks import async_task
+
+    from billing_console.models import new_salt
+
+    email = (new_email or "").strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"new_email": "Enter a valid email address."}) from None
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        if customer.email == email:
+            return customer
+        if Customer.objects.filter(email__iexact=email).exclude(pk=customer.pk).exists():
+            raise ValidationError({"new_email": "Another customer already has this email."})
+        old = customer.email
+        customer.email, customer.manage_salt = email, new_salt()
+        try:
+            with transaction.atomic():
+                customer.save(update_fields=["email", "manage_salt", "updated_at"])
+        except IntegrityError:  # taken by a concurrent write since the check
+            raise ValidationError({"new_email": "Another customer already has this email."}) from None
+        audit_log(actor_type=actor_type, actor=actor, action="customer.email_changed", target=customer,
+                  data={"from": old, "to": email, "manage_links_revoked": True})
+        customer_id = customer.pk
+        transaction.on_commit(lambda: async_task("billing_console.tasks.customer_email_changed_notice_send",
+                                                 customer_id, old))
+    return customer
+
+
 # --- Cron runs ------------------------------------------------------------------------------
 def cron_start(name: str) -> CronRun | None:
     """Claim the cron `name`. Returns None (and records a skip) when another run holds it."""

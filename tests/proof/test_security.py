@@ -229,10 +229,11 @@ def test_an_action_posted_to_the_changelist_runs_only_for_a_role_that_may_change
 
 
 @pytest.mark.parametrize("role, expected", [
-    ("anonymous", {"resync": 302, "run": 302, "import": 302}),
-    ("viewer", {"resync": 403, "run": 403, "import": 403}),
-    ("support", {"resync": 302, "run": 403, "import": 403}),  # resync: back to the customer page
-    ("root", {"resync": 302, "run": 302, "import": 400}),  # import: the form again, no file sent
+    ("anonymous", {"resync": 302, "run": 302, "import": 302, "email": 302}),
+    ("viewer", {"resync": 403, "run": 403, "import": 403, "email": 403}),
+    # resync: back to the customer page; email: the form again, no address sent
+    ("support", {"resync": 302, "run": 403, "import": 403, "email": 400}),
+    ("root", {"resync": 302, "run": 302, "import": 400, "email": 400}),  # import: the form again, no file sent
 ])
 def test_the_admin_post_views_answer_each_role_exactly(client, users, viewer, role, expected, monkeypatch):
     import billing_console.admin as console_admin
@@ -246,6 +247,7 @@ def test_the_admin_post_views_answer_each_role_exactly(client, users, viewer, ro
         "resync": client.post(reverse("admin:billing_console_customer_resync", args=[customer.pk])).status_code,
         "run": client.post(reverse("admin:billing_console_reconciliationrun_run")).status_code,
         "import": client.post(reverse("admin:billing_console_ledgerentry_import")).status_code,
+        "email": client.post(reverse("admin:billing_console_customer_change_email", args=[customer.pk])).status_code,
     }
     assert got == expected
 
