@@ -243,6 +243,8 @@ LICENSE_RATE_LIMIT_PER_ADDRESS = env.int("LICENSE_RATE_LIMIT_PER_ADDRESS", defau
 
 # --- Deployments ------------------------------------------------------------------------------
 HELM_BUNDLE_MANIFEST_URL = env.str("HELM_BUNDLE_MANIFEST_URL", default="")
+# Plain-http manifests and bundles (the sandbox's bundle host); otherwise https only (or a local file manifest).
+DEPLOY_ALLOW_HTTP_BUNDLES = env.bool("DEPLOY_ALLOW_HTTP_BUNDLES", default=False)
 CLOUDFLARE_API_BASE = env.str("CLOUDFLARE_API_BASE", default="") or "https://api.cloudflare.com/client/v4"
 CLOUDFLARE_TIMEOUT_SECONDS = env.float("CLOUDFLARE_TIMEOUT_SECONDS", default=30.0)
 # Pushes in flight at once during a run (threads doing HTTP; database writes stay on one connection).
