@@ -31,6 +31,7 @@ from billing_console.pages.forms import CheckoutForm, DeploymentForm, RecoverFor
 
 log = logging.getLogger("billing_console.pages")
 CUSTOMER = AuditEvent.ActorType.CUSTOMER
+PORTAL_RETURN_SESSION_KEY = "portal_return_manage_token"
 
 
 def _see_other(url: str) -> HttpResponseRedirect:
@@ -128,13 +129,28 @@ def portal(request, customer):
     if not customer.stripe_customer_id:
         messages.error(request, "There is no billing account for you at Stripe yet. Please contact support.")
         return _see_other(_manage_url(request))
+    # Stripe keeps the return URL in its logs and dashboards: it names no token, the browser's session
+    # carries the link back (and a link revoked or expired meanwhile stays so).
+    request.session[PORTAL_RETURN_SESSION_KEY] = request.manage_token
     try:
         session = stripe_gateway.portal_session_create(customer_id=customer.stripe_customer_id,
-                                                       return_url=request.build_absolute_uri(_manage_url(request)))
+                                                       return_url=request.build_absolute_uri(reverse("pages:portal-return")))
     except stripe_gateway.StripeGatewayError as exc:
         messages.error(request, f"The billing portal could not be opened: {exc.message}")
         return _see_other(_manage_url(request))
     return _see_other(session["url"])
+
+
+@never_cache
+@require_safe
+def portal_return(request):
+    """Where the Stripe billing portal sends the customer back: to the manage page this browser came from."""
+    token = request.session.get(PORTAL_RETURN_SESSION_KEY, "")
+    try:
+        manage_link_read(token)
+    except ManageLinkInvalid:
+        return render(request, "pages/link_invalid.html", status=403)
+    return _see_other(reverse("pages:manage", args=[token]))
 
 
 @require_POST
