@@ -93,7 +93,7 @@ def test_a_viewer_without_change_permission_cannot_change_the_email(client, djan
     from django.contrib.auth.models import Permission
 
     viewer = django_user_model.objects.create_user("viewer", "v@example.com", "pw-x-0123456789", is_staff=True)
-    viewer.user_permissions.set(Permission.objects.filter(codename="view_customer"))
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_customer", content_type__app_label="billing_console"))
     client.force_login(viewer)
     customer = SubscribedCustomerFactory(email="keep@example.com")
     assert client.get(url(customer)).status_code == 403
