@@ -192,10 +192,11 @@ def deployment_token(request, customer, deployment_id):
 @require_POST
 @manage_link_required
 def deployment_pause(request, customer, deployment_id):
+    from deployments.models import Deployment
     from deployments.services import deployment_pause as pause
 
     deployment = _customer_deployment(customer, deployment_id)
-    pause(deployment=deployment, reason="Paused by the customer", **_actor(customer))
+    pause(deployment=deployment, reason="Paused by the customer", by=Deployment.PausedBy.CUSTOMER, **_actor(customer))
     messages.success(request, "Updates to your deployment are paused. Your Worker keeps running as it is.")
     return _see_other(_manage_url(request))
 
@@ -203,11 +204,12 @@ def deployment_pause(request, customer, deployment_id):
 @require_POST
 @manage_link_required
 def deployment_resume(request, customer, deployment_id):
+    from deployments.models import Deployment
     from deployments.services import deployment_resume as resume
 
     deployment = _customer_deployment(customer, deployment_id)
     try:
-        resume(deployment=deployment, **_actor(customer))
+        resume(deployment=deployment, by=Deployment.PausedBy.CUSTOMER, **_actor(customer))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
