@@ -337,3 +337,24 @@ class CronRunAdmin(ReadOnlyAdmin):
     search_fields = ("name",)
     date_hierarchy = "started_at"
 from billing_console import admin_invoicing  # noqa: E402,F401  invoices, reconciliation, ledger (issue 7)
+
+
+# --- Staff lockouts (django-axes) -------------------------------------------------------------------
+from axes.admin import AccessAttemptAdmin  # noqa: E402
+from axes.models import AccessAttempt  # noqa: E402
+
+admin.site.unregister(AccessAttempt)
+
+
+@admin.register(AccessAttempt)
+class LockoutAdmin(AccessAttemptAdmin):
+    """Failed staff logins and lockouts: support sees them; a superuser (delete permission) unlocks."""
+
+    actions = ["unlock"]
+
+    @admin.action(description="Unlock (forget these failed logins)", permissions=["delete"])
+    def unlock(self, request, queryset):
+        from billing_console.staff_auth import staff_login_unlock
+
+        n = staff_login_unlock(attempts=list(queryset), actor=actor_of(request.user)[1])
+        self.message_user(request, f"{n} lockout(s) lifted.", messages.SUCCESS)

@@ -3,9 +3,11 @@
 Defaults serve a local run (SQLite under var/, DEBUG on, console email). DJANGO_ENV=production
 removes every default for secrets and turns on the deploy-time security settings.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -43,6 +45,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # before billing_console: the console's admin re-registers axes' lockout list with an unlock action
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "djstripe",
     "django_q",
     "anymail",
@@ -59,9 +65,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "billing_console.staff_auth.StaffTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+# django-axes checks every login against its lockouts before the password is even looked at.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 ROOT_URLCONF = "billing_console.urls"
 WSGI_APPLICATION = "billing_console.wsgi.application"
@@ -345,6 +356,29 @@ LOGGING = {
         "fontTools": {"level": "WARNING"},
     },
 }
+
+# --- Staff login ----------------------------------------------------------------------------
+# django-axes: after AXES_FAILURE_LIMIT failed logins (wrong password or wrong two-factor code) a username,
+# and separately a client address, is locked out for AXES_COOLOFF_MINUTES. Lockouts show in the admin
+# (Axes > Access attempts, visible to support); a superuser unlocks with the "Unlock" action.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "billing_console.staff_auth.axes_client_ip"  # honours TRUSTED_PROXY_HOPS
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
+AXES_VERBOSE = False
+# Two-factor (TOTP with recovery codes, django-otp) for staff: "required" (every staff user enrols an
+# authenticator app at first login before using the admin), "optional" (asked only of staff who enrolled),
+# "off". Required by default in production.
+STAFF_2FA = (env.str("STAFF_2FA", default="").strip().lower()
+             or ("required" if PRODUCTION else "optional"))
+if STAFF_2FA not in ("required", "optional", "off"):
+    raise ImproperlyConfigured("STAFF_2FA must be required, optional or off.")
+# The issuer the authenticator app shows beside the account.
+OTP_TOTP_ISSUER = SITE_NAME
 
 # --- Security -------------------------------------------------------------------------------
 # Reverse proxies in front of the console that append to X-Forwarded-For (0: use the socket address).
