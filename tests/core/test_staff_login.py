@@ -217,3 +217,16 @@ def test_production_defaults_to_required_and_development_to_optional():
     prod = subprocess.run([sys.executable, "-c", script], env={**base, **production_env("sqlite:///:memory:")},
                           capture_output=True, text=True, cwd=django_settings.BASE_DIR)
     assert prod.stdout.strip() == "required", prod.stderr
+
+
+@pytest.mark.parametrize("mode, words", [("required", "sends every staff user"), ("optional", "turn it on"),
+                                         ("off", "is off")])
+def test_ensure_admin_explains_enrolment(settings, tmp_path, capsys, mode, words):
+    from django.core.management import call_command
+
+    settings.VAR_DIR, settings.STAFF_2FA = tmp_path, mode
+    call_command("ensure_admin")
+    out = capsys.readouterr().out
+    assert "Admin login:" in out and words in out
+    if mode != "off":
+        assert "/admin/2fa/" in out
