@@ -347,6 +347,10 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's defaults print to the console as is (paths with manage-link tokens): everything goes through
+        # the redacting handler above instead (propagated to the root's, or runserver's access lines directly).
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "INFO"},
         "stripe": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},

@@ -102,3 +102,14 @@ def test_the_documented_gunicorn_access_log_redacts_manage_links():
     logger.access(Resp(), Req(), environ, datetime.timedelta(seconds=0.01))
     line = stream.getvalue()
     assert "HEAD /manage/[redacted]/ HTTP/1.1" in line and token not in line
+
+
+def test_every_handler_on_djangos_loggers_is_the_redacting_one():
+    """Django's own defaults (a console handler while DEBUG, runserver's access lines) would print paths as is."""
+    from billing_console.logging import RedactSecretsFilter
+
+    for name in ("django", "django.request", "django.server", ""):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__module__.startswith("_pytest"):
+                continue  # pytest's own capture
+            assert any(isinstance(f, RedactSecretsFilter) for f in handler.filters), (name or "root", handler)
