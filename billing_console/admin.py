@@ -140,6 +140,10 @@ class CustomerAdmin(admin.ModelAdmin):
         return format_html_join("", "<div>{} {}:{} <b>{}</b> {}</div>", (
             (a.at.strftime("%Y-%m-%d %H:%M:%S"), a.actor_type, a.actor, a.action, a.target_type) for a in rows))
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return fields if obj is not None else tuple(f for f in fields if f != "email")  # a new customer needs one
+
     def get_search_results(self, request, queryset, search_term):
         """Besides the fields above, whatever the global search finds (device ids, licence key prefixes,
         script names, in_/cs_ ids: billing_console.search and the apps' providers)."""

@@ -63,6 +63,11 @@ class StaffLoginForm(AdminAuthenticationForm):
         "otp_invalid": "That two-factor code is not valid. Try the current code from your app, or a recovery code.",
     }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if _mode() == "off":
+            del self.fields["otp_token"]
+
     def clean(self):
         cleaned = super().clean()  # the password first (through axes), then "is this a staff account"
         user = self.user_cache

@@ -120,6 +120,7 @@ def test_support_sees_the_lockouts_and_only_a_superuser_unlocks(client, staff, a
 # --- Two-factor (django-otp) -------------------------------------------------------------------
 def test_optional_mode_lets_staff_without_a_device_in_with_the_password(client, staff, settings):
     settings.STAFF_2FA = "optional"
+    assert 'name="otp_token"' in client.get(LOGIN).content.decode()
     assert login(client).status_code == 302 and logged_in(client)
 
 
@@ -195,6 +196,7 @@ def test_required_mode_sends_staff_without_a_device_to_enrol_first(client, staff
 def test_off_mode_neither_asks_nor_enrols(client, staff, settings):
     settings.STAFF_2FA = "off"
     totp_device(staff)
+    assert 'name="otp_token"' not in client.get(LOGIN).content.decode()
     assert login(client).status_code == 302 and logged_in(client)
 
 

@@ -100,3 +100,7 @@ def test_a_viewer_without_change_permission_cannot_change_the_email(client, djan
     assert client.post(url(customer), {"new_email": "x@example.com"}).status_code == 403
     customer.refresh_from_db()
     assert customer.email == "keep@example.com"
+
+
+def test_a_new_customer_added_by_a_superuser_still_gets_an_email(admin_client):
+    assert 'name="email"' in admin_client.get("/admin/billing_console/customer/add/").content.decode()
