@@ -9,6 +9,9 @@ def _console_settings(settings, tmp_path, monkeypatch):
     """Every test starts from a known, offline configuration (no real service, no real secret)."""
     # PBKDF2's deliberate slowness costs ~0.3 s per login in tests; MD5 is fine for throwaway users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tests log in as often as they need; tests/core/test_staff_login.py turns the real lockout on.
+    settings.AXES_ENABLED = False
+    settings.STAFF_2FA = "optional"
     settings.CLOUD_MASTER_KEY = TEST_MASTER_KEY
     settings.CLOUD_MASTER_KEY_PREVIOUS = []
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

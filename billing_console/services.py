@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable, Iterator
 
@@ -14,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing_console.models import AuditEvent, CronRun, Customer
-from billing_console.vault import Keyring, aad_for, encrypted_columns
+from billing_console.vault import Keyring, VaultError, aad_for, encrypted_columns
 
 log = logging.getLogger("billing_console")
 
@@ -75,6 +76,42 @@ def customer_rotate_manage_salt(*, customer: Customer, actor_type: str, actor: s
     return customer
 
 
+def customer_change_email(*, customer: Customer, new_email: str, actor_type: str, actor: str = "") -> Customer:
+    """The one way support changes a customer's email (the address /recover sends manage links to): the old and
+    new values are audited, every manage link already sent is revoked, and the old address is told.
+    Raises ValidationError for an invalid address or one another customer has."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+    from django_q.tasks import async_task
+
+    from billing_console.models import new_salt
+
+    email = (new_email or "").strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"new_email": "Enter a valid email address."}) from None
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        if customer.email == email:
+            return customer
+        if Customer.objects.filter(email__iexact=email).exclude(pk=customer.pk).exists():
+            raise ValidationError({"new_email": "Another customer already has this email."})
+        old = customer.email
+        customer.email, customer.manage_salt = email, new_salt()
+        try:
+            with transaction.atomic():
+                customer.save(update_fields=["email", "manage_salt", "updated_at"])
+        except IntegrityError:  # taken by a concurrent write since the check
+            raise ValidationError({"new_email": "Another customer already has this email."}) from None
+        audit_log(actor_type=actor_type, actor=actor, action="customer.email_changed", target=customer,
+                  data={"from": old, "to": email, "manage_links_revoked": True})
+        customer_id = customer.pk
+        transaction.on_commit(lambda: async_task("billing_console.stripe.tasks.customer_email_changed_notice_send",
+                                                 customer_id, old))
+    return customer
+
+
 # --- Cron runs ------------------------------------------------------------------------------
 def cron_start(name: str) -> CronRun | None:
     """Claim the cron `name`. Returns None (and records a skip) when another run holds it."""
@@ -120,41 +157,55 @@ def cron_guard(name: str) -> Iterator[CronRun | None]:
 
 
 # --- Vault rotation -------------------------------------------------------------------------
-def vault_rotate(*, batch_size: int = 200, progress: Callable[[str], None] | None = None) -> dict:
+@dataclass
+class VaultRotation:
+    totals: dict[str, int]  # "<model label>.<column>" -> values re-encrypted
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (model label, row id, column)
+
+
+def vault_rotate(*, batch_size: int = 200, progress: Callable[[str], None] | None = None) -> VaultRotation:
     """Re-encrypt every vault value under the current master key, in batches.
 
     Safe to interrupt and run again: rows already under the current key are skipped, and each
-    batch commits on its own. Returns counts per column.
+    batch commits on its own. A value no key in the keyring can read is left as it is and listed
+    (model, row id, column), so one bad row never stops the rest; support clears or re-collects it.
     """
     keyring = Keyring.from_settings()
     current_prefix = f"v1.{keyring.current.kid}."
-    totals = {}
+    result = VaultRotation(totals={})
     for model, column in encrypted_columns():
         label = f"{model._meta.label}.{column}"
         done = 0
         pending = (model.objects.exclude(**{column: ""}).exclude(**{f"{column}__startswith": current_prefix})
                    .order_by("pk").values_list("pk", flat=True))
+        after = None  # walk by primary key: unreadable rows stay pending and must not be met again
         while True:
             with transaction.atomic():
-                pks = list(pending[:batch_size])
+                pks = list((pending.filter(pk__gt=after) if after is not None else pending)[:batch_size])
                 if not pks:
                     break
-                rows = model.objects.select_for_update().filter(pk__in=pks)
+                after = pks[-1]
+                rows = model.objects.select_for_update().filter(pk__in=pks).order_by("pk")
                 for row in rows:
                     token = getattr(row, column)
                     if not keyring.needs_rotation(token):
                         continue
-                    plaintext = keyring.decrypt(token, aad_for(row, column))
+                    try:
+                        plaintext = keyring.decrypt(token, aad_for(row, column))
+                    except VaultError:
+                        result.unreadable.append((model._meta.label, str(row.pk), column))
+                        continue
                     setattr(row, column, keyring.encrypt(plaintext, aad_for(row, column)))
                     row.save(update_fields=[column])
                     done += 1
             if progress:
                 progress(f"{label}: {done} re-encrypted so far")
-        totals[label] = done
+        result.totals[label] = done
     with transaction.atomic():
         audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="rotate_master_key", action="vault.rotated",
-                  target=_VaultTarget(), data={"key_id": keyring.current.kid, "counts": totals})
-    return totals
+                  target=_VaultTarget(), data={"key_id": keyring.current.kid, "counts": result.totals,
+                                               "unreadable": [list(u) for u in result.unreadable]})
+    return result
 
 
 class _VaultTarget:

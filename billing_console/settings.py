@@ -4,9 +4,11 @@ Defaults serve a local run (SQLite under var/, DEBUG on, console email). DJANGO_
 removes every default for secrets and turns on the deploy-time security settings.
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -80,6 +82,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # before billing_console: the console's admin re-registers axes' lockout list with an unlock action
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "djstripe",
     "django_q",
     "anymail",
@@ -97,9 +103,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "billing_console.admin.staff_auth.StaffTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+# django-axes checks every login against its lockouts before the password is even looked at.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 ROOT_URLCONF = "billing_console.urls"
 WSGI_APPLICATION = "billing_console.wsgi.application"
@@ -281,6 +292,8 @@ LICENSE_RATE_LIMIT_PER_ADDRESS = env.int("LICENSE_RATE_LIMIT_PER_ADDRESS", defau
 
 # --- Deployments ------------------------------------------------------------------------------
 HELM_BUNDLE_MANIFEST_URL = env.str("HELM_BUNDLE_MANIFEST_URL", default="")
+# Plain-http manifests and bundles (the sandbox's bundle host); otherwise https only (or a local file manifest).
+DEPLOY_ALLOW_HTTP_BUNDLES = env.bool("DEPLOY_ALLOW_HTTP_BUNDLES", default=False)
 CLOUDFLARE_API_BASE = env.str("CLOUDFLARE_API_BASE", default="") or "https://api.cloudflare.com/client/v4"
 CLOUDFLARE_TIMEOUT_SECONDS = env.float("CLOUDFLARE_TIMEOUT_SECONDS", default=30.0)
 # Pushes in flight at once during a run (threads doing HTTP; database writes stay on one connection).
@@ -321,6 +334,11 @@ MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
 RECOVER_RATE_LIMIT_WINDOW_SECONDS = env.int("RECOVER_RATE_LIMIT_WINDOW_SECONDS", default=3600)
 RECOVER_RATE_LIMIT_PER_EMAIL = env.int("RECOVER_RATE_LIMIT_PER_EMAIL", default=3)
 RECOVER_RATE_LIMIT_PER_CLIENT = env.int("RECOVER_RATE_LIMIT_PER_CLIENT", default=20)
+# Checkout (the JSON API and the pricing form together): requests per window per client address and per
+# buyer email, counted before validation (429 past them); each opens a Stripe session and may send a follow-up.
+CHECKOUT_RATE_LIMIT_WINDOW_SECONDS = env.int("CHECKOUT_RATE_LIMIT_WINDOW_SECONDS", default=3600)
+CHECKOUT_RATE_LIMIT_PER_CLIENT = env.int("CHECKOUT_RATE_LIMIT_PER_CLIENT", default=20)
+CHECKOUT_RATE_LIMIT_PER_EMAIL = env.int("CHECKOUT_RATE_LIMIT_PER_EMAIL", default=5)
 # A running cron older than this is taken as crashed, so the next start is not blocked forever.
 CRON_STALE_AFTER_MINUTES = env.int("CRON_STALE_AFTER_MINUTES", default=120)
 # Daily backups kept in storage under backups/ (older ones are deleted after each export).
@@ -355,7 +373,8 @@ LOGGING = {
     },
     "formatters": {
         "json": {"()": "billing_console.ops.logging.JsonFormatter"},
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(task_id)s] %(message)s"},
+        "text": {"()": "billing_console.ops.logging.TextFormatter",
+                 "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(task_id)s] %(message)s"},
     },
     "handlers": {
         "console": {
@@ -366,9 +385,10 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        # Django's own console handler on "django" (DEBUG only) printed each 4xx/5xx line, and a 403's
-        # traceback, a second time beside the root handler's: the root handler alone writes them.
+        # Django's defaults print to the console as is (paths with manage-link tokens): everything goes through
+        # the redacting handler above instead (propagated to the root's, or runserver's access lines directly).
         "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "INFO"},
         "stripe": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
@@ -378,6 +398,29 @@ LOGGING = {
         "fontTools": {"level": "WARNING"},
     },
 }
+
+# --- Staff login ----------------------------------------------------------------------------
+# django-axes: after AXES_FAILURE_LIMIT failed logins (wrong password or wrong two-factor code) a username,
+# and separately a client address, is locked out for AXES_COOLOFF_MINUTES. Lockouts show in the admin
+# (Axes > Access attempts, visible to support); a superuser unlocks with the "Unlock" action.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "billing_console.admin.staff_auth.axes_client_ip"  # honours TRUSTED_PROXY_HOPS
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
+AXES_VERBOSE = False
+# Two-factor (TOTP with recovery codes, django-otp) for staff: "required" (every staff user enrols an
+# authenticator app at first login before using the admin), "optional" (asked only of staff who enrolled),
+# "off". Required by default in production.
+STAFF_2FA = (env.str("STAFF_2FA", default="").strip().lower()
+             or ("required" if PRODUCTION else "optional"))
+if STAFF_2FA not in ("required", "optional", "off"):
+    raise ImproperlyConfigured("STAFF_2FA must be required, optional or off.")
+# The issuer the authenticator app shows beside the account.
+OTP_TOTP_ISSUER = SITE_NAME
 
 # --- Security -------------------------------------------------------------------------------
 # Reverse proxies in front of the console that append to X-Forwarded-For (0: use the socket address).

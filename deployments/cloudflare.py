@@ -1,4 +1,4 @@
-"""The Cloudflare API client: verify a token, upload a Worker module script.
+"""The Cloudflare API client: verify a token on an account, list and upload Worker module scripts.
 
 Every failure becomes a `CloudflareError` with one of the console's error codes, so the push, the
 admin and the customer page all speak the same words. The token travels only in the Authorization
@@ -237,8 +237,13 @@ class CloudflareClient:
         return body
 
     def verify_token(self, *, account_id: str, token: str) -> None:
-        """Raises CloudflareError unless the token is active. User tokens verify at /user/tokens/verify;
-        account-owned tokens only at /accounts/<id>/tokens/verify, so a 401 there is retried on the latter."""
+        """Raises CloudflareError unless the token is active AND works on this account. User tokens verify at
+        /user/tokens/verify; account-owned tokens only at /accounts/<id>/tokens/verify, so a 401 there is
+        retried on the latter. Verify alone proves nothing about the account id (any valid token passes), so one
+        authorised call on the account follows: listing its Worker scripts, which Cloudflare answers with 403
+        for a token that has no Workers permission there (token_scope). Cloudflare lets no token read its
+        own permission groups, so Read and Edit cannot be told apart without a write: a read-only token is
+        caught by the first push, as token_scope."""
         try:
             body = self._request("GET", "/user/tokens/verify", token)
         except CloudflareError as exc:
@@ -248,6 +253,13 @@ class CloudflareClient:
         status = (body.get("result") or {}).get("status")
         if status != "active":
             raise CloudflareError(ErrorCode.TOKEN_INVALID, MESSAGES[ErrorCode.TOKEN_INVALID] + f" (token status {status!r})")
+        self.list_scripts(account_id=account_id, token=token)
+
+    def list_scripts(self, *, account_id: str, token: str) -> list[str]:
+        """GET /accounts/<id>/workers/scripts: the names of the account's Worker scripts."""
+        body = self._request("GET", f"/accounts/{account_id}/workers/scripts", token)
+        result = body.get("result")
+        return [s.get("id", "") for s in result if isinstance(s, dict)] if isinstance(result, list) else []
 
     def upload_script(self, *, account_id: str, script_name: str, token: str, upload: "PreparedUpload") -> UploadResult:
         """PUT /accounts/<id>/workers/scripts/<name> with a body from `prepare_upload`."""

@@ -1,7 +1,10 @@
-"""The bundle manifest and the bundles it names: https/http or file URLs, sha256 checked before use.
+"""The bundle manifest and the bundles it names: https or file URLs, sha256 checked before use.
 
 A manifest is JSON: {"version": "v0.4.1", "bundle_url": "...", "sha256": "<64 hex>", "size": 1234}.
-A relative bundle_url is resolved against the manifest's own URL.
+A relative bundle_url is resolved against the manifest's own URL. An https manifest names only https
+bundles, a remote manifest never a file, and a redirect never changes the scheme: whoever controls the
+manifest's host must not make the console read local files or fetch over plain HTTP. Plain http is for
+the sandbox only (DEPLOY_ALLOW_HTTP_BUNDLES); a file manifest is the operator's own.
 """
 from __future__ import annotations
 
@@ -39,6 +42,16 @@ def _safe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
 
 
+MAX_REDIRECTS = 5
+
+
+def _check_remote_scheme(url: str) -> None:
+    scheme = urlsplit(url).scheme
+    if scheme == "http" and not settings.DEPLOY_ALLOW_HTTP_BUNDLES:
+        raise ManifestError(f"{_safe_url(url)} is plain http: use https (http only for the sandbox, with "
+                            "DEPLOY_ALLOW_HTTP_BUNDLES).")
+
+
 def read_url(url: str, *, max_bytes: int, timeout: float = 30.0) -> bytes:
     scheme = urlsplit(url).scheme
     if scheme == "file":
@@ -51,19 +64,30 @@ def read_url(url: str, *, max_bytes: int, timeout: float = 30.0) -> bytes:
             raise ManifestError(f"Cannot read {_safe_url(url)}: {exc.strerror or type(exc).__name__}.") from None
     if scheme not in ("http", "https"):
         raise ManifestError(f"Unsupported URL scheme {scheme!r} (use https, http or file).")
+    _check_remote_scheme(url)
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True, verify=ssl_context()) as response:
-            if response.status_code != 200:
-                raise ManifestError(f"{_safe_url(url)} answered HTTP {response.status_code}.")
-            chunks, total = [], 0
-            for chunk in response.iter_bytes():
-                total += len(chunk)
-                if total > max_bytes:
-                    raise ManifestError(f"{_safe_url(url)} is larger than {max_bytes} bytes.")
-                chunks.append(chunk)
-            return b"".join(chunks)
+        with httpx.Client(timeout=timeout, follow_redirects=False, verify=ssl_context()) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        target = urljoin(url, response.headers.get("Location", ""))
+                        if urlsplit(target).scheme != scheme:
+                            raise ManifestError(f"{_safe_url(url)} redirects to another scheme "
+                                                f"({urlsplit(target).scheme or '?'}); not followed.")
+                        url = target
+                        continue
+                    if response.status_code != 200:
+                        raise ManifestError(f"{_safe_url(url)} answered HTTP {response.status_code}.")
+                    chunks, total = [], 0
+                    for chunk in response.iter_bytes():
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise ManifestError(f"{_safe_url(url)} is larger than {max_bytes} bytes.")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
     except httpx.HTTPError as exc:
         raise ManifestError(f"Cannot fetch {_safe_url(url)}: {type(exc).__name__}.") from None
+    raise ManifestError(f"{_safe_url(url)} redirects more than {MAX_REDIRECTS} times.")
 
 
 def manifest_fetch(url: str | None = None) -> Manifest:
@@ -92,8 +116,15 @@ def manifest_parse(data, *, base_url: str) -> Manifest:
     if not isinstance(size, int) or size < 0:
         raise ManifestError("The manifest's size is not a non-negative integer.")
     bundle_url = urljoin(base_url, bundle_url)
-    if urlsplit(bundle_url).scheme not in ("http", "https", "file"):
+    base_scheme, scheme = urlsplit(base_url).scheme, urlsplit(bundle_url).scheme
+    if scheme not in ("http", "https", "file"):
         raise ManifestError("The manifest's bundle_url must be https, http or file.")
+    if base_scheme == "https" and scheme != "https":
+        raise ManifestError("An https manifest's bundle_url must be https too.")
+    if scheme == "file" and base_scheme != "file":
+        raise ManifestError("A remote manifest cannot name a file:// bundle.")
+    if scheme == "http":
+        _check_remote_scheme(bundle_url)
     return Manifest(version=version, bundle_url=bundle_url, sha256=sha256.lower(), size=size)
 
 

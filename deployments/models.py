@@ -37,7 +37,8 @@ class Deployment(models.Model):
 
     class PausedBy(models.TextChoices):
         NONE = "", "-"
-        MANUAL = "manual", "Manual (support or customer)"
+        MANUAL = "manual", "Support"
+        CUSTOMER = "customer", "The customer (manage page)"
         AUTO_LOCK = "auto_lock", "Automatic (customer locked or canceled)"
         AUTH_FAILURES = "auth_failures", "Automatic (token rejected repeatedly)"
         NO_TOKEN = "no_token", "Waiting for an API token (restored deployment)"

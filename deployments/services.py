@@ -195,12 +195,15 @@ def deployment_pause(*, deployment: Deployment, actor_type: str, actor: str = ""
                      by: str = PausedBy.MANUAL) -> Deployment:
     """A manual pause overrides an automatic one (payment returning must not undo it); an automatic pause
     never replaces an existing pause."""
-    if by not in (PausedBy.MANUAL, PausedBy.AUTO_LOCK, PausedBy.AUTH_FAILURES):
+    if by not in (PausedBy.MANUAL, PausedBy.CUSTOMER, PausedBy.AUTO_LOCK, PausedBy.AUTH_FAILURES):
         raise ValidationError({"by": f"Unknown pause origin {by!r}."})
     reason = (reason or "").strip()[:255] if isinstance(reason, str) else ""
     with transaction.atomic():
         d = _lock(deployment)
-        if d.paused and (by != PausedBy.MANUAL or d.paused_by == PausedBy.MANUAL):
+        # Support's pause takes over any other; the customer's takes over only an automatic lock pause.
+        takes_over = {PausedBy.MANUAL: d.paused_by != PausedBy.MANUAL,
+                      PausedBy.CUSTOMER: d.paused_by == PausedBy.AUTO_LOCK}.get(by, False)
+        if d.paused and not takes_over:
             return d
         previous = d.paused_by
         d.paused, d.paused_by, d.paused_reason, d.paused_at = True, by, reason, timezone.now()
@@ -219,6 +222,8 @@ def deployment_resume(*, deployment: Deployment, actor_type: str, actor: str = "
             return d
         if by == PausedBy.AUTO_LOCK and d.paused_by != PausedBy.AUTO_LOCK:
             return d
+        if by == PausedBy.CUSTOMER and d.paused_by == PausedBy.MANUAL:
+            raise ValidationError("Support paused updates to this deployment; contact support to resume them.")
         if d.paused_by == PausedBy.AUTH_FAILURES:
             raise ValidationError(f"Stopped after {d.consecutive_auth_failures} token rejections: rotate or verify "
                                   "the Cloudflare token to resume.")

@@ -217,12 +217,15 @@ class EvolutionClient:
             body = response.json()
         except ValueError:
             body = {"text": response.text[:500]}
-        stored = scrub({"status": response.status_code, "body": body})
         status = response.status_code
+        # Only the status and the message id are kept: Evolution echoes the message text, which carries a
+        # working manage link, and stored responses are shown to support and go into backups.
+        stored = {"status": status}
         message = body.get("response", {}).get("message") if isinstance(body, dict) and isinstance(body.get("response"), dict) else None
         if status in (200, 201):
             key = body.get("key") or {} if isinstance(body, dict) else {}
-            return SendResult(SENT, message_id=str(key.get("id", "")), response=stored)
+            message_id = str(key.get("id", "")) if isinstance(key, dict) else ""
+            return SendResult(SENT, message_id=message_id, response={**stored, "message_id": message_id})
         if status == 429:
             return SendResult(DEFERRED, "rate_limited", "The Evolution API rate limit was reached.", response=stored,
                               retry_after=_int(response.headers.get("Retry-After")))

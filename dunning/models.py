@@ -179,7 +179,7 @@ class DunningStepLog(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True)
-    provider_response = models.JSONField(default=dict, blank=True, help_text="Status and body; secrets removed.")
+    provider_response = models.JSONField(default=dict, blank=True, help_text="The provider's status and message id.")
     manual = models.BooleanField(default=False, help_text="Sent or retried by support.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

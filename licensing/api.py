@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from billing_console import ratelimit
+from licensing.keys import key_normalize
 from licensing.selectors import (
     LicenseState, activation_for, activation_with_license, license_by_key, license_state,
 )
@@ -80,6 +81,7 @@ def api_view(*methods: str):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
             limiter = request.limiter = Limiter(request)
+            limited = None
             try:
                 if request.method not in methods:
                     raise ApiError(405, "METHOD_NOT_ALLOWED", f"Use {' or '.join(methods)}.",
@@ -90,11 +92,15 @@ def api_view(*methods: str):
             except SigningUnavailable as exc:
                 log.error("licence API unavailable: %s", exc, extra={"event": "license_signing_unavailable"})
                 response = ApiError(503, "SIGNING_UNAVAILABLE", str(exc)).response()
-            if not limiter.checked:
-                try:
-                    limiter.check()
-                except ApiError as exc:
-                    response = exc.response()
+            finally:
+                # Every request counts for its address, even one that ends in an unexpected error.
+                if not limiter.checked:
+                    try:
+                        limiter.check()
+                    except ApiError as exc:
+                        limited = exc
+            if limited is not None:
+                response = limited.response()
             response["Cache-Control"] = response.get("Cache-Control", "no-store")
             return response
 
@@ -159,6 +165,11 @@ def _key(value) -> str:
     if not isinstance(value, str) or len(value) > 80 or not value.isascii():
         raise _field_error("key", "Must be a licence key like BCL-XXXXX-XXXXX-XXXXX-XXXXX-XXXXX-XXXXX.")
     return value
+
+
+def _key_bucket(key: str) -> str:
+    """One rate-limit bucket per licence key however it is spelled (case, dashes, spaces)."""
+    return f"key:{key_normalize(key) or ''.join(key.split()).replace('-', '').upper()}"
 
 
 def _bearer(request) -> str | None:
@@ -233,7 +244,7 @@ def activate(request):
     key = _key(data.get("key"))
     device_id = _device_id(data.get("device_id"))
     name, platform = _text(data, "name", 200), _text(data, "platform", 64)
-    request.limiter.check(f"key:{key}")
+    request.limiter.check(_key_bucket(key))
     signing_key()  # refuse before writing anything when tokens cannot be signed
     lic = license_by_key(key)
     if lic is None:
@@ -258,7 +269,7 @@ def deactivate(request):
         lic = activation.license
     else:
         key = _key(data.get("key"))
-        request.limiter.check(f"key:{key}")
+        request.limiter.check(_key_bucket(key))
         lic = license_by_key(key)
         if lic is None:
             raise not_found()
@@ -284,7 +295,7 @@ def status(request):
     else:
         key = _key(request.headers.get("X-License-Key"))
         device_id = _device_id(request.GET.get("device_id"))
-        request.limiter.check(f"key:{key}")
+        request.limiter.check(_key_bucket(key))
         lic = license_by_key(key)
         if lic is None:
             raise not_found()

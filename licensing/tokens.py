@@ -165,7 +165,10 @@ def token_verify(token: str, *, device_id: str | None = None, typ: str = DEVICE,
         signature = b64url_decode(signature_b64)
     except (ValueError, binascii.Error):
         raise TokenInvalid("malformed") from None
-    if not isinstance(header, dict) or header.get("alg") != "EdDSA" or header.get("typ") not in _TYPES:
+    # Every header field a verifier reads must be a string: a crafted list or dict is malformed, not a 500.
+    if not isinstance(header, dict) or not all(isinstance(header.get(f), str) for f in ("alg", "kid", "typ")):
+        raise TokenInvalid("malformed")
+    if header["alg"] != "EdDSA" or header["typ"] not in _TYPES:
         raise TokenInvalid("malformed")
     if header["typ"] != typ:
         raise TokenInvalid("wrong_type")

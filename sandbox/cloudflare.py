@@ -1,4 +1,9 @@
-"""A fake Cloudflare v4 API: token verify and Worker module upload, with injectable failures.
+"""A fake Cloudflare v4 API: token verify, Worker script listing and module upload, with injectable failures.
+
+Tokens are bound to one account with permission scopes, as Cloudflare's are: listing an account's Worker
+scripts (GET /accounts/<id>/workers/scripts) needs Workers Scripts Read or Edit on that account, an upload
+needs Edit; a valid token without it answers 403 code 10000, as Cloudflare does for a token that has no
+access to the account named.
 
 Answers use Cloudflare's envelope `{"success", "errors": [{"code", "message"}], "messages", "result"}`
 and the error codes Cloudflare sends, so the console's client classifies them as it would in production:
@@ -28,6 +33,7 @@ from ._faults import DROP, Faults
 from ._http import Request, Response, StandIn
 
 WORKERS_SCRIPTS_EDIT = "workers_scripts:edit"
+WORKERS_SCRIPTS_READ = "workers_scripts:read"
 
 CODE_INVALID_TOKEN = 1000
 CODE_AUTH_ERROR = 10000
@@ -38,6 +44,7 @@ CODE_SCRIPT_INVALID = 10021
 
 _VERIFY_USER = re.compile(r"^/client/v4/user/tokens/verify$")
 _VERIFY_ACCOUNT = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/tokens/verify$")
+_SCRIPTS = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/workers/scripts$")
 _SCRIPT = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/workers/scripts/(?P<script>[A-Za-z0-9_-]+)$")
 
 _EDGE_PAGES = {502: "Bad gateway", 503: "Service unavailable", 504: "Gateway time-out"}
@@ -131,6 +138,7 @@ class FakeCloudflare(StandIn):
             self._suspended: set[str] = set()
             self._uploads: list[Upload] = []
             self._created: dict[tuple[str, str], float] = {}
+            self._listings: list[tuple[str, str]] = []
             self._in_flight = 0
             self.max_in_flight = 0  # the most API calls served at once: a push must stay within its concurrency
         self.faults.clear()
@@ -166,6 +174,12 @@ class FakeCloudflare(StandIn):
         with self.lock:
             return list(self._uploads)
 
+    @property
+    def script_listings(self) -> list[tuple[str, str]]:
+        """(account id, token) of every successful GET /accounts/<id>/workers/scripts."""
+        with self.lock:
+            return list(self._listings)
+
     def uploads_for(self, account_id: str, script_name: str) -> list[Upload]:
         return [u for u in self.uploads if u.account_id == account_id and u.script_name == script_name]
 
@@ -186,7 +200,7 @@ class FakeCloudflare(StandIn):
         if self.faults.latency:
             time.sleep(self.faults.latency)
         token = self._bearer(request)
-        match = _SCRIPT.match(request.path) or _VERIFY_ACCOUNT.match(request.path)
+        match = _SCRIPT.match(request.path) or _SCRIPTS.match(request.path) or _VERIFY_ACCOUNT.match(request.path)
         account_id = match["account"] if match else (token.account_id if token else None)
         fault = self.faults.take({account_id})
         if fault:
@@ -196,6 +210,10 @@ class FakeCloudflare(StandIn):
             if request.method != "GET":
                 return envelope(405, errors=[(10405, "Method not allowed for this route")])
             return self._verify(request, token, account_id if _VERIFY_ACCOUNT.match(request.path) else None)
+        if _SCRIPTS.match(request.path):
+            if request.method != "GET":
+                return envelope(405, errors=[(10405, "Method not allowed for this route")])
+            return self._list_scripts(request, token, match["account"])
         if _SCRIPT.match(request.path):
             if request.method != "PUT":
                 return envelope(405, errors=[(10405, "Method not allowed for this route")])
@@ -225,6 +243,23 @@ class FakeCloudflare(StandIn):
             return envelope(401, errors=[(CODE_INVALID_TOKEN, "Invalid API Token")])
         return envelope(200, {"id": token.id, "status": "active"},
                         messages=[{"code": 10000, "message": "This API Token is valid and active", "type": None}])
+
+    def _list_scripts(self, request: Request, token: Token | None, account_id: str) -> Response:
+        failure = self._auth_failure(request, token)
+        if failure:
+            return failure
+        if token.account_id != account_id or not {WORKERS_SCRIPTS_READ, WORKERS_SCRIPTS_EDIT} & set(token.scopes):
+            return envelope(403, errors=[(CODE_AUTH_ERROR, "Authentication error")])
+        with self.lock:
+            if account_id in self._suspended:
+                return envelope(403, errors=[
+                    (CODE_ACCOUNT_SUSPENDED, "This account has been suspended. Contact Cloudflare support.")])
+            self._listings.append((account_id, token.token))
+            latest = {u.script_name: u for u in self._uploads if u.account_id == account_id}
+            scripts = [{"id": name, "etag": u.sha256, "handlers": ["fetch"], "usage_model": "standard",
+                        "created_on": _iso(self._created[(account_id, name)]), "modified_on": _iso(u.uploaded_at)}
+                       for name, u in sorted(latest.items())]
+        return envelope(200, scripts)
 
     def _upload(self, request: Request, token: Token | None, account_id: str, script_name: str) -> Response:
         failure = self._auth_failure(request, token)

@@ -172,6 +172,7 @@ class Sandbox:
         env.update(
             CLOUDFLARE_API_BASE=f"{self.cloudflare.url}/client/v4",
             HELM_BUNDLE_MANIFEST_URL=self.bundles.manifest_url(),
+            DEPLOY_ALLOW_HTTP_BUNDLES="true",  # the bundle host serves plain http on loopback
             EVOLUTION_API_URL=self.evolution.url,
             EVOLUTION_API_KEY=self.evolution.api_key,
             EVOLUTION_INSTANCE=DEMO_EVOLUTION_INSTANCE,

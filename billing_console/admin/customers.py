@@ -2,8 +2,10 @@
 audit), checkout attempts, the Stripe event inbox, audit and cron history. Nothing secret is shown."""
 import json
 
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.template.response import TemplateResponse
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -13,7 +15,7 @@ from billing_console.admin.base import ReadOnlyAdmin
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import Reason, customer_entitlement
-from billing_console.services import actor_of, customer_rotate_manage_salt
+from billing_console.services import actor_of, customer_change_email, customer_rotate_manage_salt
 from billing_console.stripe.gateway import StripeGatewayError
 from billing_console.stripe.inbox import webhook_events_replay
 from billing_console.stripe.subscriptions import customer_resync
@@ -44,13 +46,18 @@ class CheckoutAttemptInline(admin.TabularInline):
         return False
 
 
+class ChangeEmailForm(forms.Form):
+    new_email = forms.EmailField(label="New email", max_length=254)
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     inlines = [CheckoutAttemptInline]
     list_display = ("email", "name", "plan", "subscription_status", "access_state", "current_period_end", "created_at")
     list_filter = ("access_state", "subscription_status", "plan", "cohort")
     search_fields = ("email", "name", "stripe_customer__id", "subscription_id", "phone")
-    readonly_fields = ("entitlement", "stripe_customer_id", "subscription_id", "subscription_status", "plan",
+    # The email is where /recover sends manage links: it changes only through "Change email" (customer_change_email).
+    readonly_fields = ("email", "entitlement", "stripe_customer_id", "subscription_id", "subscription_status", "plan",
                        "price_id", "current_period_end", "cancel_at_period_end", "subscription_state_at",
                        "access_state", "access_state_changed_at", "created_at", "updated_at", "recent_stripe_events",
                        "recent_audit_events")
@@ -98,6 +105,10 @@ class CustomerAdmin(admin.ModelAdmin):
         return format_html_join("", "<div>{} {}:{} <b>{}</b> {}</div>", (
             (a.at.strftime("%Y-%m-%d %H:%M:%S"), a.actor_type, a.actor, a.action, a.target_type) for a in rows))
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return fields if obj is not None else tuple(f for f in fields if f != "email")  # a new customer needs one
+
     def get_search_results(self, request, queryset, search_term):
         """Besides the fields above, whatever the global search finds (device ids, licence key prefixes,
         script names, in_/cs_ ids: billing_console.admin.search and the apps' providers)."""
@@ -115,6 +126,8 @@ class CustomerAdmin(admin.ModelAdmin):
             path("<int:pk>/resync/", self.admin_site.admin_view(self.resync_view), name="billing_console_customer_resync"),
             path("<int:pk>/revoke-links/", self.admin_site.admin_view(self.revoke_links_view),
                  name="billing_console_customer_revoke_links"),
+            path("<int:pk>/change-email/", self.admin_site.admin_view(self.change_email_view),
+                 name="billing_console_customer_change_email"),
         ]
         return extra + urls
 
@@ -132,6 +145,31 @@ class CustomerAdmin(admin.ModelAdmin):
         customer = self._one(request, pk)
         self.revoke_manage_links(request, Customer.objects.filter(pk=customer.pk))
         return HttpResponseRedirect(reverse("admin:billing_console_customer_change", args=[customer.pk]))
+
+    def change_email_view(self, request, pk):
+        """A small form that calls customer_change_email (audited, links revoked, old address told)."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        customer = get_object_or_404(Customer, pk=pk)
+        form = ChangeEmailForm(request.POST or None)
+        status = 200
+        if request.method == "POST":
+            if form.is_valid():
+                actor_type, actor = actor_of(request.user)
+                try:
+                    customer_change_email(customer=customer, new_email=form.cleaned_data["new_email"],
+                                          actor_type=actor_type, actor=actor)
+                except ValidationError as exc:
+                    for message in exc.message_dict.get("new_email", exc.messages):
+                        form.add_error("new_email", message)
+                else:
+                    self.message_user(request, "Email changed. Earlier manage links no longer open, and the old "
+                                               "address was told.", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:billing_console_customer_change", args=[customer.pk]))
+            status = 400
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "original": customer,
+                   "form": form, "title": f"Change the email of {customer.email}"}
+        return TemplateResponse(request, "admin/billing_console/customer/change_email.html", context, status=status)
 
     @admin.action(description="Resync from Stripe", permissions=["change"])
     def resync_from_stripe(self, request, queryset):
@@ -267,3 +305,4 @@ class CronRunAdmin(ReadOnlyAdmin):
     list_filter = ("status", "name")
     search_fields = ("name",)
     date_hierarchy = "started_at"
+

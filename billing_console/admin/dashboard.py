@@ -66,7 +66,16 @@ def changelist_url(request, app_label: str, model_name: str, **filters) -> str:
     return f"{url}?{urlencode(filters)}" if filters else url
 
 
+def may_see_dashboard(user) -> bool:
+    """The numbers and blockers are for staff who may look at some console list; others see only a note."""
+    from billing_console.ops.support import CONSOLE_APPS
+
+    return user is not None and user.is_active and any(user.has_module_perms(app) for app in CONSOLE_APPS)
+
+
 def dashboard_sections(request) -> list[Section]:
+    if not may_see_dashboard(getattr(request, "user", None)):
+        return []
     sections = [s for s in (core(request) for core in _CORE) if s is not None]
     for provider in _providers:
         try:

@@ -45,7 +45,8 @@ def preflight_problems(mode: str | None = None) -> list[tuple[str, str]]:
         problems.append(("BC010", "LICENSE_SIGNING_KEY is not set."))
     if not settings.HELM_BUNDLE_MANIFEST_URL:
         problems.append(("BC011", "HELM_BUNDLE_MANIFEST_URL is not set."))
-    elif not settings.HELM_BUNDLE_MANIFEST_URL.startswith(("https://", "file://") if live else ("https://", "http://", "file://")):
+    elif not settings.HELM_BUNDLE_MANIFEST_URL.startswith(
+            ("https://", "file://") if live or not settings.DEPLOY_ALLOW_HTTP_BUNDLES else ("https://", "http://", "file://")):
         problems.append(("BC012", "HELM_BUNDLE_MANIFEST_URL must be an https:// or file:// URL."))
     if settings.EMAIL_BACKEND.endswith(("console.EmailBackend", "locmem.EmailBackend", "dummy.EmailBackend")):
         problems.append(("BC013", "Email is not configured (EMAIL_URL or EMAIL_PROVIDER): customers get no manage links."))

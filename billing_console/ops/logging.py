@@ -17,6 +17,8 @@ task_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("task_id", def
 _SECRET_PATTERNS = re.compile(
     r"(sk|rk)_(live|test)_[A-Za-z0-9]{8,}|whsec_[A-Za-z0-9]{8,}|Bearer\s+[A-Za-z0-9._\-]{8,}"
 )
+# A manage link's token works as a password for the customer's pages: keep the path, drop the token.
+_MANAGE_LINK = re.compile(r"/manage/[^/\s\"'?#<>]+")
 _SETTINGS_SECRETS = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CLOUD_MASTER_KEY", "LICENSE_SIGNING_KEY",
                      "OPS_SECRET", "EVOLUTION_API_KEY", "SECRET_KEY", "EMAIL_HOST_PASSWORD")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id", "task_id"}
@@ -30,6 +32,7 @@ def configured_secrets() -> list[str]:
 
 def redact(text: str) -> str:
     text = _SECRET_PATTERNS.sub("[redacted]", text)
+    text = _MANAGE_LINK.sub("/manage/[redacted]", text)
     for value in configured_secrets():
         if value in text:
             text = text.replace(value, "[redacted]")
@@ -50,6 +53,13 @@ class RedactSecretsFilter(logging.Filter):
         if clean != message:
             record.msg, record.args = clean, ()
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """The plain-text line, redacted as a whole: the message, and an exception's traceback as well."""
+
+    def format(self, record):
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):

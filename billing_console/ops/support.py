@@ -2,7 +2,8 @@
 
 View every console model; change only the rows support acts on (customers, events to replay,
 invoices to resend, drift to resolve, licences, devices, deployments, publishes, dunning cases).
-No add or delete, nothing of auth (users, groups), dj-stripe (its API keys) or the task queue.
+No add or delete, nothing of auth (users, groups), dj-stripe (its API keys) or the task queue; outside the
+console's apps only a look at the staff login lockouts (django-axes), which a superuser lifts.
 The group is the console's: `support_group_ensure()` sets exactly these permissions at every
 migrate (a data migration creates it, a post_migrate hook follows new models). Extra powers belong
 in a group of their own.
@@ -30,8 +31,14 @@ SUPPORT_CHANGES = {
 }
 
 
+# Outside the console's apps, support only looks: the staff login lockouts (django-axes).
+SUPPORT_VIEWS = {"axes": ("accessattempt",)}
+
+
 def support_permissions(using: str = "default"):
     wanted = Q(content_type__app_label__in=CONSOLE_APPS, codename__startswith="view_")
+    for app_label, models in SUPPORT_VIEWS.items():
+        wanted |= Q(content_type__app_label=app_label, codename__in=[f"view_{m}" for m in models])
     for app_label, models in SUPPORT_CHANGES.items():
         wanted |= Q(content_type__app_label=app_label, codename__in=[f"change_{m}" for m in models])
     return Permission.objects.using(using).filter(wanted)
@@ -39,7 +46,7 @@ def support_permissions(using: str = "default"):
 
 def support_group_ensure(*, using: str = "default") -> Group:
     """Create the group if missing and give it exactly the support permissions. Idempotent."""
-    for label in CONSOLE_APPS:
+    for label in (*CONSOLE_APPS, *SUPPORT_VIEWS):
         try:
             config = global_apps.get_app_config(label)  # by label: an app's name may differ (billing_console.analytics)
         except LookupError:

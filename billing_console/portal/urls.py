@@ -9,6 +9,7 @@ urlpatterns = [
     path("checkout/success", views.checkout_success, name="checkout-success"),
     path("checkout/cancel", views.checkout_cancel, name="checkout-cancel"),
     path("recover", views.recover, name="recover"),
+    path("billing/return", views.portal_return, name="portal-return"),
     path("manage/<str:token>/", views.manage, name="manage"),
     path("manage/<str:token>/portal", views.portal, name="portal"),
     path("manage/<str:token>/deploy/", views.deploy, name="deploy"),

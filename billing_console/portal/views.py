@@ -17,7 +17,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_q.tasks import async_task
 
 from billing_console import ratelimit
@@ -26,10 +26,12 @@ from billing_console.models import AuditEvent, Customer
 from billing_console.portal import selectors
 from billing_console.portal.forms import CheckoutForm, DeploymentForm, RecoverForm, TokenForm, add_service_errors
 from billing_console.stripe import gateway as stripe_gateway
-from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
+from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
+                                             checkout_rate_limit, checkout_start)
 
 log = logging.getLogger("billing_console.pages")
 CUSTOMER = AuditEvent.ActorType.CUSTOMER
+PORTAL_RETURN_SESSION_KEY = "portal_return_manage_token"
 
 
 def _see_other(url: str) -> HttpResponseRedirect:
@@ -39,7 +41,7 @@ def _see_other(url: str) -> HttpResponseRedirect:
 
 
 # --- Pricing and checkout -------------------------------------------------------------------------
-@require_GET
+@require_safe
 def pricing(request):
     return render(request, "pages/pricing.html", {"plans": selectors.pricing_plans(), "form": CheckoutForm()})
 
@@ -50,7 +52,10 @@ def checkout(request):
     """The pricing page's form: start a checkout with the same service as the API, then go to Stripe."""
     form = CheckoutForm(request.POST)
     error, status = "", 400
-    if form.is_valid():
+    wait = checkout_rate_limit(client=ratelimit.client_address(request), email=request.POST.get("email"))
+    if wait:
+        error, status = f"Too many checkout requests. Please try again in {max(1, round(wait / 60))} minute(s).", 429
+    elif form.is_valid():
         try:
             clean = checkout_input_clean({"email": form.cleaned_data["email"], "plan": form.cleaned_data["plan"]})
             _, url = checkout_start(**clean)
@@ -63,15 +68,18 @@ def checkout(request):
             error, status = f"Checkout could not be opened: {exc.message} Please try again in a minute.", 502
     context = {"plans": selectors.pricing_plans(), "form": form, "error": error,
                "chosen": request.POST.get("plan", "")}
-    return render(request, "pages/pricing.html", context, status=status)
+    response = render(request, "pages/pricing.html", context, status=status)
+    if wait:
+        response["Retry-After"] = str(wait)
+    return response
 
 
-@require_GET
+@require_safe
 def checkout_success(request):
     return render(request, "pages/checkout_success.html", {"max_age_days": settings.MANAGE_LINK_MAX_AGE_DAYS})
 
 
-@require_GET
+@require_safe
 def checkout_cancel(request):
     return render(request, "pages/checkout_cancel.html")
 
@@ -109,7 +117,7 @@ def _render_manage(request, customer, *, status=200, token_forms=None):
     return render(request, "pages/manage.html", context, status=status)
 
 
-@require_GET
+@require_safe
 @manage_link_required
 def manage(request, customer):
     return _render_manage(request, customer)
@@ -121,13 +129,28 @@ def portal(request, customer):
     if not customer.stripe_customer_id:
         messages.error(request, "There is no billing account for you at Stripe yet. Please contact support.")
         return _see_other(_manage_url(request))
+    # Stripe keeps the return URL in its logs and dashboards: it names no token, the browser's session
+    # carries the link back (and a link revoked or expired meanwhile stays so).
+    request.session[PORTAL_RETURN_SESSION_KEY] = request.manage_token
     try:
         session = stripe_gateway.portal_session_create(customer_id=customer.stripe_customer_id,
-                                                       return_url=request.build_absolute_uri(_manage_url(request)))
+                                                       return_url=request.build_absolute_uri(reverse("pages:portal-return")))
     except stripe_gateway.StripeGatewayError as exc:
         messages.error(request, f"The billing portal could not be opened: {exc.message}")
         return _see_other(_manage_url(request))
     return _see_other(session["url"])
+
+
+@never_cache
+@require_safe
+def portal_return(request):
+    """Where the Stripe billing portal sends the customer back: to the manage page this browser came from."""
+    token = request.session.get(PORTAL_RETURN_SESSION_KEY, "")
+    try:
+        manage_link_read(token)
+    except ManageLinkInvalid:
+        return render(request, "pages/link_invalid.html", status=403)
+    return _see_other(reverse("pages:manage", args=[token]))
 
 
 @require_POST
@@ -169,10 +192,11 @@ def deployment_token(request, customer, deployment_id):
 @require_POST
 @manage_link_required
 def deployment_pause(request, customer, deployment_id):
+    from deployments.models import Deployment
     from deployments.services import deployment_pause as pause
 
     deployment = _customer_deployment(customer, deployment_id)
-    pause(deployment=deployment, reason="Paused by the customer", **_actor(customer))
+    pause(deployment=deployment, reason="Paused by the customer", by=Deployment.PausedBy.CUSTOMER, **_actor(customer))
     messages.success(request, "Updates to your deployment are paused. Your Worker keeps running as it is.")
     return _see_other(_manage_url(request))
 
@@ -180,11 +204,12 @@ def deployment_pause(request, customer, deployment_id):
 @require_POST
 @manage_link_required
 def deployment_resume(request, customer, deployment_id):
+    from deployments.models import Deployment
     from deployments.services import deployment_resume as resume
 
     deployment = _customer_deployment(customer, deployment_id)
     try:
-        resume(deployment=deployment, **_actor(customer))
+        resume(deployment=deployment, by=Deployment.PausedBy.CUSTOMER, **_actor(customer))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -192,7 +217,7 @@ def deployment_resume(request, customer, deployment_id):
     return _see_other(_manage_url(request))
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @manage_link_required
 def deploy(request, customer):
     """The deploy page: connect a Cloudflare account (first time) and the readiness panel."""
@@ -216,7 +241,7 @@ def deploy(request, customer):
 
 # --- Recovery -------------------------------------------------------------------------------------
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def recover(request):
     """Email a fresh manage link. Same answer whether or not the address is known; rate limited per
     address and per client so it can be used neither to probe addresses nor to flood an inbox."""

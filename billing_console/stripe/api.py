@@ -12,10 +12,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from billing_console import ratelimit
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import Customer
 from billing_console.stripe import gateway as stripe_gateway
-from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean, checkout_start
+from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
+                                             checkout_rate_limit, checkout_start)
 from billing_console.stripe.inbox import WebhookRejected, webhook_event_store, webhook_payload_verify
 
 log = logging.getLogger("billing_console.api")
@@ -48,7 +50,24 @@ def _json_body(request: HttpRequest):
 def checkout(request):
     """POST {email, plan | price, device_id?} -> 200 {url, attemptId}."""
     try:
-        clean = checkout_input_clean(_json_body(request))
+        data = _json_body(request)
+    except CheckoutInputError as exc:
+        data, body_error = None, exc
+    else:
+        body_error = None
+    email = data.get("email") if isinstance(data, dict) else None
+    wait = checkout_rate_limit(client=ratelimit.client_address(request), email=email)
+    if wait:
+        response = _error(429, "RATE_LIMITED", "Too many checkout requests. Try again later.", retryAfter=wait)
+        response["Retry-After"] = str(wait)
+        return response
+    # Only a JSON body: a form or text/plain POST is a "simple" request any website can make from its visitors.
+    if request.body and request.content_type != "application/json":
+        return _error(415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as application/json.")
+    try:
+        if body_error is not None:
+            raise body_error
+        clean = checkout_input_clean(data)
     except CheckoutInputError as exc:
         return _error(400, "INVALID_INPUT", "Some fields need attention.", fields=exc.errors)
     except PlanNotAvailable as exc:

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing_console import ratelimit
 from billing_console.manage_links import manage_link_make
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.services import audit_log
@@ -54,6 +55,15 @@ class CheckoutStripeFailed(Exception):
 def mask_email(email: str) -> str:
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def checkout_rate_limit(*, client: str, email) -> int:
+    """Count one checkout request (before validation) per client address and, when the request names one, per
+    email; returns seconds to wait (0: allowed). Each checkout opens a Stripe session and may email the address."""
+    limits = [(ratelimit.bucket("checkout-client", client), settings.CHECKOUT_RATE_LIMIT_PER_CLIENT)]
+    if isinstance(email, str) and email.strip():
+        limits.append((ratelimit.bucket("checkout-email", email.strip().lower()), settings.CHECKOUT_RATE_LIMIT_PER_EMAIL))
+    return ratelimit.hit(limits, window=settings.CHECKOUT_RATE_LIMIT_WINDOW_SECONDS)
 
 
 def checkout_input_clean(data) -> dict:
@@ -224,6 +234,13 @@ def checkout_follow_up_send(*, attempt_id) -> str:
     if not claimed:
         return "skipped"
     attempt = CheckoutAttempt.objects.get(pk=attempt_id)
+    if not _follow_up_address_claim(attempt.recovery_email):
+        CheckoutAttempt.objects.filter(pk=attempt_id).update(follow_up_status=CheckoutAttempt.FollowUp.SKIPPED,
+                                                             follow_up_sent_at=None)
+        with transaction.atomic():
+            audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="checkout.follow_up_skipped",
+                      target=attempt, data={"reason": "one_per_address_per_day", "to": attempt.email_hint})
+        return "skipped"
     context = {"plan_name": settings.PLANS.get(attempt.plan, {}).get("name", attempt.plan),
                "pricing_url": settings.PRICING_URL}
     try:
@@ -241,6 +258,18 @@ def checkout_follow_up_send(*, attempt_id) -> str:
     return "sent"
 
 
+def _follow_up_address_claim(email: str) -> bool:
+    """One abandoned-checkout email per address per day, whatever the number of attempts: the first claim of
+    the day wins (an atomic add in the shared cache, keyed by a hash of the address)."""
+    from django.core.cache import cache
+
+    try:
+        return cache.add(f"bc:follow-up:{ratelimit.bucket('email', email.strip().lower())}", 1, timeout=24 * 3600)
+    except Exception as exc:  # the cache is down: the follow-up still goes, as the rate limits fail open
+        log.warning("follow-up address claim unavailable: %s", type(exc).__name__)
+        return True
+
+
 def customer_manage_link_send(*, customer_id: int, reason: str = "") -> str:
     """Email the customer a fresh manage link (after checkout; later /recover uses it too)."""
     customer = Customer.objects.get(pk=customer_id)
@@ -251,6 +280,17 @@ def customer_manage_link_send(*, customer_id: int, reason: str = "") -> str:
     with transaction.atomic():
         audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="customer.manage_link_emailed",
                   target=customer, data={"reason": reason})
+    return "sent"
+
+
+def customer_email_changed_notice_send(*, customer_id: int, old_email: str) -> str:
+    """Tell the old address that the account's email was changed (it may not have been its owner's doing).
+    The new address is not named and no link is included: the notice must not help whoever made the change."""
+    customer = Customer.objects.get(pk=customer_id)
+    _send("customer_email_changed", old_email, {"customer": customer, "site_name": settings.SITE_NAME})
+    with transaction.atomic():
+        audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="customer.email_change_notice_sent",
+                  target=customer, data={"to": mask_email(old_email)})
     return "sent"
 
 

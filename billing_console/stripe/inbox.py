@@ -56,6 +56,9 @@ class WebhookRejected(Exception):
 
 
 # --- Receiving ----------------------------------------------------------------------------------
+MAX_STRIPE_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
+
+
 def webhook_payload_verify(*, payload: bytes, signature: str) -> dict:
     """Check Stripe's signature (any of several v1 signatures, timestamp within the tolerance) and
     parse the event. Raises WebhookRejected."""
@@ -73,8 +76,13 @@ def webhook_payload_verify(*, payload: bytes, signature: str) -> dict:
         reason = "timestamp outside the tolerance" if "tolerance" in str(exc) else "signature does not match"
         raise WebhookRejected(f"Invalid Stripe signature ({reason}).") from None
     # stripe-python only rejects old timestamps; a signature dated in the future would stay replayable for longer.
-    timestamp = next((part[2:] for part in signature.split(",") if part.startswith("t=")), "")
-    if int(timestamp) > time.time() + settings.STRIPE_WEBHOOK_TOLERANCE:
+    # The item stripe-python verified (the first "t"), which must be exactly t=<digits> as Stripe sends it.
+    items = [part.split("=", 2) for part in signature.split(",")]
+    stamp = next((item for item in items if item[0] == "t"), [])
+    if len(stamp) != 2 or not (stamp[1].isascii() and stamp[1].isdigit()):
+        raise WebhookRejected("Invalid Stripe signature (malformed timestamp).")
+    timestamp = int(stamp[1])
+    if timestamp > time.time() + settings.STRIPE_WEBHOOK_TOLERANCE:
         raise WebhookRejected("Invalid Stripe signature (timestamp outside the tolerance).")
     try:
         event = json.loads(payload)
@@ -83,6 +91,10 @@ def webhook_payload_verify(*, payload: bytes, signature: str) -> dict:
     if not isinstance(event, dict) or event.get("object") != "event" or not str(event.get("id", "")).startswith("evt_") \
             or not isinstance(event.get("type"), str) or not isinstance(event.get("data"), dict):
         raise WebhookRejected("Body is not a Stripe event.")
+    created = event.get("created")
+    if created is not None and (isinstance(created, bool) or not isinstance(created, int)
+                                or not 0 <= created <= MAX_STRIPE_TIMESTAMP):
+        raise WebhookRejected("The event's created is not a Unix timestamp in range.")
     return event
 
 

@@ -18,5 +18,9 @@ def checkout_follow_up_send(attempt_id: str) -> str:
     return checkout.checkout_follow_up_send(attempt_id=attempt_id)
 
 
+def customer_email_changed_notice_send(customer_id: int, old_email: str) -> str:
+    return checkout.customer_email_changed_notice_send(customer_id=customer_id, old_email=old_email)
+
+
 def customer_manage_link_send(customer_id: int, reason: str = "") -> str:
     return checkout.customer_manage_link_send(customer_id=customer_id, reason=reason)

@@ -81,7 +81,7 @@ def test_rotation_reencrypts_every_row_and_resumes_after_interruption(db, settin
     kids = [key_id_of(t) for t in CheckoutAttempt.objects.order_by("pk").values_list("recovery_email_encrypted", flat=True)]
     assert kids.count(new_kid) == 2  # the first batch committed, the rest not yet
 
-    totals = vault_rotate(batch_size=2)
+    totals = vault_rotate(batch_size=2).totals
     assert totals["billing_console.CheckoutAttempt.recovery_email_encrypted"] == 3  # only what was left
     settings.CLOUD_MASTER_KEY_PREVIOUS = []  # the old key is gone: everything must read with the new one
     for i, attempt in enumerate(attempts):
@@ -104,3 +104,32 @@ def test_rotate_command_refuses_short_key(db, settings):
     settings.CLOUD_MASTER_KEY = "short"
     with pytest.raises(CommandError, match="at least 16"):
         call_command("rotate_master_key")
+
+
+def test_rotation_reencrypts_every_readable_row_and_lists_the_unreadable_ones(db, settings, capsys):
+    from django.core.management.base import CommandError
+
+    settings.CLOUD_MASTER_KEY = OLD
+    good = [make_attempt(f"good{i}@example.com") for i in range(4)]
+    bad = make_attempt("bad@example.com")
+    # A value sealed under a key nobody has any more (or damaged): it can never be read again.
+    CheckoutAttempt.objects.filter(pk=bad.pk).update(
+        recovery_email_encrypted=Keyring("lost-master-key-cccccccccccccccc").encrypt("x", "aad"))
+    settings.CLOUD_MASTER_KEY, settings.CLOUD_MASTER_KEY_PREVIOUS = NEW, [OLD]
+
+    with pytest.raises(CommandError) as failed:
+        call_command("rotate_master_key", "--batch-size", "2")
+    out = capsys.readouterr().out
+    line = f"billing_console.CheckoutAttempt {bad.pk} recovery_email_encrypted"
+    assert line in out and line in str(failed.value) and "1 value(s) could not be read" in str(failed.value)
+    assert "Re-encrypted 4 value(s)." in out
+
+    settings.CLOUD_MASTER_KEY_PREVIOUS = []
+    for i, attempt in enumerate(good):
+        assert CheckoutAttempt.objects.get(pk=attempt.pk).recovery_email == f"good{i}@example.com"
+
+    # A rerun finds nothing left to rotate but the same unreadable row, and still says so.
+    settings.CLOUD_MASTER_KEY_PREVIOUS = [OLD]
+    result = vault_rotate(batch_size=2)
+    assert sum(result.totals.values()) == 0
+    assert result.unreadable == [("billing_console.CheckoutAttempt", str(bad.pk), "recovery_email_encrypted")]

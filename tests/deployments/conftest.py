@@ -31,6 +31,7 @@ def bundles(settings, tmp_path):
     host = BundleHost(tmp_path / "bundles").start()
     host.publish("v1.0.0", BUNDLE_V1)
     settings.HELM_BUNDLE_MANIFEST_URL = host.manifest_url()
+    settings.DEPLOY_ALLOW_HTTP_BUNDLES = True  # the stand-in serves plain http on loopback
     yield host
     host.stop()
 

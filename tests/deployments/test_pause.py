@@ -127,3 +127,20 @@ def test_events_for_unknown_or_malformed_objects_do_nothing(make_deployment, dja
     assert callbacks == []
     deployment.refresh_from_db()
     assert not deployment.paused
+
+
+def test_the_migration_gives_the_customers_earlier_pauses_their_own_origin(make_deployment):
+    import importlib
+
+    from django.apps import apps
+
+    from billing_console.services import audit_log
+
+    migration = importlib.import_module("deployments.migrations.0003_paused_by_customer")
+    by_customer, by_support = make_deployment(), make_deployment()
+    for d, actor_type in ((by_customer, "customer"), (by_support, "admin")):
+        Deployment.objects.filter(pk=d.pk).update(paused=True, paused_by="manual")
+        audit_log(actor_type=actor_type, actor="x", action="deployment.paused", target=d, customer=d.customer)
+    migration.split_manual_pauses(apps, None)
+    assert Deployment.objects.get(pk=by_customer.pk).paused_by == Deployment.PausedBy.CUSTOMER
+    assert Deployment.objects.get(pk=by_support.pk).paused_by == Deployment.PausedBy.MANUAL

@@ -142,3 +142,44 @@ def test_a_restored_shell_waits_for_a_token_and_rotation_resumes_it(cloudflare):
     cloudflare.add_token(TOKEN, ACCOUNT)
     shell = deployment_rotate_token(deployment=shell, api_token=TOKEN, actor_type="customer", actor="c@example.com")
     assert not shell.paused and shell.status == Deployment.Status.ACTIVE and shell.token_last4 == "AAAA"
+
+
+OTHER_ACCOUNT = "b" * 32
+
+
+def test_a_token_of_another_account_cannot_claim_this_account_id(cloudflare):
+    """The token verifies (it is someone's valid token), but it has no access to the account named: refused."""
+    cloudflare.add_token(TOKEN, OTHER_ACCOUNT)
+    with pytest.raises(ValidationError) as info:
+        create(SubscribedCustomerFactory(), account_id=ACCOUNT)
+    assert info.value.message_dict["api_token"][0].startswith("The API token is valid but lacks Workers Scripts:Edit")
+    assert not Deployment.objects.exists()
+    # The owner of that account can still connect it under the script name.
+    cloudflare.add_token("ownerToken_" + "C" * 30, ACCOUNT)
+    assert create(SubscribedCustomerFactory(), api_token="ownerToken_" + "C" * 30).account_id == ACCOUNT
+
+
+def test_a_token_without_workers_scope_is_refused_on_create_and_on_rotation(cloudflare, make_deployment):
+    cloudflare.add_token(TOKEN, ACCOUNT, scopes=())
+    with pytest.raises(ValidationError):
+        create(SubscribedCustomerFactory())
+    deployment = make_deployment()
+    before = deployment.api_token_encrypted
+    with pytest.raises(ValidationError) as info:
+        deployment_rotate_token(deployment=deployment, api_token=TOKEN, actor_type="customer", actor="c")
+    assert "lacks Workers Scripts:Edit" in info.value.message_dict["api_token"][0]
+    assert Deployment.objects.get(pk=deployment.pk).api_token_encrypted == before
+    assert not AuditEvent.objects.filter(action="deployment.token_rotated").exists()
+
+
+def test_rotation_to_a_token_of_another_account_is_refused(cloudflare, make_deployment):
+    deployment = make_deployment()
+    cloudflare.add_token(TOKEN, OTHER_ACCOUNT)
+    with pytest.raises(ValidationError):
+        deployment_rotate_token(deployment=deployment, api_token=TOKEN, actor_type="customer", actor="c")
+
+
+def test_the_check_lists_the_accounts_worker_scripts_with_the_token(cloudflare):
+    cloudflare.add_token(TOKEN, ACCOUNT)
+    create(SubscribedCustomerFactory())
+    assert (ACCOUNT, TOKEN) in [(a, t) for a, t in cloudflare.script_listings]

@@ -154,3 +154,38 @@ def test_failed_whatsapp_step_retried_by_support_after_fixing_the_phone(evolutio
     customer.save()
     call_command("dunning_retry", "--log", str(row.pk))
     assert reload(row).status == "sent" and len(evolution.messages) == 1
+
+
+def test_the_stored_provider_response_holds_only_the_status_and_message_id(evolution, t0):
+    """Evolution echoes the message text, which carries a working manage link: none of it is kept."""
+    row = whatsapp_step(t0)
+    assert dunning_steps_send(now=t0)["sent"] == 1
+    row = reload(row)
+    [message] = evolution.messages
+    assert row.provider_response == {"status": 201, "message_id": message["id"]}
+    assert "/manage/" not in str(row.provider_response) and message["text"] not in str(row.provider_response)
+
+
+def test_a_rejected_message_keeps_only_the_status(evolution, t0):
+    evolution.fail_next(400)
+    row = whatsapp_step(t0)
+    assert dunning_steps_send(now=t0)["failed"] == 1
+    assert reload(row).provider_response == {"status": 400}
+
+
+def test_the_migration_scrubs_stored_responses_down_to_status_and_message_id(t0):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("dunning.migrations.0003_provider_response_status_only")
+    echoed = {"status": 201, "body": {"key": {"id": "MSG1", "remoteJid": "5511@s.whatsapp.net"},
+                                      "message": {"conversation": "Pay here: https://c.example/manage/1:a:b/"}}}
+    sent = whatsapp_step(t0, provider_response=echoed)
+    failed = DunningStepLogFactory(case=sent.case, channel="whatsapp", step_code="SOFT_D+7", due_at=t0,
+                                   provider_response={"status": 500, "body": {"response": {"message": "Connection Closed"}}})
+    empty = DunningStepLogFactory(case=sent.case, channel="email", step_code="FAIL_IMMEDIATE", due_at=t0)
+    migration.scrub_provider_responses(apps, None)
+    assert reload(sent).provider_response == {"status": 201, "message_id": "MSG1"}
+    assert reload(failed).provider_response == {"status": 500}
+    assert reload(empty).provider_response == {}

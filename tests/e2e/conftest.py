@@ -118,6 +118,7 @@ def console(transactional_db, tmp_path, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     settings.CLOUDFLARE_API_BASE = env["CLOUDFLARE_API_BASE"]
     settings.HELM_BUNDLE_MANIFEST_URL = env["HELM_BUNDLE_MANIFEST_URL"]
+    settings.DEPLOY_ALLOW_HTTP_BUNDLES = True
     from django.core.management import call_command
 
     call_command("createcachetable", verbosity=0)  # the console's cache (rate limits) lives in the database

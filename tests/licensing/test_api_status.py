@@ -216,3 +216,38 @@ def test_status_by_key_runs_a_fixed_number_of_queries_whatever_the_devices(api, 
     DeviceActivationFactory.create_batch(2, license=activation.license)
     with django_assert_num_queries(2):
         assert by_key(api, activation.license, "mac-01").status_code == 200
+
+
+@pytest.mark.parametrize("field, value", [("kid", ["a"]), ("typ", {"x": 1})])
+def test_a_token_whose_header_field_is_a_list_or_dict_answers_401_and_is_counted(client, signing_key, settings,
+                                                                                  field, value):
+    import json as _json
+
+    from licensing.tokens import b64url
+
+    settings.LICENSE_RATE_LIMIT_PER_ADDRESS = 2
+    settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS = 3600
+    from licensing.tokens import b64url_decode, verify_keys
+
+    kid = next(iter(verify_keys()))
+    header = b64url(_json.dumps({"alg": "EdDSA", "kid": kid, "typ": DEVICE, field: value}).encode())
+    token = f"{header}.{b64url(b'{}')}.{b64url(b'sig')}"
+    assert b64url_decode(header)
+    codes = [client.get("/api/license/status", HTTP_AUTHORIZATION=f"Bearer {token}").status_code for _ in range(3)]
+    assert codes == [401, 401, 429]
+
+
+def test_a_request_that_fails_unexpectedly_is_still_counted(client, signing_key, settings, monkeypatch):
+    import licensing.api
+
+    settings.LICENSE_RATE_LIMIT_PER_ADDRESS = 1
+    settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS = 3600
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(licensing.api, "token_verify", boom)
+    client.raise_request_exception = False
+    assert client.get("/api/license/status", HTTP_AUTHORIZATION="Bearer a.b.c").status_code == 500
+    monkeypatch.undo()
+    assert client.get("/api/license/public-key").status_code == 429

@@ -87,3 +87,27 @@ def test_unreachable_cache_fails_open(api, settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": "redis://127.0.0.1:1/0"}}
     assert api.get("/api/license/public-key").status_code == 200
+
+
+@pytest.mark.django_db
+def test_seven_spellings_of_one_key_share_one_bucket(api, settings):
+    settings.LICENSE_RATE_LIMIT_PER_KEY = 6
+    settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS = 3600
+    activation = DeviceActivationFactory(device_id="mac-01", license=LicenseFactory())
+    key = activation.license.key  # BCL-XXXXX-...
+    compact = key.replace("-", "")
+    spellings = [key, key.lower(), compact, compact.lower(), key.replace("-", " "), f"  {key}  ",
+                 "bcl-" + key[4:].title()]
+    assert len(set(spellings)) == 7
+    codes = [api.get(URL, {"device_id": "mac-01"}, HTTP_X_LICENSE_KEY=s).status_code for s in spellings]
+    assert codes == [200] * 6 + [429]
+
+
+@pytest.mark.django_db
+def test_spellings_of_an_unknown_key_share_one_bucket_too(client, settings, signing_key):
+    settings.LICENSE_RATE_LIMIT_PER_KEY = 2
+    settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS = 3600
+    key = "BCL-AAAAA-AAAAA-AAAAA-AAAAA-AAAAA-AAAAA"
+    codes = [client.get(URL, {"device_id": "d"}, HTTP_X_LICENSE_KEY=s).status_code
+             for s in (key, key.lower(), key.replace("-", ""))]
+    assert codes == [404, 404, 429]

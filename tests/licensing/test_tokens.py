@@ -145,3 +145,13 @@ def test_missing_signing_key(settings):
     settings.LICENSE_SIGNING_KEY = ""
     with pytest.raises(SigningUnavailable, match="not set"):
         _sign()
+
+
+@pytest.mark.parametrize("field, value", [("kid", ["a"]), ("kid", {"a": 1}), ("typ", ["device"]), ("typ", {"t": 1}),
+                                          ("alg", ["EdDSA"]), ("kid", 7)])
+def test_a_header_field_that_is_not_a_string_is_malformed(signing_key, field, value):
+    header, payload, sig = _sign().split(".")
+    fields = {**json.loads(b64url_decode(header)), field: value}
+    crafted = b64url(json.dumps(fields).encode())
+    with pytest.raises(TokenInvalid, match="malformed"):
+        token_verify(f"{crafted}.{payload}.{sig}")

@@ -122,3 +122,23 @@ def test_support_user_gets_links_only_where_they_may_look(support_client, suppor
     request.user = support_user
     urls = [stat.url for section in dashboard_sections(request) for stat in section.stats if stat.url]
     assert urls and all(support_client.get(u).status_code == 200 for u in urls)
+
+
+def test_a_staff_user_without_any_permission_sees_no_numbers_only_a_note(client, django_user_model):
+    from tests.billing.factories import WebhookEventFactory
+
+    WebhookEventFactory(status="failed")
+    staff = django_user_model.objects.create_user("bare", "b@example.com", "pw-x-0123456789", is_staff=True)
+    client.force_login(staff)
+    body = client.get("/admin/").content.decode()
+    assert "dash-stat" not in body and "dash-card" not in body and "Failed" not in body
+    assert "no permission to see the console" in body
+
+
+def test_a_staff_user_with_one_console_permission_sees_the_dashboard(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    staff = django_user_model.objects.create_user("viewer", "v@example.com", "pw-x-0123456789", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_customer", content_type__app_label="billing_console"))
+    client.force_login(staff)
+    assert "dash-card" in client.get("/admin/").content.decode()

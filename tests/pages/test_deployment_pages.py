@@ -134,3 +134,40 @@ def test_readiness_failed_when_the_console_is_not_configured(client, manage_url,
     customer = SubscribedCustomerFactory()
     body = client.get(manage_url(customer, "deploy/")).content.decode()
     assert "readiness-failed" in body
+
+
+def test_a_customer_cannot_resume_a_pause_support_set(client, manage_url):
+    from deployments.services import deployment_pause
+
+    deployment = DeploymentFactory()
+    deployment_pause(deployment=deployment, actor_type="admin", actor="sam", reason="abuse report")
+    page = client.get(manage_url(deployment.customer)).content.decode()
+    assert "Contact support to resume" in page and "Resume updates" not in page
+    response = client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/resume"), follow=True)
+    deployment.refresh_from_db()
+    assert deployment.paused and deployment.paused_by == Deployment.PausedBy.MANUAL
+    assert "Support paused updates" in response.content.decode()
+    # The customer pausing again does not take support's pause over either.
+    client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/pause"))
+    deployment.refresh_from_db()
+    assert deployment.paused_by == Deployment.PausedBy.MANUAL and deployment.paused_reason == "abuse report"
+
+
+def test_the_customers_own_pause_is_theirs_to_resume_and_support_can_take_it_over(client, manage_url):
+    from deployments.services import deployment_pause
+
+    deployment = DeploymentFactory()
+    client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/pause"))
+    deployment.refresh_from_db()
+    assert deployment.paused_by == Deployment.PausedBy.CUSTOMER
+    client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/resume"))
+    deployment.refresh_from_db()
+    assert not deployment.paused
+
+    client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/pause"))
+    deployment_pause(deployment=deployment, actor_type="admin", actor="sam", reason="support hold")
+    deployment.refresh_from_db()
+    assert deployment.paused_by == Deployment.PausedBy.MANUAL
+    client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/resume"))
+    deployment.refresh_from_db()
+    assert deployment.paused

@@ -62,7 +62,26 @@ def test_portal_button_redirects_to_stripe_and_returns_to_the_manage_page(client
     assert response.status_code == 303
     assert response["Location"].startswith(emulator.url + "/portal/")
     session = emulator.list_objects("billing_portal.session")[-1]
-    assert session["return_url"].endswith(url)
+    token = url.split("/manage/")[1].strip("/")
+    # Stripe keeps the return URL in its logs: it carries no manage token, the browser's session re-enters.
+    assert token not in session["return_url"] and session["return_url"] == "http://testserver/billing/return"
+    back = client.get("/billing/return")
+    assert back.status_code == 303 and back["Location"] == url
+    assert client.get(back["Location"]).status_code == 200
+
+
+def test_the_portal_return_url_opens_nothing_without_the_session_or_after_revocation(client, manage_url, emulator):
+    from django.test import Client
+
+    from billing_console.services import customer_rotate_manage_salt
+
+    customer = SubscribedCustomerFactory()
+    customer.stripe_customer_id = "cus_return"
+    customer.save()
+    client.post(manage_url(customer, "portal"))
+    assert Client().get("/billing/return").status_code == 403  # another browser: no session, no page
+    customer_rotate_manage_salt(customer=customer, actor_type="admin", actor="sam")
+    assert client.get("/billing/return").status_code == 403  # revoked links stay revoked
 
 
 def test_portal_when_stripe_fails_shows_a_message(client, manage_url, stripe_settings):

@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth.models import Permission
 
-from billing_console.ops.support import CONSOLE_APPS, SUPPORT_GROUP, support_group_ensure
+from billing_console.ops.support import CONSOLE_APPS, SUPPORT_GROUP, SUPPORT_VIEWS, support_group_ensure
 from tests.core.factories import SubscribedCustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,9 @@ def test_group_has_view_on_console_models_and_change_only_where_support_acts():
     assert ("billing_console", "change_customer") in codes
     assert ("billing_console", "view_auditevent") in codes
     assert ("billing_console", "change_auditevent") not in codes
-    assert all(app in CONSOLE_APPS for app, _ in codes)
+    assert ("axes", "view_accessattempt") in codes  # the staff login lockouts, to look at
+    outside = {(app, c) for app, c in codes if app not in CONSOLE_APPS}
+    assert outside == {(app, f"view_{m}") for app, models in SUPPORT_VIEWS.items() for m in models}
     assert not [c for _, c in codes if c.startswith(("add_", "delete_"))]
 
 

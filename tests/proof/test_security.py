@@ -11,7 +11,7 @@ from django.core.cache import caches
 from django.urls import NoReverseMatch, reverse
 
 from billing_console.models import Customer
-from billing_console.ops.support import CONSOLE_APPS, SUPPORT_CHANGES, support_group_ensure
+from billing_console.ops.support import CONSOLE_APPS, SUPPORT_CHANGES, SUPPORT_VIEWS, support_group_ensure
 from tests.billing.conftest import signed_headers
 from tests.proof.production import SECRETS
 
@@ -112,15 +112,17 @@ def users():
     return {"support": support, "staff": staff, "root": root, "customer": customer}
 
 
-def expected_admin(role: str, app_label: str, page: str) -> set[int]:
+def expected_admin(role: str, app_label: str, page: str, model_name: str = "") -> set[int]:
     if role == "anonymous" or role == "customer":
         return {302}  # to the login page
     if role == "root":
         return {200, 403} if page == "add" else {200}  # read-only histories refuse "add"
     if role == "staff":
         return {403}
-    # support: sees every console model, changes a few through actions, adds nothing, no auth/dj-stripe/queue.
-    return {200} if (app_label in CONSOLE_APPS and page == "changelist") else {403}
+    # support: sees every console model and the login lockouts, changes a few through actions, adds nothing,
+    # no auth/dj-stripe/queue/two-factor devices.
+    visible = app_label in CONSOLE_APPS or model_name in SUPPORT_VIEWS.get(app_label, ())
+    return {200} if (visible and page == "changelist") else {403}
 
 
 @pytest.mark.parametrize("role", ["anonymous", "customer", "staff", "support", "root"])
@@ -131,7 +133,7 @@ def test_admin_pages_answer_each_role_exactly(client, users, role):
     for app_label, url, model in admin_urls():
         for page, target in (("changelist", url), ("add", url + "add/")):
             status = client.get(target).status_code
-            if status not in expected_admin(role, app_label, page):
+            if status not in expected_admin(role, app_label, page, model._meta.model_name):
                 wrong.append((role, page, model._meta.label, status))
     assert wrong == []
     index = client.get("/admin/").status_code
@@ -142,7 +144,8 @@ def test_support_cannot_reach_users_groups_or_the_task_queue_and_has_no_add_or_d
     support = User.objects.get(pk=users["support"].pk)
     perms = support.get_all_permissions()
     assert perms, "the support group has permissions"
-    assert not [p for p in perms if p.split(".")[0] not in CONSOLE_APPS]
+    outside = {p for p in perms if p.split(".")[0] not in CONSOLE_APPS}
+    assert outside == {f"{app}.view_{m}" for app, models in SUPPORT_VIEWS.items() for m in models}
     assert not [p for p in perms if p.split(".")[1].startswith(("add_", "delete_"))]
     assert not support.is_superuser
 
@@ -229,10 +232,11 @@ def test_an_action_posted_to_the_changelist_runs_only_for_a_role_that_may_change
 
 
 @pytest.mark.parametrize("role, expected", [
-    ("anonymous", {"resync": 302, "run": 302, "import": 302}),
-    ("viewer", {"resync": 403, "run": 403, "import": 403}),
-    ("support", {"resync": 302, "run": 403, "import": 403}),  # resync: back to the customer page
-    ("root", {"resync": 302, "run": 302, "import": 400}),  # import: the form again, no file sent
+    ("anonymous", {"resync": 302, "run": 302, "import": 302, "email": 302}),
+    ("viewer", {"resync": 403, "run": 403, "import": 403, "email": 403}),
+    # resync: back to the customer page; email: the form again, no address sent
+    ("support", {"resync": 302, "run": 403, "import": 403, "email": 400}),
+    ("root", {"resync": 302, "run": 302, "import": 400, "email": 400}),  # import: the form again, no file sent
 ])
 def test_the_admin_post_views_answer_each_role_exactly(client, users, viewer, role, expected, monkeypatch):
     import billing_console.admin.customers as console_admin
@@ -246,6 +250,7 @@ def test_the_admin_post_views_answer_each_role_exactly(client, users, viewer, ro
         "resync": client.post(reverse("admin:billing_console_customer_resync", args=[customer.pk])).status_code,
         "run": client.post(reverse("admin:billing_console_reconciliationrun_run")).status_code,
         "import": client.post(reverse("admin:billing_console_ledgerentry_import")).status_code,
+        "email": client.post(reverse("admin:billing_console_customer_change_email", args=[customer.pk])).status_code,
     }
     assert got == expected
 
@@ -293,3 +298,42 @@ def test_an_admin_session_opens_nothing_outside_the_admin(client, users, setting
     signed_in = answers()
     assert {k: (anonymous[k], v) for k, v in signed_in.items() if v != anonymous[k]} == {}
     assert not [k for k, v in signed_in.items() if v >= 500]
+
+
+# --- The staff login: login form, two-factor page, lockouts -----------------------------------------
+@pytest.mark.parametrize("role, expected", [
+    ("anonymous", {"login": 200, "2fa": 302, "2fa_post": 302, "lockouts": 302, "unlocked": False}),
+    ("customer", {"login": 200, "2fa": 302, "2fa_post": 302, "lockouts": 302, "unlocked": False}),  # not staff
+    ("staff", {"login": 302, "2fa": 200, "2fa_post": 400, "lockouts": 403, "unlocked": False}),
+    ("support", {"login": 302, "2fa": 200, "2fa_post": 400, "lockouts": 200, "unlocked": False}),  # looks only
+    ("root", {"login": 302, "2fa": 200, "2fa_post": 400, "lockouts": 200, "unlocked": True}),
+])
+def test_the_login_two_factor_and_lockout_views_answer_each_role_exactly(client, users, settings, role, expected):
+    from axes.models import AccessAttempt
+
+    settings.STAFF_2FA = "optional"
+    attempt = AccessAttempt.objects.create(username="victim", ip_address="10.0.0.1", failures_since_start=5,
+                                           user_agent="x", http_accept="*/*", path_info="/admin/login/",
+                                           get_data="", post_data="")
+    if role != "anonymous":
+        client.force_login(users[role])
+    changelist = reverse("admin:axes_accessattempt_changelist")
+    got = {
+        "login": client.get(reverse("admin:login")).status_code,  # signed-in staff go on to the console
+        "2fa": client.get(reverse("console-2fa")).status_code,
+        "2fa_post": client.post(reverse("console-2fa"), {"code": "12"}).status_code,  # a bad code: the form again
+        "lockouts": client.get(changelist).status_code,
+    }
+    client.post(changelist, {"action": "unlock", "_selected_action": [attempt.pk]})
+    got["unlocked"] = not AccessAttempt.objects.filter(pk=attempt.pk).exists()
+    assert got == expected
+
+
+@pytest.mark.parametrize("role", ["staff", "support", "root"])
+def test_with_two_factor_required_every_staff_role_enrols_before_the_console(client, users, settings, role):
+    settings.STAFF_2FA = "required"
+    client.force_login(users[role])
+    for url in ("/admin/", reverse("admin:billing_console_customer_changelist"), reverse("console-search")):
+        response = client.get(url)
+        assert (response.status_code, response["Location"]) == (302, reverse("console-2fa")), url
+    assert client.get(reverse("console-2fa")).status_code == 200

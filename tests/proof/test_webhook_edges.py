@@ -105,3 +105,24 @@ def test_unknown_event_types_are_acknowledged_stored_and_processed(post_event, s
     row = WebhookEvent.objects.get(stripe_id=f"evt_unknown_{event_type}")
     assert row.status == WebhookEvent.Status.PROCESSED
     assert row.last_error == ""
+
+
+def test_a_valid_signature_with_a_malformed_timestamp_part_is_400(client, stripe_settings):
+    """Stripe's parser reads `t=<ts>=junk` as <ts> (it splits on "=" twice), so the signature verifies."""
+    body = json.dumps(event()).encode()
+    signed = sign_payload(body, WEBHOOK_SECRET)  # t=<ts>,v1=<sig>
+    timestamp, rest = signed.split(",", 1)
+    response = client.post(WEBHOOK_URL, body, content_type="application/json",
+                           HTTP_STRIPE_SIGNATURE=f"{timestamp}=junk,{rest}")
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("created", [10 ** 20, -(10 ** 20), "soon", 1.5e300, [1], True])
+def test_a_signed_event_with_an_out_of_range_or_malformed_created_is_400(client, stripe_settings, created):
+    body = json.dumps(event(created=created)).encode()
+    response = client.post(WEBHOOK_URL, body, content_type="application/json",
+                           HTTP_STRIPE_SIGNATURE=sign_payload(body, WEBHOOK_SECRET))
+    assert response.status_code == 400
+    assert "created" in response.json()["error"]["message"]
+    assert not WebhookEvent.objects.exists()

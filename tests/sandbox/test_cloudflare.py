@@ -271,3 +271,26 @@ def test_serves_32_concurrent_uploads_with_latency_in_parallel(cf):
     assert statuses == [200] * calls
     assert elapsed < calls * 0.1 / 2, f"{calls} calls took {elapsed:.2f}s: not handled concurrently"
     assert len(cf.uploads) == calls
+
+
+def test_listing_worker_scripts_needs_a_token_of_that_account_with_workers_scope(cf):
+    from sandbox.cloudflare import WORKERS_SCRIPTS_READ
+
+    assert upload(cf).status_code == 200
+    with client(cf) as http:
+        own = http.get(f"/accounts/{ACCOUNT}/workers/scripts")
+        other = http.get(f"/accounts/{OTHER_ACCOUNT}/workers/scripts")
+    assert own.status_code == 200 and [s["id"] for s in own.json()["result"]] == ["acme-worker"]
+    # Real Cloudflare: a valid token without access to the account, or without a Workers permission, is a 403.
+    assert other.status_code == 403 and error_code(other) == 10000
+    cf.add_token("tok_no_scope", ACCOUNT, scopes=())
+    cf.add_token("tok_read_only", ACCOUNT, scopes=(WORKERS_SCRIPTS_READ,))
+    with client(cf, "tok_no_scope") as http:
+        assert http.get(f"/accounts/{ACCOUNT}/workers/scripts").status_code == 403
+    with client(cf, "tok_read_only") as http:
+        assert http.get(f"/accounts/{ACCOUNT}/workers/scripts").status_code == 200
+        pass
+    assert upload(cf, token="tok_read_only").status_code == 403  # reading is not editing
+    with client(cf, "tok_nobody_issued") as http:
+        assert http.get(f"/accounts/{ACCOUNT}/workers/scripts").status_code == 401
+    assert (ACCOUNT, TOKEN) in cf.script_listings

@@ -22,3 +22,16 @@ class Command(BaseCommand):
             password_file.chmod(0o600)
         password = password_file.read_text().strip()
         self.stdout.write(f"Admin login: {settings.SITE_URL}/admin/  user: admin  password: {password}")
+        self.stdout.write(self._two_factor_note())
+
+    @staticmethod
+    def _two_factor_note() -> str:
+        enrol = f"{settings.SITE_URL}/admin/2fa/"
+        if settings.STAFF_2FA == "required":
+            return (f"Two-factor (STAFF_2FA=required): after the password the admin sends every staff user to {enrol} "
+                    "to scan a QR code with an authenticator app and confirm a code; it then shows 10 recovery codes "
+                    "once (keep them). From then on the login asks for the app's code. Enrol right after the first login.")
+        if settings.STAFF_2FA == "optional":
+            return (f"Two-factor (STAFF_2FA=optional): turn it on for your account at {enrol} (authenticator app + "
+                    "recovery codes); the login then asks for the code. Production defaults to STAFF_2FA=required.")
+        return "Two-factor is off (STAFF_2FA=off): the admin asks for the password only."
