@@ -16,7 +16,7 @@ POSTGRES_B = {"ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1", "P
 
 
 def printed_password(line: str) -> str:
-    return re.search(r"password: (\S+)$", line).group(1)
+    return re.search(r"password: (\S+)$", line, re.M).group(1)
 
 
 def test_database_key_tells_databases_apart():
