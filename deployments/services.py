@@ -19,7 +19,8 @@ from django_q.tasks import async_task
 
 from billing_console.models import AuditEvent, Customer
 from billing_console.ops.rebuild import remember_on_stripe
-from billing_console.selectors import ENDED_STATUSES, customer_entitlement, plan_settings
+from billing_console.selectors import customer_entitlement, plan_settings
+from billing_console.stripe.statuses import ENDED
 from billing_console.services import audit_log
 from billing_console.vault import VaultError
 from deployments.cloudflare import CloudflareClient, CloudflareError
@@ -243,7 +244,7 @@ def deployments_sync_pauses(*, customer: Customer | None = None, actor_type: str
     """Pause the deployments of hard-locked or canceled customers, resume them when that ends. Driven by the
     entitlement selector on the customer row, so a lock dunning set without a Stripe event is seen too."""
     locked = (Q(customer__access_state__in=[Customer.AccessState.HARD_LOCKED, Customer.AccessState.CANCELED])
-              | Q(customer__subscription_status__in=ENDED_STATUSES))
+              | Q(customer__subscription_status__in=ENDED))
     qs = Deployment.objects.filter((Q(paused=False) & locked) | Q(paused=True, paused_by=PausedBy.AUTO_LOCK))
     if customer is not None:
         qs = qs.filter(customer=customer)

@@ -15,9 +15,11 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing_console.models import AuditEvent, Customer, Invoice
+from billing_console.selectors import customer_for_stripe_object
 from billing_console.services import audit_log, customer_set_access_state
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.objects import invoice_customer_id, invoice_subscription_id, to_datetime
+from billing_console.stripe.statuses import ENDED, ENTITLED
 from billing_console.stripe.subscriptions import customer_resync
 from dunning.models import Channel, CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 
@@ -69,16 +71,6 @@ def customer_dunning_settings(customer: Customer) -> tuple[DunningPolicy, bool]:
     if own and own.policy:
         return own.policy, own.excluded
     return dunning_policy_ensure_default(), bool(own and own.excluded)
-
-
-def _customer_for(*, subscription_id: str, stripe_customer_id: str) -> Customer | None:
-    if subscription_id:
-        customer = Customer.objects.filter(subscription_id=subscription_id).first()
-        if customer:
-            return customer
-    if stripe_customer_id:
-        return Customer.objects.filter(stripe_customer_id=stripe_customer_id).first()
-    return None
 
 
 # --- Cases ----------------------------------------------------------------------------------
@@ -147,7 +139,7 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
         if Invoice.objects.filter(stripe_id=invoice_id, status="paid").exists():
             log.info("payment_failed for paid invoice %s ignored", invoice_id)
             return None
-        customer = _customer_for(subscription_id=subscription_id, stripe_customer_id=stripe_customer_id)
+        customer = customer_for_stripe_object(invoice)
         if customer is None:
             log.warning("payment_failed for invoice %s ignored: no customer with subscription %s or Stripe id %s",
                         invoice_id, subscription_id or "-", stripe_customer_id or "-",
@@ -232,9 +224,9 @@ def dunning_subscription_changed(*, subscription_id: str, status: str, changed_a
     case's last failure counts, so a late "active" from before the failure never closes it."""
     if not subscription_id:
         return []
-    if status in ("active", "trialing"):
+    if status in ENTITLED:
         new_status, reason = DunningCase.Status.RECOVERED, "subscription_active"
-    elif status in ("canceled", "incomplete_expired"):
+    elif status in ENDED:
         new_status, reason = DunningCase.Status.CANCELED, "subscription_canceled"
     else:
         return []
@@ -380,7 +372,7 @@ def dunning_case_sync_from_stripe(*, case: DunningCase, actor_type: str, actor: 
         paid_at = to_datetime((invoice.get("status_transitions") or {}).get("paid_at")) or timezone.now()
         return dunning_case_close(case=case, status=DunningCase.Status.RECOVERED, reason="recovered_on_resync",
                                   actor_type=actor_type, actor=actor, at=paid_at)
-    if status == "void" or customer.subscription_status in ("canceled", "incomplete_expired"):
+    if status == "void" or customer.subscription_status in ENDED:
         return dunning_case_close(case=case, status=DunningCase.Status.CANCELED, reason=f"{status or 'canceled'}_on_resync",
                                   actor_type=actor_type, actor=actor)
     with transaction.atomic():

@@ -23,20 +23,15 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from billing_console.invoicing.services import invoice_subscription_id
 from billing_console.models import Customer, DriftItem, Invoice, LedgerEntry, ReconciliationRun
 from billing_console.ops.logging import redact
 from billing_console.selectors import customer_entitlement
 from billing_console.services import audit_log
+from billing_console.stripe.objects import invoice_subscription_id
+from billing_console.stripe.statuses import ENDED, ENTITLED, PAYING
 
 log = logging.getLogger("billing_console.reconciliation")
 
-# Revenue leak: entitled although Stripe has no subscription in one of these states.
-PAYING_STATUSES = {"active", "trialing", "past_due"}
-# Customer harmed: Stripe says the payment is current, yet the console refuses the product. A past_due
-# customer that dunning has locked is not "harmed"; that lock is the policy working.
-CURRENT_STATUSES = {"active", "trialing"}
-ENDED_STATUSES = {"canceled", "incomplete_expired"}
 ABSENT = "(absent)"
 PAGE_SIZE = 100
 DRIFT_BATCH = 1000
@@ -325,7 +320,7 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
         owner = by_cus.get(cus)
         if owner is not None:
             stripe_statuses[owner.pk].add(status)
-        if status not in ENDED_STATUSES:
+        if status not in ENDED:
             # A live subscription the console does not track (no customer, or a different subscription).
             add(DriftItem.Kind.SUBSCRIPTION_STATUS, customer=owner, stripe_id=sid, expected=status,
                 actual=f"not tracked ({owner.subscription_id or 'no subscription'})" if owner else "no customer")
@@ -336,10 +331,13 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
         entitlement = customer_entitlement(customer, now=now)
         statuses = stripe_statuses.get(customer.pk, set())
         stripe_text = ",".join(sorted(statuses)) or "no subscription"
-        if entitlement.entitled and not statuses & PAYING_STATUSES:
+        # Revenue leak: entitled although Stripe has no subscription it still charges.
+        if entitlement.entitled and not statuses & PAYING:
             add(DriftItem.Kind.REVENUE_LEAK, customer=customer, stripe_id=customer.subscription_id,
                 expected=f"not entitled (Stripe: {stripe_text})", actual=f"entitled ({entitlement.reason})")
-        elif not entitlement.entitled and statuses & CURRENT_STATUSES:
+        # Customer harmed: Stripe says the payment is current, yet the console refuses the product (a
+        # past_due customer that dunning has locked is not harmed: that lock is the policy working).
+        elif not entitlement.entitled and statuses & ENTITLED:
             add(DriftItem.Kind.CUSTOMER_HARMED, customer=customer, stripe_id=customer.subscription_id,
                 expected=f"entitled (Stripe: {stripe_text})", actual=f"not entitled ({entitlement.reason})")
 

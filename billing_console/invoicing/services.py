@@ -18,13 +18,16 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing_console.models import Customer, Invoice, InvoiceEvent
 from billing_console.ops.logging import redact
+from billing_console.selectors import customer_for_stripe_object
 from billing_console.services import audit_log
+from billing_console.stripe.objects import invoice_subscription_id
+from billing_console.stripe.statuses import INVOICE_STATUS_RANK
 
 log = logging.getLogger("billing_console.invoicing")
 
@@ -37,7 +40,6 @@ THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "brl": "R$", "aud": "A$", "cad": "CA$", "inr": "₹"}
 
 # A late event must never move an invoice backwards: paid or void never return to open.
-STATUS_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
                        "invoice.payment_failed", "invoice.marked_uncollectible", "invoice.voided")
 DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
@@ -98,15 +100,6 @@ def invoice_tax(obj: dict) -> int:
     return _int(obj, "tax")
 
 
-def invoice_subscription_id(obj: dict) -> str:
-    parent = obj.get("parent") or {}
-    details = parent.get("subscription_details") or {} if isinstance(parent, dict) else {}
-    sub = details.get("subscription") or obj.get("subscription") or ""
-    if isinstance(sub, dict):  # expanded
-        sub = sub.get("id", "")
-    return sub if isinstance(sub, str) else ""
-
-
 def invoice_fields_from_stripe(obj: dict) -> dict:
     """The Invoice columns read from Stripe's invoice object (amounts in minor units)."""
     if not isinstance(obj, dict) or obj.get("object") != "invoice":
@@ -123,7 +116,7 @@ def invoice_fields_from_stripe(obj: dict) -> dict:
     if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
         raise InvoiceShapeError(f"Invoice {stripe_id} has no valid currency.")
     status = obj.get("status") or ""
-    if status and status not in STATUS_RANK:
+    if status and status not in INVOICE_STATUS_RANK:
         raise InvoiceShapeError(f"Invoice {stripe_id} has an unknown status {status!r}.")
     return {
         "stripe_id": stripe_id,
@@ -147,22 +140,10 @@ def invoice_fields_from_stripe(obj: dict) -> dict:
 def _is_newer(invoice: Invoice, status: str, at: datetime) -> bool:
     if invoice.state_at is None:
         return True
-    old, new = STATUS_RANK.get(invoice.status, 0), STATUS_RANK.get(status, 0)
+    old, new = INVOICE_STATUS_RANK.get(invoice.status, 0), INVOICE_STATUS_RANK.get(status, 0)
     if new != old:
         return new > old
     return at >= invoice.state_at
-
-
-def _find_customer(stripe_customer_id: str, subscription_id: str) -> Customer | None:
-    query = Q(stripe_customer_id=stripe_customer_id)
-    if subscription_id:
-        query |= Q(subscription_id=subscription_id)
-    # Prefer the match on the Stripe customer id; the subscription id is the fallback.
-    matches = list(Customer.objects.filter(query)[:2])
-    for customer in matches:
-        if customer.stripe_customer_id == stripe_customer_id:
-            return customer
-    return matches[0] if matches else None
 
 
 def invoice_event_record(invoice: Invoice, kind: str, **data) -> InvoiceEvent:
@@ -209,7 +190,7 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
             invoice.data = obj
             update += list(fields) + ["state_at", "data"]
         if invoice.customer_id is None:
-            invoice.customer = _find_customer(invoice.stripe_customer_id, invoice.subscription_id)
+            invoice.customer = customer_for_stripe_object(obj)
             update.append("customer")
         # invoice.paid also queues it: if the finalized event is lost or late, the customer still gets the invoice once.
         queue = (event_type in DELIVERY_TRIGGERS and invoice.emailed_at is None

@@ -24,10 +24,11 @@ from typing import Callable, Protocol
 from django.db import transaction
 
 from billing_console.models import AuditEvent, Customer
-from billing_console.selectors import ENDED_STATUSES
+from billing_console.selectors import customer_for_stripe_object
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
-from billing_console.stripe.subscriptions import customer_apply_subscription, customer_for_subscription, customer_link_stripe
+from billing_console.stripe.statuses import ENDED
+from billing_console.stripe.subscriptions import customer_apply_subscription, customer_link_stripe
 
 log = logging.getLogger("billing_console.rebuild")
 
@@ -116,7 +117,7 @@ def _latest_live_per_customer(subscriptions: list[dict]) -> tuple[list[dict], in
     live: dict[str, dict] = {}
     ended = 0
     for sub in subscriptions:
-        if (sub.get("status") or "") in ENDED_STATUSES:
+        if (sub.get("status") or "") in ENDED:
             ended += 1
             continue
         key = so.subscription_customer_id(sub) or sub.get("id")
@@ -132,7 +133,7 @@ def _stripe_customer_of(subscription: dict) -> dict:
 
 def _rebuild_one(subscription: dict, *, dry_run: bool) -> tuple[CustomerRebuild, Customer | None]:
     sub_id = subscription.get("id") or ""
-    customer = customer_for_subscription(subscription, create=False)
+    customer = customer_for_stripe_object(subscription)
     line = CustomerRebuild(email=customer.email if customer else "", subscription_id=sub_id)
     if customer is None:
         stripe_customer = _stripe_customer_of(subscription)
