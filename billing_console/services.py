@@ -11,8 +11,10 @@ from typing import Callable, Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Model
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, CronRun, Customer
 from billing_console.vault import Keyring, aad_for, encrypted_columns
 
@@ -20,17 +22,26 @@ log = logging.getLogger("billing_console")
 
 
 # --- Audit ----------------------------------------------------------------------------------
-def audit_log(*, actor_type: str, actor: str = "", action: str, target, customer: Customer | None = None,
+def audit_log(*, actor_type: str, actor: str = "", action: str, target: Model | None = None,
+              target_type: str = "", target_id: str = "", customer: Customer | None = None,
               data: dict | None = None) -> AuditEvent:
-    """Record a state change. Call inside the transaction that makes the change."""
+    """Record a state change. Call inside the transaction that makes the change.
+
+    The target is a row (`target=instance`) or, for what is not one row (a backup file, the vault, a
+    run over every customer), named explicitly: `target_type="billing_console.backup", target_id=name`.
+    """
+    if target is not None:
+        target_type, target_id = target._meta.label_lower, str(target.pk)
+    if not target_type or not target_id:
+        raise ServiceError("invalid", "An audit event needs a target row or a target_type and target_id.")
     if customer is None and isinstance(target, Customer):
         customer = target
     event = AuditEvent.objects.create(
         actor_type=actor_type,
         actor=str(actor)[:255],
         action=action,
-        target_type=target._meta.label_lower,
-        target_id=str(target.pk),
+        target_type=target_type,
+        target_id=str(target_id),
         customer=customer,
         data=data or {},
     )
@@ -49,7 +60,7 @@ def customer_set_access_state(*, customer: Customer, state: str, actor_type: str
                               reason: str = "") -> Customer:
     """Move a customer's access state (dunning locks, cancellation, recovery). Audited; no-op if unchanged."""
     if state not in Customer.AccessState.values:
-        raise ValueError(f"Unknown access state {state!r}.")
+        raise ServiceError("invalid", f"Unknown access state {state!r}.")
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         if customer.access_state == state:
@@ -153,14 +164,6 @@ def vault_rotate(*, batch_size: int = 200, progress: Callable[[str], None] | Non
         totals[label] = done
     with transaction.atomic():
         audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="rotate_master_key", action="vault.rotated",
-                  target=_VaultTarget(), data={"key_id": keyring.current.kid, "counts": totals})
+                  target_type="billing_console.vault", target_id="vault", data={"key_id": keyring.current.kid, "counts": totals})
     return totals
 
-
-class _VaultTarget:
-    """Audit target for the vault as a whole (it is not a row)."""
-
-    pk = "vault"
-
-    class _meta:
-        label_lower = "billing_console.vault"

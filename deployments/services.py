@@ -11,12 +11,12 @@ import re
 from typing import Iterable
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, Customer
 from billing_console.ops.rebuild import remember_on_stripe
 from billing_console.selectors import customer_entitlement, plan_settings
@@ -41,7 +41,7 @@ PV = PublishVersion
 def _clean_token(api_token) -> str:
     token = (api_token or "").strip() if isinstance(api_token, str) else ""
     if not TOKEN_RE.match(token):
-        raise ValidationError({"api_token": "Paste the Cloudflare API token as shown once by Cloudflare "
+        raise ServiceError("invalid", fields={"api_token": "Paste the Cloudflare API token as shown once by Cloudflare "
                                             "(20-200 letters, digits, - or _)."})
     return token
 
@@ -52,7 +52,7 @@ def _verify_or_reject(account_id: str, token: str) -> None:
         with CloudflareClient(max_connections=1) as client:
             client.verify_token(account_id=account_id, token=token)
     except CloudflareError as exc:
-        raise ValidationError({"api_token": exc.message}, code=exc.code) from None
+        raise ServiceError(exc.code, fields={"api_token": exc.message}) from None
 
 
 def _set_token(deployment: Deployment, token: str, now) -> None:
@@ -84,8 +84,8 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
         errors["script_name"] = "Use 1-63 lowercase letters, digits, - or _, starting with a letter or digit."
     try:
         token = _clean_token(api_token)
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
+    except ServiceError as exc:
+        errors.update(exc.fields)
         token = ""
     if not customer_entitlement(customer).entitled:
         errors["customer"] = "The customer has no paid, unlocked subscription."
@@ -95,7 +95,7 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
             Deployment.objects.filter(account_id=account_id, script_name=script_name).exists():
         errors["script_name"] = "This Cloudflare account already has a deployment with that script name."
     if errors:
-        raise ValidationError(errors)
+        raise ServiceError("invalid", fields=errors)
     _verify_or_reject(account_id, token)
     now = timezone.now()
     try:
@@ -108,7 +108,7 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
             # Kept on the Stripe subscription too, so rebuild_from_stripe can restore the shell after data loss.
             remember_on_stripe(customer=customer, values={STRIPE_ACCOUNT_KEY: account_id, STRIPE_SCRIPT_KEY: script_name})
     except IntegrityError:
-        raise ValidationError({"script_name": "This Cloudflare account already has a deployment with that script name."}) from None
+        raise ServiceError("invalid", fields={"script_name": "This Cloudflare account already has a deployment with that script name."}) from None
     return deployment
 
 
@@ -197,7 +197,7 @@ def deployment_pause(*, deployment: Deployment, actor_type: str, actor: str = ""
     """A manual pause overrides an automatic one (payment returning must not undo it); an automatic pause
     never replaces an existing pause."""
     if by not in (PausedBy.MANUAL, PausedBy.AUTO_LOCK, PausedBy.AUTH_FAILURES):
-        raise ValidationError({"by": f"Unknown pause origin {by!r}."})
+        raise ServiceError("invalid", fields={"by": f"Unknown pause origin {by!r}."})
     reason = (reason or "").strip()[:255] if isinstance(reason, str) else ""
     with transaction.atomic():
         d = _lock(deployment)
@@ -221,15 +221,15 @@ def deployment_resume(*, deployment: Deployment, actor_type: str, actor: str = "
         if by == PausedBy.AUTO_LOCK and d.paused_by != PausedBy.AUTO_LOCK:
             return d
         if d.paused_by == PausedBy.AUTH_FAILURES:
-            raise ValidationError(f"Stopped after {d.consecutive_auth_failures} token rejections: rotate or verify "
+            raise ServiceError("token_stopped", f"Stopped after {d.consecutive_auth_failures} token rejections: rotate or verify "
                                   "the Cloudflare token to resume.")
         if d.paused_by == PausedBy.NO_TOKEN:
-            raise ValidationError("No Cloudflare token is stored yet: rotating the token resumes it.")
+            raise ServiceError("no_token", "No Cloudflare token is stored yet: rotating the token resumes it.")
         lock = customer_lock_reason(d.customer)
         if d.paused_by == PausedBy.AUTO_LOCK and lock:
             if by == PausedBy.AUTO_LOCK:
                 return d
-            raise ValidationError(f"Paused because the customer is {lock.replace('_', ' ').lower()}; "
+            raise ServiceError("customer_locked", f"Paused because the customer is {lock.replace('_', ' ').lower()}; "
                                   "it resumes by itself when payment returns.")
         previous = d.paused_by
         d.paused, d.paused_by, d.paused_reason, d.paused_at = False, PausedBy.NONE, "", None
@@ -268,7 +268,7 @@ def deployment_pin(*, deployment: Deployment, version: str, actor_type: str, act
     """Pin to a known release (rolls this deployment back at the next run), or "" to follow the latest."""
     version = (version or "").strip() if isinstance(version, str) else ""
     if version and not BundleRelease.objects.filter(version=version).exists():
-        raise ValidationError({"version": f"No release {version[:64]!r} has been seen in the manifest."})
+        raise ServiceError("invalid", fields={"version": f"No release {version[:64]!r} has been seen in the manifest."})
     with transaction.atomic():
         d = _lock(deployment)
         if d.pinned_version == version:
@@ -283,15 +283,15 @@ def deployment_pin(*, deployment: Deployment, version: str, actor_type: str, act
 def _queue_publish(d: Deployment, *, version: str, trigger: str, actor: str) -> PublishVersion:
     """Create a queued publish on a locked deployment, refusing what the push would refuse anyway."""
     if d.paused:
-        raise ValidationError(f"The deployment is paused ({d.get_paused_by_display()}); resume it first.")
+        raise ServiceError("paused", f"The deployment is paused ({d.get_paused_by_display()}); resume it first.")
     if not customer_entitlement(d.customer).entitled:
-        raise ValidationError("The customer is not entitled (no paid, unlocked subscription).")
+        raise ServiceError("not_entitled", "The customer is not entitled (no paid, unlocked subscription).")
     if not version:
-        raise ValidationError("No release to push: the manifest has not named one yet.")
+        raise ServiceError("no_release", "No release to push: the manifest has not named one yet.")
     if not BundleRelease.objects.filter(version=version).exists():
-        raise ValidationError(f"No release {version!r} has been seen in the manifest.")
+        raise ServiceError("unknown_release", f"No release {version!r} has been seen in the manifest.")
     if d.publishes.filter(status__in=PV.IN_FLIGHT).exists():
-        raise ValidationError("A push of this deployment is already in progress.")
+        raise ServiceError("in_progress", "A push of this deployment is already in progress.")
     d.publish_seq += 1
     d.save(update_fields=["publish_seq", "updated_at"])
     return PV.objects.create(deployment=d, number=d.publish_seq, version=version, trigger=trigger, actor=actor[:255])
@@ -321,9 +321,9 @@ def publish_requeue(*, publish: PublishVersion, actor_type: str, actor: str = ""
         d = _lock(publish.deployment_id)
         publish = PV.objects.get(pk=publish.pk)
         if publish.status != PV.Status.FAILED:
-            raise ValidationError(f"Publish #{publish.number} is {publish.get_status_display().lower()}, not failed.")
+            raise ServiceError("invalid_state", f"Publish #{publish.number} is {publish.get_status_display().lower()}, not failed.")
         if d.publishes.filter(number__gt=publish.number).exists():
-            raise ValidationError(f"Publish #{publish.number} is not the latest publish of this deployment.")
+            raise ServiceError("invalid_state", f"Publish #{publish.number} is not the latest publish of this deployment.")
         new = _queue_publish(d, version=publish.version, trigger=PV.Trigger.REQUEUE, actor=f"{actor_type}:{actor}")
         audit_log(actor_type=actor_type, actor=actor, action="publish.requeued", target=d, customer=d.customer,
                   data={"failed_publish": publish.number, "publish": new.number, "version": new.version})
@@ -336,15 +336,15 @@ def deployment_rollback(*, deployment: Deployment, number: int | None = None, ve
     """Roll back to an earlier publish number (or a release version): a new publish of that version with
     trigger rollback, and the deployment pinned to it so the hourly run does not undo it."""
     if (number is None) == (version is None):
-        raise ValidationError("Give either a publish number or a version.")
+        raise ServiceError("invalid", "Give either a publish number or a version.")
     if number is not None and (not isinstance(number, int) or isinstance(number, bool) or number < 1):
-        raise ValidationError({"number": "A publish number is a positive whole number."})
+        raise ServiceError("invalid", fields={"number": "A publish number is a positive whole number."})
     with transaction.atomic():
         d = _lock(deployment)
         if number is not None:
             source = d.publishes.filter(number=number).only("version").first()
             if source is None:
-                raise ValidationError({"number": f"This deployment has no publish #{number}."})
+                raise ServiceError("invalid", fields={"number": f"This deployment has no publish #{number}."})
             version = source.version
         version = (version or "").strip()
         publish = _queue_publish(d, version=version, trigger=PV.Trigger.ROLLBACK, actor=f"{actor_type}:{actor}")
@@ -357,11 +357,11 @@ def deployment_rollback(*, deployment: Deployment, number: int | None = None, ve
 
 
 def deployment_ids(values: Iterable) -> list[UUID]:
-    """Parse deployment ids from a command line or form; a bad one is a ValidationError naming it."""
+    """Parse deployment ids from a command line or form; a bad one is a ServiceError naming it."""
     ids = []
     for value in values:
         try:
             ids.append(UUID(str(value)))
         except ValueError:
-            raise ValidationError(f"{str(value)[:60]!r} is not a deployment id (a UUID).") from None
+            raise ServiceError("invalid", f"{str(value)[:60]!r} is not a deployment id (a UUID).") from None
     return ids

@@ -234,11 +234,11 @@ def dunning_step_send_now(*, case: DunningCase, step_code: str, actor_type: str,
     with transaction.atomic():
         case = DunningCase.objects.select_for_update().select_related("policy").get(pk=case.pk)
         if not case.is_active:
-            raise DunningError(f"Case {case.invoice_id} is {case.status}; nothing is sent for a closed case.")
+            raise DunningError("case_closed", f"Case {case.invoice_id} is {case.status}; nothing is sent for a closed case.")
         step = DunningStep.objects.filter(policy=case.policy, code=step_code).first()
         if step is None:
             codes = ", ".join(case.policy.steps.values_list("code", flat=True))
-            raise DunningError(f"Unknown step {step_code!r} for policy {case.policy.name} (steps: {codes}).")
+            raise DunningError("unknown_step", f"Unknown step {step_code!r} for policy {case.policy.name} (steps: {codes}).")
         row = DunningStepLog.objects.select_for_update().filter(case=case, step_code=step.code).first()
         if row is None:
             row = DunningStepLog.objects.create(case=case, step_code=step.code, channel=step.channel,
@@ -259,9 +259,9 @@ def dunning_step_retry(*, step_log: DunningStepLog, actor_type: str, actor: str 
     with transaction.atomic():
         row = DunningStepLog.objects.select_for_update().select_related("case").get(pk=step_log.pk)
         if row.status not in (S.FAILED, S.SKIPPED):
-            raise DunningError(f"Step log #{row.pk} is {row.status}; only failed or skipped steps are retried.")
+            raise DunningError("invalid_state", f"Step log #{row.pk} is {row.status}; only failed or skipped steps are retried.")
         if not row.case.is_active:
-            raise DunningError(f"Case {row.case.invoice_id} is {row.case.status}; nothing is sent for a closed case.")
+            raise DunningError("case_closed", f"Case {row.case.invoice_id} is {row.case.status}; nothing is sent for a closed case.")
         previous = {"status": row.status, "reason": row.reason, "attempts": row.attempts}
         _requeue(row, now=now)
         audit_log(actor_type=actor_type, actor=actor, action="dunning.step_retry_requested", target=row,
@@ -274,9 +274,9 @@ def dunning_step_retry(*, step_log: DunningStepLog, actor_type: str, actor: str 
 
 def _requeue(row: DunningStepLog, *, now: datetime) -> None:
     if row.status == S.SENT:
-        raise DunningError(f"{row.step_code} was already sent at {row.sent_at:%Y-%m-%d %H:%M} UTC; a step is sent once.")
+        raise DunningError("already_sent", f"{row.step_code} was already sent at {row.sent_at:%Y-%m-%d %H:%M} UTC; a step is sent once.")
     if row.status == S.SENDING:
-        raise DunningError(f"{row.step_code} is being sent right now.")
+        raise DunningError("in_progress", f"{row.step_code} is being sent right now.")
     if row.status == S.FAILED:
         row.attempts = 0  # support's retry gets a fresh allowance
     row.status, row.reason, row.detail, row.next_retry_at, row.manual = S.QUEUED, "", "", None, True

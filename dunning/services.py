@@ -14,6 +14,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, Customer, Invoice
 from billing_console.selectors import customer_for_stripe_object
 from billing_console.services import audit_log, customer_set_access_state
@@ -40,8 +41,10 @@ DEFAULT_STEPS = (
 )
 
 
-class DunningError(ValueError):
+class DunningError(ServiceError):
     """Bad input or a request the case's state does not allow; the message is fit for support."""
+
+    code = "dunning_refused"
 
 
 # --- Policies -------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ def dunning_case_close(*, case: DunningCase, status: str, reason: str, actor_typ
     """Close an active case (recovered or canceled): pending steps are skipped with the reason, and the
     customer's lock is recomputed from what is still open -- lifted at once when nothing is."""
     if status not in (DunningCase.Status.RECOVERED, DunningCase.Status.CANCELED):
-        raise DunningError(f"A case closes as recovered or canceled, not {status!r}.")
+        raise DunningError("invalid", f"A case closes as recovered or canceled, not {status!r}.")
     at = at or timezone.now()
     with transaction.atomic():
         case = DunningCase.objects.select_for_update().select_related("customer").get(pk=case.pk)
@@ -299,17 +302,8 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
     if actor_type != AuditEvent.ActorType.CRON:  # the cron's runs are CronRuns; a person's request is audited
         with transaction.atomic():
             audit_log(actor_type=actor_type, actor=actor, action="dunning.access_policies_enforced",
-                      target=_AccessPolicies(), data=counts)
+                      target_type="dunning.access_policies", target_id="all", data=counts)
     return counts
-
-
-class _AccessPolicies:
-    """Audit target for an enforcement over every customer (it is not one row)."""
-
-    pk = "all"
-
-    class _meta:
-        label_lower = "dunning.access_policies"
 
 
 def _cancel_due_cases(*, now: datetime, actor_type: str, actor: str) -> int:
@@ -336,7 +330,7 @@ def dunning_case_cancel_subscription(*, case: DunningCase, actor_type: str, acto
         if not case.is_active or case.cancel_requested_at:
             return case
         if not case.subscription_id:
-            raise DunningError(f"Case {case.invoice_id} has no subscription to cancel.")
+            raise DunningError("no_subscription", f"Case {case.invoice_id} has no subscription to cancel.")
         case.cancel_requested_at, case.cancel_error = now, ""
         case.save(update_fields=["cancel_requested_at", "cancel_error", "updated_at"])
         audit_log(actor_type=actor_type, actor=actor, action="dunning.subscription_cancel_requested", target=case,
@@ -386,8 +380,8 @@ def dunning_case_for_subscription(subscription_id: str) -> DunningCase:
             .order_by("-opened_at").first())
     if case is None:
         if not DunningCase.objects.filter(subscription_id=subscription_id).exists():
-            raise DunningError(f"No dunning case for subscription {subscription_id!r}.")
-        raise DunningError(f"Subscription {subscription_id!r} has no open dunning case (all closed).")
+            raise DunningError("not_found", f"No dunning case for subscription {subscription_id!r}.")
+        raise DunningError("not_found", f"Subscription {subscription_id!r} has no open dunning case (all closed).")
     return case
 
 

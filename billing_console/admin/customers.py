@@ -9,12 +9,11 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from billing_console.admin.base import ReadOnlyAdmin
+from billing_console.admin.base import ReadOnlyAdmin, run_for_each
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_rotate_manage_salt
-from billing_console.stripe.gateway import StripeGatewayError
 from billing_console.stripe.inbox import webhook_events_replay
 from billing_console.stripe.subscriptions import customer_resync
 
@@ -135,27 +134,15 @@ class CustomerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resync from Stripe", permissions=["change"])
     def resync_from_stripe(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        done, failed = 0, []
-        for customer in queryset:
-            try:
-                customer_resync(customer=customer, actor_type=actor_type, actor=actor)
-                done += 1
-            except StripeGatewayError as exc:
-                failed.append(f"{customer.email}: {exc.message}")
-        if done:
-            self.message_user(request, f"{done} customer(s) resynced from Stripe.", messages.SUCCESS)
-        for line in failed:
-            self.message_user(request, f"Not resynced - {line}", messages.ERROR)
+        run_for_each(self, request, queryset, lambda customer, actor_type, actor: customer_resync(
+            customer=customer, actor_type=actor_type, actor=actor), noun=("customer", "customers"),
+            done="resynced from Stripe", label=lambda customer: f"not resynced - {customer.email}")
 
     @admin.action(description="Revoke manage links", permissions=["change"])
     def revoke_manage_links(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        n = 0
-        for customer in queryset:
-            customer_rotate_manage_salt(customer=customer, actor_type=actor_type, actor=actor)
-            n += 1
-        self.message_user(request, f"Manage links revoked for {n} customer(s); earlier links no longer open.")
+        run_for_each(self, request, queryset, lambda customer, actor_type, actor: customer_rotate_manage_salt(
+            customer=customer, actor_type=actor_type, actor=actor), noun=("customer", "customers"),
+            done="had their manage links revoked; earlier links no longer open")
 
 
 def entitlement_in_words(ent) -> str:

@@ -23,6 +23,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import Customer, DriftItem, Invoice, LedgerEntry, ReconciliationRun
 from billing_console.ops.logging import redact
 from billing_console.selectors import customer_entitlement
@@ -38,7 +39,7 @@ DRIFT_BATCH = 1000
 EMAIL_MAX_ITEMS = 50
 
 
-class ReconcileScopeError(ValueError):
+class ReconcileScopeError(ServiceError):
     """Bad --customer / --since input: reported to the operator, nothing is run."""
 
 
@@ -124,9 +125,9 @@ def reconcile_scope(*, customer: str = "", since: str = "") -> Scope:
         try:
             since_date = date.fromisoformat(since.strip())
         except ValueError:
-            raise ReconcileScopeError(f"--since must be a date like 2026-01-31, got {since!r}.") from None
+            raise ReconcileScopeError("invalid_scope", f"--since must be a date like 2026-01-31, got {since!r}.") from None
         if since_date > timezone.now().date():
-            raise ReconcileScopeError("--since is in the future.")
+            raise ReconcileScopeError("invalid_scope", "--since is in the future.")
     customer = (customer or "").strip()
     if not customer:
         return Scope(since=since_date)
@@ -134,12 +135,12 @@ def reconcile_scope(*, customer: str = "", since: str = "") -> Scope:
         row = Customer.objects.filter(stripe_customer_id=customer).only("pk").first()
         return Scope(stripe_customer_id=customer, customer_pk=row.pk if row else None, since=since_date)
     if "@" not in customer:
-        raise ReconcileScopeError(f"--customer must be an email or a Stripe customer id (cus_...), got {customer!r}.")
+        raise ReconcileScopeError("invalid_scope", f"--customer must be an email or a Stripe customer id (cus_...), got {customer!r}.")
     row = Customer.objects.filter(email__iexact=customer).only("pk", "stripe_customer").first()
     if row is None:
-        raise ReconcileScopeError(f"No customer with email {customer}.")
+        raise ReconcileScopeError("invalid_scope", f"No customer with email {customer}.")
     if not row.stripe_customer_id:
-        raise ReconcileScopeError(f"{customer} has no Stripe customer yet; there is nothing to compare.")
+        raise ReconcileScopeError("invalid_scope", f"{customer} has no Stripe customer yet; there is nothing to compare.")
     return Scope(stripe_customer_id=row.stripe_customer_id, customer_pk=row.pk, since=since_date)
 
 
@@ -383,9 +384,9 @@ def _notify_drift(run: ReconciliationRun, writer: _DriftWriter) -> None:
 def drift_item_explain(*, item: DriftItem, note: str, actor_type: str, actor: str = "") -> DriftItem:
     note = (note or "").strip()
     if not note:
-        raise ValueError("A note is required to mark a drift item explained.")
+        raise ServiceError("invalid", "A note is required to mark a drift item explained.")
     if len(note) > 2000:
-        raise ValueError("The note is longer than 2000 characters.")
+        raise ServiceError("invalid", "The note is longer than 2000 characters.")
     with transaction.atomic():
         item = DriftItem.objects.select_for_update().get(pk=item.pk)
         if item.resolution != DriftItem.Resolution.OPEN:
@@ -439,13 +440,13 @@ def drift_item_resync(*, item: DriftItem, actor_type: str, actor: str = "") -> D
     if item.resolution != DriftItem.Resolution.OPEN:
         return item
     if item.kind == DriftItem.Kind.LEDGER_TOTAL:
-        raise ValueError("A legacy ledger difference cannot be fixed from Stripe: correct and re-import the ledger, "
+        raise ServiceError("not_fixable", "A legacy ledger difference cannot be fixed from Stripe: correct and re-import the ledger, "
                          "or mark it explained.")
     customer = item.customer
     if item.kind in INVOICE_KINDS and item.stripe_id.startswith("in_"):
         customer = invoice_resync(stripe_id=item.stripe_id, actor_type=actor_type, actor=actor).customer or customer
     elif customer is None:
-        raise ValueError(f"No console customer for {item.stripe_id or 'this item'}: there is nothing to resync; "
+        raise ServiceError("not_fixable", f"No console customer for {item.stripe_id or 'this item'}: there is nothing to resync; "
                          "mark it explained once handled.")
     if customer is not None:
         customer_resync(customer=customer, actor_type=actor_type, actor=actor)

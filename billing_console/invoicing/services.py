@@ -22,6 +22,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import Customer, Invoice, InvoiceEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import customer_for_stripe_object
@@ -46,7 +47,7 @@ DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
 
-class InvoiceShapeError(ValueError):
+class InvoiceShapeError(ServiceError):
     """The Stripe object is not an invoice we can read; the event fails visibly instead of half-applying."""
 
 
@@ -80,7 +81,7 @@ def _int(obj: dict, key: str, default: int = 0) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvoiceShapeError(f"invoice.{key} must be an integer amount in minor units, got {value!r}.")
+        raise InvoiceShapeError("invalid_invoice", f"invoice.{key} must be an integer amount in minor units, got {value!r}.")
     return value
 
 
@@ -88,7 +89,7 @@ def _ts(value) -> datetime | None:
     if value in (None, ""):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvoiceShapeError(f"Expected a unix timestamp, got {value!r}.")
+        raise InvoiceShapeError("invalid_invoice", f"Expected a unix timestamp, got {value!r}.")
     return datetime.fromtimestamp(value, tz=dt_timezone.utc)
 
 
@@ -103,21 +104,21 @@ def invoice_tax(obj: dict) -> int:
 def invoice_fields_from_stripe(obj: dict) -> dict:
     """The Invoice columns read from Stripe's invoice object (amounts in minor units)."""
     if not isinstance(obj, dict) or obj.get("object") != "invoice":
-        raise InvoiceShapeError("data.object is not an invoice.")
+        raise InvoiceShapeError("invalid_invoice", "data.object is not an invoice.")
     stripe_id = obj.get("id")
     if not isinstance(stripe_id, str) or not stripe_id:
-        raise InvoiceShapeError("The invoice has no id.")
+        raise InvoiceShapeError("invalid_invoice", "The invoice has no id.")
     customer = obj.get("customer")
     if isinstance(customer, dict):
         customer = customer.get("id")
     if not isinstance(customer, str) or not customer:
-        raise InvoiceShapeError(f"Invoice {stripe_id} has no customer.")
+        raise InvoiceShapeError("invalid_invoice", f"Invoice {stripe_id} has no customer.")
     currency = obj.get("currency")
     if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
-        raise InvoiceShapeError(f"Invoice {stripe_id} has no valid currency.")
+        raise InvoiceShapeError("invalid_invoice", f"Invoice {stripe_id} has no valid currency.")
     status = obj.get("status") or ""
     if status and status not in INVOICE_STATUS_RANK:
-        raise InvoiceShapeError(f"Invoice {stripe_id} has an unknown status {status!r}.")
+        raise InvoiceShapeError("invalid_invoice", f"Invoice {stripe_id} has an unknown status {status!r}.")
     return {
         "stripe_id": stripe_id,
         "stripe_customer_id": customer,
@@ -166,9 +167,9 @@ def invoice_apply_event(*, event: dict) -> Invoice:
         obj = event["data"]["object"]
         at = _ts(event["created"])
     except (KeyError, TypeError) as exc:
-        raise InvoiceShapeError(f"Malformed event: missing {exc}.") from exc
+        raise InvoiceShapeError("invalid_invoice", f"Malformed event: missing {exc}.") from exc
     if at is None:
-        raise InvoiceShapeError("The event has no created time.")
+        raise InvoiceShapeError("invalid_invoice", "The event has no created time.")
     return invoice_apply_stripe(obj=obj, at=at, event_type=event.get("type", ""), event_id=event.get("id", ""))
 
 
@@ -405,7 +406,7 @@ def invoice_resend(*, invoice: Invoice, actor_type: str, actor: str = "") -> Inv
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if invoice.status in ("", "draft"):
-            raise ValueError(f"Invoice {invoice} is not finalized yet; there is nothing to send.")
+            raise ServiceError("not_finalized", f"Invoice {invoice} is not finalized yet; there is nothing to send.")
         previous = {"delivery_status": invoice.delivery_status,
                     "emailed_at": invoice.emailed_at.isoformat() if invoice.emailed_at else None}
         invoice.delivery_status = Invoice.Delivery.RENDERED if invoice.pdf_path else Invoice.Delivery.PENDING

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from billing_console.errors import error_body
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, Invoice, InvoiceEvent, ReconciliationRun
 from billing_console.ops.logging import redact
 
@@ -191,11 +192,12 @@ def ops_daily_report(*, now=None) -> dict:
 def ops_summary_view(request):
     secret = settings.OPS_SECRET
     if not secret:
-        return JsonResponse({"error": "The ops endpoint is disabled: OPS_SECRET is not configured."}, status=503)
+        return JsonResponse(error_body("not_configured", "The ops endpoint is disabled: OPS_SECRET is not configured."),
+                            status=503)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), secret.encode()):
-        response = JsonResponse({"error": "Missing or wrong bearer token."}, status=401)
+        response = JsonResponse(error_body("unauthorized", "Missing or wrong bearer token."), status=401)
         response["WWW-Authenticate"] = 'Bearer realm="ops"'
         return response
     return JsonResponse(ops_summary())

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.manage_links import manage_link_make
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.services import audit_log
@@ -30,25 +31,24 @@ STRIPE = AuditEvent.ActorType.STRIPE
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class CheckoutInputError(Exception):
+class CheckoutInputError(ServiceError):
     def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        super().__init__("INVALID_INPUT", "; ".join(f"{k}: {v}" for k, v in errors.items()), fields=errors)
         self.errors = errors
 
 
-class PlanNotAvailable(Exception):
+class PlanNotAvailable(ServiceError):
     """The plan exists but has no Stripe price configured yet: "coming soon"."""
 
     def __init__(self, plan: str):
-        super().__init__(f"The {settings.PLANS[plan]['name']} plan is coming soon.")
+        super().__init__("PLAN_NOT_AVAILABLE", f"The {settings.PLANS[plan]['name']} plan is coming soon.")
         self.plan = plan
 
 
-class CheckoutStripeFailed(Exception):
+class CheckoutStripeFailed(ServiceError):
     def __init__(self, attempt: CheckoutAttempt, message: str):
-        super().__init__(message)
+        super().__init__("STRIPE_ERROR", message)
         self.attempt = attempt
-        self.message = message
 
 
 def mask_email(email: str) -> str:

@@ -18,26 +18,21 @@ from typing import Any, Callable, Iterator
 import stripe
 from django.conf import settings
 
+from billing_console.errors import ServiceError
 from billing_console.ops.logging import redact
 
 log = logging.getLogger("billing_console.stripe")
 
 
-class StripeGatewayError(Exception):
+class StripeGatewayError(ServiceError):
     """A Stripe call failed. `message` is safe to show; `retryable` says whether trying later can help."""
 
     def __init__(self, message: str, *, code: str = "stripe_error", http_status: int | None = None,
                  retryable: bool = False, request_id: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.code = code
+        super().__init__(code, message)
         self.http_status = http_status
         self.retryable = retryable
         self.request_id = request_id
-
-    def __str__(self):
-        return self.message
-
 
 def configured() -> bool:
     return bool(settings.STRIPE_SECRET_KEY)

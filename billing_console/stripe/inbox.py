@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.services import audit_log
@@ -253,7 +254,7 @@ def webhook_endpoint_setup() -> tuple[object, str]:
     from djstripe.models import WebhookEndpoint
 
     if not settings.STRIPE_WEBHOOK_SECRET:
-        raise ValueError("STRIPE_WEBHOOK_SECRET is not set: copy the endpoint's signing secret (whsec_...) from Stripe.")
+        raise ServiceError("not_configured", "STRIPE_WEBHOOK_SECRET is not set: copy the endpoint's signing secret (whsec_...) from Stripe.")
     wanted = {
         "url": webhook_endpoint_url(), "secret": settings.STRIPE_WEBHOOK_SECRET, "status": "enabled",
         "enabled_events": ["*"], "api_version": settings.STRIPE_API_VERSION, "livemode": settings.STRIPE_LIVE_MODE,

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.selectors import customer_by_stripe_keys, customer_for_stripe_object, plan_for_price
 from billing_console.services import audit_log, customer_set_access_state
@@ -43,7 +44,7 @@ def customer_link_stripe(*, stripe_customer_id: str, email: str, name: str = "",
                                            email=email, queryset=Customer.objects.select_for_update())
         if customer is None:
             if not email:
-                raise ValueError("A customer needs an email: Stripe sent none and none is known for this checkout.")
+                raise ServiceError("no_email", "A customer needs an email: Stripe sent none and none is known for this checkout.")
             try:
                 with transaction.atomic():
                     customer = Customer.objects.create(email=email, name=name[:200],

@@ -55,7 +55,7 @@ def test_resend_action_queues_an_audited_resend(admin_client, django_capture_on_
         response = admin_client.post(reverse("admin:billing_console_invoice_changelist"), {
             "action": "resend_invoice", "_selected_action": [invoice.pk, draft.pk]}, follow=True)
     text = response.content.decode()
-    assert "1 invoice(s) queued for resending" in text and "not finalized" in text
+    assert "1 invoice queued for resending" in text and "not finalized" in text
     invoice.refresh_from_db()
     assert invoice.delivery_status == "sent" and len(mail.outbox) == 1 and mail.outbox[0].to == ["dan@example.com"]
     assert AuditEvent.objects.get(action="invoice.resend_requested").actor == "admin"

@@ -30,7 +30,7 @@ def sections():
 
 def test_unset_secret_answers_503(client):
     response = client.get("/api/ops/summary", HTTP_AUTHORIZATION="Bearer anything")
-    assert response.status_code == 503 and "OPS_SECRET" in response.json()["error"]
+    assert response.status_code == 503 and "OPS_SECRET" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer wrong-secret", f"Basic {SECRET}", f"Bearer {SECRET}x",
