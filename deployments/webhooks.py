@@ -9,12 +9,13 @@ from django.db import transaction
 from billing_console.models import AuditEvent
 from billing_console.selectors import customer_for_stripe_object
 from billing_console.stripe import objects as so
-from billing_console.stripe.dispatch import receiver
+from billing_console.stripe.dispatch import Stage, receiver
 from deployments.models import Deployment
 from deployments.services import deployments_sync_pauses
 
 
-@receiver("customer.subscription.updated", "customer.subscription.deleted", "invoice.paid")
+@receiver("customer.subscription.updated", "customer.subscription.deleted", "invoice.paid",
+          stage=Stage.DEPLOYMENTS)
 def sync_deployment_pauses(event: dict) -> None:
     customer = customer_for_stripe_object(so.event_object(event))
     if customer is None or not Deployment.objects.filter(customer=customer).exists():

@@ -1,6 +1,6 @@
-"""Stripe receivers of the licensing app. They run after the core's receivers for the same event,
-which have already brought the Customer's subscription fields up to date; here we only make sure
-the subscription has its licence (or follows a plan change). Idempotent per event and per object.
+"""Stripe receivers of the licensing app. They run at Stage.LICENSING, after the core's receivers for
+the same event, which have already brought the Customer's subscription fields up to date; here we
+only make sure the subscription has its licence (or follows a plan change). Idempotent per event and per object.
 """
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import logging
 from billing_console.models import AuditEvent
 from billing_console.selectors import customer_for_stripe_object
 from billing_console.stripe import objects as so
-from billing_console.stripe.dispatch import receiver
+from billing_console.stripe.dispatch import Stage, receiver
 from licensing.services import license_ensure
 
 log = logging.getLogger("licensing")
 
 
-@receiver("checkout.session.completed", "customer.subscription.created", "customer.subscription.updated")
+@receiver("checkout.session.completed", "customer.subscription.created", "customer.subscription.updated",
+          stage=Stage.LICENSING)
 def provision_license(event: dict) -> None:
     obj = so.event_object(event)
     if obj.get("object") == "checkout.session" and obj.get("mode") != "subscription":

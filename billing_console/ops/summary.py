@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Iterator
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -42,6 +43,22 @@ def register_ops_section(name: str, fn: Callable[[], dict]) -> Callable[[], dict
         raise ValueError(f"{name!r} is a core section of the ops summary.")
     _sections[name] = fn
     return fn
+
+
+def ops_section_names() -> list[str]:
+    """The sections apps registered, in registration order."""
+    return list(_sections)
+
+
+@contextmanager
+def ops_sections_restored() -> Iterator[None]:
+    """Sections registered inside the block are gone after it (tests that add their own)."""
+    saved = dict(_sections)
+    try:
+        yield
+    finally:
+        _sections.clear()
+        _sections.update(saved)
 
 
 def _iso(value):

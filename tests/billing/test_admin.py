@@ -1,6 +1,5 @@
 """Support's screens: the customer page on one screen, its actions, the inbox and checkout lists, and
 query counts that do not grow with the number of rows."""
-import time
 
 import pytest
 from django.db import connection
@@ -9,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read, manage_link_token
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer, WebhookEvent
 from billing_console.stripe.inbox import webhook_event_store
+from tests.stripe_events import stripe_event
 from tests.billing.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from billing_console.stripe.gateway import client as stripe_api
@@ -104,9 +104,9 @@ def test_resync_url_refuses_get(admin_client):
 
 
 def test_webhook_event_page_shows_payload_without_secrets(admin_client, stripe_settings):
-    event = {"id": "evt_secret_page", "object": "event", "type": "checkout.session.completed", "created": int(time.time()),
-             "data": {"object": {"id": "cs_1", "object": "checkout.session", "client_secret": "cs_1_secret_abcdef",
-                                 "metadata": {"note": f"key {stripe_settings.STRIPE_SECRET_KEY}"}}}}
+    event = stripe_event("checkout.session.completed", {
+        "id": "cs_1", "client_secret": "cs_1_secret_abcdef",
+        "metadata": {"note": f"key {stripe_settings.STRIPE_SECRET_KEY}"}}, event_id="evt_secret_page")
     row, _ = webhook_event_store(event=event, enqueue=False)
     page = admin_client.get(f"/admin/billing_console/webhookevent/{row.pk}/change/").content.decode()
     assert "cs_1" in page and "checkout.session.completed" in page

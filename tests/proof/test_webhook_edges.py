@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from billing_console.models import WebhookEvent
 from billing_console.stripe import api
 from sandbox.stripe import sign_payload
+from tests.stripe_events import stripe_event
 from tests.billing.conftest import WEBHOOK_SECRET, WEBHOOK_URL
 from tests.proof.fuzz import FUZZ, assert_rejected, json_value, row_counts
 
@@ -27,9 +28,8 @@ header_part = st.one_of(
 
 
 def event(**overrides) -> dict:
-    return {"id": "evt_proof_0001", "object": "event", "type": "customer.updated", "created": int(time.time()),
-            "livemode": False, "api_version": "2026-05-27.dahlia", "data": {"object": {"id": "cus_x", "object": "customer"}},
-            **overrides}
+    return stripe_event("customer.updated", obj={"id": "cus_x", "object": "customer"}, event_id="evt_proof_0001",
+                        **overrides)
 
 
 @FUZZ
