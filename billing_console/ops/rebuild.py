@@ -131,12 +131,13 @@ def _stripe_customer_of(subscription: dict) -> dict:
     return stripe_gateway.customer_retrieve(stripe_customer_id) if stripe_customer_id else {}
 
 
-def _rebuild_one(subscription: dict, *, dry_run: bool) -> tuple[CustomerRebuild, Customer | None]:
+def _rebuild_one(subscription: dict, *, stripe_customer: dict, dry_run: bool) -> tuple[CustomerRebuild, Customer | None]:
+    """`stripe_customer`: the subscription's Stripe customer, read before this transaction ({} when the
+    console already knows the customer)."""
     sub_id = subscription.get("id") or ""
     customer = customer_for_stripe_object(subscription)
     line = CustomerRebuild(email=customer.email if customer else "", subscription_id=sub_id)
     if customer is None:
-        stripe_customer = _stripe_customer_of(subscription)
         email = (stripe_customer.get("email") or "").strip().lower()
         if not email or stripe_customer.get("deleted"):
             line.email = "(no email in Stripe)"
@@ -174,8 +175,11 @@ def stripe_rebuild(*, dry_run: bool = False) -> RebuildReport:
     report = RebuildReport(dry_run=dry_run, subscriptions=len(subscriptions) + ended, ended_skipped=ended)
     for subscription in subscriptions:
         try:
+            # Stripe is read before the transaction, never while it holds the customer's row.
+            known = customer_for_stripe_object(subscription) is not None
+            stripe_customer = {} if known else _stripe_customer_of(subscription)
             with transaction.atomic():
-                line, customer = _rebuild_one(subscription, dry_run=dry_run)
+                line, customer = _rebuild_one(subscription, stripe_customer=stripe_customer, dry_run=dry_run)
         except stripe_gateway.StripeGatewayError:
             raise  # Stripe unreachable: stop, a rerun resumes (everything done so far is committed)
         except Exception as exc:  # one customer's bad data must not stop the others; nothing of it was kept

@@ -159,17 +159,32 @@ def _attempt_for_session(session: dict) -> CheckoutAttempt | None:
     return attempt
 
 
-def checkout_session_complete(*, session: dict, event_created: datetime | None) -> Customer | None:
+def checkout_session_subscription(session: dict) -> dict | None:
+    """The subscription a completed session needs applied, read from Stripe when the event only names it
+    and no customer holds it yet. Call outside any transaction (it is a network call)."""
+    subscription = session.get("subscription")
+    if isinstance(subscription, dict) or session.get("mode") not in (None, "subscription"):
+        return subscription if isinstance(subscription, dict) else None
+    sub_id = so.obj_id(subscription)
+    if not sub_id or Customer.objects.filter(subscription_id=sub_id).exists():
+        return None
+    return stripe_gateway.subscription_retrieve(sub_id)
+
+
+def checkout_session_complete(*, session: dict, event_created: datetime | None,
+                              subscription: dict | None = None) -> Customer | None:
     """checkout.session.completed: attempt paid, customer created or linked, subscription applied,
-    manage link emailed (once, when the attempt turns paid)."""
+    manage link emailed (once, when the attempt turns paid). `subscription` is the session's
+    subscription as read before the transaction; when not given it is read here, before any lock."""
     if session.get("mode") not in (None, "subscription"):
         return None
+    if subscription is None:
+        subscription = checkout_session_subscription(session)
     with transaction.atomic():
         attempt = _attempt_for_session(session)
         email = so.session_email(session) or (attempt.recovery_email if attempt else "")
         stripe_customer_id = so.obj_id(session.get("customer"))
-        subscription = session.get("subscription")
-        sub_id = so.obj_id(subscription)
+        sub_id = so.obj_id(session.get("subscription"))
         customer = customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email, subscription_id=sub_id,
                                         name=so.session_name(session), actor="webhook")
         newly_paid = False
@@ -186,8 +201,9 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None) 
 
         newly_linked = bool(sub_id) and customer.subscription_id != sub_id
         if newly_linked:
-            if not isinstance(subscription, dict):
-                subscription = stripe_gateway.subscription_retrieve(sub_id)  # the event only names it
+            if subscription is None:
+                # Another console customer took this subscription id after the read: retried later, read again.
+                raise ServiceError("retry", f"Subscription {sub_id} was not read from Stripe before the transaction.")
             customer, _ = customer_apply_subscription(customer=customer, subscription=subscription,
                                                       state_at=event_created, actor="webhook")
         if newly_paid or (attempt is None and newly_linked):

@@ -7,6 +7,13 @@ each at a stage that fixes when it runs.
     def open_dunning_case(event: dict) -> None:   # event is Stripe's event object (a dict)
         dunning_case_open(...)
 
+Stripe is never called inside that transaction (it holds row locks): a receiver that needs more
+than the event carries registers a preparer, which the worker runs before it opens the transaction;
+what the preparer read reaches the receivers as `prepared(event)`.
+
+    @preparer("checkout.session.completed")
+    def fetch_subscription(event: dict) -> dict:   # -> {"subscription": {...}} merged into prepared(event)
+
 `dispatch(event)` runs every receiver of the event's type by stage, inside the caller's transaction
 (the worker's), so a failing receiver rolls back all of them and the event stays failed, to be
 retried or replayed. The order is the stages' (then module and function name), never the order
@@ -99,6 +106,36 @@ def receivers_for(event_type: str) -> list[Receiver]:
 def handled_event_types() -> list[str]:
     """Every event type some receiver handles (what the Stripe endpoint must subscribe to)."""
     return registry.event_types()
+
+
+PREPARED_KEY = "console_prepared"
+_preparers: dict[str, list[Callable[[dict], dict]]] = {}
+
+
+def preparer(*event_types: str) -> Callable[[Callable[[dict], dict]], Callable[[dict], dict]]:
+    def register(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
+        for event_type in event_types:
+            fns = _preparers.setdefault(event_type, [])
+            if fn not in fns:
+                fns.append(fn)
+        return fn
+
+    return register
+
+
+def prepare(event: dict) -> dict:
+    """Run the event type's preparers (outside any transaction: they may call Stripe) and return a copy
+    of the event that carries what they read. Receivers see it through `prepared(event)`."""
+    found: dict = {}
+    for fn in _preparers.get(event.get("type", ""), ()):
+        found.update(fn(event) or {})
+    return {**event, PREPARED_KEY: found}
+
+
+def prepared(event: dict) -> dict | None:
+    """What the preparers read for this event, or None when it was dispatched without `prepare` (a
+    direct call outside the worker: the receiver may then read Stripe itself, before taking locks)."""
+    return event.get(PREPARED_KEY)
 
 
 def dispatch(event: dict) -> int:

@@ -183,22 +183,45 @@ def subscription_event_apply(*, subscription: dict, state_at: datetime | None) -
 CUSTOMER_CLOCK_SKEW = timedelta(seconds=5)
 
 
-def customer_stripe_update_apply(*, stripe_customer: dict, state_at: datetime | None) -> Customer | None:
+def _needs_reread(customer: Customer, stripe_customer: dict, state_at: datetime | None) -> bool:
+    watermark = customer.stripe_customer_state_at
+    return (state_at is not None and watermark is not None
+            and watermark - CUSTOMER_CLOCK_SKEW <= state_at <= watermark + CUSTOMER_CLOCK_SKEW
+            and not _same_contact(customer, stripe_customer))
+
+
+def customer_stripe_update_reread(*, stripe_customer: dict, state_at: datetime | None) -> dict | None:
+    """The Stripe customer as it is now, when a customer.updated snapshot cannot be ordered against the
+    watermark (see customer_stripe_update_apply); else None. A network call: make it before any
+    transaction (the webhook worker runs it as the event's preparer)."""
+    customer = Customer.objects.filter(stripe_customer_id=stripe_customer.get("id") or "").first()
+    if customer is None or stripe_customer.get("deleted") or not _needs_reread(customer, stripe_customer, state_at):
+        return None
+    return stripe_gateway.customer_retrieve(stripe_customer["id"])
+
+
+def customer_stripe_update_apply(*, stripe_customer: dict, state_at: datetime | None, current: dict | None = None,
+                                 may_read_stripe: bool = True) -> Customer | None:
     """customer.updated: keep email and name as Stripe has them. The event's object is a snapshot as of
     `state_at`, compared with the customer's watermark (the time of the newest snapshot or re-read
     applied): clearly older is ignored, clearly newer is applied as is, and a differing snapshot
-    within CUSTOMER_CLOCK_SKEW of it is settled by re-reading the customer from Stripe."""
+    within CUSTOMER_CLOCK_SKEW of it is settled by the customer as Stripe has it now: `current`
+    (read before the transaction by customer_stripe_update_reread), else read here when
+    `may_read_stripe` (a direct call, outside any transaction)."""
     customer = Customer.objects.filter(stripe_customer_id=stripe_customer.get("id") or "").first()
     if customer is None or stripe_customer.get("deleted"):
         return customer
     watermark = customer.stripe_customer_state_at
-    if state_at is not None and watermark is not None and state_at <= watermark + CUSTOMER_CLOCK_SKEW:
-        if state_at < watermark - CUSTOMER_CLOCK_SKEW:
-            log.info("customer %s: Stripe customer at %s ignored, older than %s", customer.pk, state_at, watermark)
-            return customer
-        if not _same_contact(customer, stripe_customer):
+    if state_at is not None and watermark is not None and state_at < watermark - CUSTOMER_CLOCK_SKEW:
+        log.info("customer %s: Stripe customer at %s ignored, older than %s", customer.pk, state_at, watermark)
+        return customer
+    if _needs_reread(customer, stripe_customer, state_at):
+        if current is None and may_read_stripe:
             current = stripe_gateway.customer_retrieve(stripe_customer["id"])
-            return customer_apply_stripe_customer(customer=customer, stripe_customer=current, state_at=None)
+        if current is None:
+            # The watermark moved since the worker's read: retried, read again before the transaction.
+            raise ServiceError("retry", f"Stripe customer {stripe_customer.get('id')} needs a fresh read first.")
+        return customer_apply_stripe_customer(customer=customer, stripe_customer=current, state_at=None)
     return customer_apply_stripe_customer(customer=customer, stripe_customer=stripe_customer, state_at=state_at)
 
 
