@@ -103,22 +103,21 @@ def customer_entitlement(customer: Customer, *, now: datetime | None = None) -> 
     grace_ends_at = period_end + timedelta(days=grace_days) if period_end else None
     status = customer.subscription_status
     state = customer.access_state
-    A = Customer.AccessState
 
     def result(entitled: bool, reason: str) -> Entitlement:
         return Entitlement(entitled, reason, customer.plan, state, period_end, grace_days, grace_ends_at)
 
     if not customer.subscription_id or not status:
         return result(False, Reason.NO_SUBSCRIPTION)
-    if state == A.HARD_LOCKED:
+    if state == Customer.AccessState.HARD_LOCKED:
         return result(False, Reason.HARD_LOCKED)
-    if state == A.CANCELED or status in ENDED:
+    if state == Customer.AccessState.CANCELED or status in ENDED:
         return result(False, Reason.CANCELED)
     if status == SubscriptionStatus.INCOMPLETE:
         return result(False, Reason.INCOMPLETE)
     if grace_ends_at and now > grace_ends_at:
         return result(False, Reason.EXPIRED)
-    if state == A.SOFT_LOCKED:
+    if state == Customer.AccessState.SOFT_LOCKED:
         return result(True, Reason.PAST_DUE_SOFT_LOCK)
     if status in PAST_DUE:
         return result(True, Reason.PAST_DUE)

@@ -34,7 +34,6 @@ SCRIPT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,200}$")
 ACTOR_CRON = AuditEvent.ActorType.CRON
 PausedBy = Deployment.PausedBy
-PV = PublishVersion
 
 
 # --- Input ----------------------------------------------------------------------------------------------
@@ -66,7 +65,7 @@ def _lock(deployment: Deployment | UUID | str) -> Deployment:
     return Deployment.objects.select_for_update().select_related("customer").get(pk=pk)
 
 
-def _save(d: Deployment, *fields: str) -> None:
+def deployment_save_status(d: Deployment, *fields: str) -> None:
     d.status = d.derived_status()
     d.save(update_fields=[*fields, "status", "updated_at"])
 
@@ -145,7 +144,7 @@ def deployment_rotate_token(*, deployment: Deployment, api_token: str, actor_typ
         _clear_errors(d)
         audit_log(actor_type=actor_type, actor=actor, action="deployment.token_rotated", target=d, customer=d.customer,
                   data={"token_last4": d.token_last4})
-        _save(d, "api_token_encrypted", "token_last4", "token_set_at", *_CLEARED_FIELDS)
+        deployment_save_status(d, "api_token_encrypted", "token_last4", "token_set_at", *_CLEARED_FIELDS)
     return d
 
 
@@ -182,10 +181,10 @@ def deployment_verify_token(*, deployment: Deployment, actor_type: str, actor: s
         if error is None:
             if d.last_error_code in AUTH_ERROR_CODES or d.last_error_code == ErrorCode.TOKEN_UNREADABLE or d.stopped_for_auth:
                 _clear_errors(d)
-            _save(d, *_CLEARED_FIELDS)
+            deployment_save_status(d, *_CLEARED_FIELDS)
         else:
             d.last_error_code, d.last_error_message, d.last_error_at = error.code, error.message, timezone.now()
-            _save(d, "last_error_code", "last_error_message", "last_error_at")
+            deployment_save_status(d, "last_error_code", "last_error_message", "last_error_at")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.token_verified", target=d, customer=d.customer,
                   data={"ok": error is None, "error_code": error.code if error else ""})
     return d, error
@@ -205,7 +204,7 @@ def deployment_pause(*, deployment: Deployment, actor_type: str, actor: str = ""
             return d
         previous = d.paused_by
         d.paused, d.paused_by, d.paused_reason, d.paused_at = True, by, reason, timezone.now()
-        _save(d, "paused", "paused_by", "paused_reason", "paused_at")
+        deployment_save_status(d, "paused", "paused_by", "paused_reason", "paused_at")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.paused", target=d, customer=d.customer,
                   data={"by": by, "reason": reason, "was_paused_by": previous})
     return d
@@ -233,7 +232,7 @@ def deployment_resume(*, deployment: Deployment, actor_type: str, actor: str = "
                                   "it resumes by itself when payment returns.")
         previous = d.paused_by
         d.paused, d.paused_by, d.paused_reason, d.paused_at = False, PausedBy.NONE, "", None
-        _save(d, "paused", "paused_by", "paused_reason", "paused_at")
+        deployment_save_status(d, "paused", "paused_by", "paused_reason", "paused_at")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.resumed", target=d, customer=d.customer,
                   data={"by": by, "was_paused_by": previous})
     return d
@@ -274,7 +273,7 @@ def deployment_pin(*, deployment: Deployment, version: str, actor_type: str, act
         if d.pinned_version == version:
             return d
         previous, d.pinned_version = d.pinned_version, version
-        _save(d, "pinned_version")
+        deployment_save_status(d, "pinned_version")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.pinned" if version else "deployment.unpinned",
                   target=d, customer=d.customer, data={"from": previous, "to": version})
     return d
@@ -290,11 +289,11 @@ def _queue_publish(d: Deployment, *, version: str, trigger: str, actor: str) -> 
         raise ServiceError("no_release", "No release to push: the manifest has not named one yet.")
     if not BundleRelease.objects.filter(version=version).exists():
         raise ServiceError("unknown_release", f"No release {version!r} has been seen in the manifest.")
-    if d.publishes.filter(status__in=PV.IN_FLIGHT).exists():
+    if d.publishes.filter(status__in=PublishVersion.IN_FLIGHT).exists():
         raise ServiceError("in_progress", "A push of this deployment is already in progress.")
     d.publish_seq += 1
     d.save(update_fields=["publish_seq", "updated_at"])
-    return PV.objects.create(deployment=d, number=d.publish_seq, version=version, trigger=trigger, actor=actor[:255])
+    return PublishVersion.objects.create(deployment=d, number=d.publish_seq, version=version, trigger=trigger, actor=actor[:255])
 
 
 def _run_after_commit(publish: PublishVersion) -> None:
@@ -307,7 +306,7 @@ def deployment_push_now(*, deployment: Deployment, actor_type: str, actor: str =
     with transaction.atomic():
         d = _lock(deployment)
         publish = _queue_publish(d, version=d.pinned_version or (release.version if release else ""),
-                                 trigger=PV.Trigger.MANUAL, actor=f"{actor_type}:{actor}")
+                                 trigger=PublishVersion.Trigger.MANUAL, actor=f"{actor_type}:{actor}")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.push_requested", target=d, customer=d.customer,
                   data={"publish": publish.number, "version": publish.version})
         _run_after_commit(publish)
@@ -319,12 +318,12 @@ def publish_requeue(*, publish: PublishVersion, actor_type: str, actor: str = ""
     old failure never overwrites a newer version."""
     with transaction.atomic():
         d = _lock(publish.deployment_id)
-        publish = PV.objects.get(pk=publish.pk)
-        if publish.status != PV.Status.FAILED:
+        publish = PublishVersion.objects.get(pk=publish.pk)
+        if publish.status != PublishVersion.Status.FAILED:
             raise ServiceError("invalid_state", f"Publish #{publish.number} is {publish.get_status_display().lower()}, not failed.")
         if d.publishes.filter(number__gt=publish.number).exists():
             raise ServiceError("invalid_state", f"Publish #{publish.number} is not the latest publish of this deployment.")
-        new = _queue_publish(d, version=publish.version, trigger=PV.Trigger.REQUEUE, actor=f"{actor_type}:{actor}")
+        new = _queue_publish(d, version=publish.version, trigger=PublishVersion.Trigger.REQUEUE, actor=f"{actor_type}:{actor}")
         audit_log(actor_type=actor_type, actor=actor, action="publish.requeued", target=d, customer=d.customer,
                   data={"failed_publish": publish.number, "publish": new.number, "version": new.version})
         _run_after_commit(new)
@@ -347,9 +346,9 @@ def deployment_rollback(*, deployment: Deployment, number: int | None = None, ve
                 raise ServiceError("invalid", fields={"number": f"This deployment has no publish #{number}."})
             version = source.version
         version = (version or "").strip()
-        publish = _queue_publish(d, version=version, trigger=PV.Trigger.ROLLBACK, actor=f"{actor_type}:{actor}")
+        publish = _queue_publish(d, version=version, trigger=PublishVersion.Trigger.ROLLBACK, actor=f"{actor_type}:{actor}")
         previous_pin, d.pinned_version = d.pinned_version, version
-        _save(d, "pinned_version")
+        deployment_save_status(d, "pinned_version")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.rolled_back", target=d, customer=d.customer,
                   data={"to_number": number, "version": version, "publish": publish.number, "previous_pin": previous_pin})
         _run_after_commit(publish)

@@ -235,21 +235,18 @@ def _set_status(*, license: License, status: str, allowed_from: set[str], action
 
 
 def license_suspend(*, license: License, actor_type: str, actor: str = "", reason: str = "") -> License:
-    S = License.Status
-    return _set_status(license=license, status=S.SUSPENDED, allowed_from={S.ACTIVE}, action="license.suspended",
+    return _set_status(license=license, status=License.Status.SUSPENDED, allowed_from={License.Status.ACTIVE}, action="license.suspended",
                        actor_type=actor_type, actor=actor, reason=reason)
 
 
 def license_unsuspend(*, license: License, actor_type: str, actor: str = "", reason: str = "") -> License:
-    S = License.Status
-    return _set_status(license=license, status=S.ACTIVE, allowed_from={S.SUSPENDED}, action="license.unsuspended",
+    return _set_status(license=license, status=License.Status.ACTIVE, allowed_from={License.Status.SUSPENDED}, action="license.unsuspended",
                        actor_type=actor_type, actor=actor, reason=reason)
 
 
 def license_revoke(*, license: License, actor_type: str, actor: str = "", reason: str = "") -> License:
     """Permanent: a revoked licence never works again (a new subscription gets a new licence)."""
-    S = License.Status
-    return _set_status(license=license, status=S.REVOKED, allowed_from={S.ACTIVE, S.SUSPENDED},
+    return _set_status(license=license, status=License.Status.REVOKED, allowed_from={License.Status.ACTIVE, License.Status.SUSPENDED},
                        action="license.revoked", actor_type=actor_type, actor=actor, reason=reason)
 
 

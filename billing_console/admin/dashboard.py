@@ -52,6 +52,11 @@ def register_dashboard_section(fn: SectionProvider) -> SectionProvider:
     return fn
 
 
+def unregister_dashboard_section(fn: SectionProvider) -> None:
+    if fn in _providers:
+        _providers.remove(fn)
+
+
 def changelist_url(request, app_label: str, model_name: str, **filters) -> str:
     """The admin list of a model with filters applied, or "" when the model is not in the admin or the
     user may not see it (a number without a link is better than a link to a 403)."""
@@ -139,19 +144,18 @@ def crons_section(request) -> Section:
 def webhooks_section(request) -> Section:
     from billing_console.models import WebhookEvent
 
-    S = WebhookEvent.Status
     stuck_before = timezone.now() - timedelta(minutes=10)
     # Filtered first so the status index answers, not a scan of every event ever received.
-    counts = WebhookEvent.objects.filter(status__in=[S.FAILED, S.RECEIVED, S.PROCESSING]).aggregate(
-        failed=Count("id", filter=Q(status=S.FAILED)),
-        waiting=Count("id", filter=Q(status__in=[S.RECEIVED, S.PROCESSING], received_at__lt=stuck_before)),
+    counts = WebhookEvent.objects.filter(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.RECEIVED, WebhookEvent.Status.PROCESSING]).aggregate(
+        failed=Count("id", filter=Q(status=WebhookEvent.Status.FAILED)),
+        waiting=Count("id", filter=Q(status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.PROCESSING], received_at__lt=stuck_before)),
     )
     return Section("Stripe events", [
         Stat("Failed", counts["failed"], tone=BAD if counts["failed"] else OK,
-             url=changelist_url(request, "billing_console", "webhookevent", status__exact=S.FAILED),
+             url=changelist_url(request, "billing_console", "webhookevent", status__exact=WebhookEvent.Status.FAILED),
              note="replay them from the list"),
         Stat("Waiting over 10 min", counts["waiting"], tone=WARN if counts["waiting"] else OK,
-             url=changelist_url(request, "billing_console", "webhookevent", status__exact=S.RECEIVED)),
+             url=changelist_url(request, "billing_console", "webhookevent", status__exact=WebhookEvent.Status.RECEIVED)),
     ], order=30)
 
 
@@ -159,16 +163,15 @@ def checkouts_section(request) -> Section:
     from billing_console.models import CheckoutAttempt
 
     since = timezone.now() - timedelta(days=7)
-    S = CheckoutAttempt.Status
     counts = CheckoutAttempt.objects.filter(created_at__gte=since).aggregate(
-        abandoned=Count("id", filter=Q(status=S.ABANDONED)), paid=Count("id", filter=Q(status=S.PAID)))
+        abandoned=Count("id", filter=Q(status=CheckoutAttempt.Status.ABANDONED)), paid=Count("id", filter=Q(status=CheckoutAttempt.Status.PAID)))
     since_param = since.replace(microsecond=0).isoformat()  # with its UTC offset: an aware filter
     return Section("Checkouts, last 7 days", [
         Stat("Paid", counts["paid"], tone=OK if counts["paid"] else IDLE,
-             url=changelist_url(request, "billing_console", "checkoutattempt", status__exact=S.PAID,
+             url=changelist_url(request, "billing_console", "checkoutattempt", status__exact=CheckoutAttempt.Status.PAID,
                                 created_at__gte=since_param)),
         Stat("Abandoned", counts["abandoned"], tone=WARN if counts["abandoned"] else OK,
-             url=changelist_url(request, "billing_console", "checkoutattempt", status__exact=S.ABANDONED,
+             url=changelist_url(request, "billing_console", "checkoutattempt", status__exact=CheckoutAttempt.Status.ABANDONED,
                                 created_at__gte=since_param)),
     ], order=40)
 

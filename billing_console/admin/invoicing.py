@@ -265,10 +265,9 @@ def invoices_dashboard_section(request):
 
     from billing_console.admin.dashboard import BAD, IDLE, OK, WARN, Section, Stat, changelist_url
 
-    D = Invoice.Delivery
     counts = Invoice.objects.aggregate(
-        failed=Count("pk", filter=Q(delivery_status=D.FAILED)),
-        retrying=Count("pk", filter=Q(delivery_status__in=[D.PENDING, D.RENDERED], delivery_attempts__gt=0,
+        failed=Count("pk", filter=Q(delivery_status=Invoice.Delivery.FAILED)),
+        retrying=Count("pk", filter=Q(delivery_status__in=[Invoice.Delivery.PENDING, Invoice.Delivery.RENDERED], delivery_attempts__gt=0,
                                       emailed_at__isnull=True)))
     since = timezone.now() - timedelta(hours=24)
     emailed = InvoiceEvent.objects.filter(kind="email_sent", at__gte=since).count()
@@ -279,7 +278,7 @@ def invoices_dashboard_section(request):
              url=changelist_url(request, "billing_console", "invoice", delivery_attempts__gt=0,
                                 delivery_status__in="pending,rendered")),
         Stat("Delivery failed", counts["failed"], tone=BAD if counts["failed"] else OK,
-             url=changelist_url(request, "billing_console", "invoice", delivery_status__exact=D.FAILED)),
+             url=changelist_url(request, "billing_console", "invoice", delivery_status__exact=Invoice.Delivery.FAILED)),
     ], order=65)
 
 

@@ -62,10 +62,6 @@ def register_rebuilder(fn: Rebuilder) -> Rebuilder:
     return fn
 
 
-def rebuilders() -> list[Rebuilder]:
-    return list(_rebuilders)
-
-
 @dataclass
 class CustomerRebuild:
     email: str

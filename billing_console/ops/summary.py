@@ -66,14 +66,13 @@ def _iso(value):
 
 
 def _checkout(since) -> dict:
-    A = CheckoutAttempt
-    counts = A.objects.filter(created_at__gte=since).aggregate(
-        pending=Count("pk", filter=Q(status=A.Status.PENDING)),
-        paid=Count("pk", filter=Q(status=A.Status.PAID)),
-        abandoned=Count("pk", filter=Q(status=A.Status.ABANDONED)),
-        follow_up_sent=Count("pk", filter=Q(follow_up_status=A.FollowUp.SENT)),
-        follow_up_failed=Count("pk", filter=Q(follow_up_status=A.FollowUp.FAILED)),
-        follow_up_queued=Count("pk", filter=Q(follow_up_status=A.FollowUp.QUEUED)),
+    counts = CheckoutAttempt.objects.filter(created_at__gte=since).aggregate(
+        pending=Count("pk", filter=Q(status=CheckoutAttempt.Status.PENDING)),
+        paid=Count("pk", filter=Q(status=CheckoutAttempt.Status.PAID)),
+        abandoned=Count("pk", filter=Q(status=CheckoutAttempt.Status.ABANDONED)),
+        follow_up_sent=Count("pk", filter=Q(follow_up_status=CheckoutAttempt.FollowUp.SENT)),
+        follow_up_failed=Count("pk", filter=Q(follow_up_status=CheckoutAttempt.FollowUp.FAILED)),
+        follow_up_queued=Count("pk", filter=Q(follow_up_status=CheckoutAttempt.FollowUp.QUEUED)),
     )
     return {
         "windowDays": FUNNEL_DAYS,

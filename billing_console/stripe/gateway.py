@@ -120,11 +120,6 @@ def checkout_session_create(*, params: dict, idempotency_key: str) -> dict:
         params=params, options=_post_options(idempotency_key)))
 
 
-def checkout_session_retrieve(session_id: str, *, expand: list[str] | None = None) -> dict:
-    return _call("read a Checkout Session", lambda: client().v1.checkout.sessions.retrieve(
-        session_id, params={"expand": expand} if expand else None))
-
-
 def checkout_session_expire(session_id: str, *, idempotency_key: str) -> dict:
     return _call("expire a Checkout Session", lambda: client().v1.checkout.sessions.expire(
         session_id, options=_post_options(idempotency_key)))
@@ -161,10 +156,6 @@ def invoice_retrieve(invoice_id: str, *, expand: list[str] | None = None) -> dic
         invoice_id, params={"expand": expand} if expand else None))
 
 
-def event_retrieve(event_id: str) -> dict:
-    return _call("read an event", lambda: client().v1.events.retrieve(event_id))
-
-
 _LISTS = {
     "invoices": lambda c: c.v1.invoices.list,
     "subscriptions": lambda c: c.v1.subscriptions.list,
@@ -199,10 +190,6 @@ def subscriptions_list(params: dict | None = None) -> Iterator[dict]:
 
 def invoices_list(params: dict | None = None) -> Iterator[dict]:
     return _paginate("list invoices", lambda p: client().v1.invoices.list(params=p), params)
-
-
-def customers_list(params: dict | None = None) -> Iterator[dict]:
-    return _paginate("list customers", lambda p: client().v1.customers.list(params=p), params)
 
 
 def events_list(params: dict | None = None) -> Iterator[dict]:

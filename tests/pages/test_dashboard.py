@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing_console.admin.dashboard import BAD, OK, Section, Stat, dashboard_sections, register_dashboard_section, _providers
+from billing_console.admin.dashboard import BAD, OK, Section, Stat, dashboard_sections, register_dashboard_section, unregister_dashboard_section
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, ReconciliationRun, WebhookEvent
 from billing_console.ops.schedules import SCHEDULES
 
@@ -88,8 +88,8 @@ def test_registered_sections_appear_and_a_broken_one_does_not_break_the_page(req
         assert "Widgets" in titles and "broken" in titles
         assert admin_client.get("/admin/").status_code == 200
     finally:
-        _providers.remove(good)
-        _providers.remove(broken)
+        unregister_dashboard_section(good)
+        unregister_dashboard_section(broken)
 
 
 def test_dashboard_query_count_does_not_grow_with_rows(req, django_assert_max_num_queries):
