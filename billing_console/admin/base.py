@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 
 from billing_console.errors import ServiceError
 from billing_console.services import actor_of
+from billing_console.wording import counted
 
 MAX_PROBLEMS_SHOWN = 20
 
@@ -43,11 +44,6 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-
-def counted(count: int, singular: str, plural: str = "") -> str:
-    """"1 deployment", "2 deployments"."""
-    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
 
 
 def run_for_each(modeladmin: admin.ModelAdmin, request, rows: Iterable, service: Callable, *, noun: tuple[str, str],

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from billing_console.admin.base import ReadOnlyAdmin, run_for_each
+from billing_console.admin.base import ReadOnlyAdmin, counted, run_for_each
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import Reason, customer_entitlement
@@ -231,7 +231,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         actor_type, actor = actor_of(request.user)
         counts = webhook_events_replay(events=list(queryset.defer("payload")), actor_type=actor_type, actor=actor)
         level = messages.WARNING if counts["failed"] else messages.SUCCESS
-        self.message_user(request, f"{counts['processed']} event(s) processed, {counts['failed']} failed again, "
+        self.message_user(request, f"{counted(counts['processed'], 'event')} processed, {counts['failed']} failed again, "
                                    f"{counts['skipped']} skipped.", level)
 
     def has_replay_permission(self, request):

@@ -18,6 +18,8 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from billing_console.wording import counted
+
 log = logging.getLogger("billing_console")
 
 OK, WARN, BAD, IDLE = "ok", "warn", "bad", "idle"
@@ -99,7 +101,7 @@ def readiness_section(request) -> Section:
     mode = "live" if settings.STRIPE_LIVE_MODE else "test"
     stat = (Stat("Preflight", "GO", tone=OK, note=f"{mode} mode: nothing blocks")
             if not problems else
-            Stat("Preflight", "NO GO", tone=BAD, note=f"{len(problems)} blocker(s) in {mode} mode"))
+            Stat("Preflight", "NO GO", tone=BAD, note=f"{counted(len(problems), 'blocker')} in {mode} mode"))
     return Section("Readiness", [stat], order=10,
                    rows=[Stat(message, pid, tone=BAD) for pid, message in problems[:8]],
                    note="manage.py preflight lists the same checks.")

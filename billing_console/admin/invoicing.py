@@ -245,7 +245,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             except LedgerImportError as exc:
                 errors = exc.errors
             else:
-                self.message_user(request, f"Imported {result['rows']} row(s) from {upload.name}: {result['created']} "
+                self.message_user(request, f"Imported {counted(result['rows'], 'row')} from {upload.name}: {result['created']} "
                                            f"created, {result['updated']} updated, {result['unchanged']} unchanged.")
                 return HttpResponseRedirect(reverse("admin:billing_console_ledgerentry_changelist"))
         status = 400 if request.method == "POST" else 200

@@ -230,7 +230,7 @@ def _enqueue_delivery(invoice_id: int) -> None:
 # --- PDF --------------------------------------------------------------------------------------
 def _refuse_fetch(url, *args, **kwargs):
     # The template is self-contained; the renderer must never reach the network or the disk.
-    raise ValueError(f"External resource refused: {url}")
+    raise ServiceError("external_resource", f"External resource refused: {url}")
 
 
 def invoice_pdf_context(invoice: Invoice) -> dict:

@@ -117,7 +117,7 @@ def test_replay_action_processes_failed_events(admin_client, stripe_settings):
     row = WebhookEventFactory(status="failed", last_error="x", type="product.created")
     response = admin_client.post("/admin/billing_console/webhookevent/",
                                  {"action": "replay", "_selected_action": [row.pk]}, follow=True)
-    assert "1 event(s) processed" in response.content.decode()
+    assert "1 event processed" in response.content.decode()
     row.refresh_from_db()
     assert row.status == WebhookEvent.Status.PROCESSED
     assert AuditEvent.objects.filter(action="webhook_event.replayed").exists()

@@ -138,7 +138,7 @@ def test_ledger_import_form(admin_client):
     assert response.status_code == 400 and "line 2:" in response.content.decode() and not LedgerEntry.objects.exists()
     good = ContentFile(b"account,period,total,currency\ncus_a,2026-01,1050,usd\n", name="good.csv")
     response = admin_client.post(url, {"file": good}, follow=True)
-    assert "Imported 1 row(s)" in response.content.decode()
+    assert "Imported 1 row from" in response.content.decode()
     assert LedgerEntry.objects.get().source == "good.csv"
     assert AuditEvent.objects.get(action="ledger.imported").actor == "admin"
 
