@@ -11,8 +11,8 @@ from pypdf import PdfReader
 from billing_console.errors import ServiceError
 from billing_console.invoicing.reconciliation import drift_item_resync, reconcile_scope, reconciliation_run
 from billing_console.models import AuditEvent, Customer, DriftItem, Invoice
-from tests.billing.conftest import deliver, emulator, post_event, stripe_settings  # noqa: F401  fixtures
-from tests.billing.test_checkout_flow import start_checkout
+from tests.stripe.conftest import deliver, emulator, post_event, stripe_settings  # noqa: F401  fixtures
+from tests.stripe.test_checkout_flow import start_checkout
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Webhook edge cases beyond tests/billing/test_webhook_view.py: fuzzed signature headers and bodies
+"""Webhook edge cases beyond tests/stripe/test_webhook_view.py: fuzzed signature headers and bodies
 (never a 500, nothing stored unless it is a genuine event), future timestamps, a too-large body
 refused before it is read, and unknown event types acknowledged, stored and processed (not failed)."""
 import io
@@ -14,7 +14,7 @@ from billing_console.models import WebhookEvent
 from billing_console.stripe import api
 from sandbox.stripe import sign_payload
 from tests.stripe_events import stripe_event
-from tests.billing.conftest import WEBHOOK_SECRET, WEBHOOK_URL
+from tests.stripe.conftest import WEBHOOK_SECRET, WEBHOOK_URL
 from tests.proof.fuzz import FUZZ, assert_rejected, json_value, row_counts
 
 pytestmark = pytest.mark.django_db

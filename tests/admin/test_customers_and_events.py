@@ -9,7 +9,7 @@ from billing_console.manage_links import ManageLinkInvalid, manage_link_read, ma
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer, WebhookEvent
 from billing_console.stripe.inbox import webhook_event_store
 from tests.stripe_events import stripe_event
-from tests.billing.factories import CheckoutAttemptFactory, WebhookEventFactory
+from tests.stripe.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from billing_console.stripe.gateway import client as stripe_api
 
@@ -64,7 +64,7 @@ def test_customer_page_shows_entitlement_attempts_events_and_audit(admin_client,
 
 
 def test_resync_button_applies_stripe_state(admin_client, emulator, client, deliver):
-    from tests.billing.test_checkout_flow import start_checkout
+    from tests.stripe.test_checkout_flow import start_checkout
 
     attempt, _ = start_checkout(client, email="rs@example.com")
     assert emulator.pay_checkout(attempt.stripe_session_id)["ok"]

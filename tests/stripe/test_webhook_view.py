@@ -7,7 +7,7 @@ import pytest
 from billing_console.models import WebhookEvent
 from sandbox.stripe import sign_payload
 from tests.stripe_events import stripe_event
-from tests.billing.conftest import WEBHOOK_SECRET, WEBHOOK_URL
+from tests.stripe.conftest import WEBHOOK_SECRET, WEBHOOK_URL
 
 pytestmark = pytest.mark.django_db
 

@@ -50,7 +50,7 @@ def test_portal_button_only_with_a_stripe_customer(client, manage_url):
 def test_portal_button_redirects_to_stripe_and_returns_to_the_manage_page(client, manage_url, emulator):
     import httpx
 
-    from tests.billing.conftest import API_KEY
+    from tests.stripe.conftest import API_KEY
 
     answer = httpx.post(f"{emulator.url}/v1/customers", data={"email": "p@example.com"},
                         headers={"Authorization": f"Bearer {API_KEY}"})

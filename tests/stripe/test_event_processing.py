@@ -15,7 +15,7 @@ from billing_console.stripe import dispatch as event_bus
 from billing_console.stripe.inbox import webhook_event_process, webhook_event_store, webhook_events_retry_due
 from billing_console.stripe.tasks import stripe_events_retry
 from tests.stripe_events import stripe_event
-from tests.billing.conftest import WEBHOOK_URL, signed_headers
+from tests.stripe.conftest import WEBHOOK_URL, signed_headers
 from tests.core.factories import SubscribedCustomerFactory
 from tests.markers import requires_postgres
 

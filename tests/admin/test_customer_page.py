@@ -4,7 +4,7 @@ import pytest
 from billing_console.models import AuditEvent, WebhookEvent
 from deployments.models import Deployment
 from licensing.models import License
-from tests.billing.factories import WebhookEventFactory
+from tests.stripe.factories import WebhookEventFactory
 from tests.core.factories import SubscribedCustomerFactory
 from tests.deployments.factories import DeploymentFactory
 from tests.licensing.factories import DeviceActivationFactory, LicenseFactory

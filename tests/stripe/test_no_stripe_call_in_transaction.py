@@ -9,7 +9,7 @@ from billing_console.models import Customer
 from billing_console.stripe import gateway
 from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
 from conftest import open_transactions
-from tests.billing.test_checkout_flow import start_checkout
+from tests.stripe.test_checkout_flow import start_checkout
 from tests.stripe_events import stripe_event
 
 pytestmark = pytest.mark.django_db
