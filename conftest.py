@@ -31,3 +31,27 @@ def _console_settings(settings, tmp_path, monkeypatch):
     settings.LICENSE_SIGNING_KEY = ""
     settings.HELM_BUNDLE_MANIFEST_URL = ""
     yield
+
+
+def open_transactions() -> list:
+    """The atomic blocks the code under test has open (the test case's own wrapping ones excluded)."""
+    from django.db import connections
+
+    return [block for conn in connections.all(initialized_only=True) for block in conn.atomic_blocks
+            if not block._from_testcase]
+
+
+@pytest.fixture(autouse=True)
+def _no_stripe_call_inside_a_transaction(monkeypatch):
+    """Every Stripe call any test makes fails it when a transaction of the code under test is open: a
+    network call there would hold that transaction's row locks for as long as Stripe takes."""
+    from billing_console.stripe import gateway
+
+    real_call = gateway._call
+
+    def guarded(action, fn):
+        if open_transactions():
+            raise AssertionError(f"Stripe called to {action} inside a transaction")
+        return real_call(action, fn)
+
+    monkeypatch.setattr(gateway, "_call", guarded)

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from billing_console.models import Customer
+from billing_console.models import CheckoutAttempt, Customer
+from billing_console.stripe import objects as so
+from billing_console.stripe.statuses import ENDED, ENTITLED, PAST_DUE, SubscriptionStatus
 
 
 class Reason:
@@ -23,9 +26,45 @@ class Reason:
     NO_SUBSCRIPTION = "NO_SUBSCRIPTION"
 
 
-ENTITLED_STATUSES = {"active", "trialing"}
-PAST_DUE_STATUSES = {"past_due", "unpaid"}
-ENDED_STATUSES = {"canceled", "incomplete_expired"}
+
+
+def customer_for_stripe_object(obj: dict, *, queryset: QuerySet | None = None) -> Customer | None:
+    """The console customer a Stripe object (subscription, invoice, checkout session, customer, or
+    anything with a `customer` field) belongs to, or None. Every receiver and service asks this.
+
+    Precedence, most specific first:
+    1. the subscription id (one subscription belongs to one console customer, even after the person
+       moved to a new Stripe customer);
+    2. the Stripe customer id;
+    3. the checkout token the console put in the session's / subscription's metadata, through the
+       checkout attempt it names (a subscription event may arrive before the customer is linked);
+    4. the email, only from checkout sessions and Stripe customers, where the person typed it.
+    `queryset` (e.g. `Customer.objects.select_for_update()`) lets a write path lock the row it finds.
+    """
+    return customer_by_stripe_keys(queryset=queryset, **so.customer_keys(obj))
+
+
+def customer_by_stripe_keys(*, subscription_id: str = "", stripe_customer_id: str = "", checkout_token: str = "",
+                            email: str = "", queryset: QuerySet | None = None) -> Customer | None:
+    """customer_for_stripe_object's lookup for callers that hold the keys rather than the object."""
+    customers = Customer.objects.all() if queryset is None else queryset
+    if subscription_id:
+        customer = customers.filter(subscription_id=subscription_id).first()
+        if customer is not None:
+            return customer
+    if stripe_customer_id:
+        customer = customers.filter(stripe_customer_id=stripe_customer_id).first()
+        if customer is not None:
+            return customer
+    if checkout_token:
+        owner = CheckoutAttempt.objects.filter(token=checkout_token).values_list("customer_id", flat=True).first()
+        if owner is not None:
+            customer = customers.filter(pk=owner).first()
+            if customer is not None:
+                return customer
+    if email:
+        return customers.filter(email__iexact=email.strip()).first()
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,25 +103,24 @@ def customer_entitlement(customer: Customer, *, now: datetime | None = None) -> 
     grace_ends_at = period_end + timedelta(days=grace_days) if period_end else None
     status = customer.subscription_status
     state = customer.access_state
-    A = Customer.AccessState
 
     def result(entitled: bool, reason: str) -> Entitlement:
         return Entitlement(entitled, reason, customer.plan, state, period_end, grace_days, grace_ends_at)
 
     if not customer.subscription_id or not status:
         return result(False, Reason.NO_SUBSCRIPTION)
-    if state == A.HARD_LOCKED:
+    if state == Customer.AccessState.HARD_LOCKED:
         return result(False, Reason.HARD_LOCKED)
-    if state == A.CANCELED or status in ENDED_STATUSES:
+    if state == Customer.AccessState.CANCELED or status in ENDED:
         return result(False, Reason.CANCELED)
-    if status == "incomplete":
+    if status == SubscriptionStatus.INCOMPLETE:
         return result(False, Reason.INCOMPLETE)
     if grace_ends_at and now > grace_ends_at:
         return result(False, Reason.EXPIRED)
-    if state == A.SOFT_LOCKED:
+    if state == Customer.AccessState.SOFT_LOCKED:
         return result(True, Reason.PAST_DUE_SOFT_LOCK)
-    if status in PAST_DUE_STATUSES:
+    if status in PAST_DUE:
         return result(True, Reason.PAST_DUE)
-    if status in ENTITLED_STATUSES:
+    if status in ENTITLED:
         return result(True, Reason.VALID)
     return result(False, Reason.EXPIRED)

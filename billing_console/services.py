@@ -12,8 +12,10 @@ from typing import Callable, Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Model
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, CronRun, Customer
 from billing_console.vault import Keyring, VaultError, aad_for, encrypted_columns
 
@@ -21,17 +23,26 @@ log = logging.getLogger("billing_console")
 
 
 # --- Audit ----------------------------------------------------------------------------------
-def audit_log(*, actor_type: str, actor: str = "", action: str, target, customer: Customer | None = None,
+def audit_log(*, actor_type: str, actor: str = "", action: str, target: Model | None = None,
+              target_type: str = "", target_id: str = "", customer: Customer | None = None,
               data: dict | None = None) -> AuditEvent:
-    """Record a state change. Call inside the transaction that makes the change."""
+    """Record a state change. Call inside the transaction that makes the change.
+
+    The target is a row (`target=instance`) or, for what is not one row (a backup file, the vault, a
+    run over every customer), named explicitly: `target_type="billing_console.backup", target_id=name`.
+    """
+    if target is not None:
+        target_type, target_id = target._meta.label_lower, str(target.pk)
+    if not target_type or not target_id:
+        raise ServiceError("invalid", "An audit event needs a target row or a target_type and target_id.")
     if customer is None and isinstance(target, Customer):
         customer = target
     event = AuditEvent.objects.create(
         actor_type=actor_type,
         actor=str(actor)[:255],
         action=action,
-        target_type=target._meta.label_lower,
-        target_id=str(target.pk),
+        target_type=target_type,
+        target_id=str(target_id),
         customer=customer,
         data=data or {},
     )
@@ -50,7 +61,7 @@ def customer_set_access_state(*, customer: Customer, state: str, actor_type: str
                               reason: str = "") -> Customer:
     """Move a customer's access state (dunning locks, cancellation, recovery). Audited; no-op if unchanged."""
     if state not in Customer.AccessState.values:
-        raise ValueError(f"Unknown access state {state!r}.")
+        raise ServiceError("invalid", f"Unknown access state {state!r}.")
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         if customer.access_state == state:
@@ -79,7 +90,7 @@ def customer_rotate_manage_salt(*, customer: Customer, actor_type: str, actor: s
 def customer_change_email(*, customer: Customer, new_email: str, actor_type: str, actor: str = "") -> Customer:
     """The one way support changes a customer's email (the address /recover sends manage links to): the old and
     new values are audited, every manage link already sent is revoked, and the old address is told.
-    Raises ValidationError for an invalid address or one another customer has."""
+    Raises ServiceError (fields: new_email) for an invalid address or one another customer has."""
     from django.core.exceptions import ValidationError
     from django.core.validators import validate_email
     from django_q.tasks import async_task
@@ -90,20 +101,20 @@ def customer_change_email(*, customer: Customer, new_email: str, actor_type: str
     try:
         validate_email(email)
     except ValidationError:
-        raise ValidationError({"new_email": "Enter a valid email address."}) from None
+        raise ServiceError("invalid", fields={"new_email": "Enter a valid email address."}) from None
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         if customer.email == email:
             return customer
         if Customer.objects.filter(email__iexact=email).exclude(pk=customer.pk).exists():
-            raise ValidationError({"new_email": "Another customer already has this email."})
+            raise ServiceError("email_taken", fields={"new_email": "Another customer already has this email."})
         old = customer.email
         customer.email, customer.manage_salt = email, new_salt()
         try:
             with transaction.atomic():
                 customer.save(update_fields=["email", "manage_salt", "updated_at"])
         except IntegrityError:  # taken by a concurrent write since the check
-            raise ValidationError({"new_email": "Another customer already has this email."}) from None
+            raise ServiceError("email_taken", fields={"new_email": "Another customer already has this email."}) from None
         audit_log(actor_type=actor_type, actor=actor, action="customer.email_changed", target=customer,
                   data={"from": old, "to": email, "manage_links_revoked": True})
         customer_id = customer.pk
@@ -203,15 +214,7 @@ def vault_rotate(*, batch_size: int = 200, progress: Callable[[str], None] | Non
         result.totals[label] = done
     with transaction.atomic():
         audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="rotate_master_key", action="vault.rotated",
-                  target=_VaultTarget(), data={"key_id": keyring.current.kid, "counts": result.totals,
+                  target_type="billing_console.vault", target_id="vault", data={"key_id": keyring.current.kid, "counts": result.totals,
                                                "unreadable": [list(u) for u in result.unreadable]})
     return result
 
-
-class _VaultTarget:
-    """Audit target for the vault as a whole (it is not a row)."""
-
-    pk = "vault"
-
-    class _meta:
-        label_lower = "billing_console.vault"

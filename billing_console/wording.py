@@ -62,3 +62,8 @@ def stripe_dashboard_urls(*, stripe_customer_id: str, subscription_id: str) -> d
     if subscription_id:
         urls["subscription"] = f"{base}/subscriptions/{subscription_id}"
     return urls
+
+
+def counted(count: int, singular: str, plural: str = "") -> str:
+    """"1 deployment", "2 deployments"."""
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"

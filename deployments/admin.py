@@ -5,19 +5,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from billing_console.admin.base import ReadOnlyInline
+from billing_console.admin.base import ReadOnlyInline, run_for_each
 from billing_console.admin.customers import register_customer_inline
-from billing_console.services import actor_of
+from billing_console.errors import ServiceError
 from deployments import services
 from deployments.models import BundleRelease, Deployment, PublishVersion
 from deployments.selectors import deployments_behind, latest_release
-
-PV = PublishVersion
 
 
 def token_display(obj: Deployment) -> str:
@@ -70,7 +67,7 @@ def _rollback_choices(queryset) -> list[tuple[str, str]]:
     """One deployment: its own publishes by number. Several: the releases seen, by version."""
     deployments = list(queryset[:2])
     if len(deployments) == 1:
-        publishes = deployments[0].publishes.exclude(status__in=PV.IN_FLIGHT).order_by("-number")[:50]
+        publishes = deployments[0].publishes.exclude(status__in=PublishVersion.IN_FLIGHT).order_by("-number")[:50]
         return [(f"n:{p.number}", f"#{p.number} {p.version} ({p.get_status_display().lower()}, "
                                   f"{p.created_at:%Y-%m-%d %H:%M})") for p in publishes]
     return [(f"v:{r.version}", r.version) for r in BundleRelease.objects.order_by("-last_seen_at", "-seen_at")[:50]]
@@ -110,17 +107,8 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     # -- actions --------------------------------------------------------------------------------------
     def _each(self, request, queryset, call, done: str) -> None:
-        actor_type, actor = actor_of(request.user)
-        ok, problems = 0, []
-        for deployment in queryset.select_related("customer"):
-            try:
-                call(deployment, actor_type, actor)
-                ok += 1
-            except ValidationError as exc:
-                problems.append(f"{deployment}: {' '.join(exc.messages)}")
-        self.message_user(request, f"{ok} deployment(s) {done}.", messages.SUCCESS if ok else messages.INFO)
-        for problem in problems[:20]:
-            self.message_user(request, problem, messages.WARNING)
+        run_for_each(self, request, queryset.select_related("customer"), call, noun=("deployment", "deployments"),
+                     done=done)
 
     @admin.action(description="Pause pushes", permissions=["change"])
     def pause(self, request, queryset):
@@ -141,8 +129,8 @@ class DeploymentAdmin(admin.ModelAdmin):
     def requeue_failed(self, request, queryset):
         def requeue(d, t, a):
             latest = d.publishes.order_by("-number").first()
-            if latest is None or latest.status != PV.Status.FAILED:
-                raise ValidationError("its latest publish did not fail.")
+            if latest is None or latest.status != PublishVersion.Status.FAILED:
+                raise ServiceError("invalid_state", "its latest publish did not fail.")
             services.publish_requeue(publish=latest, actor_type=t, actor=a)
 
         self._each(request, queryset, requeue, "requeued")
@@ -154,17 +142,13 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Verify the token with Cloudflare", permissions=["change"])
     def verify_token(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        ok, failed = 0, []
-        for deployment in queryset.select_related("customer"):
+        def verify(deployment, actor_type, actor):
             deployment, error = services.deployment_verify_token(deployment=deployment, actor_type=actor_type, actor=actor)
-            if error is None:
-                ok += 1
-            else:
-                failed.append(f"{deployment}: {error.message}")
-        self.message_user(request, f"{ok} token(s) valid, {len(failed)} rejected.", messages.SUCCESS if not failed else messages.WARNING)
-        for line in failed[:20]:
-            self.message_user(request, line, messages.WARNING)
+            if error is not None:
+                raise ServiceError(error.code, f"token rejected: {error.message}")
+
+        run_for_each(self, request, queryset.select_related("customer"), verify, noun=("token", "tokens"),
+                     done="valid")
 
     @admin.action(description="Roll back to a version…", permissions=["change"])
     def rollback(self, request, queryset):
@@ -205,17 +189,8 @@ class PublishVersionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Requeue (failed publishes only)", permissions=["change"])
     def requeue(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        ok, problems = 0, []
-        for publish in queryset:
-            try:
-                services.publish_requeue(publish=publish, actor_type=actor_type, actor=actor)
-                ok += 1
-            except ValidationError as exc:
-                problems.append(f"{publish}: {' '.join(exc.messages)}")
-        self.message_user(request, f"{ok} publish(es) requeued.")
-        for problem in problems[:20]:
-            self.message_user(request, problem, messages.WARNING)
+        run_for_each(self, request, queryset, lambda publish, actor_type, actor: services.publish_requeue(
+            publish=publish, actor_type=actor_type, actor=actor), noun=("publish", "publishes"), done="requeued")
 
 
 @admin.register(BundleRelease)

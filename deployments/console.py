@@ -11,13 +11,12 @@ from deployments.selectors import deployment_counts
 
 def dashboard_section(request) -> Section:
     counts = deployment_counts()
-    S = Deployment.Status
     return Section("Deployments", [
-        Stat("Active", counts["active"], tone=OK, url=changelist_url(request, "deployments", "deployment", status__exact=S.ACTIVE)),
+        Stat("Active", counts["active"], tone=OK, url=changelist_url(request, "deployments", "deployment", status__exact=Deployment.Status.ACTIVE)),
         Stat("Paused", counts["paused"], tone=WARN if counts["paused"] else OK,
-             url=changelist_url(request, "deployments", "deployment", status__exact=S.PAUSED)),
+             url=changelist_url(request, "deployments", "deployment", status__exact=Deployment.Status.PAUSED)),
         Stat("Errored", counts["errored"], tone=BAD if counts["errored"] else OK,
-             url=changelist_url(request, "deployments", "deployment", status__exact=S.ERRORED),
+             url=changelist_url(request, "deployments", "deployment", status__exact=Deployment.Status.ERRORED),
              note="last push failed: token, scope or account"),
     ], order=50, note=f"{counts['total']} deployment(s) in all.")
 

@@ -29,11 +29,10 @@ from deployments.manifest import ManifestError, manifest_fetch
 from deployments.models import AUTH_ERROR_CODES, Deployment, ErrorCode, PublishVersion
 from deployments.releases import Bundles, release_record
 from deployments.selectors import deployments_due
-from deployments.services import ACTOR_CRON, PausedBy, _save, deployments_sync_pauses
+from deployments.services import ACTOR_CRON, PausedBy, deployment_save_status, deployments_sync_pauses
 
 log = logging.getLogger("deployments")
 
-PV = PublishVersion
 
 CLAIM_BATCH = 200  # small enough that claiming never stalls the uploads in flight for long
 FLUSH_EVERY = 200
@@ -78,8 +77,8 @@ def publish_fail_stale(*, now=None) -> int:
     """Publishes left unfinished by a crashed worker fail as interrupted; the next run pushes again."""
     now = now or timezone.now()
     stale = now - timedelta(minutes=settings.DEPLOY_PUBLISH_STALE_MINUTES)
-    return PV.objects.filter(status__in=PV.IN_FLIGHT, created_at__lt=stale).update(
-        status=PV.Status.FAILED, error_code=ErrorCode.INTERRUPTED, completed_at=now,
+    return PublishVersion.objects.filter(status__in=PublishVersion.IN_FLIGHT, created_at__lt=stale).update(
+        status=PublishVersion.Status.FAILED, error_code=ErrorCode.INTERRUPTED, completed_at=now,
         error_message="The push did not finish (worker stopped or timed out); it is retried by the next run.")
 
 
@@ -148,18 +147,18 @@ def _claim(batch: list[tuple[UUID, str]], latest: str) -> list[int]:
     with transaction.atomic():
         rows = (Deployment.objects.select_for_update(skip_locked=True)
                 .filter(pk__in=[pk for pk, _ in batch], paused=False)
-                .exclude(pk__in=PV.objects.filter(status__in=PV.IN_FLIGHT).values("deployment_id"))
+                .exclude(pk__in=PublishVersion.objects.filter(status__in=PublishVersion.IN_FLIGHT).values("deployment_id"))
                 .values_list("id", "publish_seq", "pinned_version", "current_version"))
         publishes = []
         for pk, seq, pinned, current in rows:
             wanted = pinned or latest
             if wanted and wanted != current:
-                publishes.append(PV(deployment_id=pk, number=seq + 1, version=wanted,
-                                    trigger=PV.Trigger.CRON, actor="cron:push_deployments"))
+                publishes.append(PublishVersion(deployment_id=pk, number=seq + 1, version=wanted,
+                                    trigger=PublishVersion.Trigger.CRON, actor="cron:push_deployments"))
         if not publishes:
             return []
         Deployment.objects.filter(pk__in=[p.deployment_id for p in publishes]).update(publish_seq=F("publish_seq") + 1)
-        PV.objects.bulk_create(publishes)
+        PublishVersion.objects.bulk_create(publishes)
     return [p.pk for p in publishes]
 
 
@@ -182,11 +181,11 @@ def _prepare(publish_ids: list[int], bundles: Bundles, outcomes: list[_Outcome])
     now = timezone.now()
     with transaction.atomic():
         # Plain tuples, not model instances: this runs for every push, on the thread that also feeds the pool.
-        publishes = list(PV.objects.select_for_update(skip_locked=True, of=("self",))
-                         .filter(pk__in=publish_ids, status=PV.Status.QUEUED)
+        publishes = list(PublishVersion.objects.select_for_update(skip_locked=True, of=("self",))
+                         .filter(pk__in=publish_ids, status=PublishVersion.Status.QUEUED)
                          .values_list("id", "number", "version", "trigger", "deployment_id", "deployment__account_id",
                                       "deployment__script_name", "deployment__api_token_encrypted"))
-        PV.objects.filter(pk__in=[p[0] for p in publishes]).update(status=PV.Status.BUILDING, started_at=now)
+        PublishVersion.objects.filter(pk__in=[p[0] for p in publishes]).update(status=PublishVersion.Status.BUILDING, started_at=now)
     keyring = Keyring.from_settings() if publishes else None
     jobs = []
     for publish_id, number, version, trigger, deployment_id, account_id, script_name, ciphertext in publishes:
@@ -208,7 +207,7 @@ def _prepare(publish_ids: list[int], bundles: Bundles, outcomes: list[_Outcome])
             outcomes.append(outcome)
             continue
         jobs.append(_Job(publish_id, deployment_id, number, account_id, script_name, version, trigger, upload, token))
-    PV.objects.filter(pk__in=[j.publish_id for j in jobs], status=PV.Status.BUILDING).update(status=PV.Status.DEPLOYING)
+    PublishVersion.objects.filter(pk__in=[j.publish_id for j in jobs], status=PublishVersion.Status.BUILDING).update(status=PublishVersion.Status.DEPLOYING)
     return jobs
 
 
@@ -285,12 +284,12 @@ def _record(outcomes: list[_Outcome], report: PushReport) -> None:
     now = timezone.now()
     ok = [o for o in outcomes if o.error is None]
     with transaction.atomic():
-        for rollback, status in ((False, PV.Status.SUPERSEDED), (True, PV.Status.ROLLED_BACK)):
-            group = [o for o in ok if (o.trigger == PV.Trigger.ROLLBACK) == rollback]
+        for rollback, status in ((False, PublishVersion.Status.SUPERSEDED), (True, PublishVersion.Status.ROLLED_BACK)):
+            group = [o for o in ok if (o.trigger == PublishVersion.Trigger.ROLLBACK) == rollback]
             if group:
-                PV.objects.filter(deployment_id__in=[o.deployment_id for o in group], status=PV.Status.LIVE).update(status=status)
+                PublishVersion.objects.filter(deployment_id__in=[o.deployment_id for o in group], status=PublishVersion.Status.LIVE).update(status=status)
         if ok:
-            PV.objects.filter(pk__in=[o.publish_id for o in ok]).update(status=PV.Status.LIVE, completed_at=now)
+            PublishVersion.objects.filter(pk__in=[o.publish_id for o in ok]).update(status=PublishVersion.Status.LIVE, completed_at=now)
         for version in {o.version for o in ok}:
             Deployment.objects.filter(pk__in=[o.deployment_id for o in ok if o.version == version]).update(
                 current_version=version, last_push_at=now, last_error_code="", last_error_message="", last_error_at=None,
@@ -309,7 +308,7 @@ def _record(outcomes: list[_Outcome], report: PushReport) -> None:
 
 def _record_failure(o: _Outcome, now) -> None:
     err = o.error
-    PV.objects.filter(pk=o.publish_id).update(status=PV.Status.FAILED, error_code=err.code,
+    PublishVersion.objects.filter(pk=o.publish_id).update(status=PublishVersion.Status.FAILED, error_code=err.code,
                                               error_message=err.message[:2000], completed_at=now)
     d = Deployment.objects.select_for_update().select_related("customer").get(pk=o.deployment_id)
     d.last_error_code, d.last_error_message, d.last_error_at = err.code, err.message[:2000], now
@@ -327,7 +326,7 @@ def _record_failure(o: _Outcome, now) -> None:
         d.paused, d.paused_by, d.paused_at = True, PausedBy.AUTH_FAILURES, now
         d.paused_reason = f"Token rejected {d.consecutive_auth_failures} times in a row ({err.code}); rotate it to resume."
         fields += ["paused", "paused_by", "paused_reason", "paused_at"]
-    _save(d, *fields)
+    deployment_save_status(d, *fields)
     if stop:
         audit_log(actor_type=ACTOR_CRON, actor="push", action="deployment.stopped_auth_failures", target=d,
                   customer=d.customer, data={"error_code": err.code, "failures": d.consecutive_auth_failures})

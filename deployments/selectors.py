@@ -53,10 +53,9 @@ def deployments_due(*, latest_version: str, ids: list | None = None, now: dateti
 
 
 def deployment_counts() -> dict[str, int]:
-    S = Deployment.Status
     return Deployment.objects.aggregate(
-        total=Count("id"), active=Count("id", filter=Q(status=S.ACTIVE)),
-        paused=Count("id", filter=Q(status=S.PAUSED)), errored=Count("id", filter=Q(status=S.ERRORED)))
+        total=Count("id"), active=Count("id", filter=Q(status=Deployment.Status.ACTIVE)),
+        paused=Count("id", filter=Q(status=Deployment.Status.PAUSED)), errored=Count("id", filter=Q(status=Deployment.Status.ERRORED)))
 
 
 def ops_section() -> dict:

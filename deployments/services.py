@@ -11,15 +11,16 @@ import re
 from typing import Iterable
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, Customer
 from billing_console.ops.rebuild import remember_on_stripe
-from billing_console.selectors import ENDED_STATUSES, customer_entitlement, plan_settings
+from billing_console.selectors import customer_entitlement, plan_settings
+from billing_console.stripe.statuses import ENDED
 from billing_console.services import audit_log
 from billing_console.vault import VaultError
 from deployments.cloudflare import CloudflareClient, CloudflareError
@@ -33,14 +34,13 @@ SCRIPT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,200}$")
 ACTOR_CRON = AuditEvent.ActorType.CRON
 PausedBy = Deployment.PausedBy
-PV = PublishVersion
 
 
 # --- Input ----------------------------------------------------------------------------------------------
 def _clean_token(api_token) -> str:
     token = (api_token or "").strip() if isinstance(api_token, str) else ""
     if not TOKEN_RE.match(token):
-        raise ValidationError({"api_token": "Paste the Cloudflare API token as shown once by Cloudflare "
+        raise ServiceError("invalid", fields={"api_token": "Paste the Cloudflare API token as shown once by Cloudflare "
                                             "(20-200 letters, digits, - or _)."})
     return token
 
@@ -51,7 +51,7 @@ def _verify_or_reject(account_id: str, token: str) -> None:
         with CloudflareClient(max_connections=1) as client:
             client.verify_token(account_id=account_id, token=token)
     except CloudflareError as exc:
-        raise ValidationError({"api_token": exc.message}, code=exc.code) from None
+        raise ServiceError(exc.code, fields={"api_token": exc.message}) from None
 
 
 def _set_token(deployment: Deployment, token: str, now) -> None:
@@ -65,7 +65,7 @@ def _lock(deployment: Deployment | UUID | str) -> Deployment:
     return Deployment.objects.select_for_update().select_related("customer").get(pk=pk)
 
 
-def _save(d: Deployment, *fields: str) -> None:
+def deployment_save_status(d: Deployment, *fields: str) -> None:
     d.status = d.derived_status()
     d.save(update_fields=[*fields, "status", "updated_at"])
 
@@ -83,8 +83,8 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
         errors["script_name"] = "Use 1-63 lowercase letters, digits, - or _, starting with a letter or digit."
     try:
         token = _clean_token(api_token)
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
+    except ServiceError as exc:
+        errors.update(exc.fields)
         token = ""
     if not customer_entitlement(customer).entitled:
         errors["customer"] = "The customer has no paid, unlocked subscription."
@@ -94,7 +94,7 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
             Deployment.objects.filter(account_id=account_id, script_name=script_name).exists():
         errors["script_name"] = "This Cloudflare account already has a deployment with that script name."
     if errors:
-        raise ValidationError(errors)
+        raise ServiceError("invalid", fields=errors)
     _verify_or_reject(account_id, token)
     now = timezone.now()
     try:
@@ -107,7 +107,7 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
             # Kept on the Stripe subscription too, so rebuild_from_stripe can restore the shell after data loss.
             remember_on_stripe(customer=customer, values={STRIPE_ACCOUNT_KEY: account_id, STRIPE_SCRIPT_KEY: script_name})
     except IntegrityError:
-        raise ValidationError({"script_name": "This Cloudflare account already has a deployment with that script name."}) from None
+        raise ServiceError("invalid", fields={"script_name": "This Cloudflare account already has a deployment with that script name."}) from None
     return deployment
 
 
@@ -144,7 +144,7 @@ def deployment_rotate_token(*, deployment: Deployment, api_token: str, actor_typ
         _clear_errors(d)
         audit_log(actor_type=actor_type, actor=actor, action="deployment.token_rotated", target=d, customer=d.customer,
                   data={"token_last4": d.token_last4})
-        _save(d, "api_token_encrypted", "token_last4", "token_set_at", *_CLEARED_FIELDS)
+        deployment_save_status(d, "api_token_encrypted", "token_last4", "token_set_at", *_CLEARED_FIELDS)
     return d
 
 
@@ -181,10 +181,10 @@ def deployment_verify_token(*, deployment: Deployment, actor_type: str, actor: s
         if error is None:
             if d.last_error_code in AUTH_ERROR_CODES or d.last_error_code == ErrorCode.TOKEN_UNREADABLE or d.stopped_for_auth:
                 _clear_errors(d)
-            _save(d, *_CLEARED_FIELDS)
+            deployment_save_status(d, *_CLEARED_FIELDS)
         else:
             d.last_error_code, d.last_error_message, d.last_error_at = error.code, error.message, timezone.now()
-            _save(d, "last_error_code", "last_error_message", "last_error_at")
+            deployment_save_status(d, "last_error_code", "last_error_message", "last_error_at")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.token_verified", target=d, customer=d.customer,
                   data={"ok": error is None, "error_code": error.code if error else ""})
     return d, error
@@ -196,7 +196,7 @@ def deployment_pause(*, deployment: Deployment, actor_type: str, actor: str = ""
     """A manual pause overrides an automatic one (payment returning must not undo it); an automatic pause
     never replaces an existing pause."""
     if by not in (PausedBy.MANUAL, PausedBy.CUSTOMER, PausedBy.AUTO_LOCK, PausedBy.AUTH_FAILURES):
-        raise ValidationError({"by": f"Unknown pause origin {by!r}."})
+        raise ServiceError("invalid", fields={"by": f"Unknown pause origin {by!r}."})
     reason = (reason or "").strip()[:255] if isinstance(reason, str) else ""
     with transaction.atomic():
         d = _lock(deployment)
@@ -207,7 +207,7 @@ def deployment_pause(*, deployment: Deployment, actor_type: str, actor: str = ""
             return d
         previous = d.paused_by
         d.paused, d.paused_by, d.paused_reason, d.paused_at = True, by, reason, timezone.now()
-        _save(d, "paused", "paused_by", "paused_reason", "paused_at")
+        deployment_save_status(d, "paused", "paused_by", "paused_reason", "paused_at")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.paused", target=d, customer=d.customer,
                   data={"by": by, "reason": reason, "was_paused_by": previous})
     return d
@@ -223,21 +223,21 @@ def deployment_resume(*, deployment: Deployment, actor_type: str, actor: str = "
         if by == PausedBy.AUTO_LOCK and d.paused_by != PausedBy.AUTO_LOCK:
             return d
         if by == PausedBy.CUSTOMER and d.paused_by == PausedBy.MANUAL:
-            raise ValidationError("Support paused updates to this deployment; contact support to resume them.")
+            raise ServiceError("support_paused", "Support paused updates to this deployment; contact support to resume them.")
         if d.paused_by == PausedBy.AUTH_FAILURES:
-            raise ValidationError(f"Stopped after {d.consecutive_auth_failures} token rejections: rotate or verify "
+            raise ServiceError("token_stopped", f"Stopped after {d.consecutive_auth_failures} token rejections: rotate or verify "
                                   "the Cloudflare token to resume.")
         if d.paused_by == PausedBy.NO_TOKEN:
-            raise ValidationError("No Cloudflare token is stored yet: rotating the token resumes it.")
+            raise ServiceError("no_token", "No Cloudflare token is stored yet: rotating the token resumes it.")
         lock = customer_lock_reason(d.customer)
         if d.paused_by == PausedBy.AUTO_LOCK and lock:
             if by == PausedBy.AUTO_LOCK:
                 return d
-            raise ValidationError(f"Paused because the customer is {lock.replace('_', ' ').lower()}; "
+            raise ServiceError("customer_locked", f"Paused because the customer is {lock.replace('_', ' ').lower()}; "
                                   "it resumes by itself when payment returns.")
         previous = d.paused_by
         d.paused, d.paused_by, d.paused_reason, d.paused_at = False, PausedBy.NONE, "", None
-        _save(d, "paused", "paused_by", "paused_reason", "paused_at")
+        deployment_save_status(d, "paused", "paused_by", "paused_reason", "paused_at")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.resumed", target=d, customer=d.customer,
                   data={"by": by, "was_paused_by": previous})
     return d
@@ -248,7 +248,7 @@ def deployments_sync_pauses(*, customer: Customer | None = None, actor_type: str
     """Pause the deployments of hard-locked or canceled customers, resume them when that ends. Driven by the
     entitlement selector on the customer row, so a lock dunning set without a Stripe event is seen too."""
     locked = (Q(customer__access_state__in=[Customer.AccessState.HARD_LOCKED, Customer.AccessState.CANCELED])
-              | Q(customer__subscription_status__in=ENDED_STATUSES))
+              | Q(customer__subscription_status__in=ENDED))
     qs = Deployment.objects.filter((Q(paused=False) & locked) | Q(paused=True, paused_by=PausedBy.AUTO_LOCK))
     if customer is not None:
         qs = qs.filter(customer=customer)
@@ -272,13 +272,13 @@ def deployment_pin(*, deployment: Deployment, version: str, actor_type: str, act
     """Pin to a known release (rolls this deployment back at the next run), or "" to follow the latest."""
     version = (version or "").strip() if isinstance(version, str) else ""
     if version and not BundleRelease.objects.filter(version=version).exists():
-        raise ValidationError({"version": f"No release {version[:64]!r} has been seen in the manifest."})
+        raise ServiceError("invalid", fields={"version": f"No release {version[:64]!r} has been seen in the manifest."})
     with transaction.atomic():
         d = _lock(deployment)
         if d.pinned_version == version:
             return d
         previous, d.pinned_version = d.pinned_version, version
-        _save(d, "pinned_version")
+        deployment_save_status(d, "pinned_version")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.pinned" if version else "deployment.unpinned",
                   target=d, customer=d.customer, data={"from": previous, "to": version})
     return d
@@ -287,18 +287,18 @@ def deployment_pin(*, deployment: Deployment, version: str, actor_type: str, act
 def _queue_publish(d: Deployment, *, version: str, trigger: str, actor: str) -> PublishVersion:
     """Create a queued publish on a locked deployment, refusing what the push would refuse anyway."""
     if d.paused:
-        raise ValidationError(f"The deployment is paused ({d.get_paused_by_display()}); resume it first.")
+        raise ServiceError("paused", f"The deployment is paused ({d.get_paused_by_display()}); resume it first.")
     if not customer_entitlement(d.customer).entitled:
-        raise ValidationError("The customer is not entitled (no paid, unlocked subscription).")
+        raise ServiceError("not_entitled", "The customer is not entitled (no paid, unlocked subscription).")
     if not version:
-        raise ValidationError("No release to push: the manifest has not named one yet.")
+        raise ServiceError("no_release", "No release to push: the manifest has not named one yet.")
     if not BundleRelease.objects.filter(version=version).exists():
-        raise ValidationError(f"No release {version!r} has been seen in the manifest.")
-    if d.publishes.filter(status__in=PV.IN_FLIGHT).exists():
-        raise ValidationError("A push of this deployment is already in progress.")
+        raise ServiceError("unknown_release", f"No release {version!r} has been seen in the manifest.")
+    if d.publishes.filter(status__in=PublishVersion.IN_FLIGHT).exists():
+        raise ServiceError("in_progress", "A push of this deployment is already in progress.")
     d.publish_seq += 1
     d.save(update_fields=["publish_seq", "updated_at"])
-    return PV.objects.create(deployment=d, number=d.publish_seq, version=version, trigger=trigger, actor=actor[:255])
+    return PublishVersion.objects.create(deployment=d, number=d.publish_seq, version=version, trigger=trigger, actor=actor[:255])
 
 
 def _run_after_commit(publish: PublishVersion) -> None:
@@ -311,7 +311,7 @@ def deployment_push_now(*, deployment: Deployment, actor_type: str, actor: str =
     with transaction.atomic():
         d = _lock(deployment)
         publish = _queue_publish(d, version=d.pinned_version or (release.version if release else ""),
-                                 trigger=PV.Trigger.MANUAL, actor=f"{actor_type}:{actor}")
+                                 trigger=PublishVersion.Trigger.MANUAL, actor=f"{actor_type}:{actor}")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.push_requested", target=d, customer=d.customer,
                   data={"publish": publish.number, "version": publish.version})
         _run_after_commit(publish)
@@ -323,12 +323,12 @@ def publish_requeue(*, publish: PublishVersion, actor_type: str, actor: str = ""
     old failure never overwrites a newer version."""
     with transaction.atomic():
         d = _lock(publish.deployment_id)
-        publish = PV.objects.get(pk=publish.pk)
-        if publish.status != PV.Status.FAILED:
-            raise ValidationError(f"Publish #{publish.number} is {publish.get_status_display().lower()}, not failed.")
+        publish = PublishVersion.objects.get(pk=publish.pk)
+        if publish.status != PublishVersion.Status.FAILED:
+            raise ServiceError("invalid_state", f"Publish #{publish.number} is {publish.get_status_display().lower()}, not failed.")
         if d.publishes.filter(number__gt=publish.number).exists():
-            raise ValidationError(f"Publish #{publish.number} is not the latest publish of this deployment.")
-        new = _queue_publish(d, version=publish.version, trigger=PV.Trigger.REQUEUE, actor=f"{actor_type}:{actor}")
+            raise ServiceError("invalid_state", f"Publish #{publish.number} is not the latest publish of this deployment.")
+        new = _queue_publish(d, version=publish.version, trigger=PublishVersion.Trigger.REQUEUE, actor=f"{actor_type}:{actor}")
         audit_log(actor_type=actor_type, actor=actor, action="publish.requeued", target=d, customer=d.customer,
                   data={"failed_publish": publish.number, "publish": new.number, "version": new.version})
         _run_after_commit(new)
@@ -340,20 +340,20 @@ def deployment_rollback(*, deployment: Deployment, number: int | None = None, ve
     """Roll back to an earlier publish number (or a release version): a new publish of that version with
     trigger rollback, and the deployment pinned to it so the hourly run does not undo it."""
     if (number is None) == (version is None):
-        raise ValidationError("Give either a publish number or a version.")
+        raise ServiceError("invalid", "Give either a publish number or a version.")
     if number is not None and (not isinstance(number, int) or isinstance(number, bool) or number < 1):
-        raise ValidationError({"number": "A publish number is a positive whole number."})
+        raise ServiceError("invalid", fields={"number": "A publish number is a positive whole number."})
     with transaction.atomic():
         d = _lock(deployment)
         if number is not None:
             source = d.publishes.filter(number=number).only("version").first()
             if source is None:
-                raise ValidationError({"number": f"This deployment has no publish #{number}."})
+                raise ServiceError("invalid", fields={"number": f"This deployment has no publish #{number}."})
             version = source.version
         version = (version or "").strip()
-        publish = _queue_publish(d, version=version, trigger=PV.Trigger.ROLLBACK, actor=f"{actor_type}:{actor}")
+        publish = _queue_publish(d, version=version, trigger=PublishVersion.Trigger.ROLLBACK, actor=f"{actor_type}:{actor}")
         previous_pin, d.pinned_version = d.pinned_version, version
-        _save(d, "pinned_version")
+        deployment_save_status(d, "pinned_version")
         audit_log(actor_type=actor_type, actor=actor, action="deployment.rolled_back", target=d, customer=d.customer,
                   data={"to_number": number, "version": version, "publish": publish.number, "previous_pin": previous_pin})
         _run_after_commit(publish)
@@ -361,11 +361,11 @@ def deployment_rollback(*, deployment: Deployment, number: int | None = None, ve
 
 
 def deployment_ids(values: Iterable) -> list[UUID]:
-    """Parse deployment ids from a command line or form; a bad one is a ValidationError naming it."""
+    """Parse deployment ids from a command line or form; a bad one is a ServiceError naming it."""
     ids = []
     for value in values:
         try:
             ids.append(UUID(str(value)))
         except ValueError:
-            raise ValidationError(f"{str(value)[:60]!r} is not a deployment id (a UUID).") from None
+            raise ServiceError("invalid", f"{str(value)[:60]!r} is not a deployment id (a UUID).") from None
     return ids

@@ -5,42 +5,22 @@ way, so a lock set without any event (dunning's daily policy) is caught too."""
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Q
 
-from billing_console.models import AuditEvent, Customer
-from billing_console.stripe.dispatch import receiver
+from billing_console.models import AuditEvent
+from billing_console.selectors import customer_for_stripe_object
+from billing_console.stripe import objects as so
+from billing_console.stripe.dispatch import Stage, receiver
+from deployments.models import Deployment
 from deployments.services import deployments_sync_pauses
 
 
-def _id(value) -> str:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else ""
-
-
-def _invoice_subscription(invoice: dict) -> str:
-    parent = invoice.get("parent") or {}
-    details = parent.get("subscription_details") or {} if isinstance(parent, dict) else {}
-    return _id(details.get("subscription")) or _id(invoice.get("subscription"))
-
-
-@receiver("customer.subscription.updated", "customer.subscription.deleted", "invoice.paid")
+@receiver("customer.subscription.updated", "customer.subscription.deleted", "invoice.paid",
+          stage=Stage.DEPLOYMENTS)
 def sync_deployment_pauses(event: dict) -> None:
-    obj = (event.get("data") or {}).get("object") or {}
-    if event.get("type", "").startswith("invoice."):
-        subscription_id = _invoice_subscription(obj)
-    else:
-        subscription_id = _id(obj.get("id"))
-    stripe_customer_id = _id(obj.get("customer"))
-    match = Q()
-    if subscription_id:
-        match |= Q(subscription_id=subscription_id)
-    if stripe_customer_id:
-        match |= Q(stripe_customer_id=stripe_customer_id)
-    if not match:
+    customer = customer_for_stripe_object(so.event_object(event))
+    if customer is None or not Deployment.objects.filter(customer=customer).exists():
         return
     event_id = str(event.get("id", ""))[:100]
-    for customer in Customer.objects.filter(match).filter(deployments__isnull=False).distinct():
-        transaction.on_commit(
-            lambda c=customer: deployments_sync_pauses(customer=c, actor_type=AuditEvent.ActorType.STRIPE, actor=event_id),
-            robust=True)
+    transaction.on_commit(
+        lambda: deployments_sync_pauses(customer=customer, actor_type=AuditEvent.ActorType.STRIPE, actor=event_id),
+        robust=True)

@@ -9,10 +9,9 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.utils import timezone
 
-from billing_console.admin.base import ReadOnlyInline
+from billing_console.admin.base import ReadOnlyInline, run_for_each
 from billing_console.admin.customers import register_customer_inline
 from billing_console.services import actor_of
-from billing_console.stripe.gateway import StripeGatewayError
 from dunning import sending, services
 from dunning.models import CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 from dunning.selectors import dunning_cases_for_admin
@@ -125,16 +124,8 @@ class DunningCaseAdmin(ServiceOnlyAdmin):
         return obj.customer.get_access_state_display()
 
     def _run(self, request, queryset, verb, call):
-        """Apply `call(case, actor_type, actor)` to each selected case; report successes and each refusal."""
-        actor_type, actor = actor_of(request.user)
-        done = 0
-        for case in queryset:
-            try:
-                call(case, actor_type, actor)
-                done += 1
-            except services.DunningError as exc:
-                self.message_user(request, f"{case.invoice_id}: {exc}", messages.ERROR)
-        self.message_user(request, f"{done} case(s) {verb}", messages.SUCCESS if done else messages.WARNING)
+        run_for_each(self, request, queryset, call, noun=("case", "cases"), done=verb,
+                     label=lambda case: case.invoice_id)
 
     @admin.action(description="Send step now (give the step code below)", permissions=["change"])
     def send_step_now(self, request, queryset):
@@ -146,7 +137,8 @@ class DunningCaseAdmin(ServiceOnlyAdmin):
         def send(case, actor_type, actor):
             row = sending.dunning_step_send_now(case=case, step_code=code, actor_type=actor_type, actor=actor)
             if row.status != DunningStepLog.Status.SENT:
-                raise services.DunningError(f"{row.step_code} {row.status}: {row.reason} {row.detail}".strip())
+                raise services.DunningError(row.reason or row.status,
+                                            f"{row.step_code} {row.status}: {row.reason} {row.detail}".strip())
 
         self._run(request, queryset, f"sent {code.upper()}", send)
 
@@ -159,13 +151,8 @@ class DunningCaseAdmin(ServiceOnlyAdmin):
     @admin.action(description="Sync subscription and invoice from Stripe (closes the case if paid)",
                   permissions=["change"])
     def sync_from_stripe(self, request, queryset):
-        def sync(case, actor_type, actor):
-            try:
-                services.dunning_case_sync_from_stripe(case=case, actor_type=actor_type, actor=actor)
-            except StripeGatewayError as exc:
-                raise services.DunningError(str(exc))
-
-        self._run(request, queryset, "synced from Stripe", sync)
+        self._run(request, queryset, "synced from Stripe", lambda case, actor_type, actor:
+                  services.dunning_case_sync_from_stripe(case=case, actor_type=actor_type, actor=actor))
 
     @admin.action(description="Enforce access policies now (all customers)", permissions=["change"])
     def enforce_policies_now(self, request, queryset):
@@ -187,20 +174,14 @@ class DunningStepLogAdmin(ServiceOnlyAdmin):
 
     @admin.action(description="Retry failed step now", permissions=["change"])
     def retry_step(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        sent = 0
-        for row in queryset:
-            try:
-                row = sending.dunning_step_retry(step_log=row, actor_type=actor_type, actor=actor)
-            except services.DunningError as exc:
-                self.message_user(request, f"#{row.pk}: {exc}", messages.ERROR)
-                continue
-            if row.status == DunningStepLog.Status.SENT:
-                sent += 1
-            else:
-                self.message_user(request, f"#{row.pk} {row.step_code}: {row.status} ({row.reason}) {row.detail}",
-                                  messages.WARNING)
-        self.message_user(request, f"{sent} step(s) sent")
+        def retry(row, actor_type, actor):
+            row = sending.dunning_step_retry(step_log=row, actor_type=actor_type, actor=actor)
+            if row.status != DunningStepLog.Status.SENT:
+                raise services.DunningError(row.reason or row.status,
+                                            f"{row.step_code} {row.status} ({row.reason}) {row.detail}".strip())
+
+        run_for_each(self, request, queryset, retry, noun=("step", "steps"), done="sent",
+                     label=lambda row: f"#{row.pk}")
 
 
 # --- The customer page ------------------------------------------------------------------------

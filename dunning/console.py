@@ -14,18 +14,16 @@ from dunning.models import DunningCase, DunningStepLog
 
 
 def dashboard_section(request) -> Section:
-    S = DunningCase.Status
-    cases = DunningCase.objects.aggregate(open=Count("id", filter=Q(status=S.OPEN)),
-                                          exhausted=Count("id", filter=Q(status=S.EXHAUSTED)))
+    cases = DunningCase.objects.aggregate(open=Count("id", filter=Q(status=DunningCase.Status.OPEN)),
+                                          exhausted=Count("id", filter=Q(status=DunningCase.Status.EXHAUSTED)))
     failed = DunningStepLog.objects.filter(status=DunningStepLog.Status.FAILED,
                                            updated_at__gte=timezone.now() - timedelta(days=1)).count()
-    A = Customer.AccessState
-    locked = Customer.objects.filter(access_state__in=[A.SOFT_LOCKED, A.HARD_LOCKED]).count()
+    locked = Customer.objects.filter(access_state__in=[Customer.AccessState.SOFT_LOCKED, Customer.AccessState.HARD_LOCKED]).count()
     return Section("Dunning", [
         Stat("Open cases", cases["open"], tone=WARN if cases["open"] else OK,
-             url=changelist_url(request, "dunning", "dunningcase", status__exact=S.OPEN)),
+             url=changelist_url(request, "dunning", "dunningcase", status__exact=DunningCase.Status.OPEN)),
         Stat("Exhausted, unpaid", cases["exhausted"], tone=BAD if cases["exhausted"] else OK,
-             url=changelist_url(request, "dunning", "dunningcase", status__exact=S.EXHAUSTED)),
+             url=changelist_url(request, "dunning", "dunningcase", status__exact=DunningCase.Status.EXHAUSTED)),
         Stat("Reminders failed (24 h)", failed, tone=BAD if failed else OK,
              url=changelist_url(request, "dunning", "dunningsteplog", status__exact=DunningStepLog.Status.FAILED)),
         Stat("Customers locked", locked, tone=WARN if locked else OK,

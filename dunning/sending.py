@@ -21,7 +21,7 @@ from billing_console.models import AuditEvent, Customer
 from billing_console.services import audit_log
 from dunning import channels
 from dunning.models import Channel, DunningCase, DunningStep, DunningStepLog
-from dunning.services import DunningError, S, _plan_steps, _policy_steps
+from dunning.services import DunningError, dunning_steps_plan, dunning_policy_steps
 
 log = logging.getLogger("dunning")
 
@@ -41,8 +41,8 @@ def _fail_stale_sends(*, now: datetime) -> int:
     """A step left "sending" by a worker that died mid-send may or may not have reached the customer:
     it becomes failed for support (who can check and retry), never resent blindly."""
     before = now - timedelta(minutes=settings.DUNNING_SENDING_STALE_MINUTES)
-    return DunningStepLog.objects.filter(status=S.SENDING, last_attempt_at__lt=before).update(
-        status=S.FAILED, reason="outcome_unknown", next_retry_at=None, updated_at=timezone.now(),
+    return DunningStepLog.objects.filter(status=DunningStepLog.Status.SENDING, last_attempt_at__lt=before).update(
+        status=DunningStepLog.Status.FAILED, reason="outcome_unknown", next_retry_at=None, updated_at=timezone.now(),
         detail="The worker stopped during the send; check the provider before retrying.")
 
 
@@ -65,7 +65,7 @@ def dunning_steps_queue_due(*, now: datetime | None = None) -> dict:
             new_logs = []
             for case in cases:
                 settings_row = getattr(case.customer, "dunning_settings", None)
-                logs, case.next_step_at = _plan_steps(case, _policy_steps(case.policy_id, steps_cache),
+                logs, case.next_step_at = dunning_steps_plan(case, dunning_policy_steps(case.policy_id, steps_cache),
                                                       logged.get(case.pk, set()),
                                                       excluded=bool(settings_row and settings_row.excluded), now=now)
                 case.updated_at = now
@@ -73,7 +73,7 @@ def dunning_steps_queue_due(*, now: datetime | None = None) -> dict:
             DunningStepLog.objects.bulk_create(new_logs, ignore_conflicts=True)
             update_rows(DunningCase, cases, ["next_step_at", "updated_at"])
         for row in new_logs:
-            counts["queued" if row.status == S.QUEUED else "skipped"] += 1
+            counts["queued" if row.status == DunningStepLog.Status.QUEUED else "skipped"] += 1
         if len(cases) < batch_size:
             break
     return counts
@@ -104,7 +104,7 @@ def _claim(*, now: datetime, limit: int, ids: list[int] | None) -> list[DunningS
     with transaction.atomic():
         qs = (DunningStepLog.objects.select_for_update(skip_locked=True, of=("self", "case"))
               .select_related("case", "case__policy", "case__customer", "case__customer__dunning_settings")
-              .filter(status=S.QUEUED, case__status__in=DunningCase.ACTIVE))
+              .filter(status=DunningStepLog.Status.QUEUED, case__status__in=DunningCase.ACTIVE))
         if ids is None:
             qs = qs.filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now), due_at__lte=now)
         else:
@@ -112,7 +112,7 @@ def _claim(*, now: datetime, limit: int, ids: list[int] | None) -> list[DunningS
         claimed = list(qs.order_by("due_at", "id")[:limit])
         if claimed:
             DunningStepLog.objects.filter(pk__in=[row.pk for row in claimed]).update(
-                status=S.SENDING, attempts=F("attempts") + 1, last_attempt_at=now, updated_at=timezone.now())
+                status=DunningStepLog.Status.SENDING, attempts=F("attempts") + 1, last_attempt_at=now, updated_at=timezone.now())
     return claimed
 
 
@@ -179,21 +179,21 @@ def _record(rows: list[DunningStepLog], results: list[channels.SendResult], *, n
         row.updated_at = timezone.now()
         outcome = result.outcome
         if outcome == channels.SENT:
-            row.status, row.sent_at, row.attempts = S.SENT, now, attempts
+            row.status, row.sent_at, row.attempts = DunningStepLog.Status.SENT, now, attempts
             row.provider_message_id = result.message_id[:255]
         elif outcome in (channels.SKIPPED, channels.DEFERRED):
             # Nothing went out: the attempt is not counted.
-            row.status = S.SKIPPED if outcome == channels.SKIPPED else S.QUEUED
+            row.status = DunningStepLog.Status.SKIPPED if outcome == channels.SKIPPED else DunningStepLog.Status.QUEUED
             if outcome == channels.DEFERRED:
                 row.next_retry_at = now + timedelta(seconds=result.retry_after or 60)
         elif outcome == channels.RETRY and attempts < settings.DUNNING_MAX_ATTEMPTS:
-            row.status, row.attempts = S.QUEUED, attempts
+            row.status, row.attempts = DunningStepLog.Status.QUEUED, attempts
             wait = retry_delay(attempts)
             if result.retry_after:
                 wait = max(wait, timedelta(seconds=result.retry_after))
             row.next_retry_at = now + wait
         else:
-            row.status, row.attempts = S.FAILED, attempts
+            row.status, row.attempts = DunningStepLog.Status.FAILED, attempts
             if outcome == channels.RETRY:
                 row.detail = f"{row.detail} (gave up after {attempts} attempts)"
                 outcome = channels.FAILED
@@ -234,11 +234,11 @@ def dunning_step_send_now(*, case: DunningCase, step_code: str, actor_type: str,
     with transaction.atomic():
         case = DunningCase.objects.select_for_update().select_related("policy").get(pk=case.pk)
         if not case.is_active:
-            raise DunningError(f"Case {case.invoice_id} is {case.status}; nothing is sent for a closed case.")
+            raise DunningError("case_closed", f"Case {case.invoice_id} is {case.status}; nothing is sent for a closed case.")
         step = DunningStep.objects.filter(policy=case.policy, code=step_code).first()
         if step is None:
             codes = ", ".join(case.policy.steps.values_list("code", flat=True))
-            raise DunningError(f"Unknown step {step_code!r} for policy {case.policy.name} (steps: {codes}).")
+            raise DunningError("unknown_step", f"Unknown step {step_code!r} for policy {case.policy.name} (steps: {codes}).")
         row = DunningStepLog.objects.select_for_update().filter(case=case, step_code=step.code).first()
         if row is None:
             row = DunningStepLog.objects.create(case=case, step_code=step.code, channel=step.channel,
@@ -258,10 +258,10 @@ def dunning_step_retry(*, step_log: DunningStepLog, actor_type: str, actor: str 
     now = now or timezone.now()
     with transaction.atomic():
         row = DunningStepLog.objects.select_for_update().select_related("case").get(pk=step_log.pk)
-        if row.status not in (S.FAILED, S.SKIPPED):
-            raise DunningError(f"Step log #{row.pk} is {row.status}; only failed or skipped steps are retried.")
+        if row.status not in (DunningStepLog.Status.FAILED, DunningStepLog.Status.SKIPPED):
+            raise DunningError("invalid_state", f"Step log #{row.pk} is {row.status}; only failed or skipped steps are retried.")
         if not row.case.is_active:
-            raise DunningError(f"Case {row.case.invoice_id} is {row.case.status}; nothing is sent for a closed case.")
+            raise DunningError("case_closed", f"Case {row.case.invoice_id} is {row.case.status}; nothing is sent for a closed case.")
         previous = {"status": row.status, "reason": row.reason, "attempts": row.attempts}
         _requeue(row, now=now)
         audit_log(actor_type=actor_type, actor=actor, action="dunning.step_retry_requested", target=row,
@@ -273,11 +273,11 @@ def dunning_step_retry(*, step_log: DunningStepLog, actor_type: str, actor: str 
 
 
 def _requeue(row: DunningStepLog, *, now: datetime) -> None:
-    if row.status == S.SENT:
-        raise DunningError(f"{row.step_code} was already sent at {row.sent_at:%Y-%m-%d %H:%M} UTC; a step is sent once.")
-    if row.status == S.SENDING:
-        raise DunningError(f"{row.step_code} is being sent right now.")
-    if row.status == S.FAILED:
+    if row.status == DunningStepLog.Status.SENT:
+        raise DunningError("already_sent", f"{row.step_code} was already sent at {row.sent_at:%Y-%m-%d %H:%M} UTC; a step is sent once.")
+    if row.status == DunningStepLog.Status.SENDING:
+        raise DunningError("in_progress", f"{row.step_code} is being sent right now.")
+    if row.status == DunningStepLog.Status.FAILED:
         row.attempts = 0  # support's retry gets a fresh allowance
-    row.status, row.reason, row.detail, row.next_retry_at, row.manual = S.QUEUED, "", "", None, True
+    row.status, row.reason, row.detail, row.next_retry_at, row.manual = DunningStepLog.Status.QUEUED, "", "", None, True
     row.save(update_fields=["status", "reason", "detail", "next_retry_at", "manual", "attempts", "updated_at"])

@@ -14,21 +14,22 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, Customer, Invoice
+from billing_console.selectors import customer_for_stripe_object
 from billing_console.services import audit_log, customer_set_access_state
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.objects import invoice_customer_id, invoice_subscription_id, to_datetime
+from billing_console.stripe.statuses import ENDED, ENTITLED
 from billing_console.stripe.subscriptions import customer_resync
 from dunning.models import Channel, CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 
 log = logging.getLogger("dunning")
 
-A = Customer.AccessState
-LOCK_STATES = (A.GRACE, A.SOFT_LOCKED, A.HARD_LOCKED)
-S = DunningStepLog.Status
+LOCK_STATES = (Customer.AccessState.GRACE, Customer.AccessState.SOFT_LOCKED, Customer.AccessState.HARD_LOCKED)
 
 DEFAULT_POLICY_NAME = "Default"
-# (code, offset_days, channel, template): the policy the issue and the runbook describe.
+# (code, offset_days, channel, template): the default policy the runbook describes.
 DEFAULT_STEPS = (
     ("FAIL_IMMEDIATE", 0, Channel.EMAIL, "payment_failed"),
     ("SOFT_D+1", 1, Channel.WHATSAPP, "reminder"),
@@ -38,8 +39,10 @@ DEFAULT_STEPS = (
 )
 
 
-class DunningError(ValueError):
+class DunningError(ServiceError):
     """Bad input or a request the case's state does not allow; the message is fit for support."""
+
+    code = "dunning_refused"
 
 
 # --- Policies -------------------------------------------------------------------------------
@@ -71,18 +74,8 @@ def customer_dunning_settings(customer: Customer) -> tuple[DunningPolicy, bool]:
     return dunning_policy_ensure_default(), bool(own and own.excluded)
 
 
-def _customer_for(*, subscription_id: str, stripe_customer_id: str) -> Customer | None:
-    if subscription_id:
-        customer = Customer.objects.filter(subscription_id=subscription_id).first()
-        if customer:
-            return customer
-    if stripe_customer_id:
-        return Customer.objects.filter(stripe_customer_id=stripe_customer_id).first()
-    return None
-
-
 # --- Cases ----------------------------------------------------------------------------------
-def _plan_steps(case: DunningCase, steps: list[DunningStep], logged: set[str], *, excluded: bool,
+def dunning_steps_plan(case: DunningCase, steps: list[DunningStep], logged: set[str], *, excluded: bool,
                 now: datetime) -> tuple[list[DunningStepLog], datetime | None]:
     """Logs for the steps due by `now` that have none yet, and when the next one falls due.
 
@@ -97,19 +90,19 @@ def _plan_steps(case: DunningCase, steps: list[DunningStep], logged: set[str], *
     logs = []
     for i, step in enumerate(due):
         log_row = DunningStepLog(case=case, step_code=step.code, channel=step.channel, template=step.template,
-                                 due_at=case.opened_at + timedelta(days=step.offset_days), status=S.QUEUED)
+                                 due_at=case.opened_at + timedelta(days=step.offset_days), status=DunningStepLog.Status.QUEUED)
         if excluded:
-            log_row.status, log_row.reason = S.SKIPPED, "excluded"
+            log_row.status, log_row.reason = DunningStepLog.Status.SKIPPED, "excluded"
             log_row.detail = "The customer is excluded from dunning."
         elif i < len(due) - 1:
-            log_row.status, log_row.reason = S.SKIPPED, "superseded"
+            log_row.status, log_row.reason = DunningStepLog.Status.SKIPPED, "superseded"
             log_row.detail = f"A later step ({due[-1].code}) was already due when this one was queued."
         logs.append(log_row)
     next_at = min((case.opened_at + timedelta(days=s.offset_days) for s in later), default=None)
     return logs, next_at
 
 
-def _policy_steps(policy_id: int, cache: dict) -> list[DunningStep]:
+def dunning_policy_steps(policy_id: int, cache: dict) -> list[DunningStep]:
     if policy_id not in cache:
         cache[policy_id] = list(DunningStep.objects.filter(policy_id=policy_id).order_by("offset_days", "id"))
     return cache[policy_id]
@@ -147,7 +140,7 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
         if Invoice.objects.filter(stripe_id=invoice_id, status="paid").exists():
             log.info("payment_failed for paid invoice %s ignored", invoice_id)
             return None
-        customer = _customer_for(subscription_id=subscription_id, stripe_customer_id=stripe_customer_id)
+        customer = customer_for_stripe_object(invoice)
         if customer is None:
             log.warning("payment_failed for invoice %s ignored: no customer with subscription %s or Stripe id %s",
                         invoice_id, subscription_id or "-", stripe_customer_id or "-",
@@ -162,18 +155,18 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
         except IntegrityError:  # the same event applied concurrently: the other one opened it
             case = DunningCase.objects.select_for_update().get(invoice_id=invoice_id)
             return _case_note_failure(case, fields, failed_at)
-        logs, case.next_step_at = _plan_steps(case, _policy_steps(policy.pk, {}), set(), excluded=excluded,
+        logs, case.next_step_at = dunning_steps_plan(case, dunning_policy_steps(policy.pk, {}), set(), excluded=excluded,
                                               now=failed_at)
         DunningStepLog.objects.bulk_create(logs)
         case.save(update_fields=["next_step_at", "updated_at"])
         audit_log(actor_type=AuditEvent.ActorType.STRIPE, actor=actor, action="dunning.case_opened", target=case,
                   customer=customer, data={"invoice": invoice_id, "subscription": subscription_id,
                                            "policy": policy.name, "excluded": excluded,
-                                           "queued": [lg.step_code for lg in logs if lg.status == S.QUEUED]})
-        if not excluded and customer.access_state == A.ACTIVE:
-            customer_set_access_state(customer=customer, state=A.GRACE, actor_type=AuditEvent.ActorType.STRIPE,
+                                           "queued": [lg.step_code for lg in logs if lg.status == DunningStepLog.Status.QUEUED]})
+        if not excluded and customer.access_state == Customer.AccessState.ACTIVE:
+            customer_set_access_state(customer=customer, state=Customer.AccessState.GRACE, actor_type=AuditEvent.ActorType.STRIPE,
                                       actor=actor, reason=f"payment failed on {invoice_id}")
-        queued = [lg.pk for lg in logs if lg.status == S.QUEUED]
+        queued = [lg.pk for lg in logs if lg.status == DunningStepLog.Status.QUEUED]
         if queued:
             # The first reminder goes out now rather than at the next task run.
             transaction.on_commit(lambda: async_task("dunning.tasks.send_steps", queued))
@@ -199,7 +192,7 @@ def dunning_case_close(*, case: DunningCase, status: str, reason: str, actor_typ
     """Close an active case (recovered or canceled): pending steps are skipped with the reason, and the
     customer's lock is recomputed from what is still open -- lifted at once when nothing is."""
     if status not in (DunningCase.Status.RECOVERED, DunningCase.Status.CANCELED):
-        raise DunningError(f"A case closes as recovered or canceled, not {status!r}.")
+        raise DunningError("invalid", f"A case closes as recovered or canceled, not {status!r}.")
     at = at or timezone.now()
     with transaction.atomic():
         case = DunningCase.objects.select_for_update().select_related("customer").get(pk=case.pk)
@@ -208,8 +201,8 @@ def dunning_case_close(*, case: DunningCase, status: str, reason: str, actor_typ
         previous = case.status
         case.status, case.closed_at, case.close_reason, case.next_step_at = status, at, reason[:64], None
         case.save(update_fields=["status", "closed_at", "close_reason", "next_step_at", "updated_at"])
-        skipped = DunningStepLog.objects.filter(case=case, status=S.QUEUED).update(
-            status=S.SKIPPED, reason=reason[:64], detail=f"Case {status} before this step was sent.",
+        skipped = DunningStepLog.objects.filter(case=case, status=DunningStepLog.Status.QUEUED).update(
+            status=DunningStepLog.Status.SKIPPED, reason=reason[:64], detail=f"Case {status} before this step was sent.",
             next_retry_at=None, updated_at=timezone.now())
         audit_log(actor_type=actor_type, actor=actor, action=f"dunning.case_{status}", target=case,
                   customer=case.customer, data={"from": previous, "reason": reason, "steps_skipped": skipped})
@@ -232,9 +225,9 @@ def dunning_subscription_changed(*, subscription_id: str, status: str, changed_a
     case's last failure counts, so a late "active" from before the failure never closes it."""
     if not subscription_id:
         return []
-    if status in ("active", "trialing"):
+    if status in ENTITLED:
         new_status, reason = DunningCase.Status.RECOVERED, "subscription_active"
-    elif status in ("canceled", "incomplete_expired"):
+    elif status in ENDED:
         new_status, reason = DunningCase.Status.CANCELED, "subscription_canceled"
     else:
         return []
@@ -250,20 +243,20 @@ def access_state_for(*, opened_at: datetime, policy: DunningPolicy, now: datetim
     """Past grace_days soft-locked, past hard_lock_days hard-locked; before that, grace."""
     elapsed = now - opened_at
     if elapsed > timedelta(days=policy.hard_lock_days):
-        return A.HARD_LOCKED
+        return Customer.AccessState.HARD_LOCKED
     if elapsed > timedelta(days=policy.grace_days):
-        return A.SOFT_LOCKED
-    return A.GRACE
+        return Customer.AccessState.SOFT_LOCKED
+    return Customer.AccessState.GRACE
 
 
 def _customer_refresh_lock(customer: Customer, *, now: datetime, actor_type: str, actor: str, reason: str) -> Customer:
     """Set the lock the customer's oldest active case calls for; active when none (and not excluded)."""
-    if customer.access_state not in (A.ACTIVE, *LOCK_STATES):
+    if customer.access_state not in (Customer.AccessState.ACTIVE, *LOCK_STATES):
         return customer  # canceled: not dunning's to change
     oldest = (DunningCase.objects.filter(customer=customer, status__in=DunningCase.ACTIVE)
               .select_related("policy").order_by("opened_at").first())
     excluded = CustomerDunning.objects.filter(customer=customer, excluded=True).exists()
-    target = A.ACTIVE if (oldest is None or excluded) else access_state_for(opened_at=oldest.opened_at,
+    target = Customer.AccessState.ACTIVE if (oldest is None or excluded) else access_state_for(opened_at=oldest.opened_at,
                                                                             policy=oldest.policy, now=now)
     if customer.access_state == target:
         return customer
@@ -282,8 +275,8 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
             .values_list("customer_id", "customer__access_state", "opened_at", "policy__grace_days",
                          "policy__hard_lock_days"))
     seen: set[int] = set()
-    # One plain read (five small columns a case): a server-side cursor was planned for its first rows
-    # and took seconds on 10,000 cases.
+    # One plain read (five small columns a case): a server-side cursor takes seconds on 10,000 cases
+    # before its first rows.
     for customer_id, state, opened_at, grace_days, hard_days in rows:
         if customer_id in seen:
             continue
@@ -291,7 +284,7 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
         counts["checked"] += 1
         target = access_state_for(opened_at=opened_at, policy=DunningPolicy(grace_days=grace_days,
                                                                              hard_lock_days=hard_days), now=now)
-        if state == target or state == A.CANCELED:
+        if state == target or state == Customer.AccessState.CANCELED:
             continue
         customer_set_access_state(customer=Customer(pk=customer_id), state=target, actor_type=actor_type, actor=actor,
                                   reason=f"dunning policy: {(now - opened_at).days} day(s) past due")
@@ -300,24 +293,15 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
               .exclude(customer__dunning_settings__excluded=True))
     orphans = Customer.objects.filter(access_state__in=LOCK_STATES).exclude(Exists(unpaid)).values_list("pk", flat=True)
     for customer_id in list(orphans):
-        customer_set_access_state(customer=Customer(pk=customer_id), state=A.ACTIVE, actor_type=actor_type,
+        customer_set_access_state(customer=Customer(pk=customer_id), state=Customer.AccessState.ACTIVE, actor_type=actor_type,
                                   actor=actor, reason="no unpaid dunning case")
         counts["unlocked"] += 1
     counts["cancel_requested"] = _cancel_due_cases(now=now, actor_type=actor_type, actor=actor)
     if actor_type != AuditEvent.ActorType.CRON:  # the cron's runs are CronRuns; a person's request is audited
         with transaction.atomic():
             audit_log(actor_type=actor_type, actor=actor, action="dunning.access_policies_enforced",
-                      target=_AccessPolicies(), data=counts)
+                      target_type="dunning.access_policies", target_id="all", data=counts)
     return counts
-
-
-class _AccessPolicies:
-    """Audit target for an enforcement over every customer (it is not one row)."""
-
-    pk = "all"
-
-    class _meta:
-        label_lower = "dunning.access_policies"
 
 
 def _cancel_due_cases(*, now: datetime, actor_type: str, actor: str) -> int:
@@ -344,7 +328,7 @@ def dunning_case_cancel_subscription(*, case: DunningCase, actor_type: str, acto
         if not case.is_active or case.cancel_requested_at:
             return case
         if not case.subscription_id:
-            raise DunningError(f"Case {case.invoice_id} has no subscription to cancel.")
+            raise DunningError("no_subscription", f"Case {case.invoice_id} has no subscription to cancel.")
         case.cancel_requested_at, case.cancel_error = now, ""
         case.save(update_fields=["cancel_requested_at", "cancel_error", "updated_at"])
         audit_log(actor_type=actor_type, actor=actor, action="dunning.subscription_cancel_requested", target=case,
@@ -380,7 +364,7 @@ def dunning_case_sync_from_stripe(*, case: DunningCase, actor_type: str, actor: 
         paid_at = to_datetime((invoice.get("status_transitions") or {}).get("paid_at")) or timezone.now()
         return dunning_case_close(case=case, status=DunningCase.Status.RECOVERED, reason="recovered_on_resync",
                                   actor_type=actor_type, actor=actor, at=paid_at)
-    if status == "void" or customer.subscription_status in ("canceled", "incomplete_expired"):
+    if status == "void" or customer.subscription_status in ENDED:
         return dunning_case_close(case=case, status=DunningCase.Status.CANCELED, reason=f"{status or 'canceled'}_on_resync",
                                   actor_type=actor_type, actor=actor)
     with transaction.atomic():
@@ -394,8 +378,8 @@ def dunning_case_for_subscription(subscription_id: str) -> DunningCase:
             .order_by("-opened_at").first())
     if case is None:
         if not DunningCase.objects.filter(subscription_id=subscription_id).exists():
-            raise DunningError(f"No dunning case for subscription {subscription_id!r}.")
-        raise DunningError(f"Subscription {subscription_id!r} has no open dunning case (all closed).")
+            raise DunningError("not_found", f"No dunning case for subscription {subscription_id!r}.")
+        raise DunningError("not_found", f"Subscription {subscription_id!r} has no open dunning case (all closed).")
     return case
 
 

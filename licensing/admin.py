@@ -5,9 +5,8 @@ and can paste a whole key into the search box to find its licence by hash.
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from billing_console.admin.base import ReadOnlyInline
+from billing_console.admin.base import ReadOnlyInline, run_for_each
 from billing_console.admin.customers import register_customer_inline
-from billing_console.services import actor_of
 from licensing import services
 from licensing.keys import key_hash, key_normalize
 from licensing.models import DeviceActivation, License
@@ -39,18 +38,10 @@ class LicenseCustomerInline(ReadOnlyInline):
 register_customer_inline(LicenseCustomerInline)
 
 
-def _each(modeladmin, request, queryset, service, done: str, **kwargs) -> None:
-    """Run one service per selected row; report how many changed and every refusal."""
-    actor_type, actor = actor_of(request.user)
-    changed = 0
-    for obj in queryset:
-        try:
-            result = service(actor_type=actor_type, actor=actor, **{modeladmin.service_arg: obj}, **kwargs)
-        except services.LicenseError as exc:
-            modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
-            continue
-        changed += result if isinstance(result, int) else 1
-    modeladmin.message_user(request, f"{changed} {done}")
+def _each(modeladmin, request, queryset, service, noun: tuple[str, str], done: str, **kwargs) -> None:
+    """Run one service per selected row (the admin's `service_arg` names the row's argument)."""
+    run_for_each(modeladmin, request, queryset, lambda obj, actor_type, actor: service(
+        actor_type=actor_type, actor=actor, **{modeladmin.service_arg: obj}, **kwargs), noun=noun, done=done)
 
 
 @admin.register(License)
@@ -94,35 +85,30 @@ class LicenseAdmin(admin.ModelAdmin):
 
     @admin.action(description="Suspend selected licences", permissions=["change"])
     def suspend(self, request, queryset):
-        _each(self, request, queryset, services.license_suspend, "licence(s) suspended", reason="support action")
+        _each(self, request, queryset, services.license_suspend, ("licence", "licences"), "suspended", reason="support action")
 
     @admin.action(description="Unsuspend selected licences", permissions=["change"])
     def unsuspend(self, request, queryset):
-        _each(self, request, queryset, services.license_unsuspend, "licence(s) unsuspended", reason="support action")
+        _each(self, request, queryset, services.license_unsuspend, ("licence", "licences"), "unsuspended", reason="support action")
 
     @admin.action(description="Revoke selected licences (permanent)", permissions=["change"])
     def revoke(self, request, queryset):
-        _each(self, request, queryset, services.license_revoke, "licence(s) revoked", reason="support action")
+        _each(self, request, queryset, services.license_revoke, ("licence", "licences"), "revoked", reason="support action")
 
     @admin.action(description="Reset device activations", permissions=["change"])
     def reset_activations(self, request, queryset):
-        _each(self, request, queryset, services.license_reset_activations, "device(s) deactivated")
+        _each(self, request, queryset, services.license_reset_activations, ("device", "devices"),
+              "deactivated")
 
     @admin.action(description="Reissue key (old key stops working; new key emailed)", permissions=["change"])
     def reissue_key(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        done = 0
-        for lic in queryset.select_related("customer"):
-            try:
-                lic, key = services.license_reissue_key(license=lic, actor_type=actor_type, actor=actor)
-            except services.LicenseError as exc:
-                self.message_user(request, f"{lic}: {exc}", messages.ERROR)
-                continue
-            done += 1
+        def reissue(lic, actor_type, actor):
+            lic, key = services.license_reissue_key(license=lic, actor_type=actor_type, actor=actor)
             # Shown once, here; it is emailed to the customer and never stored.
             self.message_user(request, f"New key for {lic.customer.email}: {key} (shown once; emailed to the customer)",
                               messages.WARNING)
-        self.message_user(request, f"{done} key(s) reissued")
+
+        run_for_each(self, request, queryset.select_related("customer"), reissue, noun=("key", "keys"), done="reissued")
 
 
 @admin.register(DeviceActivation)
@@ -160,4 +146,4 @@ class DeviceActivationAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected devices (frees the seat)", permissions=["change"])
     def revoke_device(self, request, queryset):
         _each(self, request, queryset.filter(deactivated_at__isnull=True), services.device_activation_revoke,
-              "device(s) revoked")
+              ("device", "devices"), "revoked")

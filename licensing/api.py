@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from billing_console import ratelimit
+from billing_console.errors import desktop_error_body
 from licensing.keys import key_normalize
 from licensing.selectors import (
     LicenseState, activation_for, activation_with_license, license_by_key, license_state,
@@ -42,7 +43,7 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers, self.extra = status, code, message, headers or {}, extra
 
     def response(self) -> JsonResponse:
-        response = JsonResponse({"code": self.code, "error": self.message, **self.extra}, status=self.status)
+        response = JsonResponse(desktop_error_body(self.code, self.message, **self.extra), status=self.status)
         for name, value in self.headers.items():
             response[name] = value
         return response

@@ -2,7 +2,7 @@
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from licensing.tokens import SigningUnavailable, _load_previous, signing_key
+from licensing.tokens import SigningUnavailable, previous_keys_load, signing_key
 
 
 @register("billing")
@@ -14,7 +14,7 @@ def license_keys_check(app_configs, **kwargs):
         except SigningUnavailable as exc:
             problems.append(Error(str(exc), id="licensing.E001"))
     previous = [entry for entry in settings.LICENSE_VERIFY_KEYS_PREVIOUS if entry.strip()]
-    if len(_load_previous(tuple(previous))) != len(previous):
+    if len(previous_keys_load(tuple(previous))) != len(previous):
         problems.append(Warning("An entry of LICENSE_VERIFY_KEYS_PREVIOUS is not an Ed25519 public key "
                                 "(\"kid:base64\"); it is ignored.", id="licensing.W001"))
     return problems

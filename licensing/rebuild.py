@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from billing_console.models import AuditEvent, Customer
 from billing_console.ops.rebuild import ACTOR, RebuildResult
-from billing_console.selectors import ENDED_STATUSES
+from billing_console.stripe.statuses import ENDED
 from licensing.models import License
 from licensing.services import license_ensure
 
@@ -20,7 +20,7 @@ def rebuild_license(*, customer: Customer | None, subscription: dict, dry_run: b
         result.existing.append(f"licence {existing.key_prefix}…")
         return result
     if dry_run:
-        if (subscription.get("status") or "") not in ENDED_STATUSES:
+        if (subscription.get("status") or "") not in ENDED:
             result.created.append("licence (new key, needs reissue)")
         return result
     lic = license_ensure(customer=customer, actor_type=AuditEvent.ActorType.SYSTEM, actor=ACTOR, rebuilt=True)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, Customer
 from billing_console.selectors import customer_entitlement, plan_settings
 from billing_console.services import audit_log
@@ -29,21 +30,17 @@ CHECKIN_WRITE_INTERVAL = timedelta(seconds=60)
 API = AuditEvent.ActorType.API
 
 
-class LicenseError(Exception):
-    """A write refused for a reason the caller shows as is (`code` is machine-readable)."""
+class LicenseError(ServiceError):
+    """A licence write refused; the licence API answers with its code."""
 
     code = "LICENSE_ERROR"
-
-    def __init__(self, message: str, *, code: str | None = None):
-        super().__init__(message)
-        self.code = code or self.code
 
 
 class TooManyDevices(LicenseError):
     code = "TOO_MANY_DEVICES"
 
     def __init__(self, *, count: int, max_devices: int):
-        super().__init__(f"This licence is active on {count} of {max_devices} devices; deactivate one first.")
+        super().__init__(None, f"This licence is active on {count} of {max_devices} devices; deactivate one first.")
         self.count, self.max_devices = count, max_devices
 
 
@@ -140,7 +137,7 @@ def license_activate_device(*, license: License, device_id: str, name: str = "",
         lic = License.objects.select_for_update(of=("self",)).select_related("customer").get(pk=license.pk)
         active, reason = license_entitlement_reason(lic, customer_entitlement(lic.customer))
         if not active:
-            raise LicenseError("This licence cannot activate devices now.", code=reason)
+            raise LicenseError(reason, "This licence cannot activate devices now.")
         activation = DeviceActivation.objects.filter(license=lic, device_id=device_id).first()
         if activation is not None:
             activation.license = lic
@@ -185,7 +182,7 @@ def license_deactivate_device(*, license: License, device_id: str, actor_type: s
     """The API's deactivate: raises DeviceNotFound when the device was never activated on this licence."""
     activation = DeviceActivation.objects.filter(license=license, device_id=device_id).first()
     if activation is None:
-        raise DeviceNotFound("Unknown licence key or device.")
+        raise DeviceNotFound(None, "Unknown licence key or device.")
     return device_activation_deactivate(activation=activation, actor_type=actor_type, actor=actor)
 
 
@@ -227,8 +224,8 @@ def _set_status(*, license: License, status: str, allowed_from: set[str], action
         if lic.status == status:
             return lic
         if lic.status not in allowed_from:
-            raise LicenseError(f"A {lic.get_status_display().lower()} licence cannot be {action.split('.')[1]}.",
-                               code="INVALID_STATE")
+            raise LicenseError("INVALID_STATE",
+                               f"A {lic.get_status_display().lower()} licence cannot be {action.split('.')[1]}.")
         previous = lic.status
         lic.status, lic.status_reason = status, reason[:255]
         lic.save(update_fields=["status", "status_reason", "updated_at"])
@@ -238,21 +235,18 @@ def _set_status(*, license: License, status: str, allowed_from: set[str], action
 
 
 def license_suspend(*, license: License, actor_type: str, actor: str = "", reason: str = "") -> License:
-    S = License.Status
-    return _set_status(license=license, status=S.SUSPENDED, allowed_from={S.ACTIVE}, action="license.suspended",
+    return _set_status(license=license, status=License.Status.SUSPENDED, allowed_from={License.Status.ACTIVE}, action="license.suspended",
                        actor_type=actor_type, actor=actor, reason=reason)
 
 
 def license_unsuspend(*, license: License, actor_type: str, actor: str = "", reason: str = "") -> License:
-    S = License.Status
-    return _set_status(license=license, status=S.ACTIVE, allowed_from={S.SUSPENDED}, action="license.unsuspended",
+    return _set_status(license=license, status=License.Status.ACTIVE, allowed_from={License.Status.SUSPENDED}, action="license.unsuspended",
                        actor_type=actor_type, actor=actor, reason=reason)
 
 
 def license_revoke(*, license: License, actor_type: str, actor: str = "", reason: str = "") -> License:
     """Permanent: a revoked licence never works again (a new subscription gets a new licence)."""
-    S = License.Status
-    return _set_status(license=license, status=S.REVOKED, allowed_from={S.ACTIVE, S.SUSPENDED},
+    return _set_status(license=license, status=License.Status.REVOKED, allowed_from={License.Status.ACTIVE, License.Status.SUSPENDED},
                        action="license.revoked", actor_type=actor_type, actor=actor, reason=reason)
 
 
@@ -263,7 +257,7 @@ def license_reissue_key(*, license: License, actor_type: str, actor: str = "") -
     with transaction.atomic():
         lic = License.objects.select_for_update(of=("self",)).select_related("customer").get(pk=license.pk)
         if lic.status == License.Status.REVOKED:
-            raise LicenseError("A revoked licence cannot be reissued.", code="INVALID_STATE")
+            raise LicenseError("INVALID_STATE", "A revoked licence cannot be reissued.")
         old_prefix = lic.key_prefix
         key, lic.key_hash, lic.key_prefix = _new_key()
         lic.key_generation += 1

@@ -105,7 +105,7 @@ def signing_key() -> tuple[Ed25519PrivateKey, VerifyKey]:
 
 
 @lru_cache(maxsize=4)
-def _load_previous(entries: tuple[str, ...]) -> tuple[VerifyKey, ...]:
+def previous_keys_load(entries: tuple[str, ...]) -> tuple[VerifyKey, ...]:
     keys = []
     for entry in entries:
         entry = entry.strip()
@@ -129,7 +129,7 @@ def verify_keys() -> dict[str, VerifyKey]:
         keys[current.kid] = current
     except SigningUnavailable:
         pass
-    for key in _load_previous(tuple(settings.LICENSE_VERIFY_KEYS_PREVIOUS)):
+    for key in previous_keys_load(tuple(settings.LICENSE_VERIFY_KEYS_PREVIOUS)):
         keys.setdefault(key.kid, key)
     return keys
 

@@ -4,19 +4,19 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from billing_console.admin.base import ReadOnlyAdmin
+from billing_console.admin.base import ReadOnlyAdmin, counted, run_for_each
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_change_email, customer_rotate_manage_salt
-from billing_console.stripe.gateway import StripeGatewayError
 from billing_console.stripe.inbox import webhook_events_replay
 from billing_console.stripe.subscriptions import customer_resync
 
@@ -159,9 +159,8 @@ class CustomerAdmin(admin.ModelAdmin):
                 try:
                     customer_change_email(customer=customer, new_email=form.cleaned_data["new_email"],
                                           actor_type=actor_type, actor=actor)
-                except ValidationError as exc:
-                    for message in exc.message_dict.get("new_email", exc.messages):
-                        form.add_error("new_email", message)
+                except ServiceError as exc:
+                    form.add_error("new_email", exc.fields.get("new_email", exc.message))
                 else:
                     self.message_user(request, "Email changed. Earlier manage links no longer open, and the old "
                                                "address was told.", messages.SUCCESS)
@@ -173,27 +172,15 @@ class CustomerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resync from Stripe", permissions=["change"])
     def resync_from_stripe(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        done, failed = 0, []
-        for customer in queryset:
-            try:
-                customer_resync(customer=customer, actor_type=actor_type, actor=actor)
-                done += 1
-            except StripeGatewayError as exc:
-                failed.append(f"{customer.email}: {exc.message}")
-        if done:
-            self.message_user(request, f"{done} customer(s) resynced from Stripe.", messages.SUCCESS)
-        for line in failed:
-            self.message_user(request, f"Not resynced - {line}", messages.ERROR)
+        run_for_each(self, request, queryset, lambda customer, actor_type, actor: customer_resync(
+            customer=customer, actor_type=actor_type, actor=actor), noun=("customer", "customers"),
+            done="resynced from Stripe", label=lambda customer: f"not resynced - {customer.email}")
 
     @admin.action(description="Revoke manage links", permissions=["change"])
     def revoke_manage_links(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        n = 0
-        for customer in queryset:
-            customer_rotate_manage_salt(customer=customer, actor_type=actor_type, actor=actor)
-            n += 1
-        self.message_user(request, f"Manage links revoked for {n} customer(s); earlier links no longer open.")
+        run_for_each(self, request, queryset, lambda customer, actor_type, actor: customer_rotate_manage_salt(
+            customer=customer, actor_type=actor_type, actor=actor), noun=("customer", "customers"),
+            done="had their manage links revoked; earlier links no longer open")
 
 
 def entitlement_in_words(ent) -> str:
@@ -282,7 +269,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         actor_type, actor = actor_of(request.user)
         counts = webhook_events_replay(events=list(queryset.defer("payload")), actor_type=actor_type, actor=actor)
         level = messages.WARNING if counts["failed"] else messages.SUCCESS
-        self.message_user(request, f"{counts['processed']} event(s) processed, {counts['failed']} failed again, "
+        self.message_user(request, f"{counted(counts['processed'], 'event')} processed, {counts['failed']} failed again, "
                                    f"{counts['skipped']} skipped.", level)
 
     def has_replay_permission(self, request):

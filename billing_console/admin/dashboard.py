@@ -18,6 +18,8 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from billing_console.wording import counted
+
 log = logging.getLogger("billing_console")
 
 OK, WARN, BAD, IDLE = "ok", "warn", "bad", "idle"
@@ -50,6 +52,11 @@ def register_dashboard_section(fn: SectionProvider) -> SectionProvider:
     if fn not in _providers:
         _providers.append(fn)
     return fn
+
+
+def unregister_dashboard_section(fn: SectionProvider) -> None:
+    if fn in _providers:
+        _providers.remove(fn)
 
 
 def changelist_url(request, app_label: str, model_name: str, **filters) -> str:
@@ -103,7 +110,7 @@ def readiness_section(request) -> Section:
     mode = "live" if settings.STRIPE_LIVE_MODE else "test"
     stat = (Stat("Preflight", "GO", tone=OK, note=f"{mode} mode: nothing blocks")
             if not problems else
-            Stat("Preflight", "NO GO", tone=BAD, note=f"{len(problems)} blocker(s) in {mode} mode"))
+            Stat("Preflight", "NO GO", tone=BAD, note=f"{counted(len(problems), 'blocker')} in {mode} mode"))
     return Section("Readiness", [stat], order=10,
                    rows=[Stat(message, pid, tone=BAD) for pid, message in problems[:8]],
                    note="manage.py preflight lists the same checks.")
@@ -148,19 +155,18 @@ def crons_section(request) -> Section:
 def webhooks_section(request) -> Section:
     from billing_console.models import WebhookEvent
 
-    S = WebhookEvent.Status
     stuck_before = timezone.now() - timedelta(minutes=10)
     # Filtered first so the status index answers, not a scan of every event ever received.
-    counts = WebhookEvent.objects.filter(status__in=[S.FAILED, S.RECEIVED, S.PROCESSING]).aggregate(
-        failed=Count("id", filter=Q(status=S.FAILED)),
-        waiting=Count("id", filter=Q(status__in=[S.RECEIVED, S.PROCESSING], received_at__lt=stuck_before)),
+    counts = WebhookEvent.objects.filter(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.RECEIVED, WebhookEvent.Status.PROCESSING]).aggregate(
+        failed=Count("id", filter=Q(status=WebhookEvent.Status.FAILED)),
+        waiting=Count("id", filter=Q(status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.PROCESSING], received_at__lt=stuck_before)),
     )
     return Section("Stripe events", [
         Stat("Failed", counts["failed"], tone=BAD if counts["failed"] else OK,
-             url=changelist_url(request, "billing_console", "webhookevent", status__exact=S.FAILED),
+             url=changelist_url(request, "billing_console", "webhookevent", status__exact=WebhookEvent.Status.FAILED),
              note="replay them from the list"),
         Stat("Waiting over 10 min", counts["waiting"], tone=WARN if counts["waiting"] else OK,
-             url=changelist_url(request, "billing_console", "webhookevent", status__exact=S.RECEIVED)),
+             url=changelist_url(request, "billing_console", "webhookevent", status__exact=WebhookEvent.Status.RECEIVED)),
     ], order=30)
 
 
@@ -168,16 +174,15 @@ def checkouts_section(request) -> Section:
     from billing_console.models import CheckoutAttempt
 
     since = timezone.now() - timedelta(days=7)
-    S = CheckoutAttempt.Status
     counts = CheckoutAttempt.objects.filter(created_at__gte=since).aggregate(
-        abandoned=Count("id", filter=Q(status=S.ABANDONED)), paid=Count("id", filter=Q(status=S.PAID)))
+        abandoned=Count("id", filter=Q(status=CheckoutAttempt.Status.ABANDONED)), paid=Count("id", filter=Q(status=CheckoutAttempt.Status.PAID)))
     since_param = since.replace(microsecond=0).isoformat()  # with its UTC offset: an aware filter
     return Section("Checkouts, last 7 days", [
         Stat("Paid", counts["paid"], tone=OK if counts["paid"] else IDLE,
-             url=changelist_url(request, "billing_console", "checkoutattempt", status__exact=S.PAID,
+             url=changelist_url(request, "billing_console", "checkoutattempt", status__exact=CheckoutAttempt.Status.PAID,
                                 created_at__gte=since_param)),
         Stat("Abandoned", counts["abandoned"], tone=WARN if counts["abandoned"] else OK,
-             url=changelist_url(request, "billing_console", "checkoutattempt", status__exact=S.ABANDONED,
+             url=changelist_url(request, "billing_console", "checkoutattempt", status__exact=CheckoutAttempt.Status.ABANDONED,
                                 created_at__gte=since_param)),
     ], order=40)
 

@@ -3,7 +3,7 @@ runs a reconciliation, resolves drift and imports ledger files; every action goe
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseRedirect
@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from billing_console.admin.base import ReadOnlyAdmin, ReadOnlyInline
+from billing_console.admin.base import ReadOnlyAdmin, ReadOnlyInline, counted, run_for_each
 from billing_console.admin.customers import register_customer_inline
 from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
 from billing_console.invoicing.reconciliation import cohort_gate, drift_item_explain, drift_item_resync
@@ -83,17 +83,9 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resend invoice (email it again, with the PDF)", permissions=["resend"])
     def resend_invoice(self, request, queryset):
-        actor_type, actor = actor_of(request.user)
-        sent, refused = 0, []
-        for invoice in queryset:
-            try:
-                invoice_resend(invoice=invoice, actor_type=actor_type, actor=actor)
-                sent += 1
-            except ValueError as exc:
-                refused.append(str(exc))
-        self.message_user(request, f"{sent} invoice(s) queued for resending.")
-        for reason in refused:
-            self.message_user(request, reason, level=messages.WARNING)
+        run_for_each(self, request, queryset, lambda invoice, actor_type, actor: invoice_resend(
+            invoice=invoice, actor_type=actor_type, actor=actor), noun=("invoice", "invoices"),
+            done="queued for resending", label=lambda invoice: invoice.number or invoice.stripe_id)
 
     def get_urls(self):
         return [path("<int:pk>/pdf/", self.admin_site.admin_view(self.pdf_view), name="billing_console_invoice_pdf"),
@@ -179,29 +171,24 @@ class DriftItemAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resync from Stripe (re-read the invoice and the customer)", permissions=["resolve"])
     def resync_from_stripe(self, request, queryset):
-        from billing_console.stripe.gateway import StripeGatewayError
-
-        actor_type, actor = actor_of(request.user)
-        done = 0
-        for item in queryset.filter(resolution=DriftItem.Resolution.OPEN).select_related("customer"):
-            try:
-                drift_item_resync(item=item, actor_type=actor_type, actor=actor)
-                done += 1
-            except (ValueError, StripeGatewayError) as exc:
-                self.message_user(request, f"{item.get_kind_display()} {item.stripe_id}: {exc}", level=messages.WARNING)
-        self.message_user(request, f"{done} drift item(s) resynced from Stripe; the next reconciliation confirms the fix.")
+        run_for_each(self, request, queryset.filter(resolution=DriftItem.Resolution.OPEN).select_related("customer"),
+                     lambda item, actor_type, actor: drift_item_resync(item=item, actor_type=actor_type, actor=actor),
+                     noun=("drift item", "drift items"),
+                     done="resynced from Stripe; the next reconciliation confirms the fix",
+                     label=lambda item: f"{item.get_kind_display()} {item.stripe_id}")
 
     @admin.action(description="Mark explained (with a note)", permissions=["resolve"])
     def mark_explained(self, request, queryset):
         form = ExplainForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
-            actor_type, actor = actor_of(request.user)
-            open_items = list(queryset.filter(resolution=DriftItem.Resolution.OPEN))
-            for item in open_items:
-                drift_item_explain(item=item, note=form.cleaned_data["note"], actor_type=actor_type, actor=actor)
-            skipped = queryset.count() - len(open_items)
-            self.message_user(request, f"{len(open_items)} drift item(s) marked explained"
-                                       + (f"; {skipped} already resolved, left as they were." if skipped else "."))
+            open_items = queryset.filter(resolution=DriftItem.Resolution.OPEN)
+            skipped = queryset.count() - open_items.count()
+            run_for_each(self, request, open_items, lambda item, actor_type, actor: drift_item_explain(
+                item=item, note=form.cleaned_data["note"], actor_type=actor_type, actor=actor),
+                noun=("drift item", "drift items"), done="marked explained",
+                label=lambda item: f"{item.get_kind_display()} {item.stripe_id}")
+            if skipped:
+                self.message_user(request, f"{counted(skipped, 'drift item')} already resolved, left as they were.")
             return None
         return TemplateResponse(request, "invoices/admin/drift_explain.html", {
             **self.admin_site.each_context(request), "title": "Mark drift items explained", "form": form,
@@ -258,7 +245,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             except LedgerImportError as exc:
                 errors = exc.errors
             else:
-                self.message_user(request, f"Imported {result['rows']} row(s) from {upload.name}: {result['created']} "
+                self.message_user(request, f"Imported {counted(result['rows'], 'row')} from {upload.name}: {result['created']} "
                                            f"created, {result['updated']} updated, {result['unchanged']} unchanged.")
                 return HttpResponseRedirect(reverse("admin:billing_console_ledgerentry_changelist"))
         status = 400 if request.method == "POST" else 200
@@ -278,10 +265,9 @@ def invoices_dashboard_section(request):
 
     from billing_console.admin.dashboard import BAD, IDLE, OK, WARN, Section, Stat, changelist_url
 
-    D = Invoice.Delivery
     counts = Invoice.objects.aggregate(
-        failed=Count("pk", filter=Q(delivery_status=D.FAILED)),
-        retrying=Count("pk", filter=Q(delivery_status__in=[D.PENDING, D.RENDERED], delivery_attempts__gt=0,
+        failed=Count("pk", filter=Q(delivery_status=Invoice.Delivery.FAILED)),
+        retrying=Count("pk", filter=Q(delivery_status__in=[Invoice.Delivery.PENDING, Invoice.Delivery.RENDERED], delivery_attempts__gt=0,
                                       emailed_at__isnull=True)))
     since = timezone.now() - timedelta(hours=24)
     emailed = InvoiceEvent.objects.filter(kind="email_sent", at__gte=since).count()
@@ -292,7 +278,7 @@ def invoices_dashboard_section(request):
              url=changelist_url(request, "billing_console", "invoice", delivery_attempts__gt=0,
                                 delivery_status__in="pending,rendered")),
         Stat("Delivery failed", counts["failed"], tone=BAD if counts["failed"] else OK,
-             url=changelist_url(request, "billing_console", "invoice", delivery_status__exact=D.FAILED)),
+             url=changelist_url(request, "billing_console", "invoice", delivery_status__exact=Invoice.Delivery.FAILED)),
     ], order=65)
 
 

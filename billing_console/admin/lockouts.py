@@ -1,11 +1,11 @@
 """Staff lockouts (django-axes): support sees failed logins and lockouts; a superuser unlocks."""
-from django.contrib import admin, messages
-
-from billing_console.services import actor_of
-
-
 from axes.admin import AccessAttemptAdmin
 from axes.models import AccessAttempt
+from django.contrib import admin, messages
+
+from billing_console.admin.base import counted
+from billing_console.admin.staff_auth import staff_login_unlock
+from billing_console.services import actor_of
 
 admin.site.unregister(AccessAttempt)
 
@@ -18,7 +18,6 @@ class LockoutAdmin(AccessAttemptAdmin):
 
     @admin.action(description="Unlock (forget these failed logins)", permissions=["delete"])
     def unlock(self, request, queryset):
-        from billing_console.admin.staff_auth import staff_login_unlock
-
+        # One audited transaction for the whole selection: there is no per-row refusal to report.
         n = staff_login_unlock(attempts=list(queryset), actor=actor_of(request.user)[1])
-        self.message_user(request, f"{n} lockout(s) lifted.", messages.SUCCESS)
+        self.message_user(request, f"{counted(n, 'lockout')} lifted.", messages.SUCCESS)

@@ -39,6 +39,11 @@ def register_search_provider(fn: SearchProvider) -> SearchProvider:
     return fn
 
 
+def unregister_search_provider(fn: SearchProvider) -> None:
+    if fn in _providers:
+        _providers.remove(fn)
+
+
 def normalize_term(raw) -> str:
     return " ".join(str(raw or "").split())[:200]
 

@@ -48,7 +48,7 @@ def subscriber_charts(window: Window) -> list[Chart]:
     plans = sorted(dim for (name, dim) in f if name == "plan_subscribers")
     total = [sum(f[("plan_subscribers", p)][i] for p in plans) for i in range(len(labels))]
     by_plan = [Series(p, f[("plan_subscribers", p)], tone=1 + i % 6) for i, p in enumerate(plans)]
-    trialing, converted = f.get(("trialing", ""), [0] * len(labels)), f.get(("trial_conversions", ""), [0] * len(labels))
+    trialing, converted = f.get(("trials_open", ""), [0] * len(labels)), f.get(("trial_conversions", ""), [0] * len(labels))
     return [
         Chart(slug="subscribers", section="Subscribers", title="Paying subscribers by plan",
               caption=f"{total[-1]:,} customers pay now, across {len(plans)} plan(s); each bar is a month's end.",

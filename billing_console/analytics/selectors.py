@@ -85,7 +85,7 @@ def subscriber_figures(histories, instants: list[int], out: dict | None = None) 
             if plan:
                 out[("plan_subscribers", plan)][i - 1] += 1
             if h.trialing_at(at):
-                out[("trialing", "")][i - 1] += 1
+                out[("trials_open", "")][i - 1] += 1
         converted = h.first_paid_after_trial()
         if converted is not None:
             for i in range(1, len(instants)):

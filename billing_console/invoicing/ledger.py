@@ -9,6 +9,7 @@ import re
 
 from django.db import transaction
 
+from billing_console.errors import ServiceError
 from billing_console.models import LedgerEntry
 from billing_console.services import audit_log
 
@@ -22,12 +23,12 @@ _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 _ACCOUNT = re.compile(r"^\S{1,255}$")
 
 
-class LedgerImportError(ValueError):
+class LedgerImportError(ServiceError):
     """The file has bad rows; `errors` lists them as "line N: message". Nothing was imported."""
 
     def __init__(self, errors: list[str]):
         self.errors = errors
-        super().__init__(f"{len(errors)} problem(s); nothing imported. " + "; ".join(errors[:5]))
+        super().__init__("invalid_ledger", f"{len(errors)} problem(s); nothing imported. " + "; ".join(errors[:5]))
 
 
 def ledger_parse(content: bytes | str) -> list[dict]:
@@ -105,17 +106,9 @@ def ledger_import(*, content: bytes | str, source: str, actor_type: str, actor: 
         LedgerEntry.objects.bulk_create([LedgerEntry(source=source, **r) for r in rows], batch_size=2000,
                                         update_conflicts=True, unique_fields=["account", "period", "currency"],
                                         update_fields=["total", "source"])
-        audit_log(actor_type=actor_type, actor=actor, action="ledger.imported", target=_LedgerTarget(source),
+        audit_log(actor_type=actor_type, actor=actor, action="ledger.imported", target_type="billing_console.ledgerentry", target_id=source or "upload",
                   data={"source": source, **result})
     log.info("ledger imported %s", result, extra={"event": "ledger_imported", "source": source, "counts": result})
     return result
 
 
-class _LedgerTarget:
-    """Audit target for one import (a file, not a row)."""
-
-    def __init__(self, source: str):
-        self.pk = source or "upload"
-
-    class _meta:
-        label_lower = "billing_console.ledgerentry"

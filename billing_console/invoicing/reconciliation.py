@@ -23,27 +23,23 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from billing_console.invoicing.services import invoice_subscription_id
+from billing_console.errors import ServiceError
 from billing_console.models import Customer, DriftItem, Invoice, LedgerEntry, ReconciliationRun
 from billing_console.ops.logging import redact
 from billing_console.selectors import customer_entitlement
 from billing_console.services import audit_log
+from billing_console.stripe.objects import invoice_subscription_id
+from billing_console.stripe.statuses import ENDED, ENTITLED, PAYING
 
 log = logging.getLogger("billing_console.reconciliation")
 
-# Revenue leak: entitled although Stripe has no subscription in one of these states.
-PAYING_STATUSES = {"active", "trialing", "past_due"}
-# Customer harmed: Stripe says the payment is current, yet the console refuses the product. A past_due
-# customer that dunning has locked is not "harmed"; that lock is the policy working.
-CURRENT_STATUSES = {"active", "trialing"}
-ENDED_STATUSES = {"canceled", "incomplete_expired"}
 ABSENT = "(absent)"
 PAGE_SIZE = 100
 DRIFT_BATCH = 1000
 EMAIL_MAX_ITEMS = 50
 
 
-class ReconcileScopeError(ValueError):
+class ReconcileScopeError(ServiceError):
     """Bad --customer / --since input: reported to the operator, nothing is run."""
 
 
@@ -129,9 +125,9 @@ def reconcile_scope(*, customer: str = "", since: str = "") -> Scope:
         try:
             since_date = date.fromisoformat(since.strip())
         except ValueError:
-            raise ReconcileScopeError(f"--since must be a date like 2026-01-31, got {since!r}.") from None
+            raise ReconcileScopeError("invalid_scope", f"--since must be a date like 2026-01-31, got {since!r}.") from None
         if since_date > timezone.now().date():
-            raise ReconcileScopeError("--since is in the future.")
+            raise ReconcileScopeError("invalid_scope", "--since is in the future.")
     customer = (customer or "").strip()
     if not customer:
         return Scope(since=since_date)
@@ -139,12 +135,12 @@ def reconcile_scope(*, customer: str = "", since: str = "") -> Scope:
         row = Customer.objects.filter(stripe_customer_id=customer).only("pk").first()
         return Scope(stripe_customer_id=customer, customer_pk=row.pk if row else None, since=since_date)
     if "@" not in customer:
-        raise ReconcileScopeError(f"--customer must be an email or a Stripe customer id (cus_...), got {customer!r}.")
+        raise ReconcileScopeError("invalid_scope", f"--customer must be an email or a Stripe customer id (cus_...), got {customer!r}.")
     row = Customer.objects.filter(email__iexact=customer).only("pk", "stripe_customer").first()
     if row is None:
-        raise ReconcileScopeError(f"No customer with email {customer}.")
+        raise ReconcileScopeError("invalid_scope", f"No customer with email {customer}.")
     if not row.stripe_customer_id:
-        raise ReconcileScopeError(f"{customer} has no Stripe customer yet; there is nothing to compare.")
+        raise ReconcileScopeError("invalid_scope", f"{customer} has no Stripe customer yet; there is nothing to compare.")
     return Scope(stripe_customer_id=row.stripe_customer_id, customer_pk=row.pk, since=since_date)
 
 
@@ -325,7 +321,7 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
         owner = by_cus.get(cus)
         if owner is not None:
             stripe_statuses[owner.pk].add(status)
-        if status not in ENDED_STATUSES:
+        if status not in ENDED:
             # A live subscription the console does not track (no customer, or a different subscription).
             add(DriftItem.Kind.SUBSCRIPTION_STATUS, customer=owner, stripe_id=sid, expected=status,
                 actual=f"not tracked ({owner.subscription_id or 'no subscription'})" if owner else "no customer")
@@ -336,10 +332,13 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
         entitlement = customer_entitlement(customer, now=now)
         statuses = stripe_statuses.get(customer.pk, set())
         stripe_text = ",".join(sorted(statuses)) or "no subscription"
-        if entitlement.entitled and not statuses & PAYING_STATUSES:
+        # Revenue leak: entitled although Stripe has no subscription it still charges.
+        if entitlement.entitled and not statuses & PAYING:
             add(DriftItem.Kind.REVENUE_LEAK, customer=customer, stripe_id=customer.subscription_id,
                 expected=f"not entitled (Stripe: {stripe_text})", actual=f"entitled ({entitlement.reason})")
-        elif not entitlement.entitled and statuses & CURRENT_STATUSES:
+        # Customer harmed: Stripe says the payment is current, yet the console refuses the product (a
+        # past_due customer that dunning has locked is not harmed: that lock is the policy working).
+        elif not entitlement.entitled and statuses & ENTITLED:
             add(DriftItem.Kind.CUSTOMER_HARMED, customer=customer, stripe_id=customer.subscription_id,
                 expected=f"entitled (Stripe: {stripe_text})", actual=f"not entitled ({entitlement.reason})")
 
@@ -385,9 +384,9 @@ def _notify_drift(run: ReconciliationRun, writer: _DriftWriter) -> None:
 def drift_item_explain(*, item: DriftItem, note: str, actor_type: str, actor: str = "") -> DriftItem:
     note = (note or "").strip()
     if not note:
-        raise ValueError("A note is required to mark a drift item explained.")
+        raise ServiceError("invalid", "A note is required to mark a drift item explained.")
     if len(note) > 2000:
-        raise ValueError("The note is longer than 2000 characters.")
+        raise ServiceError("invalid", "The note is longer than 2000 characters.")
     with transaction.atomic():
         item = DriftItem.objects.select_for_update().get(pk=item.pk)
         if item.resolution != DriftItem.Resolution.OPEN:
@@ -441,13 +440,13 @@ def drift_item_resync(*, item: DriftItem, actor_type: str, actor: str = "") -> D
     if item.resolution != DriftItem.Resolution.OPEN:
         return item
     if item.kind == DriftItem.Kind.LEDGER_TOTAL:
-        raise ValueError("A legacy ledger difference cannot be fixed from Stripe: correct and re-import the ledger, "
+        raise ServiceError("not_fixable", "A legacy ledger difference cannot be fixed from Stripe: correct and re-import the ledger, "
                          "or mark it explained.")
     customer = item.customer
     if item.kind in INVOICE_KINDS and item.stripe_id.startswith("in_"):
         customer = invoice_resync(stripe_id=item.stripe_id, actor_type=actor_type, actor=actor).customer or customer
     elif customer is None:
-        raise ValueError(f"No console customer for {item.stripe_id or 'this item'}: there is nothing to resync; "
+        raise ServiceError("not_fixable", f"No console customer for {item.stripe_id or 'this item'}: there is nothing to resync; "
                          "mark it explained once handled.")
     if customer is not None:
         customer_resync(customer=customer, actor_type=actor_type, actor=actor)

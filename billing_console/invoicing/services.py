@@ -18,13 +18,17 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import Customer, Invoice, InvoiceEvent
 from billing_console.ops.logging import redact
+from billing_console.selectors import customer_for_stripe_object
 from billing_console.services import audit_log
+from billing_console.stripe.objects import invoice_subscription_id
+from billing_console.stripe.statuses import INVOICE_STATUS_RANK
 
 log = logging.getLogger("billing_console.invoicing")
 
@@ -37,14 +41,13 @@ THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "brl": "R$", "aud": "A$", "cad": "CA$", "inr": "₹"}
 
 # A late event must never move an invoice backwards: paid or void never return to open.
-STATUS_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
                        "invoice.payment_failed", "invoice.marked_uncollectible", "invoice.voided")
 DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
 
-class InvoiceShapeError(ValueError):
+class InvoiceShapeError(ServiceError):
     """The Stripe object is not an invoice we can read; the event fails visibly instead of half-applying."""
 
 
@@ -78,7 +81,7 @@ def _int(obj: dict, key: str, default: int = 0) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvoiceShapeError(f"invoice.{key} must be an integer amount in minor units, got {value!r}.")
+        raise InvoiceShapeError("invalid_invoice", f"invoice.{key} must be an integer amount in minor units, got {value!r}.")
     return value
 
 
@@ -86,7 +89,7 @@ def _ts(value) -> datetime | None:
     if value in (None, ""):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvoiceShapeError(f"Expected a unix timestamp, got {value!r}.")
+        raise InvoiceShapeError("invalid_invoice", f"Expected a unix timestamp, got {value!r}.")
     return datetime.fromtimestamp(value, tz=dt_timezone.utc)
 
 
@@ -98,33 +101,24 @@ def invoice_tax(obj: dict) -> int:
     return _int(obj, "tax")
 
 
-def invoice_subscription_id(obj: dict) -> str:
-    parent = obj.get("parent") or {}
-    details = parent.get("subscription_details") or {} if isinstance(parent, dict) else {}
-    sub = details.get("subscription") or obj.get("subscription") or ""
-    if isinstance(sub, dict):  # expanded
-        sub = sub.get("id", "")
-    return sub if isinstance(sub, str) else ""
-
-
 def invoice_fields_from_stripe(obj: dict) -> dict:
     """The Invoice columns read from Stripe's invoice object (amounts in minor units)."""
     if not isinstance(obj, dict) or obj.get("object") != "invoice":
-        raise InvoiceShapeError("data.object is not an invoice.")
+        raise InvoiceShapeError("invalid_invoice", "data.object is not an invoice.")
     stripe_id = obj.get("id")
     if not isinstance(stripe_id, str) or not stripe_id:
-        raise InvoiceShapeError("The invoice has no id.")
+        raise InvoiceShapeError("invalid_invoice", "The invoice has no id.")
     customer = obj.get("customer")
     if isinstance(customer, dict):
         customer = customer.get("id")
     if not isinstance(customer, str) or not customer:
-        raise InvoiceShapeError(f"Invoice {stripe_id} has no customer.")
+        raise InvoiceShapeError("invalid_invoice", f"Invoice {stripe_id} has no customer.")
     currency = obj.get("currency")
     if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
-        raise InvoiceShapeError(f"Invoice {stripe_id} has no valid currency.")
+        raise InvoiceShapeError("invalid_invoice", f"Invoice {stripe_id} has no valid currency.")
     status = obj.get("status") or ""
-    if status and status not in STATUS_RANK:
-        raise InvoiceShapeError(f"Invoice {stripe_id} has an unknown status {status!r}.")
+    if status and status not in INVOICE_STATUS_RANK:
+        raise InvoiceShapeError("invalid_invoice", f"Invoice {stripe_id} has an unknown status {status!r}.")
     return {
         "stripe_id": stripe_id,
         "stripe_customer_id": customer,
@@ -147,22 +141,10 @@ def invoice_fields_from_stripe(obj: dict) -> dict:
 def _is_newer(invoice: Invoice, status: str, at: datetime) -> bool:
     if invoice.state_at is None:
         return True
-    old, new = STATUS_RANK.get(invoice.status, 0), STATUS_RANK.get(status, 0)
+    old, new = INVOICE_STATUS_RANK.get(invoice.status, 0), INVOICE_STATUS_RANK.get(status, 0)
     if new != old:
         return new > old
     return at >= invoice.state_at
-
-
-def _find_customer(stripe_customer_id: str, subscription_id: str) -> Customer | None:
-    query = Q(stripe_customer_id=stripe_customer_id)
-    if subscription_id:
-        query |= Q(subscription_id=subscription_id)
-    # Prefer the match on the Stripe customer id; the subscription id is the fallback.
-    matches = list(Customer.objects.filter(query)[:2])
-    for customer in matches:
-        if customer.stripe_customer_id == stripe_customer_id:
-            return customer
-    return matches[0] if matches else None
 
 
 def invoice_event_record(invoice: Invoice, kind: str, **data) -> InvoiceEvent:
@@ -185,9 +167,9 @@ def invoice_apply_event(*, event: dict) -> Invoice:
         obj = event["data"]["object"]
         at = _ts(event["created"])
     except (KeyError, TypeError) as exc:
-        raise InvoiceShapeError(f"Malformed event: missing {exc}.") from exc
+        raise InvoiceShapeError("invalid_invoice", f"Malformed event: missing {exc}.") from exc
     if at is None:
-        raise InvoiceShapeError("The event has no created time.")
+        raise InvoiceShapeError("invalid_invoice", "The event has no created time.")
     return invoice_apply_stripe(obj=obj, at=at, event_type=event.get("type", ""), event_id=event.get("id", ""))
 
 
@@ -209,7 +191,7 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
             invoice.data = obj
             update += list(fields) + ["state_at", "data"]
         if invoice.customer_id is None:
-            invoice.customer = _find_customer(invoice.stripe_customer_id, invoice.subscription_id)
+            invoice.customer = customer_for_stripe_object(obj)
             update.append("customer")
         # invoice.paid also queues it: if the finalized event is lost or late, the customer still gets the invoice once.
         queue = (event_type in DELIVERY_TRIGGERS and invoice.emailed_at is None
@@ -248,7 +230,7 @@ def _enqueue_delivery(invoice_id: int) -> None:
 # --- PDF --------------------------------------------------------------------------------------
 def _refuse_fetch(url, *args, **kwargs):
     # The template is self-contained; the renderer must never reach the network or the disk.
-    raise ValueError(f"External resource refused: {url}")
+    raise ServiceError("external_resource", f"External resource refused: {url}")
 
 
 def invoice_pdf_context(invoice: Invoice) -> dict:
@@ -424,7 +406,7 @@ def invoice_resend(*, invoice: Invoice, actor_type: str, actor: str = "") -> Inv
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if invoice.status in ("", "draft"):
-            raise ValueError(f"Invoice {invoice} is not finalized yet; there is nothing to send.")
+            raise ServiceError("not_finalized", f"Invoice {invoice} is not finalized yet; there is nothing to send.")
         previous = {"delivery_status": invoice.delivery_status,
                     "emailed_at": invoice.emailed_at.isoformat() if invoice.emailed_at else None}
         invoice.delivery_status = Invoice.Delivery.RENDERED if invoice.pdf_path else Invoice.Delivery.PENDING

@@ -2,12 +2,12 @@
 import logging
 
 from billing_console.invoicing.services import INVOICE_EVENT_TYPES, InvoiceShapeError, invoice_apply_event
-from billing_console.stripe.dispatch import receiver
+from billing_console.stripe.dispatch import Stage, receiver
 
 log = logging.getLogger("billing_console.invoicing")
 
 
-@receiver(*INVOICE_EVENT_TYPES)
+@receiver(*INVOICE_EVENT_TYPES, stage=Stage.CORE)
 def apply_invoice_event(event: dict) -> None:
     try:
         invoice_apply_event(event=event)

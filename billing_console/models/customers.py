@@ -8,6 +8,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from billing_console.stripe.statuses import SubscriptionStatus
+
 E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Enter the number in international E.164 form, e.g. +5511999999999.")
 
 
@@ -40,7 +42,7 @@ class Customer(models.Model):
     # The console's own view of the subscription, kept by the Stripe receivers. The entitlement
     # selector reads these (one row, no join) so the licence API stays fast.
     subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
-    subscription_status = models.CharField(max_length=32, blank=True)
+    subscription_status = models.CharField(max_length=32, blank=True, choices=SubscriptionStatus.choices)
     plan = models.CharField(max_length=32, blank=True)
     price_id = models.CharField(max_length=255, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)

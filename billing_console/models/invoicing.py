@@ -2,6 +2,7 @@
 from django.db import models
 
 from billing_console.models.customers import Customer
+from billing_console.stripe.statuses import InvoiceStatus
 
 
 class Invoice(models.Model):
@@ -18,7 +19,7 @@ class Invoice(models.Model):
     stripe_customer_id = models.CharField(max_length=255, db_index=True)
     subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
     number = models.CharField(max_length=64, blank=True)
-    status = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=32, blank=True, choices=InvoiceStatus.choices)
     currency = models.CharField(max_length=3)
     subtotal = models.BigIntegerField(default=0)
     tax = models.BigIntegerField(default=0)

@@ -36,6 +36,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import Model
 
+from billing_console.errors import ServiceError
 from billing_console.vault import Keyring, VaultError, encrypted_columns, key_id_of
 
 log = logging.getLogger("billing_console.backups")
@@ -49,7 +50,7 @@ FILE_SUFFIX = ".jsonl.gz"
 _CHUNK = 2000
 
 
-class BackupError(Exception):
+class BackupError(ServiceError):
     """A backup that cannot be written or restored; the message says what to do."""
 
 
@@ -193,7 +194,7 @@ def backup_export(*, out_path: str | os.PathLike | None = None, retention: int |
             if target.is_dir():
                 target = target / backup_filename(created)
             if not target.parent.is_dir():
-                raise BackupError(f"Folder {target.parent} does not exist.")
+                raise BackupError("backup_failed", f"Folder {target.parent} does not exist.")
             tmp_target = target.with_name(target.name + ".part")
             with open(packed_path, "rb") as src, open(tmp_target, "wb") as dst:
                 while block := src.read(1 << 20):
@@ -215,7 +216,7 @@ def backup_export(*, out_path: str | os.PathLike | None = None, retention: int |
 def backup_prune(*, keep: int) -> list[str]:
     """Delete all but the newest `keep` backups in storage (names sort by time). Returns what went."""
     if keep < 1:
-        raise BackupError("BACKUP_RETENTION must be at least 1.")
+        raise BackupError("backup_failed", "BACKUP_RETENTION must be at least 1.")
     try:
         _, files = default_storage.listdir(STORAGE_DIR)
     except FileNotFoundError:
@@ -249,7 +250,7 @@ class _Backup:
         elif not os.path.isabs(source) and default_storage.exists(source):
             self._open = lambda: default_storage.open(source, "rb")
         else:
-            raise BackupError(f"No backup file at {source} (neither a file nor a name in the storage).")
+            raise BackupError("backup_failed", f"No backup file at {source} (neither a file nor a name in the storage).")
         self.header = self._read_header()
 
     def _stream(self):
@@ -267,25 +268,25 @@ class _Backup:
         try:
             raw, gz, first = self._stream()
         except (OSError, EOFError) as exc:
-            raise BackupError(f"{self.source} is not a gzip backup file ({exc}).") from exc
+            raise BackupError("backup_failed", f"{self.source} is not a gzip backup file ({exc}).") from exc
         finally:
             if raw is not None:
                 raw.close()
         try:
             header = json.loads(first)
         except ValueError as exc:
-            raise BackupError(f"{self.source} has no backup header; it is not a console backup.") from exc
+            raise BackupError("backup_failed", f"{self.source} has no backup header; it is not a console backup.") from exc
         if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise BackupError(f"{self.source} is not a console backup (format {header.get('format')!r}).")
+            raise BackupError("backup_failed", f"{self.source} is not a console backup (format {header.get('format')!r}).")
         version = header.get("version")
         if not isinstance(version, int) or version < 1:
-            raise BackupError(f"{self.source} has an invalid format version {version!r}.")
+            raise BackupError("backup_failed", f"{self.source} has an invalid format version {version!r}.")
         if version > FORMAT_VERSION:
-            raise BackupError(f"{self.source} was written in backup format {version}; this console reads "
+            raise BackupError("backup_failed", f"{self.source} was written in backup format {version}; this console reads "
                               f"format {FORMAT_VERSION}. Restore it with the console version that made it.")
         for key in ("counts", "models", "payload_sha256", "schema"):
             if key not in header:
-                raise BackupError(f"{self.source} header lacks {key!r}; the file is damaged.")
+                raise BackupError("backup_failed", f"{self.source} header lacks {key!r}; the file is damaged.")
         return header
 
     def payload(self) -> Iterator[bytes]:
@@ -293,7 +294,7 @@ class _Backup:
         try:
             yield from gz
         except (OSError, EOFError) as exc:
-            raise BackupError(f"{self.source} is truncated or damaged ({exc}).") from exc
+            raise BackupError("backup_failed", f"{self.source} is truncated or damaged ({exc}).") from exc
         finally:
             raw.close()
 
@@ -303,7 +304,7 @@ class _Backup:
             sha.update(line)
             size += len(line)
         if sha.hexdigest() != self.header["payload_sha256"] or size != self.header.get("payload_bytes", size):
-            raise BackupError(f"{self.source} fails its checksum: the file is damaged or was edited. Nothing restored.")
+            raise BackupError("backup_failed", f"{self.source} fails its checksum: the file is damaged or was edited. Nothing restored.")
 
 
 
@@ -359,7 +360,7 @@ def _load(backup: _Backup, models: dict[str, type[Model]], using: str, ignore_un
     for line in backup.payload():
         row = json.loads(line)
         if row.get("model") not in models:
-            raise BackupError(f"The backup holds a row of {row.get('model')!r}, which this console does not have.")
+            raise BackupError("backup_failed", f"The backup holds a row of {row.get('model')!r}, which this console does not have.")
         if batch and batch[0]["model"] != row["model"] or len(batch) >= _CHUNK:
             flush()
         batch.append(row)
@@ -379,16 +380,6 @@ def _reset_sequences(models: dict[str, type[Model]], using: str) -> None:
                 cursor.execute(sql)
 
 
-class _BackupTarget:
-    """Audit target for a backup file (it is not a row)."""
-
-    def __init__(self, name: str):
-        self.pk = name
-
-    class _meta:
-        label_lower = "billing_console.backup"
-
-
 def backup_restore(*, source: str, force: bool = False, using: str = DEFAULT_DB_ALIAS) -> RestoreResult:
     """Restore a backup into an empty database, keeping primary keys, in one transaction.
 
@@ -403,13 +394,13 @@ def backup_restore(*, source: str, force: bool = False, using: str = DEFAULT_DB_
     models = _by_label()
     unknown = [label for label in header["models"] if label not in models]
     if unknown:
-        raise BackupError(f"The backup holds rows of {', '.join(unknown)}, which this console does not have. "
+        raise BackupError("backup_failed", f"The backup holds rows of {', '.join(unknown)}, which this console does not have. "
                           "Restore it with the console version that made it.")
     notes: list[str] = []
     applied, here = _applied(using), current_schema(using)
     for app, name in header["schema"].items():
         if name and (app, name) not in applied:
-            raise BackupError(f"The backup was made at migration {app}.{name}, which this database has not applied. "
+            raise BackupError("backup_failed", f"The backup was made at migration {app}.{name}, which this database has not applied. "
                               "Run `python manage.py migrate` with the console version that made the backup first.")
         if here.get(app) != name:
             notes.append(f"{app}: backup made at migration {name}, database at {here.get(app)}; "
@@ -428,7 +419,7 @@ def backup_restore(*, source: str, force: bool = False, using: str = DEFAULT_DB_
             blockers = {} if force else _blocking_rows(backup, models, using)
             if blockers:
                 listed = ", ".join(f"{label} ({n})" for label, n in blockers.items())
-                raise BackupError(f"The database already holds console data: {listed}. restore_backup fills an empty "
+                raise BackupError("backup_failed", f"The database already holds console data: {listed}. restore_backup fills an empty "
                                   "database only; run it with --force to delete every console row first "
                                   "(in the same transaction as the restore).")
             wiped = {label: n for label, n in _wipe(models, using).items() if n}
@@ -436,14 +427,14 @@ def backup_restore(*, source: str, force: bool = False, using: str = DEFAULT_DB_
             expected = {label: header["counts"].get(label, 0) for label in models}
             if counts != expected:
                 differ = [label for label in models if counts[label] != expected[label]]
-                raise BackupError(f"Row counts do not match the header for {', '.join(differ)}; nothing restored.")
+                raise BackupError("backup_failed", f"Row counts do not match the header for {', '.join(differ)}; nothing restored.")
             _reset_sequences(models, using)
             audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="restore_backup", action="backup.restored",
-                      target=_BackupTarget(Path(source).name),
+                      target_type="billing_console.backup", target_id=Path(source).name,
                       data={"created_at": header.get("created_at"), "rows": sum(counts.values()), "forced": force,
                             "wiped": sum(wiped.values())})
     except IntegrityError as exc:
-        raise BackupError(f"The database refused the restored rows ({exc}); nothing restored.") from exc
+        raise BackupError("backup_failed", f"The database refused the restored rows ({exc}); nothing restored.") from exc
     log.info("backup restored from %s (%d rows)", Path(source).name, sum(counts.values()),
              extra={"event": "backup_restored", "rows": sum(counts.values()), "forced": force,
                     "wiped": sum(wiped.values())})

@@ -19,6 +19,11 @@ def register_cloud_health(fn: Callable[[], dict]) -> Callable[[], dict]:
     return fn
 
 
+def unregister_cloud_health(fn: Callable[[], dict]) -> None:
+    if fn in _cloud_providers:
+        _cloud_providers.remove(fn)
+
+
 def config_flags() -> dict[str, bool]:
     plans = settings.PLANS.values()
     return {

@@ -24,10 +24,11 @@ from typing import Callable, Protocol
 from django.db import transaction
 
 from billing_console.models import AuditEvent, Customer
-from billing_console.selectors import ENDED_STATUSES
+from billing_console.selectors import customer_for_stripe_object
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
-from billing_console.stripe.subscriptions import customer_apply_subscription, customer_for_subscription, customer_link_stripe
+from billing_console.stripe.statuses import ENDED
+from billing_console.stripe.subscriptions import customer_apply_subscription, customer_link_stripe
 
 log = logging.getLogger("billing_console.rebuild")
 
@@ -59,10 +60,6 @@ def register_rebuilder(fn: Rebuilder) -> Rebuilder:
     if fn not in _rebuilders:
         _rebuilders.append(fn)
     return fn
-
-
-def rebuilders() -> list[Rebuilder]:
-    return list(_rebuilders)
 
 
 @dataclass
@@ -116,7 +113,7 @@ def _latest_live_per_customer(subscriptions: list[dict]) -> tuple[list[dict], in
     live: dict[str, dict] = {}
     ended = 0
     for sub in subscriptions:
-        if (sub.get("status") or "") in ENDED_STATUSES:
+        if (sub.get("status") or "") in ENDED:
             ended += 1
             continue
         key = so.subscription_customer_id(sub) or sub.get("id")
@@ -130,12 +127,13 @@ def _stripe_customer_of(subscription: dict) -> dict:
     return stripe_gateway.customer_retrieve(stripe_customer_id) if stripe_customer_id else {}
 
 
-def _rebuild_one(subscription: dict, *, dry_run: bool) -> tuple[CustomerRebuild, Customer | None]:
+def _rebuild_one(subscription: dict, *, stripe_customer: dict, dry_run: bool) -> tuple[CustomerRebuild, Customer | None]:
+    """`stripe_customer`: the subscription's Stripe customer, read before this transaction ({} when the
+    console already knows the customer)."""
     sub_id = subscription.get("id") or ""
-    customer = customer_for_subscription(subscription, create=False)
+    customer = customer_for_stripe_object(subscription)
     line = CustomerRebuild(email=customer.email if customer else "", subscription_id=sub_id)
     if customer is None:
-        stripe_customer = _stripe_customer_of(subscription)
         email = (stripe_customer.get("email") or "").strip().lower()
         if not email or stripe_customer.get("deleted"):
             line.email = "(no email in Stripe)"
@@ -173,8 +171,11 @@ def stripe_rebuild(*, dry_run: bool = False) -> RebuildReport:
     report = RebuildReport(dry_run=dry_run, subscriptions=len(subscriptions) + ended, ended_skipped=ended)
     for subscription in subscriptions:
         try:
+            # Stripe is read before the transaction, never while it holds the customer's row.
+            known = customer_for_stripe_object(subscription) is not None
+            stripe_customer = {} if known else _stripe_customer_of(subscription)
             with transaction.atomic():
-                line, customer = _rebuild_one(subscription, dry_run=dry_run)
+                line, customer = _rebuild_one(subscription, stripe_customer=stripe_customer, dry_run=dry_run)
         except stripe_gateway.StripeGatewayError:
             raise  # Stripe unreachable: stop, a rerun resumes (everything done so far is committed)
         except Exception as exc:  # one customer's bad data must not stop the others; nothing of it was kept

@@ -14,7 +14,7 @@ class Cron(NamedTuple):
 
 
 SCHEDULES: list[Cron] = [
-    # Each app adds its crons here (see the issues); keep names stable, setup_schedules keys on them.
+    # Each app adds its crons here; keep names stable, setup_schedules keys on them.
     Cron("push_deployments", "deployments.tasks.push_deployments", "0 * * * *",
          "Push the wanted bundle release to every entitled, unpaused deployment that is behind."),
     Cron("backup_export", "billing_console.ops.backups.backup_export_cron", "30 3 * * *",

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Iterator
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -24,6 +25,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from billing_console.errors import error_body
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, Invoice, InvoiceEvent, ReconciliationRun
 from billing_console.ops.logging import redact
 
@@ -43,19 +45,34 @@ def register_ops_section(name: str, fn: Callable[[], dict]) -> Callable[[], dict
     return fn
 
 
+def ops_section_names() -> list[str]:
+    """The sections apps registered, in registration order."""
+    return list(_sections)
+
+
+@contextmanager
+def ops_sections_restored() -> Iterator[None]:
+    """Sections registered inside the block are gone after it (tests that add their own)."""
+    saved = dict(_sections)
+    try:
+        yield
+    finally:
+        _sections.clear()
+        _sections.update(saved)
+
+
 def _iso(value):
     return value.isoformat() if value else None
 
 
 def _checkout(since) -> dict:
-    A = CheckoutAttempt
-    counts = A.objects.filter(created_at__gte=since).aggregate(
-        pending=Count("pk", filter=Q(status=A.Status.PENDING)),
-        paid=Count("pk", filter=Q(status=A.Status.PAID)),
-        abandoned=Count("pk", filter=Q(status=A.Status.ABANDONED)),
-        follow_up_sent=Count("pk", filter=Q(follow_up_status=A.FollowUp.SENT)),
-        follow_up_failed=Count("pk", filter=Q(follow_up_status=A.FollowUp.FAILED)),
-        follow_up_queued=Count("pk", filter=Q(follow_up_status=A.FollowUp.QUEUED)),
+    counts = CheckoutAttempt.objects.filter(created_at__gte=since).aggregate(
+        pending=Count("pk", filter=Q(status=CheckoutAttempt.Status.PENDING)),
+        paid=Count("pk", filter=Q(status=CheckoutAttempt.Status.PAID)),
+        abandoned=Count("pk", filter=Q(status=CheckoutAttempt.Status.ABANDONED)),
+        follow_up_sent=Count("pk", filter=Q(follow_up_status=CheckoutAttempt.FollowUp.SENT)),
+        follow_up_failed=Count("pk", filter=Q(follow_up_status=CheckoutAttempt.FollowUp.FAILED)),
+        follow_up_queued=Count("pk", filter=Q(follow_up_status=CheckoutAttempt.FollowUp.QUEUED)),
     )
     return {
         "windowDays": FUNNEL_DAYS,
@@ -191,11 +208,12 @@ def ops_daily_report(*, now=None) -> dict:
 def ops_summary_view(request):
     secret = settings.OPS_SECRET
     if not secret:
-        return JsonResponse({"error": "The ops endpoint is disabled: OPS_SECRET is not configured."}, status=503)
+        return JsonResponse(error_body("not_configured", "The ops endpoint is disabled: OPS_SECRET is not configured."),
+                            status=503)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), secret.encode()):
-        response = JsonResponse({"error": "Missing or wrong bearer token."}, status=401)
+        response = JsonResponse(error_body("unauthorized", "Missing or wrong bearer token."), status=401)
         response["WWW-Authenticate"] = 'Bearer realm="ops"'
         return response
     return JsonResponse(ops_summary())

@@ -1,6 +1,7 @@
 """Forms of the customer pages: shape checks only; the services decide and report field errors."""
 from django import forms
-from django.core.exceptions import ValidationError
+
+from billing_console.errors import ServiceError
 
 
 class CheckoutForm(forms.Form):
@@ -37,10 +38,10 @@ class DeploymentForm(forms.Form):
     api_token = _token_field("Cloudflare API token")
 
 
-def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Put a service's ValidationError on the form: per field when it names one, else on the form."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
+def add_service_errors(form: forms.Form, exc: ServiceError) -> None:
+    """Put a service's refusal on the form: per field when it names one, else on the form."""
+    if exc.fields:
+        for name, error in exc.fields.items():
+            form.add_error(name if name in form.fields else None, error)
     else:
-        form.add_error(None, exc.messages)
+        form.add_error(None, exc.message)

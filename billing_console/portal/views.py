@@ -12,7 +12,6 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -21,6 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_q.tasks import async_task
 
 from billing_console import ratelimit
+from billing_console.errors import ServiceError
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import AuditEvent, Customer
 from billing_console.portal import selectors
@@ -61,7 +61,7 @@ def checkout(request):
             _, url = checkout_start(**clean)
             return _see_other(url)
         except CheckoutInputError as exc:
-            add_service_errors(form, ValidationError(exc.errors))
+            add_service_errors(form, exc)
         except PlanNotAvailable as exc:
             error, status = str(exc), 409
         except CheckoutStripeFailed as exc:
@@ -181,7 +181,7 @@ def deployment_token(request, customer, deployment_id):
     if form.is_valid():
         try:
             deployment_rotate_token(deployment=deployment, api_token=form.cleaned_data["api_token"], **_actor(customer))
-        except ValidationError as exc:
+        except ServiceError as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, "Cloudflare accepted the new token. It is saved, and the next update uses it.")
@@ -210,8 +210,8 @@ def deployment_resume(request, customer, deployment_id):
     deployment = _customer_deployment(customer, deployment_id)
     try:
         resume(deployment=deployment, by=Deployment.PausedBy.CUSTOMER, **_actor(customer))
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     else:
         messages.success(request, "Updates are back on. The next hourly run brings your Worker up to date.")
     return _see_other(_manage_url(request))
@@ -229,7 +229,7 @@ def deploy(request, customer):
         if form.is_valid():
             try:
                 deployment_create(customer=customer, **form.cleaned_data, **_actor(customer))
-            except ValidationError as exc:
+            except ServiceError as exc:
                 add_service_errors(form, exc)
             else:
                 messages.success(request, "Cloudflare accepted the token. Your deployment is set up.")

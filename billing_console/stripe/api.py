@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from billing_console import ratelimit
+from billing_console.errors import error_body
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import Customer
 from billing_console.stripe import gateway as stripe_gateway
@@ -25,7 +26,7 @@ MAX_JSON_BYTES = 16 * 1024
 
 
 def _error(status: int, code: str, message: str, **extra) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
+    return JsonResponse(error_body(code, message, **extra), status=status)
 
 
 def _content_length(request: HttpRequest) -> int:

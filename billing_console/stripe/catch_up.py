@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import WebhookEvent
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
@@ -25,7 +26,7 @@ log = logging.getLogger("billing_console.catch_up")
 EVENT_RETENTION = timedelta(days=30)
 
 
-class CatchUpError(Exception):
+class CatchUpError(ServiceError):
     """Bad input (a window Stripe cannot serve); the message says what to do instead."""
 
 
@@ -49,21 +50,21 @@ def catch_up_window(*, since: datetime | None = None, days: int | None = None, n
     """The start of the window asked for (None: every event Stripe marks as not delivered)."""
     now = now or timezone.now()
     if since is not None and days is not None:
-        raise CatchUpError("Give --since or --days, not both.")
+        raise CatchUpError("invalid_window", "Give --since or --days, not both.")
     if days is not None:
         if days < 1:
-            raise CatchUpError("--days must be at least 1.")
+            raise CatchUpError("invalid_window", "--days must be at least 1.")
         since = now - timedelta(days=days)
     if since is None:
         return None
     if timezone.is_naive(since):
         since = timezone.make_aware(since, timezone.utc)
     if since < now - EVENT_RETENTION:
-        raise CatchUpError(f"Stripe keeps events for {EVENT_RETENTION.days} days only; {since:%Y-%m-%d %H:%M} UTC is "
+        raise CatchUpError("invalid_window", f"Stripe keeps events for {EVENT_RETENTION.days} days only; {since:%Y-%m-%d %H:%M} UTC is "
                            "further back. Catch up the last 30 days, then run `python manage.py rebuild_from_stripe` "
                            "or resync the customers concerned for anything older.")
     if since > now:
-        raise CatchUpError(f"{since.isoformat()} is in the future.")
+        raise CatchUpError("invalid_window", f"{since.isoformat()} is in the future.")
     return since
 
 

@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing_console import ratelimit
+from billing_console.errors import ServiceError
 from billing_console.manage_links import manage_link_make
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.services import audit_log
@@ -31,25 +32,24 @@ STRIPE = AuditEvent.ActorType.STRIPE
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class CheckoutInputError(Exception):
+class CheckoutInputError(ServiceError):
     def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        super().__init__("INVALID_INPUT", "; ".join(f"{k}: {v}" for k, v in errors.items()), fields=errors)
         self.errors = errors
 
 
-class PlanNotAvailable(Exception):
+class PlanNotAvailable(ServiceError):
     """The plan exists but has no Stripe price configured yet: "coming soon"."""
 
     def __init__(self, plan: str):
-        super().__init__(f"The {settings.PLANS[plan]['name']} plan is coming soon.")
+        super().__init__("PLAN_NOT_AVAILABLE", f"The {settings.PLANS[plan]['name']} plan is coming soon.")
         self.plan = plan
 
 
-class CheckoutStripeFailed(Exception):
+class CheckoutStripeFailed(ServiceError):
     def __init__(self, attempt: CheckoutAttempt, message: str):
-        super().__init__(message)
+        super().__init__("STRIPE_ERROR", message)
         self.attempt = attempt
-        self.message = message
 
 
 def mask_email(email: str) -> str:
@@ -169,17 +169,32 @@ def _attempt_for_session(session: dict) -> CheckoutAttempt | None:
     return attempt
 
 
-def checkout_session_complete(*, session: dict, event_created: datetime | None) -> Customer | None:
+def checkout_session_subscription(session: dict) -> dict | None:
+    """The subscription a completed session needs applied, read from Stripe when the event only names it
+    and no customer holds it yet. Call outside any transaction (it is a network call)."""
+    subscription = session.get("subscription")
+    if isinstance(subscription, dict) or session.get("mode") not in (None, "subscription"):
+        return subscription if isinstance(subscription, dict) else None
+    sub_id = so.obj_id(subscription)
+    if not sub_id or Customer.objects.filter(subscription_id=sub_id).exists():
+        return None
+    return stripe_gateway.subscription_retrieve(sub_id)
+
+
+def checkout_session_complete(*, session: dict, event_created: datetime | None,
+                              subscription: dict | None = None) -> Customer | None:
     """checkout.session.completed: attempt paid, customer created or linked, subscription applied,
-    manage link emailed (once, when the attempt turns paid)."""
+    manage link emailed (once, when the attempt turns paid). `subscription` is the session's
+    subscription as read before the transaction; when not given it is read here, before any lock."""
     if session.get("mode") not in (None, "subscription"):
         return None
+    if subscription is None:
+        subscription = checkout_session_subscription(session)
     with transaction.atomic():
         attempt = _attempt_for_session(session)
         email = so.session_email(session) or (attempt.recovery_email if attempt else "")
         stripe_customer_id = so.obj_id(session.get("customer"))
-        subscription = session.get("subscription")
-        sub_id = so.obj_id(subscription)
+        sub_id = so.obj_id(session.get("subscription"))
         customer = customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email, subscription_id=sub_id,
                                         name=so.session_name(session), actor="webhook")
         newly_paid = False
@@ -196,8 +211,9 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None) 
 
         newly_linked = bool(sub_id) and customer.subscription_id != sub_id
         if newly_linked:
-            if not isinstance(subscription, dict):
-                subscription = stripe_gateway.subscription_retrieve(sub_id)  # the event only names it
+            if subscription is None:
+                # Another console customer took this subscription id after the read: retried later, read again.
+                raise ServiceError("retry", f"Subscription {sub_id} was not read from Stripe before the transaction.")
             customer, _ = customer_apply_subscription(customer=customer, subscription=subscription,
                                                       state_at=event_created, actor="webhook")
         if newly_paid or (attempt is None and newly_linked):

@@ -18,26 +18,21 @@ from typing import Any, Callable, Iterator
 import stripe
 from django.conf import settings
 
+from billing_console.errors import ServiceError
 from billing_console.ops.logging import redact
 
 log = logging.getLogger("billing_console.stripe")
 
 
-class StripeGatewayError(Exception):
+class StripeGatewayError(ServiceError):
     """A Stripe call failed. `message` is safe to show; `retryable` says whether trying later can help."""
 
     def __init__(self, message: str, *, code: str = "stripe_error", http_status: int | None = None,
                  retryable: bool = False, request_id: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.code = code
+        super().__init__(code, message)
         self.http_status = http_status
         self.retryable = retryable
         self.request_id = request_id
-
-    def __str__(self):
-        return self.message
-
 
 def configured() -> bool:
     return bool(settings.STRIPE_SECRET_KEY)
@@ -125,11 +120,6 @@ def checkout_session_create(*, params: dict, idempotency_key: str) -> dict:
         params=params, options=_post_options(idempotency_key)))
 
 
-def checkout_session_retrieve(session_id: str, *, expand: list[str] | None = None) -> dict:
-    return _call("read a Checkout Session", lambda: client().v1.checkout.sessions.retrieve(
-        session_id, params={"expand": expand} if expand else None))
-
-
 def checkout_session_expire(session_id: str, *, idempotency_key: str) -> dict:
     return _call("expire a Checkout Session", lambda: client().v1.checkout.sessions.expire(
         session_id, options=_post_options(idempotency_key)))
@@ -166,10 +156,6 @@ def invoice_retrieve(invoice_id: str, *, expand: list[str] | None = None) -> dic
         invoice_id, params={"expand": expand} if expand else None))
 
 
-def event_retrieve(event_id: str) -> dict:
-    return _call("read an event", lambda: client().v1.events.retrieve(event_id))
-
-
 _LISTS = {
     "invoices": lambda c: c.v1.invoices.list,
     "subscriptions": lambda c: c.v1.subscriptions.list,
@@ -204,10 +190,6 @@ def subscriptions_list(params: dict | None = None) -> Iterator[dict]:
 
 def invoices_list(params: dict | None = None) -> Iterator[dict]:
     return _paginate("list invoices", lambda p: client().v1.invoices.list(params=p), params)
-
-
-def customers_list(params: dict | None = None) -> Iterator[dict]:
-    return _paginate("list customers", lambda p: client().v1.customers.list(params=p), params)
 
 
 def events_list(params: dict | None = None) -> Iterator[dict]:

@@ -2,7 +2,8 @@
 
     webhook view --verify--> webhook_event_receive() --INSERT once per evt_ id--> 200
                                                       `-- async_task(process, row id), with the row
-    worker: webhook_event_process()  claim (conditional UPDATE) -> one transaction:
+    worker: webhook_event_process()  claim (conditional UPDATE) -> dispatch.prepare() (Stripe reads,
+            no transaction) -> one transaction:
             dj-stripe sync, for the STRIPE_DJSTRIPE_SYNC types (savepoint; a failure is only a warning)
             -> dispatch.dispatch() -> processed
             a receiver exception rolls everything back -> failed, attempts+1, next_attempt_at (backoff)
@@ -22,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.services import audit_log
@@ -191,10 +193,11 @@ def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> str:
     if not claimed:
         return "skipped"
     row = WebhookEvent.objects.get(pk=webhook_event_id)
-    event = row.payload
     try:
+        # Stripe reads the receivers need happen here, before the transaction takes any row lock.
+        event = event_bus.prepare(row.payload)
         with transaction.atomic():
-            warning = _djstripe_sync(event)
+            warning = _djstripe_sync(row.payload)
             ran = event_bus.dispatch(event)
             WebhookEvent.objects.filter(pk=row.pk).update(
                 status=WebhookEvent.Status.PROCESSED, processed_at=timezone.now(), attempts=F("attempts") + 1,
@@ -265,7 +268,7 @@ def webhook_endpoint_setup() -> tuple[object, str]:
     from djstripe.models import WebhookEndpoint
 
     if not settings.STRIPE_WEBHOOK_SECRET:
-        raise ValueError("STRIPE_WEBHOOK_SECRET is not set: copy the endpoint's signing secret (whsec_...) from Stripe.")
+        raise ServiceError("not_configured", "STRIPE_WEBHOOK_SECRET is not set: copy the endpoint's signing secret (whsec_...) from Stripe.")
     wanted = {
         "url": webhook_endpoint_url(), "secret": settings.STRIPE_WEBHOOK_SECRET, "status": "enabled",
         "enabled_events": ["*"], "api_version": settings.STRIPE_API_VERSION, "livemode": settings.STRIPE_LIVE_MODE,

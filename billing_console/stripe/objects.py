@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone as dt_timezone
 
+from billing_console.stripe.statuses import ENDED
+
 # Where the console's checkout token travels (metadata of the session and of the subscription).
 CHECKOUT_TOKEN_KEY = "checkout_token"
 PLAN_KEY = "plan"
@@ -17,8 +19,12 @@ PLAN_KEY = "plan"
 def obj_id(value) -> str:
     """The id of a field that may be an id string or an expanded object."""
     if isinstance(value, dict):
-        return value.get("id") or ""
-    return value or ""
+        value = value.get("id")
+    return value if isinstance(value, str) else ""
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def to_datetime(timestamp) -> datetime | None:
@@ -75,7 +81,7 @@ def subscription_cancel_at_period_end(sub: dict) -> bool:
     """Scheduled to end: the flag, or (current API) a `cancel_at` set on a still-running subscription."""
     if sub.get("cancel_at_period_end"):
         return True
-    return bool(sub.get("cancel_at")) and sub.get("status") not in ("canceled", "incomplete_expired")
+    return bool(sub.get("cancel_at")) and sub.get("status") not in ENDED
 
 
 def subscription_state_time(sub: dict, event_created: datetime | None = None) -> datetime | None:
@@ -107,20 +113,26 @@ def session_name(session: dict) -> str:
 # --- Invoices -----------------------------------------------------------------------------------
 def invoice_subscription_id(invoice: dict) -> str:
     """`parent.subscription_details.subscription` (current API), else `subscription` (older)."""
-    parent = invoice.get("parent") or {}
-    details = parent.get("subscription_details") or {}
+    parent = _mapping(invoice.get("parent"))
+    details = _mapping(parent.get("subscription_details"))
     if details.get("subscription"):
         return obj_id(details["subscription"])
     sub = obj_id(invoice.get("subscription"))
     if sub:
         return sub
     for line in ((invoice.get("lines") or {}).get("data")) or []:
-        line_parent = (line.get("parent") or {}).get("subscription_item_details") or {}
+        line_parent = _mapping(_mapping(line.get("parent")).get("subscription_item_details"))
         if line_parent.get("subscription"):
             return obj_id(line_parent["subscription"])
         if line.get("subscription"):
             return obj_id(line["subscription"])
     return ""
+
+
+def invoice_subscription_metadata(invoice: dict) -> dict:
+    """The subscription's metadata as the invoice carries it (current API only)."""
+    details = _mapping(_mapping(invoice.get("parent")).get("subscription_details"))
+    return _mapping(details.get("metadata"))
 
 
 def invoice_customer_id(invoice: dict) -> str:
@@ -136,6 +148,31 @@ def invoice_period(invoice: dict) -> tuple[datetime | None, datetime | None]:
     if starts and ends:
         return to_datetime(min(starts)), to_datetime(max(ends))
     return to_datetime(invoice.get("period_start")), to_datetime(invoice.get("period_end"))
+
+
+# --- Whose object is it --------------------------------------------------------------------------
+def customer_keys(obj: dict) -> dict[str, str]:
+    """What a Stripe object tells about the console customer it belongs to: its subscription id, Stripe
+    customer id, the console's checkout token and (for the objects a person typed it into: checkout
+    sessions and Stripe customers) an email. Missing keys are ""."""
+    kind = obj.get("object")
+    keys = {"subscription_id": "", "stripe_customer_id": obj_id(obj.get("customer")),
+            "checkout_token": checkout_token(obj), "email": ""}
+    if kind == "subscription":
+        keys["subscription_id"] = obj_id(obj.get("id"))
+    elif kind == "invoice":
+        keys["subscription_id"] = invoice_subscription_id(obj)
+        keys["checkout_token"] = keys["checkout_token"] or invoice_subscription_metadata(obj).get(CHECKOUT_TOKEN_KEY, "")
+    elif kind == "checkout.session":
+        keys["subscription_id"] = obj_id(obj.get("subscription"))
+        keys["email"] = session_email(obj)
+    elif kind == "customer":
+        keys["stripe_customer_id"] = obj_id(obj.get("id"))
+        keys["email"] = (obj.get("email") or "").strip().lower()
+        keys["checkout_token"] = ""
+    else:
+        keys["subscription_id"] = obj_id(obj.get("subscription"))
+    return keys
 
 
 # --- Events -------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 The Stripe receivers, "resync from Stripe" and later rebuild/reconcile all apply Stripe's objects
 through these functions, so there is one rule for what may change:
-- a customer is found by subscription id, then Stripe customer id, then the checkout token the
-  console put in the subscription's metadata, then email;
+- a customer is found by `customer_for_stripe_object` (subscription id, then Stripe customer id,
+  then the checkout token the console put in the metadata, then email);
 - a subscription state is applied only if it is not older than the customer's watermark
   (`subscription_state_at`, the Stripe time of the newest state applied); a canceled subscription
   never comes back for the same id, and at equal times a period end never moves backwards;
@@ -18,11 +18,13 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
-from billing_console.selectors import ENDED_STATUSES, plan_for_price
+from billing_console.selectors import customer_by_stripe_keys, customer_for_stripe_object, plan_for_price
 from billing_console.services import audit_log, customer_set_access_state
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
+from billing_console.stripe.statuses import ENDED
 
 log = logging.getLogger("billing_console.stripe")
 
@@ -38,16 +40,11 @@ def customer_link_stripe(*, stripe_customer_id: str, email: str, name: str = "",
     id, else by email (and linked), else created. Safe under concurrent calls for the same email."""
     email = (email or "").strip().lower()
     with transaction.atomic():
-        customer = None
-        if subscription_id:
-            customer = Customer.objects.select_for_update().filter(subscription_id=subscription_id).first()
-        if customer is None and stripe_customer_id:
-            customer = Customer.objects.select_for_update().filter(stripe_customer_id=stripe_customer_id).first()
-        if customer is None and email:
-            customer = Customer.objects.select_for_update().filter(email__iexact=email).first()
+        customer = customer_by_stripe_keys(subscription_id=subscription_id, stripe_customer_id=stripe_customer_id,
+                                           email=email, queryset=Customer.objects.select_for_update())
         if customer is None:
             if not email:
-                raise ValueError("A customer needs an email: Stripe sent none and none is known for this checkout.")
+                raise ServiceError("no_email", "A customer needs an email: Stripe sent none and none is known for this checkout.")
             try:
                 with transaction.atomic():
                     customer = Customer.objects.create(email=email, name=name[:200],
@@ -76,22 +73,21 @@ def customer_link_stripe(*, stripe_customer_id: str, email: str, name: str = "",
     return customer
 
 
-def customer_for_subscription(subscription: dict, *, create: bool = True) -> Customer | None:
-    """The console customer a Stripe subscription belongs to; created from the checkout attempt named in
-    its metadata when none exists yet (a subscription event may arrive before its checkout event)."""
+def subscription_customer_ensure(subscription: dict) -> Customer | None:
+    """The console customer a Stripe subscription belongs to (customer_for_stripe_object), linked to the
+    subscription's Stripe customer when found through its checkout token; created from the checkout
+    attempt named in its metadata when none exists yet (a subscription event may arrive before its
+    checkout event)."""
     sub_id = subscription.get("id") or ""
     stripe_customer_id = so.subscription_customer_id(subscription)
-    customer = None
-    if sub_id:
-        customer = Customer.objects.filter(subscription_id=sub_id).first()
-    if customer is None and stripe_customer_id:
-        customer = Customer.objects.filter(stripe_customer_id=stripe_customer_id).first()
-    if customer is not None or not create:
+    customer = customer_for_stripe_object(subscription)
+    if customer is not None:
+        if customer.subscription_id != sub_id and stripe_customer_id and customer.stripe_customer_id != stripe_customer_id:
+            # Found by the checkout token only: link it to this Stripe customer.
+            return customer_link_stripe(stripe_customer_id=stripe_customer_id, email=customer.email)
         return customer
     token = so.checkout_token(subscription)
     attempt = CheckoutAttempt.objects.filter(token=token).first() if token else None
-    if attempt is not None and attempt.customer_id:
-        return customer_link_stripe(stripe_customer_id=stripe_customer_id, email=attempt.customer.email)
     if attempt is None:
         # Not from the console's checkout and no customer known: checkout.session.completed (or a
         # resync / rebuild) creates the customer; this event has nothing to attach to yet.
@@ -108,16 +104,16 @@ def _state_is_newer(customer: Customer, subscription: dict, state_at: datetime |
     if customer.subscription_id and customer.subscription_id != subscription.get("id"):
         # One subscription per customer: another one takes over only once the current one has ended
         # (a second live subscription would otherwise flip the customer back and forth).
-        if customer.subscription_status not in ENDED_STATUSES:
+        if customer.subscription_status not in ENDED:
             return False, "the customer's current subscription is still live"
-        if incoming_status not in ENDED_STATUSES:
+        if incoming_status not in ENDED:
             return True, ""
     if state_at is None or watermark is None:
         return True, ""
     if state_at < watermark:
         return False, "older than the state already applied"
     if customer.subscription_id == subscription.get("id"):
-        if customer.subscription_status in ENDED_STATUSES and incoming_status not in ENDED_STATUSES:
+        if customer.subscription_status in ENDED and incoming_status not in ENDED:
             return False, "a canceled subscription does not come back"
         period_end = so.subscription_period_end(subscription)
         if state_at == watermark and period_end and customer.current_period_end and period_end < customer.current_period_end:
@@ -161,7 +157,7 @@ def customer_apply_subscription(*, customer: Customer, subscription: dict, state
         if changes:
             audit_log(actor_type=actor_type, actor=actor, action="customer.subscription_changed", target=customer,
                       data={"subscription": wanted["subscription_id"], "changes": changes})
-        if status in ENDED_STATUSES:
+        if status in ENDED:
             customer_set_access_state(customer=customer, state=Customer.AccessState.CANCELED, actor_type=actor_type,
                                       actor=actor, reason=f"subscription {status}")
         elif customer.access_state == Customer.AccessState.CANCELED and (replaced or "subscription_status" in changes):
@@ -174,7 +170,7 @@ def customer_apply_subscription(*, customer: Customer, subscription: dict, state
 
 def subscription_event_apply(*, subscription: dict, state_at: datetime | None) -> Customer | None:
     """customer.subscription.* : find (or create) the customer, then apply with the watermark."""
-    customer = customer_for_subscription(subscription)
+    customer = subscription_customer_ensure(subscription)
     if customer is None:
         return None
     customer, _ = customer_apply_subscription(customer=customer, subscription=subscription, state_at=state_at,
@@ -187,22 +183,45 @@ def subscription_event_apply(*, subscription: dict, state_at: datetime | None) -
 CUSTOMER_CLOCK_SKEW = timedelta(seconds=5)
 
 
-def customer_stripe_update_apply(*, stripe_customer: dict, state_at: datetime | None) -> Customer | None:
+def _needs_reread(customer: Customer, stripe_customer: dict, state_at: datetime | None) -> bool:
+    watermark = customer.stripe_customer_state_at
+    return (state_at is not None and watermark is not None
+            and watermark - CUSTOMER_CLOCK_SKEW <= state_at <= watermark + CUSTOMER_CLOCK_SKEW
+            and not _same_contact(customer, stripe_customer))
+
+
+def customer_stripe_update_reread(*, stripe_customer: dict, state_at: datetime | None) -> dict | None:
+    """The Stripe customer as it is now, when a customer.updated snapshot cannot be ordered against the
+    watermark (see customer_stripe_update_apply); else None. A network call: make it before any
+    transaction (the webhook worker runs it as the event's preparer)."""
+    customer = Customer.objects.filter(stripe_customer_id=stripe_customer.get("id") or "").first()
+    if customer is None or stripe_customer.get("deleted") or not _needs_reread(customer, stripe_customer, state_at):
+        return None
+    return stripe_gateway.customer_retrieve(stripe_customer["id"])
+
+
+def customer_stripe_update_apply(*, stripe_customer: dict, state_at: datetime | None, current: dict | None = None,
+                                 may_read_stripe: bool = True) -> Customer | None:
     """customer.updated: keep email and name as Stripe has them. The event's object is a snapshot as of
     `state_at`, compared with the customer's watermark (the time of the newest snapshot or re-read
     applied): clearly older is ignored, clearly newer is applied as is, and a differing snapshot
-    within CUSTOMER_CLOCK_SKEW of it is settled by re-reading the customer from Stripe."""
+    within CUSTOMER_CLOCK_SKEW of it is settled by the customer as Stripe has it now: `current`
+    (read before the transaction by customer_stripe_update_reread), else read here when
+    `may_read_stripe` (a direct call, outside any transaction)."""
     customer = Customer.objects.filter(stripe_customer_id=stripe_customer.get("id") or "").first()
     if customer is None or stripe_customer.get("deleted"):
         return customer
     watermark = customer.stripe_customer_state_at
-    if state_at is not None and watermark is not None and state_at <= watermark + CUSTOMER_CLOCK_SKEW:
-        if state_at < watermark - CUSTOMER_CLOCK_SKEW:
-            log.info("customer %s: Stripe customer at %s ignored, older than %s", customer.pk, state_at, watermark)
-            return customer
-        if not _same_contact(customer, stripe_customer):
+    if state_at is not None and watermark is not None and state_at < watermark - CUSTOMER_CLOCK_SKEW:
+        log.info("customer %s: Stripe customer at %s ignored, older than %s", customer.pk, state_at, watermark)
+        return customer
+    if _needs_reread(customer, stripe_customer, state_at):
+        if current is None and may_read_stripe:
             current = stripe_gateway.customer_retrieve(stripe_customer["id"])
-            return customer_apply_stripe_customer(customer=customer, stripe_customer=current, state_at=None)
+        if current is None:
+            # The watermark moved since the worker's read: retried, read again before the transaction.
+            raise ServiceError("retry", f"Stripe customer {stripe_customer.get('id')} needs a fresh read first.")
+        return customer_apply_stripe_customer(customer=customer, stripe_customer=current, state_at=None)
     return customer_apply_stripe_customer(customer=customer, stripe_customer=stripe_customer, state_at=state_at)
 
 
@@ -264,7 +283,7 @@ def customer_resync(*, customer: Customer, actor_type: str, actor: str = "") -> 
         if not stripe_customer.get("deleted"):
             customer = customer_apply_stripe_customer(customer=customer, stripe_customer=stripe_customer,
                                                       actor_type=actor_type, actor=actor)
-        if subscription is None or subscription.get("status") in ENDED_STATUSES:
+        if subscription is None or subscription.get("status") in ENDED:
             # The newest live subscription of this Stripe customer, if there is one.
             live = next(iter(stripe_gateway.subscriptions_list({"customer": customer.stripe_customer_id})), None)
             subscription = live or subscription

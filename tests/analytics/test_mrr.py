@@ -74,7 +74,7 @@ def test_subscribers_by_plan_and_trials(figures):
     assert figures("plan_subscribers", "team") == [1, 1, 2, 2, 2, 2]
     assert figures("plan_subscribers", "price_team_year_eur") == [0, 1, 1, 1, 1, 1]
     assert figures("trial_conversions", "") == [0, 0, 1, 0, 0, 0]  # Fiona, 15 April
-    assert figures("trialing", "") == [0, 0, 0, 0, 0, 1]  # Gina, now
+    assert figures("trials_open", "") == [0, 0, 0, 0, 0, 1]  # Gina, now
 
 
 @pytest.mark.django_db

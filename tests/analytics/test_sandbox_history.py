@@ -9,8 +9,8 @@ from billing_console.analytics.mrr import month_starts
 from billing_console.analytics.snapshot import analytics_figures_compute
 from billing_console.models import Invoice
 from dunning.models import DunningCase
-from tests.billing.conftest import deliver, emulator, post_event, stripe_settings  # noqa: F401
-from tests.billing.test_checkout_flow import start_checkout
+from tests.stripe.conftest import deliver, emulator, post_event, stripe_settings  # noqa: F401
+from tests.stripe.test_checkout_flow import start_checkout
 
 pytestmark = pytest.mark.django_db
 

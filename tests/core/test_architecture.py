@@ -126,3 +126,144 @@ def test_no_module_outside_sandbox_tests_and_bench_is_over_500_lines():
         if lines > MAX_LINES:
             too_long.append(f"{path.relative_to(ROOT)}: {lines}")
     assert too_long == []
+
+
+# --- One vocabulary, one way to act --------------------------------------------------------------
+def _source_files(*, services_only: bool = False):
+    for path in _project_modules().values():
+        if "management" in path.parts or "tests" in path.parts:
+            continue
+        if services_only and not _is_service_module(path):
+            continue
+        yield path, path.read_text()
+
+
+SERVICE_MODULE_NAMES = {"services.py", "sending.py", "push.py", "releases.py", "checkout.py", "subscriptions.py",
+                        "inbox.py", "catch_up.py", "reconciliation.py", "ledger.py", "backups.py", "rebuild.py"}
+
+
+def _is_service_module(path: Path) -> bool:
+    return path.name in SERVICE_MODULE_NAMES
+
+
+def _functions(tree: ast.AST):
+    return [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def test_one_selector_finds_the_customer_of_a_stripe_object():
+    lookups = [f"{path.relative_to(ROOT)}:{fn.name}" for path, text in _source_files()
+               for fn in _functions(ast.parse(text)) if fn.name.startswith(("customer_for_", "_customer_for", "_find_customer"))]
+    assert lookups == ["billing_console/selectors.py:customer_for_stripe_object"]
+
+
+def test_one_reader_for_invoice_to_subscription():
+    readers = [f"{path.relative_to(ROOT)}:{fn.name}" for path, text in _source_files()
+               for fn in _functions(ast.parse(text)) if "invoice_subscription" in fn.name and "metadata" not in fn.name]
+    assert readers == ["billing_console/stripe/objects.py:invoice_subscription_id"]
+
+
+def test_subscription_statuses_are_spelled_out_in_one_place():
+    spelled = [f"{path.relative_to(ROOT)}:{node.lineno}" for path, text in _source_files() if path.name != "statuses.py"
+               for node in ast.walk(ast.parse(text))
+               if isinstance(node, ast.Constant) and node.value in ("incomplete_expired", "past_due", "trialing", "unpaid")
+               and f'parameter_name = "{node.value}"' not in text.splitlines()[node.lineno - 1]]
+    assert spelled == []
+
+
+def test_services_raise_the_service_error_not_value_or_validation_errors():
+    raised = []
+    for path, text in _source_files(services_only=True):
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                call = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                name = call.id if isinstance(call, ast.Name) else getattr(call, "attr", "")
+                if name in ("ValueError", "ValidationError", "TypeError", "Exception"):
+                    raised.append(f"{path.relative_to(ROOT)}:{node.lineno} raises {name}")
+    assert raised == []
+
+
+def test_every_error_a_service_raises_is_a_service_error():
+    from django.apps import apps  # noqa: F401  (Django is set up by pytest-django)
+
+    from billing_console.errors import ServiceError
+    from billing_console.invoicing.ledger import LedgerImportError
+    from billing_console.invoicing.reconciliation import ReconcileScopeError
+    from billing_console.invoicing.services import InvoiceShapeError
+    from billing_console.ops.backups import BackupError
+    from billing_console.stripe.catch_up import CatchUpError
+    from billing_console.stripe.checkout import CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable
+    from billing_console.stripe.gateway import StripeGatewayError
+    from dunning.services import DunningError
+    from licensing.services import LicenseError
+
+    for error in (LedgerImportError, ReconcileScopeError, InvoiceShapeError, BackupError, CatchUpError,
+                  CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, StripeGatewayError, DunningError,
+                  LicenseError):
+        assert issubclass(error, ServiceError), error
+
+
+def test_no_fake_meta_classes_for_audit_targets():
+    fakes = [f"{path.relative_to(ROOT)}:{node.lineno}" for path, text in _source_files()
+             for node in ast.walk(ast.parse(text)) if isinstance(node, ast.ClassDef) and node.name == "_meta"]
+    assert fakes == []
+
+
+def _admin_actions():
+    """(file, method node) for every @admin.action in the project."""
+    for path, text in _source_files():
+        if "admin" not in path.parts and path.name != "admin.py":
+            continue
+        for fn in _functions(ast.parse(text)):
+            for decorator in fn.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if isinstance(target, ast.Attribute) and target.attr == "action":
+                    yield path, fn
+
+
+# Actions that call one service for the whole selection (no per-row loop to share).
+WHOLE_SELECTION_ACTIONS = {"replay", "enforce_policies_now", "unlock"}
+
+
+def test_every_per_row_admin_action_goes_through_the_helper():
+    helpers = {"run_for_each", "_each", "_run"}
+    bypassing = []
+    for path, fn in _admin_actions():
+        if fn.name in WHOLE_SELECTION_ACTIONS:
+            continue
+        called = {node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                  for node in ast.walk(fn) if isinstance(node, ast.Call)}
+        if not called & helpers:
+            bypassing.append(f"{path.relative_to(ROOT)}:{fn.name}")
+        loops = [node for node in ast.walk(fn) if isinstance(node, (ast.For, ast.While))]
+        if loops:
+            bypassing.append(f"{path.relative_to(ROOT)}:{fn.name} loops itself")
+    assert bypassing == []
+    # and the local helpers are thin wrappers of the one helper
+    for path, text in _source_files():
+        for fn in _functions(ast.parse(text)):
+            if fn.name in ("_each", "_run"):
+                assert "run_for_each(" in ast.get_source_segment(text, fn), f"{path}:{fn.name}"
+
+
+def test_admin_messages_use_correct_plurals():
+    from billing_console.admin.base import counted
+
+    assert (counted(1, "deployment"), counted(2, "deployment"), counted(0, "publish", "publishes")) == (
+        "1 deployment", "2 deployments", "0 publishes")
+    hedged = [f"{path.relative_to(ROOT)}" for path, text in _source_files()
+              if ("admin" in path.parts or path.name == "admin.py") and "(s) " in text]
+    assert hedged == []
+
+
+def test_apis_answer_errors_through_the_one_shape():
+    """Every JsonResponse that answers an error is built by error_body (or, for the licence API's
+    published desktop contract, desktop_error_body), never from a literal dict."""
+    literal = []
+    for path, text in _source_files():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "JsonResponse" and node.args:
+                body = node.args[0]
+                if isinstance(body, ast.Dict) and any(isinstance(k, ast.Constant) and k.value in ("error", "code")
+                                                      for k in body.keys):
+                    literal.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert literal == []

@@ -2,6 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, Customer
 from billing_console.services import customer_rotate_manage_salt, customer_set_access_state
 from tests.core.factories import CustomerFactory
@@ -37,7 +38,7 @@ def test_access_state_change_is_audited_once():
 
 
 def test_unknown_access_state_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ServiceError):
         customer_set_access_state(customer=CustomerFactory(), state="frozen", actor_type="admin")
 
 

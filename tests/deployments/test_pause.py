@@ -1,6 +1,6 @@
 import pytest
-from django.core.exceptions import ValidationError
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, Customer
 from billing_console.services import customer_set_access_state
 from billing_console.stripe.dispatch import dispatch
@@ -29,7 +29,7 @@ def test_pause_and_resume_are_audited_and_idempotent(cloudflare, bundles, make_d
 
 
 def test_pause_rejects_an_unknown_origin(make_deployment):
-    with pytest.raises(ValidationError):
+    with pytest.raises(ServiceError):
         deployment_pause(deployment=make_deployment(), actor_type="admin", by="gremlins")
 
 
@@ -74,13 +74,13 @@ def test_manual_resume_is_refused_while_the_customer_is_locked(make_deployment):
     deployment = make_deployment()
     hard_lock(deployment.customer)
     tasks.push_deployments()
-    with pytest.raises(ValidationError, match="hard locked"):
+    with pytest.raises(ServiceError, match="hard locked"):
         deployment_resume(deployment=deployment, actor_type="admin", actor="support")
 
 
 def test_manual_resume_is_refused_for_a_token_stop(make_deployment):
     deployment = make_deployment(paused=True, paused_by=Deployment.PausedBy.AUTH_FAILURES, consecutive_auth_failures=3)
-    with pytest.raises(ValidationError, match="rotate or verify"):
+    with pytest.raises(ServiceError, match="rotate or verify"):
         deployment_resume(deployment=deployment, actor_type="admin", actor="support")
 
 

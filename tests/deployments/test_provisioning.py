@@ -1,6 +1,6 @@
 import pytest
-from django.core.exceptions import ValidationError
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent
 from deployments import tasks
 from deployments.models import Deployment, ErrorCode
@@ -32,9 +32,9 @@ def test_create_verifies_the_token_and_keeps_only_its_last_four_characters(cloud
 
 def test_a_token_cloudflare_rejects_is_never_saved(cloudflare):
     cloudflare.add_token(TOKEN, ACCOUNT, status="revoked")
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ServiceError) as info:
         create(SubscribedCustomerFactory())
-    assert "api_token" in info.value.message_dict and TOKEN not in str(info.value)
+    assert "api_token" in info.value.fields and TOKEN not in str(info.value)
     assert not Deployment.objects.exists()
 
 
@@ -55,25 +55,25 @@ def test_an_account_owned_token_verifies_on_the_account_endpoint(cloudflare):
     ({"api_token": 12345}, "api_token"),
 ])
 def test_create_rejects_bad_input_without_calling_cloudflare(cloudflare, overrides, field):
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ServiceError) as info:
         create(SubscribedCustomerFactory(), **overrides)
-    assert field in info.value.message_dict
+    assert field in info.value.fields
     assert not Deployment.objects.exists()
 
 
 def test_create_requires_a_paying_customer(cloudflare):
     cloudflare.add_token(TOKEN, ACCOUNT)
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ServiceError) as info:
         create(CustomerFactory())
-    assert "customer" in info.value.message_dict
+    assert "customer" in info.value.fields
 
 
 def test_create_refuses_a_second_deployment_of_the_same_script(cloudflare):
     cloudflare.add_token(TOKEN, ACCOUNT)
     create(SubscribedCustomerFactory())
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ServiceError) as info:
         create(SubscribedCustomerFactory())
-    assert "script_name" in info.value.message_dict and Deployment.objects.count() == 1
+    assert "script_name" in info.value.fields and Deployment.objects.count() == 1
 
 
 def test_rotating_the_token_clears_the_error_and_the_auth_stop(settings, cloudflare, bundles, make_deployment):
@@ -99,7 +99,7 @@ def test_rotating_the_token_clears_the_error_and_the_auth_stop(settings, cloudfl
 def test_rotating_to_a_rejected_token_changes_nothing(cloudflare, make_deployment):
     deployment = make_deployment()
     before = deployment.api_token_encrypted
-    with pytest.raises(ValidationError):
+    with pytest.raises(ServiceError):
         deployment_rotate_token(deployment=deployment, api_token="unknownToken_" + "B" * 27, actor_type="admin")
     deployment.refresh_from_db()
     assert deployment.api_token_encrypted == before
@@ -108,7 +108,7 @@ def test_rotating_to_a_rejected_token_changes_nothing(cloudflare, make_deploymen
 def test_rotating_rejects_malformed_input(cloudflare, make_deployment):
     deployment = make_deployment()
     for bad in ("", None, "x" * 500, "tab\tinside-token-value-0000"):
-        with pytest.raises(ValidationError):
+        with pytest.raises(ServiceError):
             deployment_rotate_token(deployment=deployment, api_token=bad, actor_type="admin")
 
 
@@ -137,7 +137,7 @@ def test_a_restored_shell_waits_for_a_token_and_rotation_resumes_it(cloudflare):
     customer = SubscribedCustomerFactory()
     shell, created = deployment_restore_shell(customer=customer, account_id=ACCOUNT, script_name="helm", actor_type="system")
     assert created and shell.paused and shell.paused_by == Deployment.PausedBy.NO_TOKEN
-    with pytest.raises(ValidationError, match="No Cloudflare token"):
+    with pytest.raises(ServiceError, match="No Cloudflare token"):
         deployment_resume(deployment=shell, actor_type="admin")
     cloudflare.add_token(TOKEN, ACCOUNT)
     shell = deployment_rotate_token(deployment=shell, api_token=TOKEN, actor_type="customer", actor="c@example.com")

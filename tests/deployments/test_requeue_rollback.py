@@ -1,6 +1,6 @@
 import pytest
-from django.core.exceptions import ValidationError
 
+from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent
 from deployments import tasks
 from deployments.models import Deployment, ErrorCode, PublishVersion
@@ -45,7 +45,7 @@ def test_rollback_to_a_publish_number_pushes_that_version_and_pins_it(two_releas
     ({"version": "v9.9.9"}, "v9.9.9"),
 ])
 def test_rollback_rejects_bad_input(two_releases, kwargs, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ServiceError, match=message):
         deployment_rollback(deployment=two_releases, actor_type="admin", actor="support", **kwargs)
     assert two_releases.publishes.count() == 2
 
@@ -66,19 +66,19 @@ def test_requeue_pushes_a_failed_publish_again(cloudflare, bundles, make_deploym
 
 def test_requeue_refuses_a_publish_that_did_not_fail_or_is_not_the_latest(two_releases):
     live = two_releases.publishes.get(number=2)
-    with pytest.raises(ValidationError, match="not failed"):
+    with pytest.raises(ServiceError, match="not failed"):
         publish_requeue(publish=live, actor_type="admin")
     PublishVersion.objects.filter(number=1, deployment=two_releases).update(status=PV.Status.FAILED)
-    with pytest.raises(ValidationError, match="not the latest"):
+    with pytest.raises(ServiceError, match="not the latest"):
         publish_requeue(publish=two_releases.publishes.get(number=1), actor_type="admin")
 
 
 def test_push_now_refuses_a_paused_deployment_and_a_push_in_progress(two_releases):
     PublishVersion.objects.create(deployment=two_releases, number=3, version="v2.0.0", status=PV.Status.QUEUED)
-    with pytest.raises(ValidationError, match="in progress"):
+    with pytest.raises(ServiceError, match="in progress"):
         deployment_push_now(deployment=two_releases, actor_type="admin")
     Deployment.objects.filter(pk=two_releases.pk).update(paused=True, paused_by="manual")
-    with pytest.raises(ValidationError, match="paused"):
+    with pytest.raises(ServiceError, match="paused"):
         deployment_push_now(deployment=two_releases, actor_type="admin")
 
 
@@ -91,7 +91,7 @@ def test_push_now_repushes_the_wanted_version(two_releases, cloudflare, django_c
 
 
 def test_pin_rejects_an_unknown_version_and_unpin_follows_the_latest(two_releases):
-    with pytest.raises(ValidationError):
+    with pytest.raises(ServiceError):
         deployment_pin(deployment=two_releases, version="v7", actor_type="admin")
     deployment_pin(deployment=two_releases, version="v1.0.0", actor_type="admin")
     assert tasks.push_deployments()["pushed"] == 1

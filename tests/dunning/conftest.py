@@ -43,7 +43,7 @@ def _fresh_whatsapp_allowance():
 
 
 # The console's Stripe fixtures (settings pointing at an emulator, signed delivery to the webhook view).
-from tests.billing.conftest import deliver, post_event, stripe_settings  # noqa: E402,F401
+from tests.stripe.conftest import deliver, post_event, stripe_settings  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def emulator(stripe_settings, monkeypatch):
 def subscriber(client, emulator, deliver, policy):
     """A customer who paid with 4242 through the console's checkout, every event applied, with a phone."""
     from billing_console.models import Customer
-    from tests.billing.test_checkout_flow import start_checkout
+    from tests.stripe.test_checkout_flow import start_checkout
 
     attempt, _ = start_checkout(client, email="mia@example.com")
     assert emulator.pay_checkout(attempt.stripe_session_id)["ok"]

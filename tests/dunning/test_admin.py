@@ -60,7 +60,7 @@ def test_case_page_shows_step_logs_without_secrets(staff, policy, settings):
 def test_send_step_now_action_sends_and_audits(staff, policy):
     case = DunningCaseFactory()
     response = action(staff, "dunningcase", "send_step_now", [case.pk], step_code="SOFT_D+3")
-    assert "1 case(s) sent SOFT_D+3" in messages_of(response)
+    assert "1 case sent SOFT_D+3." in messages_of(response)
     assert case.step_logs.get().status == "sent" and len(mail.outbox) == 1
     assert AuditEvent.objects.filter(action="dunning.step_send_requested", actor_type="admin").exists()
 
@@ -78,7 +78,7 @@ def test_close_case_action_closes_skips_and_unlocks(staff, policy):
     case = DunningCaseFactory(customer__access_state="soft_locked")
     DunningStepLogFactory(case=case)
     response = action(staff, "dunningcase", "close_case", [case.pk])
-    assert "1 case(s) closed" in messages_of(response)
+    assert "1 case closed." in messages_of(response)
     case.refresh_from_db()
     assert (case.status, case.close_reason) == ("canceled", "closed_by_support")
     assert case.step_logs.get().status == "skipped"
@@ -112,7 +112,7 @@ def test_sync_from_stripe_closes_a_case_whose_payment_webhook_was_missed(staff, 
     assert customer.access_state == "grace"
 
     response = action(staff, "dunningcase", "sync_from_stripe", [case.pk])
-    assert "1 case(s) synced from Stripe" in messages_of(response)
+    assert "1 case synced from Stripe." in messages_of(response)
     case.refresh_from_db()
     customer.refresh_from_db()
     assert (case.status, case.close_reason) == ("recovered", "recovered_on_resync")
@@ -127,7 +127,7 @@ def test_sync_from_stripe_reports_stripe_errors(staff, policy, settings):
     case = DunningCaseFactory()
     response = action(staff, "dunningcase", "sync_from_stripe", [case.pk])
     assert any("Stripe" in m and case.invoice_id in m for m in messages_of(response))
-    assert "0 case(s) synced from Stripe" in messages_of(response)
+    assert "0 cases synced from Stripe." in messages_of(response)
     assert DunningCase.objects.get(pk=case.pk).status == "open"
 
 
@@ -136,7 +136,7 @@ def test_retry_action_resends_failed_and_refuses_sent(staff, policy):
     sent = DunningStepLogFactory(status="sent", step_code="SOFT_D+3", case=failed.case, sent_at=timezone.now())
     response = action(staff, "dunningsteplog", "retry_step", [failed.pk, sent.pk])
     msgs = messages_of(response)
-    assert "1 step(s) sent" in msgs and any("only failed or skipped" in m for m in msgs)
+    assert "1 step sent." in msgs and any("only failed or skipped" in m for m in msgs)
     failed.refresh_from_db()
     assert failed.status == "sent" and len(mail.outbox) == 1
 

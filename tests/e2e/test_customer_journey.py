@@ -122,7 +122,7 @@ def test_buy_manage_recover_and_support_pauses(console, page, browser, settings)
     row = page.locator(".action-row[data-model='deployments.deployment']").first
     row.locator("select[name=action]").select_option("pause")
     row.locator("button").click()
-    assert "1 deployment(s) paused" in page.inner_text(".messagelist")
+    assert "1 deployment paused" in page.inner_text(".messagelist")
 
     page.goto(manage_url)
     assert "Updates are paused" in page.inner_text("main")

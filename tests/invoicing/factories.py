@@ -9,6 +9,7 @@ from datetime import datetime, timezone as dt_timezone
 import factory
 
 from billing_console.models import Invoice, LedgerEntry
+from tests.stripe_events import stripe_event as shared_stripe_event
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory  # noqa: F401  re-exported
 
 _ids = itertools.count(1)
@@ -62,8 +63,7 @@ def stripe_subscription(*, id: str, customer: str, status: str = "active", creat
 
 
 def stripe_event(event_type: str, obj: dict, *, created: int | None = None, id: str | None = None) -> dict:
-    return {"id": id or next_id("evt_"), "object": "event", "type": event_type, "api_version": "2026-05-27.dahlia",
-            "created": created or int(time.time()), "livemode": False, "data": {"object": obj}}
+    return shared_stripe_event(event_type, obj=obj, event_id=id or next_id("evt_"), created=created)
 
 
 class FakeStripePages:

@@ -9,6 +9,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from pypdf import PdfReader
 
+from billing_console.errors import ServiceError
 from billing_console.invoicing.services import invoice_deliver, invoice_resend
 from billing_console.invoicing.tasks import invoice_delivery_retry
 from billing_console.models import AuditEvent, CronRun, Invoice
@@ -146,7 +147,7 @@ def test_resend_emails_again_and_is_audited(deliver_events, invoice_settings, cu
 
 def test_draft_invoice_cannot_be_resent(customer):
     invoice = Invoice.objects.create(stripe_id="in_draft", stripe_customer_id="cus_bob", currency="usd", status="draft")
-    with pytest.raises(ValueError, match="not finalized"):
+    with pytest.raises(ServiceError, match="not finalized"):
         invoice_resend(invoice=invoice, actor_type="admin", actor="support1")
     assert not AuditEvent.objects.exists() and len(mail.outbox) == 0
 

@@ -8,10 +8,11 @@ from django.core import mail
 from django.core.files.storage import default_storage
 from pypdf import PdfReader
 
+from billing_console.errors import ServiceError
 from billing_console.invoicing.reconciliation import drift_item_resync, reconcile_scope, reconciliation_run
 from billing_console.models import AuditEvent, Customer, DriftItem, Invoice
-from tests.billing.conftest import deliver, emulator, post_event, stripe_settings  # noqa: F401  fixtures
-from tests.billing.test_checkout_flow import start_checkout
+from tests.stripe.conftest import deliver, emulator, post_event, stripe_settings  # noqa: F401  fixtures
+from tests.stripe.test_checkout_flow import start_checkout
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +72,7 @@ def test_reconciliation_through_the_gateway_is_clean_then_finds_and_resyncs_drif
 def test_resync_of_a_ledger_difference_is_refused(paid_customer):
     run = reconciliation_run(triggered_by="test")
     item = DriftItem.objects.create(run=run, kind="ledger_total", customer=paid_customer, stripe_id="cus_x 2026-01")
-    with pytest.raises(ValueError, match="re-import the ledger"):
+    with pytest.raises(ServiceError, match="re-import the ledger"):
         drift_item_resync(item=item, actor_type="admin", actor="support1")
     item.refresh_from_db()
     assert item.resolution == "open" and not AuditEvent.objects.filter(action="drift_item.resynced").exists()

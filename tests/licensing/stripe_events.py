@@ -3,6 +3,7 @@
 import copy
 import itertools
 import time
+from tests.stripe_events import stripe_event
 
 _ids = itertools.count(1)
 
@@ -30,9 +31,7 @@ _CHECKOUT_SESSION = {
 
 
 def event(event_type: str, obj: dict) -> dict:
-    return {"id": f"evt_lic{next(_ids):08d}", "object": "event", "api_version": "2026-05-27.dahlia",
-            "created": int(time.time()), "livemode": False, "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None}, "type": event_type, "data": {"object": obj}}
+    return stripe_event(event_type, obj=obj, event_id=f"evt_lic{next(_ids):08d}")
 
 
 def subscription(*, sub_id: str, customer: str = "cus_QXg1o8vcGmoR32", status: str = "active",

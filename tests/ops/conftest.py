@@ -77,3 +77,7 @@ def cloudflare(settings):
     settings.CLOUDFLARE_API_BASE = f"{fake.url}/client/v4"
     yield fake
     fake.stop()
+
+
+# The support group's tests log in as the portal's support user.
+from tests.portal.conftest import support_client, support_user  # noqa: E402,F401

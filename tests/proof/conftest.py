@@ -1,2 +1,2 @@
 """The proof tests reuse the Stripe side's fixtures (settings, emulator, signed delivery)."""
-from tests.billing.conftest import emulator, post_event, stripe_settings  # noqa: F401
+from tests.stripe.conftest import emulator, post_event, stripe_settings  # noqa: F401

@@ -12,7 +12,7 @@ from django.urls import NoReverseMatch, reverse
 
 from billing_console.models import Customer
 from billing_console.ops.support import CONSOLE_APPS, SUPPORT_CHANGES, SUPPORT_VIEWS, support_group_ensure
-from tests.billing.conftest import signed_headers
+from tests.stripe.conftest import signed_headers
 from tests.proof.production import SECRETS
 
 pytestmark = pytest.mark.django_db

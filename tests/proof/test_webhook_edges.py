@@ -1,4 +1,4 @@
-"""Webhook edge cases beyond tests/billing/test_webhook_view.py: fuzzed signature headers and bodies
+"""Webhook edge cases beyond tests/stripe/test_webhook_view.py: fuzzed signature headers and bodies
 (never a 500, nothing stored unless it is a genuine event), future timestamps, a too-large body
 refused before it is read, and unknown event types acknowledged, stored and processed (not failed)."""
 import io
@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from billing_console.models import WebhookEvent
 from billing_console.stripe import api
 from sandbox.stripe import sign_payload
-from tests.billing.conftest import WEBHOOK_SECRET, WEBHOOK_URL
+from tests.stripe_events import stripe_event
+from tests.stripe.conftest import WEBHOOK_SECRET, WEBHOOK_URL
 from tests.proof.fuzz import FUZZ, assert_rejected, json_value, row_counts
 
 pytestmark = pytest.mark.django_db
@@ -27,9 +28,8 @@ header_part = st.one_of(
 
 
 def event(**overrides) -> dict:
-    return {"id": "evt_proof_0001", "object": "event", "type": "customer.updated", "created": int(time.time()),
-            "livemode": False, "api_version": "2026-05-27.dahlia", "data": {"object": {"id": "cus_x", "object": "customer"}},
-            **overrides}
+    return stripe_event("customer.updated", obj={"id": "cus_x", "object": "customer"}, event_id="evt_proof_0001",
+                        **overrides)
 
 
 @FUZZ

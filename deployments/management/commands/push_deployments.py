@@ -1,7 +1,7 @@
 """`manage.py push_deployments [--deployment ID ...] [--dry-run]`: the hourly push, by hand."""
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from billing_console.errors import ServiceError
 from billing_console.models import CronRun
 from deployments import tasks
 from deployments.push import deployments_push
@@ -20,8 +20,8 @@ class Command(BaseCommand):
     def handle(self, *args, deployment, dry_run, **options):
         try:
             ids = deployment_ids(deployment) or None
-        except ValidationError as exc:
-            raise CommandError(exc.messages[0]) from None
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
         if dry_run:
             report = deployments_push(deployment_ids=ids, dry_run=True)
             for pk, current, version in report.would_push:

@@ -3,7 +3,7 @@ revoked, the old address told; the admin field is read-only and the admin's "Cha
 the service, with bad input answered on the form."""
 import pytest
 from django.core import mail
-from django.core.exceptions import ValidationError
+from billing_console.errors import ServiceError
 
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read, manage_link_token
 from billing_console.models import AuditEvent, Customer
@@ -40,7 +40,7 @@ def test_the_service_refuses_bad_input_and_changes_nothing(new_email, message):
     SubscribedCustomerFactory(email="taken@example.com")
     customer = SubscribedCustomerFactory(email="mine@example.com")
     salt = customer.manage_salt
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ServiceError, match=message):
         customer_change_email(customer=customer, new_email=new_email.upper() if "@" in new_email else new_email,
                               actor_type=AuditEvent.ActorType.ADMIN, actor="sam")
     customer.refresh_from_db()

@@ -30,7 +30,7 @@ def _fast_passwords(settings):
 
 
 # Real stand-ins on port 0, shared with the apps' own tests.
-from tests.billing.conftest import emulator, stripe_settings  # noqa: E402,F401
+from tests.stripe.conftest import emulator, stripe_settings  # noqa: E402,F401
 from tests.deployments.conftest import bundles, cloudflare  # noqa: E402,F401
 
 

@@ -9,7 +9,7 @@ import pytest
 from billing_console.models import CheckoutAttempt, Customer, WebhookEvent
 from billing_console.selectors import Reason, customer_entitlement
 from sandbox.stripe import StripeEmulator
-from tests.billing.conftest import WEBHOOK_SECRET, wait_for
+from tests.stripe.conftest import WEBHOOK_SECRET, wait_for
 
 
 @pytest.fixture

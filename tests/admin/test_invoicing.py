@@ -55,7 +55,7 @@ def test_resend_action_queues_an_audited_resend(admin_client, django_capture_on_
         response = admin_client.post(reverse("admin:billing_console_invoice_changelist"), {
             "action": "resend_invoice", "_selected_action": [invoice.pk, draft.pk]}, follow=True)
     text = response.content.decode()
-    assert "1 invoice(s) queued for resending" in text and "not finalized" in text
+    assert "1 invoice queued for resending" in text and "not finalized" in text
     invoice.refresh_from_db()
     assert invoice.delivery_status == "sent" and len(mail.outbox) == 1 and mail.outbox[0].to == ["dan@example.com"]
     assert AuditEvent.objects.get(action="invoice.resend_requested").actor == "admin"
@@ -138,7 +138,7 @@ def test_ledger_import_form(admin_client):
     assert response.status_code == 400 and "line 2:" in response.content.decode() and not LedgerEntry.objects.exists()
     good = ContentFile(b"account,period,total,currency\ncus_a,2026-01,1050,usd\n", name="good.csv")
     response = admin_client.post(url, {"file": good}, follow=True)
-    assert "Imported 1 row(s)" in response.content.decode()
+    assert "Imported 1 row from" in response.content.decode()
     assert LedgerEntry.objects.get().source == "good.csv"
     assert AuditEvent.objects.get(action="ledger.imported").actor == "admin"
 

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing_console.models import (AuditEvent, CronRun, DriftItem, InvoiceEvent, ReconciliationRun)
-from tests.billing.factories import CheckoutAttemptFactory, WebhookEventFactory
+from tests.stripe.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
 from tests.dunning.factories import DunningCaseFactory, DunningPolicyFactory, DunningStepLogFactory

@@ -1,6 +1,7 @@
 import factory
 
 from billing_console.models import CheckoutAttempt, WebhookEvent
+from tests.stripe_events import stripe_event
 
 
 class CheckoutAttemptFactory(factory.django.DjangoModelFactory):
@@ -26,6 +27,6 @@ class WebhookEventFactory(factory.django.DjangoModelFactory):
     stripe_id = factory.Sequence(lambda n: f"evt_test{n:08d}")
     type = "customer.updated"
     stripe_created = factory.Faker("date_time_this_year", tzinfo=__import__("datetime").timezone.utc)
-    payload = factory.LazyAttribute(lambda o: {"id": o.stripe_id, "object": "event", "type": o.type,
-                                               "created": int(o.stripe_created.timestamp()),
-                                               "data": {"object": {"id": "cus_x", "object": "customer"}}})
+    payload = factory.LazyAttribute(lambda o: stripe_event(o.type, obj={"id": "cus_x", "object": "customer"},
+                                                           event_id=o.stripe_id,
+                                                           created=int(o.stripe_created.timestamp())))

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing_console.admin.dashboard import BAD, OK, Section, Stat, dashboard_sections, register_dashboard_section, _providers
+from billing_console.admin.dashboard import BAD, OK, Section, Stat, dashboard_sections, register_dashboard_section, unregister_dashboard_section
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, ReconciliationRun, WebhookEvent
 from billing_console.ops.schedules import SCHEDULES
 
@@ -88,8 +88,8 @@ def test_registered_sections_appear_and_a_broken_one_does_not_break_the_page(req
         assert "Widgets" in titles and "broken" in titles
         assert admin_client.get("/admin/").status_code == 200
     finally:
-        _providers.remove(good)
-        _providers.remove(broken)
+        unregister_dashboard_section(good)
+        unregister_dashboard_section(broken)
 
 
 def test_dashboard_query_count_does_not_grow_with_rows(req, django_assert_max_num_queries):
@@ -125,7 +125,7 @@ def test_support_user_gets_links_only_where_they_may_look(support_client, suppor
 
 
 def test_a_staff_user_without_any_permission_sees_no_numbers_only_a_note(client, django_user_model):
-    from tests.billing.factories import WebhookEventFactory
+    from tests.stripe.factories import WebhookEventFactory
 
     WebhookEventFactory(status="failed")
     staff = django_user_model.objects.create_user("bare", "b@example.com", "pw-x-0123456789", is_staff=True)

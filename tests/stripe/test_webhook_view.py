@@ -6,14 +6,14 @@ import pytest
 
 from billing_console.models import WebhookEvent
 from sandbox.stripe import sign_payload
-from tests.billing.conftest import WEBHOOK_SECRET, WEBHOOK_URL
+from tests.stripe_events import stripe_event
+from tests.stripe.conftest import WEBHOOK_SECRET, WEBHOOK_URL
 
 pytestmark = pytest.mark.django_db
 
 
 def an_event(event_id="evt_test_0001", event_type="product.created", **obj):
-    return {"id": event_id, "object": "event", "type": event_type, "created": int(time.time()), "livemode": False,
-            "api_version": "2026-05-27.dahlia", "data": {"object": {"id": "prod_1", "object": "product", **obj}}}
+    return stripe_event(event_type, {"id": "prod_1", **obj}, event_id=event_id)
 
 
 def test_signed_unknown_event_is_stored_and_marked_processed(stripe_settings, post_event):

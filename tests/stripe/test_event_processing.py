@@ -2,7 +2,6 @@
 retried with backoff or replayed, concurrent duplicates apply the effect once."""
 import json
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,8 @@ from billing_console.models import AuditEvent, CronRun, Customer, WebhookEvent
 from billing_console.stripe import dispatch as event_bus
 from billing_console.stripe.inbox import webhook_event_process, webhook_event_store, webhook_events_retry_due
 from billing_console.stripe.tasks import stripe_events_retry
-from tests.billing.conftest import WEBHOOK_URL, signed_headers
+from tests.stripe_events import stripe_event
+from tests.stripe.conftest import WEBHOOK_URL, signed_headers
 from tests.core.factories import SubscribedCustomerFactory
 from tests.markers import requires_postgres
 
@@ -24,17 +24,13 @@ pytestmark = pytest.mark.django_db
 
 def subscription_event(customer, *, status="past_due", event_id="evt_sub_updated_1", created=None,
                        event_type="customer.subscription.updated"):
-    created = created or int(time.time())
     end = int((timezone.now() + timedelta(days=30)).timestamp())
-    return {"id": event_id, "object": "event", "type": event_type, "created": created, "livemode": False,
-            "api_version": "2026-05-27.dahlia",
-            "data": {"object": {"id": customer.subscription_id, "object": "subscription", "status": status,
-                                "customer": customer.stripe_customer_id, "cancel_at_period_end": False,
-                                "cancel_at": None, "metadata": {},
-                                "items": {"object": "list", "data": [{
-                                    "id": "si_1", "object": "subscription_item", "current_period_end": end,
-                                    "current_period_start": end - 30 * 86400,
-                                    "price": {"id": "price_sandbox_pro", "object": "price"}}]}}}}
+    return stripe_event(event_type, {
+        "id": customer.subscription_id, "status": status, "customer": customer.stripe_customer_id,
+        "items": {"object": "list", "data": [{
+            "id": "si_1", "object": "subscription_item", "current_period_end": end,
+            "current_period_start": end - 30 * 86400, "price": {"id": "price_sandbox_pro", "object": "price"}}]},
+    }, event_id=event_id, created=created)
 
 
 @pytest.fixture
@@ -52,9 +48,8 @@ def failing_receiver():
         if len(calls) == 1:
             raise RuntimeError(f"boom while handling (key {settings_secret()})")
 
-    event_bus.receiver("customer.subscription.updated")(explode)
-    yield calls
-    event_bus._receivers["customer.subscription.updated"].remove(explode)
+    with event_bus.receiver_added("customer.subscription.updated", explode, stage=event_bus.Stage.DUNNING):
+        yield calls
 
 
 def settings_secret():
@@ -99,7 +94,7 @@ def test_attempts_are_bounded_then_the_event_waits_for_support(customer, stripe_
     def always(event):
         raise ValueError("still broken")
 
-    event_bus.receiver("customer.subscription.updated")(always)
+    event_bus.registry.add("customer.subscription.updated", always, stage=event_bus.Stage.DUNNING)
     try:
         row, _ = webhook_event_store(event=subscription_event(customer), enqueue=False)
         assert webhook_event_process(webhook_event_id=row.pk) == "failed"
@@ -109,7 +104,7 @@ def test_attempts_are_bounded_then_the_event_waits_for_support(customer, stripe_
         assert row.attempts == 2 and row.next_attempt_at is None
         assert webhook_events_retry_due()["failed"] == 0  # no longer retried by the cron
     finally:
-        event_bus._receivers["customer.subscription.updated"].remove(always)
+        event_bus.registry.remove("customer.subscription.updated", always)
 
 
 def test_processed_event_is_not_processed_again_unless_replayed(customer):
@@ -127,8 +122,7 @@ def test_lost_enqueue_is_picked_up_by_the_retry_cron(customer):
 
 
 def test_unknown_event_type_is_processed_not_failed(stripe_settings):
-    event = {"id": "evt_unknown_1", "object": "event", "type": "radar.early_fraud_warning.created",
-             "created": int(time.time()), "data": {"object": {"id": "issfr_1"}}}
+    event = stripe_event("radar.early_fraud_warning.created", obj={"id": "issfr_1"}, event_id="evt_unknown_1")
     row, _ = webhook_event_store(event=event, enqueue=False)
     assert webhook_event_process(webhook_event_id=row.pk) == "processed"
 
@@ -170,7 +164,7 @@ def test_concurrent_duplicate_deliveries_apply_the_effect_once(stripe_settings):
         with lock:
             seen.append(event["id"])
 
-    event_bus.receiver("customer.subscription.updated")(count)
+    event_bus.registry.add("customer.subscription.updated", count, stage=event_bus.Stage.DUNNING)
     body = json.dumps(subscription_event(customer, event_id="evt_concurrent_1")).encode()
     barrier = threading.Barrier(8)
     statuses = []
@@ -190,7 +184,7 @@ def test_concurrent_duplicate_deliveries_apply_the_effect_once(stripe_settings):
         for t in threads:
             t.join(30)
     finally:
-        event_bus._receivers["customer.subscription.updated"].remove(count)
+        event_bus.registry.remove("customer.subscription.updated", count)
     assert statuses == [200] * 8
     row = WebhookEvent.objects.get(stripe_id="evt_concurrent_1")
     assert row.deliveries == 8 and row.status == WebhookEvent.Status.PROCESSED and row.attempts == 1
@@ -236,8 +230,7 @@ def test_djstripe_mirror_takes_only_the_configured_types(stripe_settings, monkey
     stripe_settings.STRIPE_DJSTRIPE_SYNC = mirrored
     synced = []
     monkeypatch.setattr(DjstripeEvent, "process", classmethod(lambda cls, data, api_key=None: synced.append(data["id"])))
-    event = {"id": "evt_mirror_1", "object": "event", "type": event_type, "created": int(time.time()),
-             "data": {"object": {"id": "obj_1"}}}
+    event = stripe_event(event_type, obj={"id": "obj_1"}, event_id="evt_mirror_1")
     row, _ = webhook_event_store(event=event, enqueue=False)
     assert webhook_event_process(webhook_event_id=row.pk) == "processed"
     assert synced == (["evt_mirror_1"] if wanted else [])

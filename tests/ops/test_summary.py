@@ -22,15 +22,13 @@ def ops_secret(settings):
 
 @pytest.fixture
 def sections():
-    saved = dict(ops._sections)
-    yield ops._sections
-    ops._sections.clear()
-    ops._sections.update(saved)
+    with ops.ops_sections_restored():
+        yield
 
 
 def test_unset_secret_answers_503(client):
     response = client.get("/api/ops/summary", HTTP_AUTHORIZATION="Bearer anything")
-    assert response.status_code == 503 and "OPS_SECRET" in response.json()["error"]
+    assert response.status_code == 503 and "OPS_SECRET" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer wrong-secret", f"Basic {SECRET}", f"Bearer {SECRET}x",
@@ -100,7 +98,7 @@ def test_summary_query_count_is_fixed(django_assert_max_num_queries):
     for n in range(30):
         CronRun.objects.create(name=f"cron{n % 5}", status="ok")
     # The core's own statements, plus at most one per section an app registered (deployments, dunning).
-    with django_assert_max_num_queries(8 + len(ops._sections)):
+    with django_assert_max_num_queries(8 + len(ops.ops_section_names())):
         ops.ops_summary()
 
 

@@ -4,7 +4,7 @@ import pytest
 from billing_console.models import AuditEvent, WebhookEvent
 from deployments.models import Deployment
 from licensing.models import License
-from tests.billing.factories import WebhookEventFactory
+from tests.stripe.factories import WebhookEventFactory
 from tests.core.factories import SubscribedCustomerFactory
 from tests.deployments.factories import DeploymentFactory
 from tests.licensing.factories import DeviceActivationFactory, LicenseFactory
@@ -54,7 +54,7 @@ def test_support_pauses_a_deployment_from_the_customer_page(support_client, supp
     assert deployment.paused and deployment.status == Deployment.Status.PAUSED
     event = AuditEvent.objects.get(action="deployment.paused")
     assert (event.actor_type, event.actor) == ("admin", support_user.username)
-    assert "1 deployment(s) paused" in support_client.get(response["Location"]).content.decode()
+    assert "1 deployment paused" in support_client.get(response["Location"]).content.decode()
 
 
 def test_support_runs_the_runbook_actions(support_client):

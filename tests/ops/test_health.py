@@ -74,9 +74,15 @@ def test_cloud_health_not_ready_without_master_key(client, db, configured):
     assert body["ready"] is False and body["config"]["hasCloudMasterKey"] is False
 
 
-def test_registered_provider_fills_sections(client, db, configured, monkeypatch):
-    monkeypatch.setattr(health, "_cloud_providers", [lambda: {"deployments": {"total": 3, "active": 2}}])
-    body = client.get("/api/cloud/health").json()
+def test_registered_provider_fills_sections(client, db, configured):
+    def provider():
+        return {"deployments": {"total": 3, "active": 2}}
+
+    health.register_cloud_health(provider)
+    try:
+        body = client.get("/api/cloud/health").json()
+    finally:
+        health.unregister_cloud_health(provider)
     assert body["deployments"] == {"total": 3, "active": 2, "paused": 0, "errored": 0}
 
 

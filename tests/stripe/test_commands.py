@@ -3,7 +3,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from billing_console.models import Customer
-from tests.billing.test_checkout_flow import start_checkout
+from tests.stripe.test_checkout_flow import start_checkout
 from billing_console.stripe.gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ import pytest
 from billing_console.models import AuditEvent, Customer
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.stripe.subscriptions import customer_resync
-from tests.billing.test_checkout_flow import start_checkout
+from tests.stripe.test_checkout_flow import start_checkout
 from billing_console.stripe.gateway import client as stripe_api
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,7 @@
 import pytest
 
-from billing_console.admin.search import Hit, _providers, matching_customer_ids, register_search_provider, search
+from billing_console.admin.search import (Hit, matching_customer_ids, register_search_provider, search,
+                                          unregister_search_provider)
 from billing_console.models import CheckoutAttempt, Invoice
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 
@@ -49,8 +50,8 @@ def test_registered_providers_add_hits_and_a_failing_one_is_skipped():
     try:
         assert matching_customer_ids("dev-42x") == [customer.pk]
     finally:
-        _providers.remove(devices)
-        _providers.remove(broken)
+        unregister_search_provider(devices)
+        unregister_search_provider(broken)
 
 
 def test_search_page_goes_straight_to_a_single_customer(support_client):
