@@ -66,14 +66,24 @@ class Limiter:
         self.checked = False
 
     def check(self, key: str | None = None) -> None:
+        self.start(key)()
+
+    def start(self, key: str | None = None):
+        """Count this request now; the returned function raises the 429 and must be called once, after
+        the caller's own read (which then runs while the cache answers)."""
         self.checked = True
         limits = [(ratelimit.bucket("addr", self.address), settings.LICENSE_RATE_LIMIT_PER_ADDRESS)]
         if key is not None:
             limits.append((ratelimit.bucket("key", key), settings.LICENSE_RATE_LIMIT_PER_KEY))
-        wait = ratelimit.hit(limits, window=settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS)
-        if wait:
-            raise ApiError(429, "RATE_LIMITED", f"Too many requests; retry in {wait} seconds.",
-                           headers={"Retry-After": str(wait)}, retryAfter=wait)
+        finish = ratelimit.hit_start(limits, window=settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS)
+
+        def check() -> None:
+            wait = finish()
+            if wait:
+                raise ApiError(429, "RATE_LIMITED", f"Too many requests; retry in {wait} seconds.",
+                               headers={"Retry-After": str(wait)}, retryAfter=wait)
+
+        return check
 
 
 def api_view(*methods: str):
@@ -184,8 +194,12 @@ def _token_row(token: str, device_id: str | None, limiter: Limiter) -> tuple[dic
     license_id, token_device = claims.get("license"), claims.get("device")
     if not isinstance(license_id, int) or not isinstance(token_device, str):
         raise unauthorized()
-    limiter.check(f"license:{license_id}")
-    row = activation_row(license_id=license_id, device_id=token_device)
+    # The database read runs while the rate-limit counts travel (a refused call throws the row away).
+    rate_check = limiter.start(f"license:{license_id}")
+    try:
+        row = activation_row(license_id=license_id, device_id=token_device)
+    finally:
+        rate_check()
     # A reissued key retires the tokens minted under the old one.
     if row is None or row[KEY_GENERATION_INDEX] != claims.get("gen"):
         raise unauthorized()

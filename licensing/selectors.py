@@ -11,7 +11,7 @@ import sys
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connection, connections
 from django.utils import timezone
 
 from billing_console.models import Customer
@@ -74,12 +74,13 @@ def activation_row(*, license_id: int, device_id: str) -> tuple | None:
     database connection vendor instead of on every call (compiling a three-table join cost more CPU
     than running it). The row is also the version of the cached status answer (licensing/status_cache.py).
     """
-    sql, columns = _hot_query()
+    db = connections[DEFAULT_DB_ALIAS]  # once: every attribute of the `connection` proxy is a lookup
+    sql, columns = _compiled(db.vendor)
     params = [license_id, device_id]
-    if connection.vendor == "postgresql" and settings.LICENSE_STATUS_PREPARED_STATEMENT:
-        row = _fetch_prepared(sql, params)
+    if db.vendor == "postgresql" and settings.LICENSE_STATUS_PREPARED_STATEMENT:
+        row = _fetch_prepared(db, sql, params)
     else:
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
     if row is None:
@@ -89,11 +90,11 @@ def activation_row(*, license_id: int, device_id: str) -> tuple | None:
     values = list(row)
     for index, converters, expression in columns:
         for converter in converters:
-            values[index] = converter(values[index], expression, connection)
+            values[index] = converter(values[index], expression, db)
     return tuple(values)
 
 
-def _fetch_prepared(sql: str, params: list):
+def _fetch_prepared(db, sql: str, params: list):
     """Run the hot query as a server-side prepared statement, the statement doubling as the health check.
 
     Parsing and planning the three-table join cost PostgreSQL about 6 times its execution; prepared
@@ -106,29 +107,29 @@ def _fetch_prepared(sql: str, params: list):
     query itself is the check: a reused connection that fails it is replaced and the read (nothing
     else happened on the connection yet) is run once more, which is what the check would have done.
     """
-    retry = (connection.health_check_enabled and not connection.health_check_done
-             and connection.connection is not None and not connection.in_atomic_block)
+    retry = db.health_check_enabled and not db.health_check_done and db.connection is not None \
+        and not db.in_atomic_block
     if not retry:
-        connection.close_if_health_check_failed()
+        db.close_if_health_check_failed()
     try:
-        row = _execute_prepared(sql, params)
+        row = _execute_prepared(db, sql, params)
     except (OperationalError, InterfaceError):
         if not retry:
             raise
-        connection.close()
-        row = _execute_prepared(sql, params)
-    connection.health_check_done = True
+        db.close()
+        row = _execute_prepared(db, sql, params)
+    db.health_check_done = True
     return row
 
 
-def _execute_prepared(sql: str, params: list):
-    connection.ensure_connection()
-    raw = connection.connection
+def _execute_prepared(db, sql: str, params: list):
+    db.ensure_connection()
+    raw = db.connection
     if raw.prepare_threshold is None:
         # Not None, or psycopg refuses to prepare even when asked; this high, it never prepares on its own.
         raw.prepare_threshold = sys.maxsize
     cursor = _prepared_cursor_class()(raw)
-    wrapped = connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+    wrapped = db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
     with wrapped:
         wrapped.execute(sql, params)
         return wrapped.fetchone()
