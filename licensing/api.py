@@ -175,7 +175,7 @@ def _key(value) -> str:
 
 
 def _bearer(request) -> str | None:
-    header = request.headers.get("Authorization", "")
+    header = request.META.get("HTTP_AUTHORIZATION", "")  # request.headers would copy every header
     if not header:
         return None
     scheme, _, token = header.partition(" ")
