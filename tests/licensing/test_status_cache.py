@@ -183,3 +183,19 @@ def test_a_check_in_write_alone_does_not_sign_again(api, device, signs):
     checked = DeviceActivation.objects.get(pk=activation.pk).last_checked_at
     assert timezone.now() - checked < timedelta(seconds=5)
     assert body["device"]["lastCheckedAt"] == checked.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dead_database_connection_is_replaced_by_the_status_query_itself(api, device):
+    """On PostgreSQL the prepared status query stands in for Django's SELECT 1 health check."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the prepared statement path is PostgreSQL's")
+    activation, token = device
+    assert connection.health_check_enabled
+    connection.connection.close()  # the server went away under a kept-alive connection
+    connection.health_check_done = False  # as at the start of every request
+    body = status(api, token)
+    assert body["active"] is True
+    assert not connection.connection.closed
