@@ -29,6 +29,7 @@ class LicenseApiMiddleware:
             if not getattr(match.func, "license_api", False):
                 return self.get_response(request)
             self.routes[path] = match
+        request.get_host()  # ALLOWED_HOSTS still holds (CommonMiddleware's check on other routes)
         request.resolver_match = match
         response = match.func(request, *match.args, **match.kwargs)
         if not response.has_header("Content-Length"):  # CommonMiddleware's job on other routes

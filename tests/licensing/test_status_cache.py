@@ -199,3 +199,10 @@ def test_a_dead_database_connection_is_replaced_by_the_status_query_itself(api, 
     body = status(api, token)
     assert body["active"] is True
     assert not connection.connection.closed
+
+
+def test_the_lean_api_path_still_refuses_a_host_not_allowed(api, device):
+    activation, token = device
+    response = api.get(URL, HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert "X-Frame-Options" not in api.get(URL, HTTP_AUTHORIZATION=f"Bearer {token}")  # past the page middleware
