@@ -3,7 +3,8 @@ for the licence API and the customer pages.
 
 All the buckets of one request are counted in one call, which on Redis is one pipelined round
 trip (INCR + EXPIRE per bucket, written straight to a pooled connection) instead of Django's
-add/exists/incr per bucket: the limiter runs on every licence call, so its cost is the API's. Buckets are named by a hash, never by a key in clear.
+add/exists/incr per bucket: the limiter runs on every licence call, so its cost is the API's.
+Buckets are named by a hash, never by a key in clear.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def _redis_client(cache: RedisCache):
 
 
 def _resp(*args: bytes) -> bytes:
-    """One Redis command in RESP, written directly (redis-py's encoder cost more than the round trip)."""
+    """One Redis command in RESP, written directly: redis-py's encoder was most of the limiter's Python time."""
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
 
 

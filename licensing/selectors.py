@@ -97,7 +97,7 @@ def activation_row(*, license_id: int, device_id: str) -> tuple | None:
 def _fetch_prepared(db, sql: str, params: list):
     """Run the hot query as a server-side prepared statement, the statement doubling as the health check.
 
-    Parsing and planning the three-table join cost PostgreSQL about 6 times its execution; prepared
+    Parsing and planning the three-table join cost PostgreSQL several times its execution; prepared
     once per connection, it is only executed (and its row read in binary, without Python datetime
     parsing). Django leaves psycopg's automatic preparation off (transaction-pooling PgBouncer before
     1.21 loses prepared statements: LICENSE_STATUS_PREPARED_STATEMENT=false then); this prepares only
