@@ -19,15 +19,17 @@ from django.views.decorators.csrf import csrf_exempt
 from billing_console import ratelimit
 from billing_console.errors import desktop_error_body
 from licensing.keys import key_normalize
+from licensing import status_cache
+from licensing.models import DeviceActivation, License
 from licensing.selectors import (
-    LicenseState, activation_for, activation_with_license, license_by_key, license_state,
+    LicenseState, activation_for, activation_from_row, activation_row, license_by_key, license_state,
 )
 from licensing.services import (
-    API, DeviceNotFound, LicenseError, TooManyDevices, device_activation_touch, license_activate_device,
-    license_deactivate_device,
+    API, CHECKIN_WRITE_INTERVAL, DeviceNotFound, LicenseError, TooManyDevices, device_activation_touch,
+    license_activate_device, license_deactivate_device,
 )
 from licensing.tokens import DEVICE, LICENSE, SigningUnavailable, TokenInvalid, iso, signing_key, token_sign, \
-    token_verify, verify_keys
+    token_verify_device, verify_keys
 
 log = logging.getLogger("licensing")
 MAX_BODY_BYTES = 8 * 1024
@@ -66,14 +68,24 @@ class Limiter:
         self.checked = False
 
     def check(self, key: str | None = None) -> None:
+        self.start(key)()
+
+    def start(self, key: str | None = None):
+        """Count this request now; the returned function raises the 429 and must be called once, after
+        the caller's own read (which then runs while the cache answers)."""
         self.checked = True
         limits = [(ratelimit.bucket("addr", self.address), settings.LICENSE_RATE_LIMIT_PER_ADDRESS)]
         if key is not None:
             limits.append((ratelimit.bucket("key", key), settings.LICENSE_RATE_LIMIT_PER_KEY))
-        wait = ratelimit.hit(limits, window=settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS)
-        if wait:
-            raise ApiError(429, "RATE_LIMITED", f"Too many requests; retry in {wait} seconds.",
-                           headers={"Retry-After": str(wait)}, retryAfter=wait)
+        finish = ratelimit.hit_start(limits, window=settings.LICENSE_RATE_LIMIT_WINDOW_SECONDS)
+
+        def check() -> None:
+            wait = finish()
+            if wait:
+                raise ApiError(429, "RATE_LIMITED", f"Too many requests; retry in {wait} seconds.",
+                               headers={"Retry-After": str(wait)}, retryAfter=wait)
+
+        return check
 
 
 def api_view(*methods: str):
@@ -105,6 +117,7 @@ def api_view(*methods: str):
             response["Cache-Control"] = response.get("Cache-Control", "no-store")
             return response
 
+        wrapper.license_api = True  # served past the middleware it does not need (licensing/middleware.py)
         return wrapper
 
     return decorate
@@ -174,7 +187,7 @@ def _key_bucket(key: str) -> str:
 
 
 def _bearer(request) -> str | None:
-    header = request.headers.get("Authorization", "")
+    header = request.META.get("HTTP_AUTHORIZATION", "")  # request.headers would copy every header
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -183,26 +196,39 @@ def _bearer(request) -> str | None:
     return token.strip()
 
 
-def _token_activation(token: str, device_id: str | None, limiter: Limiter):
-    """The activation a device token speaks for (with licence and customer), or 401."""
+def _token_row(token: str, device_id: str | None, limiter: Limiter) -> tuple[dict, tuple]:
+    """The token's claims and the row (activation, licence, customer) it speaks for, or 401."""
     try:
-        claims = token_verify(token, device_id=device_id)
+        claims = token_verify_device(token, device_id=device_id)
     except TokenInvalid as exc:
         log.info("device token rejected: %s", exc.reason, extra={"event": "license_token_rejected", "reason": exc.reason})
         raise unauthorized() from None
     license_id, token_device = claims.get("license"), claims.get("device")
     if not isinstance(license_id, int) or not isinstance(token_device, str):
         raise unauthorized()
-    limiter.check(f"license:{license_id}")
-    activation = activation_with_license(license_id=license_id, device_id=token_device)
+    # The database read runs while the rate-limit counts travel (a refused call throws the row away).
+    rate_check = limiter.start(f"license:{license_id}")
+    try:
+        row = activation_row(license_id=license_id, device_id=token_device)
+    finally:
+        rate_check()
     # A reissued key retires the tokens minted under the old one.
-    if activation is None or activation.license.key_generation != claims.get("gen"):
+    if row is None or row[KEY_GENERATION_INDEX] != claims.get("gen"):
         raise unauthorized()
-    return activation
+    return claims, row
+
+
+def _token_activation(token: str, device_id: str | None, limiter: Limiter):
+    """The activation a device token speaks for (with licence and customer), or 401."""
+    return activation_from_row(_token_row(token, device_id, limiter)[1])
+
+
+KEY_GENERATION_INDEX = len(DeviceActivation._meta.concrete_fields) + \
+    [field.attname for field in License._meta.concrete_fields].index("key_generation")
 
 
 # --- Output ---------------------------------------------------------------------------------
-def _status_body(state: LicenseState) -> dict:
+def _status_body(state: LicenseState, now=None) -> dict:
     lic, activation, ent = state.license, state.activation, state.entitlement
     body = {
         "active": state.active,
@@ -220,7 +246,7 @@ def _status_body(state: LicenseState) -> dict:
         "license": None,
         "deviceAccessToken": None,
         "deviceAccessTokenExpiresAtIso": None,
-        "checkedAt": iso(timezone.now()),
+        "checkedAt": iso(now or timezone.now()),
     }
     if activation is None or not activation.is_active:
         return body
@@ -286,27 +312,54 @@ def status(request):
     if "key" in request.GET:
         raise _field_error("key", "Send the licence key in the X-License-Key header, never in the URL "
                                   "(URLs end up in logs).")
-    signing_key()
+    kid = signing_key()[1].kid
     token = _bearer(request)
     if token:
         device_id = request.GET.get("device_id")
-        activation = _token_activation(token, _device_id(device_id) if device_id is not None else None,
-                                       request.limiter)
-        lic = activation.license
-    else:
-        key = _key(request.headers.get("X-License-Key"))
-        device_id = _device_id(request.GET.get("device_id"))
-        request.limiter.check(_key_bucket(key))
-        lic = license_by_key(key)
-        if lic is None:
-            raise not_found()
-        activation = activation_for(license=lic, device_id=device_id)
-        if activation is not None:
-            activation.license = lic
+        claims, row = _token_row(token, _device_id(device_id) if device_id is not None else None, request.limiter)
+        return JsonResponse(_token_status_body(claims, row, kid))
+    key = _key(request.headers.get("X-License-Key"))
+    device_id = _device_id(request.GET.get("device_id"))
+    request.limiter.check(_key_bucket(key))
+    lic = license_by_key(key)
+    if lic is None:
+        raise not_found()
+    activation = activation_for(license=lic, device_id=device_id)
+    if activation is not None:
+        activation.license = lic
     state = license_state(license=lic, activation=activation)
     if state.activation is not None and state.activation.is_active:
         device_activation_touch(activation=state.activation)
     return JsonResponse(_status_body(state))
+
+
+def _token_status_body(claims: dict, row: tuple, kid: str) -> dict:
+    """The status of a token's device: the cached answer for this exact row and signing key when there
+    is one (see licensing/status_cache.py), else computed, signed and cached."""
+    now = timezone.now()
+    license_id, device_id = claims["license"], claims["device"]
+    version = status_cache.version(row)
+    active_device = row[status_cache.DEACTIVATED_INDEX] is None
+    checked = row[status_cache.CHECKIN_INDEX]
+    activation = None
+    if active_device and (checked is None or now - checked >= CHECKIN_WRITE_INTERVAL):
+        activation = activation_from_row(row)
+        device_activation_touch(activation=activation, now=now)
+        checked = activation.last_checked_at
+    cached = active_device and status_cache.answer_get(license_id=license_id, device_id=device_id, version=version,
+                                                       kid=kid, now=now)
+    if cached:
+        return {**cached, "checkedAt": iso(now), "device": {**cached["device"], "lastCheckedAt": iso(checked)}}
+    activation = activation or activation_from_row(row)
+    state = license_state(license=activation.license, activation=activation, now=now)
+    body = _status_body(state, now=now)
+    if active_device:
+        # Tokens are signed again once half-way to their expiry, or when the row or the key changes.
+        expires_at = state.token_expires_at
+        fresh_until = now.timestamp() + (int(expires_at.timestamp()) - now.timestamp()) / 2
+        status_cache.answer_put(license_id=license_id, device_id=device_id, version=version, kid=kid, body=body,
+                                fresh_until=fresh_until)
+    return body
 
 
 @api_view("GET")

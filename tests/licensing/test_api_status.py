@@ -246,7 +246,7 @@ def test_a_request_that_fails_unexpectedly_is_still_counted(client, signing_key,
     def boom(*args, **kwargs):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(licensing.api, "token_verify", boom)
+    monkeypatch.setattr(licensing.api, "token_verify_device", boom)
     client.raise_request_exception = False
     assert client.get("/api/license/status", HTTP_AUTHORIZATION="Bearer a.b.c").status_code == 500
     monkeypatch.undo()
