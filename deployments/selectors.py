@@ -28,6 +28,34 @@ def customer_lock_reason(customer: Customer) -> str:
     return reason if reason in LOCK_REASONS else ""
 
 
+class ResumeBlock:
+    """Why a resume would be refused; the service raises on it and the manage page hides its button on it."""
+    NONE = ""
+    TOKEN_STOP = "token_stop"  # stopped after repeated token rejections: a rotated or verified token resumes it
+    NO_TOKEN = "no_token"  # restored without a token: storing one resumes it
+    LOCKED = "locked"  # automatic pause of a hard-locked customer: payment resumes it
+    ENDED = "ended"  # automatic pause of a canceled subscription: a new subscription resumes it
+
+
+def deployment_resume_block(deployment: Deployment, *, by: str = Deployment.PausedBy.MANUAL) -> str:
+    """The one rule for "may `by` resume this deployment now?": a ResumeBlock code, NONE when it may
+    (or when it is not paused). deployment_resume enforces it; the customer pages offer Resume only on NONE."""
+    PausedBy = Deployment.PausedBy
+    if not deployment.paused:
+        return ResumeBlock.NONE
+    if deployment.paused_by == PausedBy.AUTH_FAILURES:
+        return ResumeBlock.TOKEN_STOP
+    if deployment.paused_by == PausedBy.NO_TOKEN:
+        return ResumeBlock.NO_TOKEN
+    if deployment.paused_by == PausedBy.AUTO_LOCK:
+        lock = customer_lock_reason(deployment.customer)
+        if lock == Reason.CANCELED:
+            return ResumeBlock.ENDED
+        if lock:
+            return ResumeBlock.LOCKED
+    return ResumeBlock.NONE
+
+
 def with_wanted_version(qs: QuerySet, latest_version: str) -> QuerySet:
     """Annotate `wanted`: the pinned version, or the latest release when not pinned."""
     return qs.annotate(wanted=Case(When(pinned_version="", then=Value(latest_version)), default=F("pinned_version"),

@@ -23,18 +23,13 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing_console.models import Customer, Invoice, InvoiceEvent
+from billing_console.money import currency_exponent, money_format  # noqa: F401  (re-exported: callers import it from here)
 from billing_console.ops.logging import redact
 from billing_console.services import audit_log
 
 log = logging.getLogger("billing_console.invoicing")
 
 DELIVER_TASK = "billing_console.invoicing.tasks.deliver_invoice"
-
-# ISO 4217 currencies Stripe treats as zero-decimal / three-decimal (amounts are still integers).
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
-                "xaf", "xof", "xpf"}
-THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "brl": "R$", "aud": "A$", "cad": "CA$", "inr": "₹"}
 
 # A late event must never move an invoice backwards: paid or void never return to open.
 STATUS_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
@@ -50,26 +45,6 @@ class InvoiceShapeError(ValueError):
 
 class DeliveryError(Exception):
     pass
-
-
-# --- Money ------------------------------------------------------------------------------------
-def currency_exponent(currency: str) -> int:
-    currency = (currency or "").lower()
-    if currency in ZERO_DECIMAL:
-        return 0
-    if currency in THREE_DECIMAL:
-        return 3
-    return 2
-
-
-def money_format(amount: int, currency: str) -> str:
-    """1234, "usd" -> "$12.34"; 1000, "jpy" -> "¥1,000"; 1234, "chf" -> "12.34 CHF". Integer maths only."""
-    exponent = currency_exponent(currency)
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(int(amount)), 10 ** exponent)
-    number = f"{major:,}" + (f".{minor:0{exponent}d}" if exponent else "")
-    symbol = SYMBOLS.get((currency or "").lower())
-    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {(currency or '').upper()}"
 
 
 # --- Reading Stripe's invoice -----------------------------------------------------------------
