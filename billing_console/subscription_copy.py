@@ -77,6 +77,16 @@ class SubscriptionCopy:
         return action in self.actions
 
 
+def licence_status_words(licence, copy: SubscriptionCopy, *, current: bool = True) -> tuple[str, str]:
+    """(words, tone) for a licence row: a licence support revoked or suspended says so; otherwise the
+    subscription's state decides, so a canceled subscription's licence reads "Ended", never "Active"."""
+    if licence.status != "active":
+        return licence.get_status_display(), "ended" if licence.status == "revoked" else "suspended"
+    if not current:
+        return "Ended (an earlier subscription)", "ended"
+    return copy.licence_status, copy.licence_tone
+
+
 def day(dt: datetime | None) -> str:
     return timezone.localtime(dt).strftime("%-d %B %Y") if dt else ""
 

@@ -8,6 +8,7 @@ from django.db.models import Count, Q
 from billing_console.admin.base import ReadOnlyInline
 from billing_console.admin.customers import register_customer_inline
 from billing_console.services import actor_of
+from billing_console.subscription_copy import licence_status_words, subscription_copy
 from licensing import services
 from licensing.keys import key_hash, key_normalize
 from licensing.models import DeviceActivation, License
@@ -24,12 +25,16 @@ class LicenseCustomerInline(ReadOnlyInline):
     """The customer page's licence section."""
 
     model = License
-    fields = readonly_fields = ("key_prefix", "plan", "status", "active_devices", "max_devices", "key_delivery",
+    fields = readonly_fields = ("key_prefix", "plan", "shown_status", "active_devices", "max_devices", "key_delivery",
                                 "needs_reissue", "issued_at", "reissued_at")
     verbose_name_plural = "Licences"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(active_device_count=ACTIVE_DEVICES)
+        return super().get_queryset(request).select_related("customer").annotate(active_device_count=ACTIVE_DEVICES)
+
+    @admin.display(description="Status")
+    def shown_status(self, obj):
+        return shown_licence_status(obj)
 
     @admin.display(description="Active devices")
     def active_devices(self, obj):
@@ -37,6 +42,13 @@ class LicenseCustomerInline(ReadOnlyInline):
 
 
 register_customer_inline(LicenseCustomerInline)
+
+
+def shown_licence_status(obj: License) -> str:
+    """The licence's status as the customer sees it: "Ended" once the subscription behind it ended."""
+    copy = subscription_copy(obj.customer, invoices=[])
+    words, _ = licence_status_words(obj, copy, current=obj.subscription_id == obj.customer.subscription_id)
+    return words
 
 
 def _each(modeladmin, request, queryset, service, done: str, **kwargs) -> None:
@@ -56,7 +68,7 @@ def _each(modeladmin, request, queryset, service, done: str, **kwargs) -> None:
 @admin.register(License)
 class LicenseAdmin(admin.ModelAdmin):
     service_arg = "license"
-    list_display = ("key_prefix", "customer_email", "plan", "status", "active_devices", "max_devices", "key_delivery",
+    list_display = ("key_prefix", "customer_email", "plan", "shown_status", "active_devices", "max_devices", "key_delivery",
                     "needs_reissue", "issued_at")
     list_filter = ("status", "plan", "needs_reissue", "key_delivery")
     search_fields = ("key_prefix", "customer__email", "subscription_id", "activations__device_id")
@@ -64,7 +76,7 @@ class LicenseAdmin(admin.ModelAdmin):
     list_select_related = ("customer",)
     show_full_result_count = False
     fields = readonly_fields = ("customer", "subscription_id", "key_prefix", "plan", "max_devices", "offline_grace_days",
-                                "status", "status_reason", "key_delivery", "key_generation", "needs_reissue",
+                                "status", "shown_status", "status_reason", "key_delivery", "key_generation", "needs_reissue",
                                 "issued_at", "reissued_at", "updated_at")
     inlines = [DeviceActivationInline]
     actions = ["suspend", "unsuspend", "revoke", "reissue_key", "reset_activations"]
@@ -83,6 +95,10 @@ class LicenseAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Customer sees", ordering="status")
+    def shown_status(self, obj):
+        return shown_licence_status(obj)
 
     @admin.display(description="Customer", ordering="customer__email")
     def customer_email(self, obj):

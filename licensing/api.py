@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from billing_console import ratelimit
+from billing_console.subscription_copy import licence_status_words, subscription_copy
 from licensing.selectors import (
     LicenseState, activation_for, activation_with_license, license_by_key, license_state,
 )
@@ -192,9 +193,16 @@ def _token_activation(token: str, device_id: str | None, limiter: Limiter):
 # --- Output ---------------------------------------------------------------------------------
 def _status_body(state: LicenseState) -> dict:
     lic, activation, ent = state.license, state.activation, state.entitlement
+    # The same words as the manage page, without the invoice read (amounts owed are on the manage page).
+    copy = subscription_copy(lic.customer, invoices=[], ent=ent)
+    licence_words, _ = licence_status_words(lic, copy, current=lic.subscription_id == lic.customer.subscription_id)
     body = {
         "active": state.active,
         "status": state.reason,
+        "subscriptionState": copy.state,
+        "licenseStatus": licence_words,
+        "headline": copy.headline,
+        "message": copy.detail,
         "entitlement": lic.plan if state.active else None,
         "plan": lic.plan,
         "lock": ent.locked or None,

@@ -9,7 +9,7 @@ from billing_console.models import Customer, Invoice
 from billing_console.money import money_format
 from billing_console.portal.wording import deployment_error_words, deployment_stop_words
 from billing_console.selectors import customer_entitlement, plan_settings
-from billing_console.subscription_copy import SubscriptionCopy, subscription_copy
+from billing_console.subscription_copy import SubscriptionCopy, licence_status_words, subscription_copy
 
 RECENT_INVOICES = 5
 OWED_WINDOW = 24  # invoices read to find what is still owed (a year of monthly renewals and then some)
@@ -57,16 +57,6 @@ def pricing_plans() -> list[dict]:
             ],
         })
     return plans
-
-
-def licence_status_words(licence, copy: SubscriptionCopy, *, current: bool) -> tuple[str, str]:
-    """(words, tone) for a licence: revoked or suspended by support says so; otherwise the subscription's
-    state decides, so a canceled subscription's licence reads "Ended", never "Active"."""
-    if licence.status != licence.Status.ACTIVE:
-        return licence.get_status_display(), "ended" if licence.status == licence.Status.REVOKED else "suspended"
-    if not current:
-        return "Ended (an earlier subscription)", "ended"
-    return copy.licence_status, copy.licence_tone
 
 
 def _licences(customer: Customer, copy: SubscriptionCopy) -> list[dict]:
