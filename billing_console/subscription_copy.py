@@ -159,8 +159,7 @@ def _next_amount(customer: Customer, invoices: list[Invoice]) -> str:
 
 
 def _pricing_url() -> str:
-    base = (getattr(settings, "SITE_URL", "") or "").rstrip("/")
-    return f"{base}/pricing/" if base else "/pricing/"
+    return settings.PRICING_URL
 
 
 def subscription_state(customer: Customer, ent: Entitlement) -> str:
