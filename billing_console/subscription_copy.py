@@ -149,13 +149,31 @@ def _owed(invoices: list[Invoice]) -> tuple[int, str, str, Invoice | None]:
     return total, currency, first.hosted_invoice_url if first else "", owed[0]
 
 
-def _next_amount(customer: Customer, invoices: list[Invoice]) -> str:
-    """The next renewal's amount when known: the last paid, non-zero invoice of this subscription."""
+def _price_amount(customer: Customer) -> str:
+    """The subscription price times its seats, from dj-stripe's mirror when it has the price."""
+    if not customer.price_id:
+        return ""
+    try:
+        from djstripe.models import Price
+
+        # dj-stripe 2.11 keeps a price's amount only in the Stripe object it stores.
+        row = Price.objects.filter(id=customer.price_id).values_list("currency", "stripe_data").first()
+    except Exception:  # the mirror is optional: the words stand without the amount
+        return ""
+    amount = ((row[1] or {}).get("unit_amount") if row else None)
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        return ""
+    return money_format(amount * max(int(getattr(customer, "quantity", 1) or 1), 1), row[0])
+
+
+def _next_amount(customer: Customer, invoices: list[Invoice], *, price_lookup: bool) -> str:
+    """The next renewal's amount when known: the last paid, non-zero invoice of this subscription, else the
+    price (a trial has no paid invoice yet)."""
     for invoice in sorted(invoices, key=lambda i: i.stripe_created or timezone.now(), reverse=True):
         if (invoice.status == "paid" and invoice.total > 0
                 and (not customer.subscription_id or invoice.subscription_id in ("", customer.subscription_id))):
             return money_format(invoice.total, invoice.currency)
-    return ""
+    return _price_amount(customer) if price_lookup else ""
 
 
 def _pricing_url() -> str:
@@ -188,8 +206,11 @@ def subscription_state(customer: Customer, ent: Entitlement) -> str:
 
 
 def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = None, ent: Entitlement | None = None,
-                      now: datetime | None = None) -> SubscriptionCopy:
-    """The words for the customer's subscription state, with what is owed, the pay link and what they may do."""
+                      now: datetime | None = None, price_lookup: bool = True) -> SubscriptionCopy:
+    """The words for the customer's subscription state, with what is owed, the pay link and what they may do.
+
+    `invoices`: the customer's recent invoices (read here when None; [] words it without amounts owed).
+    `price_lookup=False` reads nothing more (the licence API's hot path)."""
     ent = ent or customer_entitlement(customer, now=now)
     if invoices is None:
         invoices = list(Invoice.objects.filter(customer=customer).order_by("-stripe_created")[:24]) if customer.pk else []
@@ -268,7 +289,7 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
                     [f"The paid period ended on {end}" + (f" and the offline grace on {grace}." if grace else "."),
                      "Renew from the billing portal to get access back."],
                     "bad", actions=portal | {"resubscribe"})
-    next_amount = _next_amount(customer, invoices)
+    next_amount = _next_amount(customer, invoices, price_lookup=price_lookup)
     if state == State.TRIALING:
         trial_end = getattr(customer, "trial_end", None) or ent.current_period_end
         if customer.cancel_at_period_end:

@@ -46,7 +46,7 @@ register_customer_inline(LicenseCustomerInline)
 
 def shown_licence_status(obj: License) -> str:
     """The licence's status as the customer sees it: "Ended" once the subscription behind it ended."""
-    copy = subscription_copy(obj.customer, invoices=[])
+    copy = subscription_copy(obj.customer, invoices=[], price_lookup=False)
     words, _ = licence_status_words(obj, copy, current=obj.subscription_id == obj.customer.subscription_id)
     return words
 

@@ -194,7 +194,7 @@ def _token_activation(token: str, device_id: str | None, limiter: Limiter):
 def _status_body(state: LicenseState) -> dict:
     lic, activation, ent = state.license, state.activation, state.entitlement
     # The same words as the manage page, without the invoice read (amounts owed are on the manage page).
-    copy = subscription_copy(lic.customer, invoices=[], ent=ent)
+    copy = subscription_copy(lic.customer, invoices=[], ent=ent, price_lookup=False)
     licence_words, _ = licence_status_words(lic, copy, current=lic.subscription_id == lic.customer.subscription_id)
     body = {
         "active": state.active,

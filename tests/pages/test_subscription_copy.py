@@ -268,3 +268,15 @@ def test_every_state_has_its_words_and_only_active_promises_a_next_payment(field
     assert copy.state == state and copy.headline
     labels = [label for label, _ in copy.facts]
     assert ("Next payment" in labels) == (state == State.ACTIVE)
+
+
+def test_trial_names_the_price_it_renews_at_from_the_mirrored_price(client, manage_url):
+    from djstripe.models import Price, Product
+
+    product = Product.objects.create(id="prod_pro_test", name="Pro")
+    Price.objects.create(id="price_trial_test", product=product, currency="usd", active=True,
+                         stripe_data={"id": "price_trial_test", "object": "price", "unit_amount": 900, "currency": "usd",
+                                      "recurring": {"interval": "month", "interval_count": 1}})
+    customer = SubscribedCustomerFactory(subscription_status="trialing", price_id="price_trial_test",
+                                         current_period_end=timezone.now() + timedelta(days=10))
+    assert "Then Pro renews at $9.00 with the card on file." in page(client, manage_url, customer)
