@@ -65,13 +65,22 @@ class SubscriptionCopy:
     def detail(self) -> str:
         return " ".join(self.lines)
 
+    def _licence(self) -> tuple[str, str]:
+        words, tone = LICENCE_WORDS[self.state]
+        # The licence never reads differently from what the licence API answers: the entitlement decides.
+        if self.entitled and tone in ("suspended", "ended"):
+            return f"Active ({self.state.replace('_', ' ')})", "warn"
+        if not self.entitled and tone in ("active", "warn"):
+            return "Suspended", "suspended"
+        return words, tone
+
     @property
     def licence_status(self) -> str:
-        return LICENCE_WORDS[self.state][0]
+        return self._licence()[0]
 
     @property
     def licence_tone(self) -> str:
-        return LICENCE_WORDS[self.state][1]
+        return self._licence()[1]
 
     def can(self, action: str) -> bool:
         return action in self.actions
@@ -194,10 +203,10 @@ def subscription_state(customer: Customer, ent: Entitlement) -> str:
         return State.UNPAID
     if status == "paused" or getattr(customer, "collection_paused", False):
         return State.PAUSED
+    if ent.reason in (Reason.PAST_DUE, Reason.PAST_DUE_SOFT_LOCK) or status == "past_due":
+        return State.PAST_DUE  # an unpaid renewal is what to say, even once the offline grace ran out
     if ent.reason == Reason.EXPIRED:
         return State.EXPIRED
-    if ent.reason in (Reason.PAST_DUE, Reason.PAST_DUE_SOFT_LOCK) or status == "past_due":
-        return State.PAST_DUE
     if status == "trialing":
         return State.TRIALING
     if customer.cancel_at_period_end:
@@ -230,8 +239,8 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
                                 pay_url if "pay" in actions else "", frozenset(actions), entitled)
 
     owed_facts = [("Amount due now", owed_text)] if owed_text else []
-    pay_line = ("Pay it from the link below; access is restored within minutes." if pay_url else
-                "Pay it from the billing portal; access is restored within minutes.")
+    pay_line = ("Pay it from the link below" if pay_url else "Pay it from the billing portal") + (
+        " to keep your access." if entitled else "; access is restored within minutes.")
 
     if state == State.NONE:
         return make("No subscription yet", ["Choose a plan on the pricing page."], "idle", actions={"resubscribe"})
@@ -271,17 +280,19 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
         return make("Payment overdue: access is limited" if soft else "Payment failed: please pay the open invoice",
                     [f"The payment of {owed_text}{period} did not go through." if owed_text else
                      "The last payment did not go through.",
-                     "Your apps keep working but show a reminder." if soft else "Everything keeps working for now.",
+                     ("Access is stopped until it is paid." if not entitled else
+                      "Your apps keep working but show a reminder." if soft else "Everything keeps working for now."),
                      "Pay it from the link below or update your card in the billing portal." if pay_url else
                      "Update your card in the billing portal and the invoice is retried."],
                     "warn", facts=owed_facts, actions=pay | portal)
     if state == State.PAUSED:
+        access = "You keep access while it is paused." if entitled else "Access is stopped while it is paused."
         if customer.subscription_status == "paused":
             lines = ["Your trial ended without a payment method, so the subscription is paused and no invoice is taken.",
-                     "Add a card in the billing portal to resume it."]
+                     access, "Add a card in the billing portal to resume it."]
         else:
-            lines = ["Billing is paused: no payment is taken while it is.",
-                     "Access follows the pause rule of your plan; contact support to resume billing."]
+            lines = ["Billing is paused: no payment is taken while it is.", access,
+                     "Contact support to resume billing."]
         return make(f"{plan} is paused", lines, "warn", facts=owed_facts, actions=pay | portal)
     if state == State.EXPIRED:
         grace = day(ent.grace_ends_at)

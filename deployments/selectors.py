@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from billing_console.models import CronRun, Customer
 from billing_console.ops.health import config_flags
-from billing_console.selectors import Reason, customer_entitlement
+from billing_console.selectors import ENDED_STATUSES, Reason, customer_entitlement
 from deployments.models import BundleRelease, Deployment, PublishVersion
 
 PUSH_CRON = "push_deployments"
@@ -49,7 +49,7 @@ def deployment_resume_block(deployment: Deployment, *, by: str = Deployment.Paus
         return ResumeBlock.NO_TOKEN
     if deployment.paused_by == PausedBy.AUTO_LOCK:
         lock = customer_lock_reason(deployment.customer)
-        if lock == Reason.CANCELED:
+        if lock == Reason.CANCELED or (lock and deployment.customer.subscription_status in ENDED_STATUSES):
             return ResumeBlock.ENDED
         if lock:
             return ResumeBlock.LOCKED

@@ -280,3 +280,24 @@ def test_trial_names_the_price_it_renews_at_from_the_mirrored_price(client, mana
     customer = SubscribedCustomerFactory(subscription_status="trialing", price_id="price_trial_test",
                                          current_period_end=timezone.now() + timedelta(days=10))
     assert "Then Pro renews at $9.00 with the card on file." in page(client, manage_url, customer)
+
+
+def test_past_due_beyond_the_offline_grace_still_names_the_debt_and_says_access_stopped(client, manage_url):
+    customer = SubscribedCustomerFactory(subscription_status="past_due", access_state=A.GRACE,
+                                         current_period_end=timezone.now() - timedelta(days=40))
+    invoice(customer, status="open")
+    LicenseFactory(customer=customer)
+    body = page(client, manage_url, customer)
+    assert "The payment of $9.00" in body and "Access is stopped until it is paid." in body
+    assert "Everything keeps working" not in body and "Access expired" not in body
+    assert '<span class="pill pill-suspended">Suspended</span>' in body  # the licence agrees with the entitlement
+
+
+def test_a_canceled_while_locked_deployment_says_the_subscription_ended(client, manage_url):
+    customer = SubscribedCustomerFactory(subscription_status="canceled", access_state=A.HARD_LOCKED)
+    deployment = DeploymentFactory(customer=customer)
+    deployments_sync_pauses(customer=customer)
+    deployment.refresh_from_db()
+    body = page(client, manage_url, customer)
+    assert deployment.paused and "Updates stopped because your subscription ended." in body
+    assert "an invoice is overdue" not in body and "Resume updates" not in body
