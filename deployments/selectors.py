@@ -28,6 +28,10 @@ def customer_lock_reason(customer: Customer) -> str:
     return reason if reason in LOCK_REASONS else ""
 
 
+# The customer's own pause origin where the model separates it from support's ("manual" otherwise).
+CUSTOMER_ORIGIN = getattr(Deployment.PausedBy, "CUSTOMER", Deployment.PausedBy.MANUAL)
+
+
 class ResumeBlock:
     """Why a resume would be refused; the service raises on it and the manage page hides its button on it."""
     NONE = ""
@@ -35,6 +39,7 @@ class ResumeBlock:
     NO_TOKEN = "no_token"  # restored without a token: storing one resumes it
     LOCKED = "locked"  # automatic pause of a hard-locked customer: payment resumes it
     ENDED = "ended"  # automatic pause of a canceled subscription: a new subscription resumes it
+    SUPPORT = "support"  # support's pause, asked by the customer: only support lifts it
 
 
 def deployment_resume_block(deployment: Deployment, *, by: str = Deployment.PausedBy.MANUAL) -> str:
@@ -43,6 +48,8 @@ def deployment_resume_block(deployment: Deployment, *, by: str = Deployment.Paus
     PausedBy = Deployment.PausedBy
     if not deployment.paused:
         return ResumeBlock.NONE
+    if by == CUSTOMER_ORIGIN != PausedBy.MANUAL and deployment.paused_by == PausedBy.MANUAL:
+        return ResumeBlock.SUPPORT
     if deployment.paused_by == PausedBy.AUTH_FAILURES:
         return ResumeBlock.TOKEN_STOP
     if deployment.paused_by == PausedBy.NO_TOKEN:

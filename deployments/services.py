@@ -222,6 +222,8 @@ def deployment_resume(*, deployment: Deployment, actor_type: str, actor: str = "
         block = deployment_resume_block(d, by=by)
         if block and by == PausedBy.AUTO_LOCK:
             return d
+        if block == ResumeBlock.SUPPORT:
+            raise ValidationError("Support paused updates to this deployment; contact support to resume them.")
         if block == ResumeBlock.TOKEN_STOP:
             raise ValidationError(f"Stopped after {d.consecutive_auth_failures} token rejections: rotate or verify "
                                   "the Cloudflare token to resume.")

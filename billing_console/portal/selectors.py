@@ -14,9 +14,14 @@ from billing_console.subscription_copy import SubscriptionCopy, licence_status_w
 RECENT_INVOICES = 5
 OWED_WINDOW = 24  # invoices read to find what is still owed (a year of monthly renewals and then some)
 RECENT_DEVICES = 50
-# The pause origin the manage page acts as: the same value goes to deployment_resume (views) and to the rule
-# that decides whether the page offers a Resume button (deployments.selectors.deployment_resume_block).
-RESUME_ORIGIN = "manual"
+
+
+def resume_origin() -> str:
+    """The pause origin the manage page acts as: the view passes it to deployment_resume, and the page offers
+    Resume only when deployments.selectors.deployment_resume_block says that origin may resume."""
+    from deployments.selectors import CUSTOMER_ORIGIN
+
+    return CUSTOMER_ORIGIN
 
 
 def _prices() -> dict[str, tuple[int, str, str]]:
@@ -81,7 +86,7 @@ def _deployments(customer: Customer) -> list[dict]:
     rows = []
     for d in Deployment.objects.filter(customer=customer).select_related("customer").order_by("created_at"):
         d.customer = customer
-        block = deployment_resume_block(d, by=RESUME_ORIGIN)
+        block = deployment_resume_block(d, by=resume_origin())
         stop = deployment_stop_words(block) if d.paused else ""
         readiness = deploy_readiness(d)
         if block in ("ended", "locked") and readiness.state == Readiness.LIVE:

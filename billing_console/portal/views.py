@@ -184,7 +184,7 @@ def deployment_resume(request, customer, deployment_id):
 
     deployment = _customer_deployment(customer, deployment_id)
     try:
-        resume(deployment=deployment, by=selectors.RESUME_ORIGIN, **_actor(customer))
+        resume(deployment=deployment, by=selectors.resume_origin(), **_actor(customer))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
