@@ -102,6 +102,13 @@ def _deployments(customer: Customer) -> list[dict]:
     return rows
 
 
+def _invoice_status(invoice: Invoice) -> str:
+    """The invoice's stamp as the PDF prints it (Paid, Refunded, Void, Uncollectible), else its Stripe status."""
+    from billing_console.invoicing.services import invoice_amount_refunded, invoice_stamp
+
+    return (invoice_stamp(invoice, invoice_amount_refunded(invoice)) or invoice.status or "draft").capitalize()
+
+
 def manage_context(customer: Customer) -> dict:
     ent = customer_entitlement(customer)
     invoices = list(Invoice.objects.filter(customer=customer).order_by("-stripe_created")[:OWED_WINDOW])
@@ -113,7 +120,8 @@ def manage_context(customer: Customer) -> dict:
         "copy": copy,
         "words": copy,
         "plan": plan,
-        "invoices": [{"invoice": i, "total": money_format(i.total, i.currency)} for i in invoices[:RECENT_INVOICES]],
+        "invoices": [{"invoice": i, "total": money_format(i.total, i.currency), "status": _invoice_status(i)}
+                     for i in invoices[:RECENT_INVOICES]],
         "licences": _licences(customer, copy),
         "deployments": _deployments(customer),
         "managed_deployment": bool(plan.get("managed_deployment")),

@@ -301,3 +301,20 @@ def test_a_canceled_while_locked_deployment_says_the_subscription_ended(client, 
     body = page(client, manage_url, customer)
     assert deployment.paused and "Updates stopped because your subscription ended." in body
     assert "an invoice is overdue" not in body and "Resume updates" not in body
+
+
+def test_invoice_list_says_refunded_for_a_refunded_invoice(client, manage_url):
+    customer = SubscribedCustomerFactory()
+    refunded = invoice(customer, status="paid")
+    refunded.data["post_payment_credit_notes_amount"] = 900
+    refunded.save()
+    assert '<span class="pill pill-paid">Refunded</span>' in page(client, manage_url, customer)
+
+
+def test_support_pause_is_not_offered_to_the_customer_where_the_origins_are_separate(monkeypatch):
+    from deployments import selectors as deployment_selectors
+
+    monkeypatch.setattr(deployment_selectors, "CUSTOMER_ORIGIN", "customer")
+    deployment = DeploymentFactory(paused=True, paused_by=Deployment.PausedBy.MANUAL)
+    assert deployment_selectors.deployment_resume_block(deployment, by="customer") == "support"
+    assert deployment_selectors.deployment_resume_block(deployment, by=Deployment.PausedBy.MANUAL) == ""
