@@ -11,6 +11,7 @@ from django.utils import timezone
 from billing_console.models import CronRun, Customer
 from billing_console.ops.health import config_flags
 from billing_console.selectors import Reason, customer_entitlement
+from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 from deployments.models import BundleRelease, Deployment, PublishVersion
 
 PUSH_CRON = "push_deployments"
@@ -26,6 +27,41 @@ def customer_lock_reason(customer: Customer) -> str:
     """HARD_LOCKED or CANCELED when the customer's deployments must be paused automatically, else ""."""
     reason = customer_entitlement(customer).reason
     return reason if reason in LOCK_REASONS else ""
+
+
+# The customer's own pause origin where the model separates it from support's ("manual" otherwise).
+CUSTOMER_ORIGIN = getattr(Deployment.PausedBy, "CUSTOMER", Deployment.PausedBy.MANUAL)
+
+
+class ResumeBlock:
+    """Why a resume would be refused; the service raises on it and the manage page hides its button on it."""
+    NONE = ""
+    TOKEN_STOP = "token_stop"  # stopped after repeated token rejections: a rotated or verified token resumes it
+    NO_TOKEN = "no_token"  # restored without a token: storing one resumes it
+    LOCKED = "locked"  # automatic pause of a hard-locked customer: payment resumes it
+    ENDED = "ended"  # automatic pause of a canceled subscription: a new subscription resumes it
+    SUPPORT = "support"  # support's pause, asked by the customer: only support lifts it
+
+
+def deployment_resume_block(deployment: Deployment, *, by: str = Deployment.PausedBy.MANUAL) -> str:
+    """The one rule for "may `by` resume this deployment now?": a ResumeBlock code, NONE when it may
+    (or when it is not paused). deployment_resume enforces it; the customer pages offer Resume only on NONE."""
+    PausedBy = Deployment.PausedBy
+    if not deployment.paused:
+        return ResumeBlock.NONE
+    if by == CUSTOMER_ORIGIN != PausedBy.MANUAL and deployment.paused_by == PausedBy.MANUAL:
+        return ResumeBlock.SUPPORT
+    if deployment.paused_by == PausedBy.AUTH_FAILURES:
+        return ResumeBlock.TOKEN_STOP
+    if deployment.paused_by == PausedBy.NO_TOKEN:
+        return ResumeBlock.NO_TOKEN
+    if deployment.paused_by == PausedBy.AUTO_LOCK:
+        lock = customer_lock_reason(deployment.customer)
+        if lock == Reason.CANCELED or (lock and deployment.customer.subscription_status in ENDED_STATUSES):
+            return ResumeBlock.ENDED
+        if lock:
+            return ResumeBlock.LOCKED
+    return ResumeBlock.NONE
 
 
 def with_wanted_version(qs: QuerySet, latest_version: str) -> QuerySet:

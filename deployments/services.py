@@ -25,7 +25,7 @@ from billing_console.services import audit_log
 from billing_console.vault import VaultError
 from deployments.cloudflare import CloudflareClient, CloudflareError
 from deployments.models import AUTH_ERROR_CODES, BundleRelease, Deployment, ErrorCode, PublishVersion
-from deployments.selectors import customer_lock_reason, latest_release
+from deployments.selectors import ResumeBlock, customer_lock_reason, deployment_resume_block, latest_release
 
 log = logging.getLogger("deployments")
 
@@ -222,18 +222,20 @@ def deployment_resume(*, deployment: Deployment, actor_type: str, actor: str = "
             return d
         if by == PausedBy.AUTO_LOCK and d.paused_by != PausedBy.AUTO_LOCK:
             return d
-        if by == PausedBy.CUSTOMER and d.paused_by == PausedBy.MANUAL:
+        block = deployment_resume_block(d, by=by)
+        if block and by == PausedBy.AUTO_LOCK:
+            return d
+        if block == ResumeBlock.SUPPORT:
             raise ServiceError("support_paused", "Support paused updates to this deployment; contact support to resume them.")
-        if d.paused_by == PausedBy.AUTH_FAILURES:
+        if block == ResumeBlock.TOKEN_STOP:
             raise ServiceError("token_stopped", f"Stopped after {d.consecutive_auth_failures} token rejections: rotate or verify "
                                   "the Cloudflare token to resume.")
-        if d.paused_by == PausedBy.NO_TOKEN:
+        if block == ResumeBlock.NO_TOKEN:
             raise ServiceError("no_token", "No Cloudflare token is stored yet: rotating the token resumes it.")
-        lock = customer_lock_reason(d.customer)
-        if d.paused_by == PausedBy.AUTO_LOCK and lock:
-            if by == PausedBy.AUTO_LOCK:
-                return d
-            raise ServiceError("customer_locked", f"Paused because the customer is {lock.replace('_', ' ').lower()}; "
+        if block == ResumeBlock.ENDED:
+            raise ServiceError("subscription_ended", "Paused because the subscription ended; a new subscription resumes it by itself.")
+        if block:
+            raise ServiceError("customer_locked", "Paused because the customer is hard locked for non-payment; "
                                   "it resumes by itself when payment returns.")
         previous = d.paused_by
         d.paused, d.paused_by, d.paused_reason, d.paused_at = False, PausedBy.NONE, "", None

@@ -22,6 +22,7 @@ from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 
 from billing_console.manage_links import manage_link_make
+from billing_console.wording.money import money_format
 from billing_console.ops.logging import redact
 from dunning.models import Channel, channel_template_names
 
@@ -29,8 +30,6 @@ log = logging.getLogger("dunning")
 
 SENT, RETRY, FAILED, SKIPPED, DEFERRED = "sent", "retry", "failed", "skipped", "deferred"
 _SECRET_KEYS = {"apikey", "api_key", "authorization", "token", "password", "secret"}
-# Currencies without minor units (Stripe's list), for amounts in messages.
-_ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
 
 
 @dataclass
@@ -54,13 +53,8 @@ class Message:
 
 # --- Rendering ------------------------------------------------------------------------------
 def format_amount(amount: int, currency: str) -> str:
-    """Minor units to a display string, without floats: 1999 usd -> "19.99 USD"."""
-    currency = (currency or "").lower()
-    if currency in _ZERO_DECIMAL:
-        return f"{amount} {currency.upper()}"
-    sign = "-" if amount < 0 else ""
-    units, cents = divmod(abs(int(amount)), 100)
-    return f"{sign}{units}.{cents:02d} {currency.upper()}".strip()
+    """Minor units to the console's one money format: 1999 usd -> "$19.99"."""
+    return money_format(amount, currency)
 
 
 def pay_url(case, customer) -> str:

@@ -7,6 +7,7 @@ from django.db.models import Count, Q
 
 from billing_console.admin.base import ReadOnlyInline, run_for_each
 from billing_console.admin.customers import register_customer_inline
+from billing_console.wording.subscription import licence_status_words, subscription_copy
 from licensing import services
 from licensing.keys import key_hash, key_normalize
 from licensing.models import DeviceActivation, License
@@ -23,12 +24,16 @@ class LicenseCustomerInline(ReadOnlyInline):
     """The customer page's licence section."""
 
     model = License
-    fields = readonly_fields = ("key_prefix", "plan", "status", "active_devices", "max_devices", "key_delivery",
+    fields = readonly_fields = ("key_prefix", "plan", "shown_status", "active_devices", "max_devices", "key_delivery",
                                 "needs_reissue", "issued_at", "reissued_at")
     verbose_name_plural = "Licences"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(active_device_count=ACTIVE_DEVICES)
+        return super().get_queryset(request).select_related("customer").annotate(active_device_count=ACTIVE_DEVICES)
+
+    @admin.display(description="Status")
+    def shown_status(self, obj):
+        return shown_licence_status(obj)
 
     @admin.display(description="Active devices")
     def active_devices(self, obj):
@@ -36,6 +41,13 @@ class LicenseCustomerInline(ReadOnlyInline):
 
 
 register_customer_inline(LicenseCustomerInline)
+
+
+def shown_licence_status(obj: License) -> str:
+    """The licence's status as the customer sees it: "Ended" once the subscription behind it ended."""
+    copy = subscription_copy(obj.customer, invoices=[], price_lookup=False)
+    words, _ = licence_status_words(obj, copy, current=obj.subscription_id == obj.customer.subscription_id)
+    return words
 
 
 def _each(modeladmin, request, queryset, service, noun: tuple[str, str], done: str, **kwargs) -> None:
@@ -47,7 +59,7 @@ def _each(modeladmin, request, queryset, service, noun: tuple[str, str], done: s
 @admin.register(License)
 class LicenseAdmin(admin.ModelAdmin):
     service_arg = "license"
-    list_display = ("key_prefix", "customer_email", "plan", "status", "active_devices", "max_devices", "key_delivery",
+    list_display = ("key_prefix", "customer_email", "plan", "shown_status", "active_devices", "max_devices", "key_delivery",
                     "needs_reissue", "issued_at")
     list_filter = ("status", "plan", "needs_reissue", "key_delivery")
     search_fields = ("key_prefix", "customer__email", "subscription_id", "activations__device_id")
@@ -55,7 +67,7 @@ class LicenseAdmin(admin.ModelAdmin):
     list_select_related = ("customer",)
     show_full_result_count = False
     fields = readonly_fields = ("customer", "subscription_id", "key_prefix", "plan", "max_devices", "offline_grace_days",
-                                "status", "status_reason", "key_delivery", "key_generation", "needs_reissue",
+                                "status", "shown_status", "status_reason", "key_delivery", "key_generation", "needs_reissue",
                                 "issued_at", "reissued_at", "updated_at")
     inlines = [DeviceActivationInline]
     actions = ["suspend", "unsuspend", "revoke", "reissue_key", "reset_activations"]
@@ -74,6 +86,10 @@ class LicenseAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Customer sees", ordering="status")
+    def shown_status(self, obj):
+        return shown_licence_status(obj)
 
     @admin.display(description="Customer", ordering="customer__email")
     def customer_email(self, obj):

@@ -21,6 +21,7 @@ from billing_console.errors import desktop_error_body
 from licensing.keys import key_normalize
 from licensing import status_cache
 from licensing.models import DeviceActivation, License
+from billing_console.wording.subscription import licence_status_words, subscription_copy
 from licensing.selectors import (
     LicenseState, activation_for, activation_from_row, activation_row, license_by_key, license_state,
 )
@@ -230,9 +231,16 @@ KEY_GENERATION_INDEX = len(DeviceActivation._meta.concrete_fields) + \
 # --- Output ---------------------------------------------------------------------------------
 def _status_body(state: LicenseState, now=None) -> dict:
     lic, activation, ent = state.license, state.activation, state.entitlement
+    # The same words as the manage page, without the invoice read (amounts owed are on the manage page).
+    copy = subscription_copy(lic.customer, invoices=[], ent=ent, price_lookup=False)
+    licence_words, _ = licence_status_words(lic, copy, current=lic.subscription_id == lic.customer.subscription_id)
     body = {
         "active": state.active,
         "status": state.reason,
+        "subscriptionState": copy.state,
+        "licenseStatus": licence_words,
+        "headline": copy.headline,
+        "message": copy.detail,
         "entitlement": lic.plan if state.active else None,
         "plan": lic.plan,
         "lock": ent.locked or None,

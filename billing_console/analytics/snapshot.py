@@ -60,7 +60,7 @@ def subscription_endings() -> dict[str, Ending]:
 def customer_histories(*, endings: dict[str, Ending] | None = None):
     """Yield one CustomerHistory per (customer, currency), streaming the invoices grouped by customer."""
     from billing_console.models import Customer, Invoice
-    from billing_console.selectors import ENDED_STATUSES
+    from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 
     endings = subscription_endings() if endings is None else endings
     ended = set(Customer.objects.filter(subscription_status__in=ENDED_STATUSES).exclude(subscription_id="")

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from billing_console.errors import ServiceError
 from billing_console.models import Customer, Invoice, InvoiceEvent
+from billing_console.wording.money import currency_exponent, money_format  # noqa: F401  (re-exported: callers import it from here)
 from billing_console.ops.logging import redact
 from billing_console.selectors import customer_for_stripe_object
 from billing_console.services import audit_log
@@ -33,12 +34,6 @@ from billing_console.stripe.statuses import INVOICE_STATUS_RANK
 log = logging.getLogger("billing_console.invoicing")
 
 DELIVER_TASK = "billing_console.invoicing.tasks.deliver_invoice"
-
-# ISO 4217 currencies Stripe treats as zero-decimal / three-decimal (amounts are still integers).
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
-                "xaf", "xof", "xpf"}
-THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "brl": "R$", "aud": "A$", "cad": "CA$", "inr": "₹"}
 
 # A late event must never move an invoice backwards: paid or void never return to open.
 INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
@@ -53,26 +48,6 @@ class InvoiceShapeError(ServiceError):
 
 class DeliveryError(Exception):
     pass
-
-
-# --- Money ------------------------------------------------------------------------------------
-def currency_exponent(currency: str) -> int:
-    currency = (currency or "").lower()
-    if currency in ZERO_DECIMAL:
-        return 0
-    if currency in THREE_DECIMAL:
-        return 3
-    return 2
-
-
-def money_format(amount: int, currency: str) -> str:
-    """1234, "usd" -> "$12.34"; 1000, "jpy" -> "¥1,000"; 1234, "chf" -> "12.34 CHF". Integer maths only."""
-    exponent = currency_exponent(currency)
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(int(amount)), 10 ** exponent)
-    number = f"{major:,}" + (f".{minor:0{exponent}d}" if exponent else "")
-    symbol = SYMBOLS.get((currency or "").lower())
-    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {(currency or '').upper()}"
 
 
 # --- Reading Stripe's invoice -----------------------------------------------------------------
@@ -233,7 +208,57 @@ def _refuse_fetch(url, *args, **kwargs):
     raise ServiceError("external_resource", f"External resource refused: {url}")
 
 
+def invoice_discounts(invoice: Invoice) -> list[tuple[str, int]]:
+    """(name, amount in minor units) per discount, from Stripe's `total_discount_amounts`."""
+    rows = []
+    for item in ((invoice.data or {}).get("total_discount_amounts") or []):
+        if not isinstance(item, dict) or not isinstance(item.get("amount"), int) or not item["amount"]:
+            continue
+        discount = item.get("discount")
+        name = "Discount"
+        if isinstance(discount, dict):  # expanded: the coupon's name or code
+            coupon = discount.get("coupon") or (discount.get("source") or {}).get("coupon") or {}
+            if isinstance(coupon, dict):
+                name = coupon.get("name") or coupon.get("id") or name
+                if coupon.get("percent_off"):
+                    name = f"{name} ({coupon['percent_off']:g}% off)"
+        rows.append((name, item["amount"]))
+    stored = getattr(invoice, "discount", 0) or 0
+    if not rows and stored:
+        rows.append(("Discount", stored))
+    return rows
+
+
+def invoice_amount_refunded(invoice: Invoice) -> int:
+    """Refunded on the invoice's payment: the stored figure when the refund receivers keep one, else the
+    payload's `amount_refunded`, else the credit notes issued after payment."""
+    stored = getattr(invoice, "amount_refunded", 0) or 0
+    if stored:
+        return stored
+    data = invoice.data or {}
+    for key in ("amount_refunded", "post_payment_credit_notes_amount"):
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def invoice_stamp(invoice: Invoice, refunded: int) -> str:
+    """PAID, VOID, UNCOLLECTIBLE or REFUNDED (the whole payment returned); "" while open or draft."""
+    if invoice.status == "void":
+        return "VOID"
+    if invoice.status == "uncollectible":
+        return "UNCOLLECTIBLE"
+    if invoice.status == "paid":
+        return "REFUNDED" if invoice.amount_paid and refunded >= invoice.amount_paid else "PAID"
+    return ""
+
+
 def invoice_pdf_context(invoice: Invoice) -> dict:
+    """What the PDF and the invoice email say. "Amount due" and the pay link appear only while something is
+    still owed; the service period comes from the lines."""
+    from billing_console.wording.subscription import invoice_amount_remaining, invoice_service_period
+
     data = invoice.data or {}
     currency = invoice.currency
     lines = []
@@ -247,6 +272,10 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
             "period_end": _ts(period.get("end")),
         })
     customer = invoice.customer
+    refunded = invoice_amount_refunded(invoice)
+    remaining = invoice_amount_remaining(invoice)
+    period_start, period_end = invoice_service_period(invoice)
+    stamp = invoice_stamp(invoice, refunded)
     return {
         "invoice": invoice,
         "number": invoice.number or invoice.stripe_id,
@@ -255,11 +284,18 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
         "customer_email": (customer.email if customer else "") or data.get("customer_email") or "",
         "seller": data.get("account_name") or "Billing Console",
         "lines": lines,
+        "period_start": period_start,
+        "period_end": period_end,
         "subtotal": money_format(invoice.subtotal, currency),
+        "discounts": [{"name": name, "amount": money_format(-amount, currency)} for name, amount in invoice_discounts(invoice)],
         "tax": money_format(invoice.tax, currency),
         "total": money_format(invoice.total, currency),
         "amount_paid": money_format(invoice.amount_paid, currency),
-        "amount_due": money_format(invoice.amount_due, currency),
+        "refunded": money_format(refunded, currency) if refunded else "",
+        "owed": remaining > 0,
+        "amount_due": money_format(remaining, currency),
+        "pay_url": invoice.hosted_invoice_url if remaining > 0 else "",
+        "stamp": stamp,
         "currency": currency.upper(),
     }
 

@@ -6,13 +6,22 @@ from django.conf import settings
 from django.db.models import Prefetch
 
 from billing_console.models import Customer, Invoice
-from billing_console.portal.wording import deployment_error_words
-from billing_console.selectors import Reason, customer_entitlement, plan_settings
-from billing_console.wording import entitlement_words
+from billing_console.wording.money import money_format
+from billing_console.portal.wording import deployment_error_words, deployment_stop_words
+from billing_console.selectors import customer_entitlement, plan_settings
+from billing_console.wording.subscription import SubscriptionCopy, licence_status_words, subscription_copy
 
 RECENT_INVOICES = 5
+OWED_WINDOW = 24  # invoices read to find what is still owed (a year of monthly renewals and then some)
 RECENT_DEVICES = 50
-PAYMENT_MISSING = {Reason.PAST_DUE, Reason.PAST_DUE_SOFT_LOCK, Reason.HARD_LOCKED, Reason.INCOMPLETE}
+
+
+def resume_origin() -> str:
+    """The pause origin the manage page acts as: the view passes it to deployment_resume, and the page offers
+    Resume only when deployments.selectors.deployment_resume_block says that origin may resume."""
+    from deployments.selectors import CUSTOMER_ORIGIN
+
+    return CUSTOMER_ORIGIN
 
 
 def _prices() -> dict[str, tuple[int, str, str]]:
@@ -31,11 +40,7 @@ def _prices() -> dict[str, tuple[int, str, str]]:
 
 
 def money(amount: int, currency: str) -> str:
-    """Minor units to a display string (two-decimal currencies; zero-decimal ones have no cents)."""
-    currency = (currency or "").upper()
-    if currency in {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XOF", "XAF"}:
-        return f"{amount:,} {currency}"
-    return f"{amount // 100:,}.{amount % 100:02d} {currency}"
+    return money_format(amount, currency)
 
 
 def pricing_plans() -> list[dict]:
@@ -59,46 +64,65 @@ def pricing_plans() -> list[dict]:
     return plans
 
 
-def _licences(customer: Customer) -> list[dict]:
+def _licences(customer: Customer, copy: SubscriptionCopy) -> list[dict]:
     from licensing.models import DeviceActivation, License
 
     active = DeviceActivation.objects.filter(deactivated_at__isnull=True).order_by("-activated_at")
     licences = (License.objects.filter(customer=customer).order_by("-issued_at")
                 .prefetch_related(Prefetch("activations", queryset=active, to_attr="active_devices")))
-    return [{"licence": lic, "devices": lic.active_devices[:RECENT_DEVICES], "count": len(lic.active_devices),
-             "current": lic.subscription_id == customer.subscription_id} for lic in licences]
+    rows = []
+    for lic in licences:
+        current = lic.subscription_id == customer.subscription_id
+        words, tone = licence_status_words(lic, copy, current=current)
+        rows.append({"licence": lic, "devices": lic.active_devices[:RECENT_DEVICES], "count": len(lic.active_devices),
+                     "current": current, "status_words": words, "status_tone": tone})
+    return rows
 
 
 def _deployments(customer: Customer) -> list[dict]:
     from deployments.models import Deployment
-    from deployments.selectors import deploy_readiness
+    from deployments.selectors import Readiness, deploy_readiness, deployment_resume_block
 
     rows = []
-    for d in Deployment.objects.filter(customer=customer).order_by("created_at"):
+    for d in Deployment.objects.filter(customer=customer).select_related("customer").order_by("created_at"):
+        d.customer = customer
+        block = deployment_resume_block(d, by=resume_origin())
+        stop = deployment_stop_words(block) if d.paused else ""
+        readiness = deploy_readiness(d)
+        if block in ("ended", "locked") and readiness.state == Readiness.LIVE:
+            # Not "Live": the Worker still runs what it has, but nothing reaches it any more.
+            readiness = Readiness("stopped", "Updates stopped", stop)
         rows.append({
             "deployment": d,
             "error": deployment_error_words(d.last_error_code, d.last_error_message) if d.last_error_code else "",
-            "readiness": deploy_readiness(d),
+            "readiness": readiness,
+            "can_resume": d.paused and not block,
+            "stop": stop,
         })
     return rows
 
 
+def _invoice_status(invoice: Invoice) -> str:
+    """The invoice's stamp as the PDF prints it (Paid, Refunded, Void, Uncollectible), else its Stripe status."""
+    from billing_console.invoicing.services import invoice_amount_refunded, invoice_stamp
+
+    return (invoice_stamp(invoice, invoice_amount_refunded(invoice)) or invoice.status or "draft").capitalize()
+
+
 def manage_context(customer: Customer) -> dict:
     ent = customer_entitlement(customer)
-    invoices = list(Invoice.objects.filter(customer=customer).order_by("-stripe_created")[:RECENT_INVOICES])
-    # A just-finalized invoice is "open" for a moment before its payment lands: offer to pay only when the
-    # entitlement says a payment is actually missing.
-    open_invoice = (next((i for i in invoices if i.status == "open" and i.hosted_invoice_url), None)
-                    if ent.reason in PAYMENT_MISSING else None)
+    invoices = list(Invoice.objects.filter(customer=customer).order_by("-stripe_created")[:OWED_WINDOW])
+    copy = subscription_copy(customer, invoices=invoices, ent=ent)
     plan = plan_settings(customer.plan)
     return {
         "customer": customer,
         "entitlement": ent,
-        "words": entitlement_words(ent, cancel_at_period_end=customer.cancel_at_period_end),
+        "copy": copy,
+        "words": copy,
         "plan": plan,
-        "invoices": [{"invoice": i, "total": money(i.total, i.currency)} for i in invoices],
-        "open_invoice": open_invoice,
-        "licences": _licences(customer),
+        "invoices": [{"invoice": i, "total": money_format(i.total, i.currency), "status": _invoice_status(i)}
+                     for i in invoices[:RECENT_INVOICES]],
+        "licences": _licences(customer, copy),
         "deployments": _deployments(customer),
         "managed_deployment": bool(plan.get("managed_deployment")),
         "has_portal": bool(customer.stripe_customer_id),

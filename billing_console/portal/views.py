@@ -209,7 +209,7 @@ def deployment_resume(request, customer, deployment_id):
 
     deployment = _customer_deployment(customer, deployment_id)
     try:
-        resume(deployment=deployment, by=Deployment.PausedBy.CUSTOMER, **_actor(customer))
+        resume(deployment=deployment, by=selectors.resume_origin(), **_actor(customer))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

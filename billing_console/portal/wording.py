@@ -19,3 +19,21 @@ DEPLOYMENT_ERROR_WORDS = {
 
 def deployment_error_words(code: str, message: str) -> str:
     return DEPLOYMENT_ERROR_WORDS.get(code or "", message or "")
+
+
+# Why updates are stopped, in the customer's words, per deployments.selectors.ResumeBlock code. Each says what
+# brings updates back, since the page offers no Resume button for these.
+DEPLOYMENT_STOP_WORDS = {
+    "ended": "Updates stopped because your subscription ended. Your Worker keeps running the version it has; "
+             "subscribe again and updates start again by themselves.",
+    "locked": "Updates stopped because an invoice is overdue. Your Worker keeps running the version it has; "
+              "pay the open invoice and updates start again by themselves.",
+    "token_stop": "Updates stopped because Cloudflare rejected the API token several times. Paste a fresh token "
+                  "below and updates start again.",
+    "no_token": "Updates wait for a Cloudflare API token. Paste one below and updates start.",
+    "support": "Support paused updates to this deployment. Contact support to resume them.",
+}
+
+
+def deployment_stop_words(block: str) -> str:
+    return DEPLOYMENT_STOP_WORDS.get(block or "", "")

@@ -288,8 +288,10 @@ def _follow_up_address_claim(email: str) -> bool:
 
 def customer_manage_link_send(*, customer_id: int, reason: str = "") -> str:
     """Email the customer a fresh manage link (after checkout; later /recover uses it too)."""
+    from billing_console.wording.subscription import subscription_copy
+
     customer = Customer.objects.get(pk=customer_id)
-    context = {"customer": customer, "manage_url": manage_link_make(customer),
+    context = {"customer": customer, "manage_url": manage_link_make(customer), "copy": subscription_copy(customer),
                "plan_name": settings.PLANS.get(customer.plan, {}).get("name", customer.plan),
                "max_age_days": settings.MANAGE_LINK_MAX_AGE_DAYS, "reason": reason}
     _send("manage_link", customer.email, context)

@@ -5,11 +5,13 @@ from django import template
 from django.conf import settings
 
 from billing_console.admin.dashboard import dashboard_sections
-from billing_console.models import Customer
+from billing_console.models import Customer, Invoice
 from billing_console.selectors import customer_entitlement, plan_settings
-from billing_console.wording import entitlement_words, stripe_dashboard_urls
+from billing_console.wording.subscription import customer_paid_until, subscription_copy
+from billing_console.wording import stripe_dashboard_urls
 
 register = template.Library()
+PAID_WINDOW = 24  # recent invoices read for what is owed and the last paid period
 
 
 @register.simple_tag(takes_context=True)
@@ -19,13 +21,17 @@ def console_dashboard(context):
 
 @register.simple_tag
 def customer_summary(customer: Customer | None) -> dict | None:
-    """The cards at the top of the customer page: no query (the customer is already loaded)."""
+    """The cards at the top of the customer page: one query (the customer's recent invoices), whatever their number."""
     if customer is None or customer.pk is None:
         return None
     ent = customer_entitlement(customer)
+    invoices = list(Invoice.objects.filter(customer=customer).order_by("-stripe_created")[:PAID_WINDOW])
+    copy = subscription_copy(customer, invoices=invoices, ent=ent)
     return {
         "entitlement": ent,
-        "words": entitlement_words(ent, cancel_at_period_end=customer.cancel_at_period_end),
+        "words": copy,
+        "copy": copy,
+        "paid_until": customer_paid_until(customer, invoices),
         "plan": plan_settings(customer.plan),
         "stripe": stripe_dashboard_urls(stripe_customer_id=customer.stripe_customer_id or "",
                                         subscription_id=customer.subscription_id),

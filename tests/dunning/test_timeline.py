@@ -44,7 +44,7 @@ def test_failure_steps_locks_payment_and_unlock_on_the_emulator_clock(subscriber
     customer.refresh_from_db()
     assert (customer.subscription_status, customer.access_state) == ("past_due", "grace")
     assert customer_entitlement(customer, now=failed_at).reason == Reason.PAST_DUE
-    assert [m.subject for m in dunning_emails()] == ["Your payment of 9.00 USD did not go through"]
+    assert [m.subject for m in dunning_emails()] == ["Your payment of $9.00 did not go through"]
     assert case.step_logs.get().status == "sent"  # FAIL_IMMEDIATE, sent as soon as the event committed
 
     expected = {  # day -> (steps sent so far, access state, entitlement reason)

@@ -37,7 +37,7 @@ def test_first_step_is_sent_right_after_the_event_commits(policy, t0, django_cap
     row = DunningStepLog.objects.get()
     assert row.status == "sent"
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [customer.email]
-    assert "https://invoice.stripe.test/i/abc" in mail.outbox[0].body and "9.00 USD" in mail.outbox[0].subject
+    assert "https://invoice.stripe.test/i/abc" in mail.outbox[0].body and "$9.00" in mail.outbox[0].subject
 
 
 def test_duplicate_failure_events_open_one_case_and_queue_one_step(policy, t0):

@@ -28,7 +28,7 @@ def test_whatsapp_step_is_sent_and_recorded_without_the_api_key(evolution, t0, c
     row = reload(row)
     [message] = evolution.messages
     assert (message["number"], message["instance"]) == ("5511987654321", "billing")
-    assert "9.00 USD" in message["text"] and "/manage/" in message["text"]  # no hosted invoice: the manage page
+    assert "$9.00" in message["text"] and "/manage/" in message["text"]  # no hosted invoice: the manage page
     assert (row.status, row.attempts, row.provider_message_id) == ("sent", 1, message["id"])
     assert row.provider_response["status"] == 201
     assert EVOLUTION_KEY not in str(row.provider_response) + row.detail + caplog.text

@@ -28,7 +28,7 @@ def test_manage_page_shows_subscription_licence_devices_and_deployment(client, m
     assert "Work laptop" in body and "Deactivate" in body
     assert "acme-app" in body and "Rotate Cloudflare token" in body
     assert "expired or was revoked" in body  # the error code in the customer's words
-    assert "INV-0001" in body and "9.00 USD" in body
+    assert "INV-0001" in body and "$9.00" in body and "9.00 USD" not in body
     assert deployment.api_token not in body and deployment.api_token_encrypted not in body
     assert response["Cache-Control"].startswith("max-age=0")
 
@@ -169,7 +169,7 @@ def test_get_on_an_action_is_refused(client, manage_url):
 def test_open_invoice_gets_a_pay_button(client, manage_url):
     customer = SubscribedCustomerFactory(subscription_status="past_due")
     Invoice.objects.create(stripe_id="in_open", customer=customer, stripe_customer_id="cus_1", currency="usd", total=900,
-                           status="open", hosted_invoice_url="https://invoice.stripe.com/i/x",
+                           amount_due=900, status="open", hosted_invoice_url="https://invoice.stripe.com/i/x",
                            stripe_created=timezone.now() - timedelta(days=1))
     body = client.get(manage_url(customer)).content.decode()
-    assert "Pay the open invoice" in body and "https://invoice.stripe.com/i/x" in body
+    assert "Pay $9.00 now" in body and "https://invoice.stripe.com/i/x" in body

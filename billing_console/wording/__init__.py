@@ -1,0 +1,29 @@
+"""Plain words shared by the customer pages (portal) and the support console so both say the same thing.
+
+What a customer is told about their subscription in each state is decided by one function,
+`billing_console.wording.subscription.subscription_copy` (re-exported here); money is formatted by
+`billing_console.wording.money.money_format`.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+
+from billing_console.wording.money import money_format  # noqa: F401  (one place to import the shared wording from)
+from billing_console.wording.subscription import SubscriptionCopy, subscription_copy  # noqa: F401
+
+
+def stripe_dashboard_urls(*, stripe_customer_id: str, subscription_id: str) -> dict[str, str]:
+    """Links into Stripe's dashboard in the mode the console runs in (test or live)."""
+    base = "https://dashboard.stripe.com" + ("" if settings.STRIPE_LIVE_MODE else "/test")
+    urls = {}
+    if stripe_customer_id:
+        urls["customer"] = f"{base}/customers/{stripe_customer_id}"
+        urls["invoices"] = f"{base}/invoices?customer={stripe_customer_id}"
+    if subscription_id:
+        urls["subscription"] = f"{base}/subscriptions/{subscription_id}"
+    return urls
+
+
+def counted(count: int, singular: str, plural: str = "") -> str:
+    """"1 deployment", "2 deployments"."""
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
