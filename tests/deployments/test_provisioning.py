@@ -150,9 +150,9 @@ OTHER_ACCOUNT = "b" * 32
 def test_a_token_of_another_account_cannot_claim_this_account_id(cloudflare):
     """The token verifies (it is someone's valid token), but it has no access to the account named: refused."""
     cloudflare.add_token(TOKEN, OTHER_ACCOUNT)
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ServiceError) as info:
         create(SubscribedCustomerFactory(), account_id=ACCOUNT)
-    assert info.value.message_dict["api_token"][0].startswith("The API token is valid but lacks Workers Scripts:Edit")
+    assert info.value.fields["api_token"].startswith("The API token is valid but lacks Workers Scripts:Edit")
     assert not Deployment.objects.exists()
     # The owner of that account can still connect it under the script name.
     cloudflare.add_token("ownerToken_" + "C" * 30, ACCOUNT)
@@ -161,13 +161,13 @@ def test_a_token_of_another_account_cannot_claim_this_account_id(cloudflare):
 
 def test_a_token_without_workers_scope_is_refused_on_create_and_on_rotation(cloudflare, make_deployment):
     cloudflare.add_token(TOKEN, ACCOUNT, scopes=())
-    with pytest.raises(ValidationError):
+    with pytest.raises(ServiceError):
         create(SubscribedCustomerFactory())
     deployment = make_deployment()
     before = deployment.api_token_encrypted
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ServiceError) as info:
         deployment_rotate_token(deployment=deployment, api_token=TOKEN, actor_type="customer", actor="c")
-    assert "lacks Workers Scripts:Edit" in info.value.message_dict["api_token"][0]
+    assert "lacks Workers Scripts:Edit" in info.value.fields["api_token"]
     assert Deployment.objects.get(pk=deployment.pk).api_token_encrypted == before
     assert not AuditEvent.objects.filter(action="deployment.token_rotated").exists()
 
@@ -175,7 +175,7 @@ def test_a_token_without_workers_scope_is_refused_on_create_and_on_rotation(clou
 def test_rotation_to_a_token_of_another_account_is_refused(cloudflare, make_deployment):
     deployment = make_deployment()
     cloudflare.add_token(TOKEN, OTHER_ACCOUNT)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ServiceError):
         deployment_rotate_token(deployment=deployment, api_token=TOKEN, actor_type="customer", actor="c")
 
 

@@ -125,7 +125,7 @@ def test_buy_manage_recover_and_support_pauses(console, page, browser, settings)
     assert "1 deployment paused" in page.inner_text(".messagelist")
 
     page.goto(manage_url)
-    assert "Updates are paused" in page.inner_text("main")
+    assert "Support paused updates to this deployment" in page.inner_text("main")
     console.shot(page, "11-manage-paused")
 
     # -- An old or revoked link lands on a clear page --------------------------------------------------

@@ -64,5 +64,5 @@ def test_admin_messages_keep_ids_as_written(admin_client_):
     deployment = DeploymentFactory(script_name="my-worker")
     page = admin_client_.post("/admin/deployments/deployment/", {"action": "push_now", "_selected_action": [deployment.pk]},
                               follow=True).content.decode()
-    assert f'class="warning">my-worker ({deployment.account_id[:8]}): ' in page
+    assert f'class="error">my-worker ({deployment.account_id[:8]}): ' in page
     assert "My-worker" not in page
