@@ -365,6 +365,11 @@ def _token_status_body(claims: dict, row: tuple, kid: str) -> dict:
         # Tokens are signed again once half-way to their expiry, or when the row or the key changes.
         expires_at = state.token_expires_at
         fresh_until = now.timestamp() + (int(expires_at.timestamp()) - now.timestamp()) / 2
+        # The answer's words also change by the clock alone when the paid period ends (grace begins): never
+        # serve it past that instant.
+        period_end = state.entitlement.current_period_end
+        if period_end is not None and period_end.timestamp() > now.timestamp():
+            fresh_until = min(fresh_until, period_end.timestamp())
         status_cache.answer_put(license_id=license_id, device_id=device_id, version=version, kid=kid, body=body,
                                 fresh_until=fresh_until)
     return body

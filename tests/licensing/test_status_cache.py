@@ -208,3 +208,15 @@ def test_the_lean_api_path_still_refuses_a_host_not_allowed(api, device):
     response = api.get(URL, HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="evil.example")
     assert response.status_code == 400
     assert "X-Frame-Options" not in api.get(URL, HTTP_AUTHORIZATION=f"Bearer {token}")  # past the page middleware
+
+
+def test_the_answer_is_not_served_past_the_paid_period_end(api, device, signs, monkeypatch):
+    """Grace starts by the clock alone when the paid period ends: the cached words must not outlive it."""
+    activation, token = device
+    period_end = timezone.now() + timedelta(hours=2)
+    Customer.objects.filter(pk=activation.license.customer_id).update(current_period_end=period_end)
+    warm(api, token, signs)
+    monkeypatch.setattr(timezone, "now", lambda: period_end + timedelta(minutes=1))
+    signs.clear()
+    status(api, token)
+    assert signs == ["BC-LICENSE", "BC-DEVICE"]  # computed again, not the answer cached before the period ended
