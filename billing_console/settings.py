@@ -254,6 +254,8 @@ PLANS = {
         "max_devices": env.int("PLAN_PRO_MAX_DEVICES", default=3),
         "offline_grace_days": env.int("PLAN_PRO_OFFLINE_GRACE_DAYS", default=7),
         "managed_deployment": True,
+        # Managed deployments one subscription may hold (the service enforces it under a customer row lock).
+        "deployments": env.int("PLAN_PRO_DEPLOYMENTS", default=1),
     },
     "team": {
         "name": "Team",
@@ -261,6 +263,7 @@ PLANS = {
         "max_devices": env.int("PLAN_TEAM_MAX_DEVICES", default=10),
         "offline_grace_days": env.int("PLAN_TEAM_OFFLINE_GRACE_DAYS", default=14),
         "managed_deployment": True,
+        "deployments": env.int("PLAN_TEAM_DEPLOYMENTS", default=1),
     },
 }
 
@@ -317,6 +320,8 @@ DUNNING_SENDING_STALE_MINUTES = env.int("DUNNING_SENDING_STALE_MINUTES", default
 # Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.
 OPS_SECRET = _secret("OPS_SECRET")
 MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
+# Days a customer has to rotate their Cloudflare token after notify_token_rotation; then updates pause.
+TOKEN_ROTATION_DEADLINE_DAYS = env.int("TOKEN_ROTATION_DEADLINE_DAYS", default=7)
 # /recover: requests per window per email address and per client address (429 past them).
 RECOVER_RATE_LIMIT_WINDOW_SECONDS = env.int("RECOVER_RATE_LIMIT_WINDOW_SECONDS", default=3600)
 RECOVER_RATE_LIMIT_PER_EMAIL = env.int("RECOVER_RATE_LIMIT_PER_EMAIL", default=3)

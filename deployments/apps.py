@@ -24,6 +24,12 @@ class DeploymentsConfig(AppConfig):
 
         register_rebuilder(rebuild_deployment)
 
+        # notify_token_rotation: the deadline it emails is recorded on the customer's deployments.
+        from billing_console.ops.notices import register_token_rotation_listener
+        from deployments.services import deployments_request_rotation
+
+        register_token_rotation_listener(deployments_request_rotation)
+
         # Support console (billing_console.admin.dashboard / .search): deployments by status on the front page,
         # and script names / account ids in the global search.
         from billing_console.admin.dashboard import register_dashboard_section

@@ -59,6 +59,12 @@ def deployment_counts() -> dict[str, int]:
         paused=Count("id", filter=Q(status=S.PAUSED)), errored=Count("id", filter=Q(status=S.ERRORED)))
 
 
+def rotation_counts() -> dict[str, int]:
+    """Deployments asked to rotate their token and not rotated yet, and of those, the ones paused for it."""
+    return Deployment.objects.filter(rotation_due_at__isnull=False).aggregate(
+        pending=Count("id"), overdue=Count("id", filter=Q(paused=True, paused_by=Deployment.PausedBy.ROTATION_OVERDUE)))
+
+
 def ops_section() -> dict:
     """/api/ops/summary: deployments by status, and the errored ones as a problem for the daily report."""
     counts = deployment_counts()

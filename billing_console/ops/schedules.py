@@ -17,6 +17,8 @@ SCHEDULES: list[Cron] = [
     # Each app adds its crons here (see the issues); keep names stable, setup_schedules keys on them.
     Cron("push_deployments", "deployments.tasks.push_deployments", "0 * * * *",
          "Push the wanted bundle release to every entitled, unpaused deployment that is behind."),
+    Cron("enforce_token_rotation", "deployments.tasks.enforce_token_rotation", "*/15 * * * *",
+         "Pause deployments whose Cloudflare token was not rotated by TOKEN_ROTATION_DEADLINE_DAYS after notify_token_rotation."),
     Cron("backup_export", "billing_console.ops.backups.backup_export_cron", "30 3 * * *",
          "daily backup of the console's tables to storage; keeps BACKUP_RETENTION files"),
     Cron("invoice_delivery_retry", "billing_console.invoicing.tasks.invoice_delivery_retry", "*/5 * * * *",
