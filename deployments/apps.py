@@ -26,7 +26,7 @@ class DeploymentsConfig(AppConfig):
 
         # notify_token_rotation: the deadline it emails is recorded on the customer's deployments.
         from billing_console.ops.notices import register_token_rotation_listener
-        from deployments.services import deployments_request_rotation
+        from deployments.rotation import deployments_request_rotation
 
         register_token_rotation_listener(deployments_request_rotation)
 

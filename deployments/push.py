@@ -29,7 +29,8 @@ from deployments.manifest import ManifestError, manifest_fetch
 from deployments.models import AUTH_ERROR_CODES, Deployment, ErrorCode, PublishVersion
 from deployments.releases import Bundles, release_record
 from deployments.selectors import deployments_due
-from deployments.services import ACTOR_CRON, PausedBy, _save, deployments_enforce_rotation_deadline, deployments_sync_pauses
+from deployments.rotation import deployments_enforce_rotation_deadline
+from deployments.services import ACTOR_CRON, PausedBy, _save, deployments_sync_pauses
 
 log = logging.getLogger("deployments")
 

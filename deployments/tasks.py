@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from billing_console.services import cron_guard
 from deployments.push import deployments_push, publish_execute
-from deployments.services import deployments_enforce_rotation_deadline
+from deployments.rotation import deployments_enforce_rotation_deadline
 from deployments.selectors import PUSH_CRON
 
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 from billing_console.models import AuditEvent
 from deployments import tasks
 from deployments.models import Deployment
-from deployments.services import (deployment_pause, deployment_resume, deployment_rotate_token,
-                                  deployment_verify_token, deployments_enforce_rotation_deadline)
+from deployments.rotation import deployments_enforce_rotation_deadline
+from deployments.services import deployment_pause, deployment_resume, deployment_rotate_token, deployment_verify_token
 
 pytestmark = pytest.mark.django_db
 NEW_TOKEN = "rotatedToken_" + "R" * 30
