@@ -303,6 +303,8 @@ EVOLUTION_API_URL = env.str("EVOLUTION_API_URL", default="")
 EVOLUTION_API_KEY = env.str("EVOLUTION_API_KEY", default="")
 EVOLUTION_INSTANCE = env.str("EVOLUTION_INSTANCE", default="billing")
 EVOLUTION_TIMEOUT_SECONDS = env.float("EVOLUTION_TIMEOUT_SECONDS", default=10.0)
+# Country (ISO 3166 alpha-2, e.g. BR) a phone typed without +country code is read in; empty: a code is required.
+PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="")
 
 # --- Dunning --------------------------------------------------------------------------------
 # Attempts per step before it is marked failed for support; the wait doubles from the base, capped.

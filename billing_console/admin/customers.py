@@ -2,16 +2,19 @@
 audit), checkout attempts, the Stripe event inbox, audit and cron history. Nothing secret is shown."""
 import json
 
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing_console.admin.base import ReadOnlyAdmin
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.ops.logging import redact
+from billing_console.phones import customer_change_phone
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_rotate_manage_salt
 from billing_console.stripe.gateway import StripeGatewayError
@@ -53,9 +56,11 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ("entitlement", "stripe_customer_id", "subscription_id", "subscription_status", "plan",
                        "price_id", "current_period_end", "cancel_at_period_end", "subscription_state_at",
                        "access_state", "access_state_changed_at", "created_at", "updated_at", "recent_stripe_events",
-                       "recent_audit_events")
+                       "recent_audit_events",
+                       # Changed only through customer_change_phone ("Change phone"), which audits old and new.
+                       "phone", "phone_invalid", "phone_consent_at")
     fieldsets = (
-        ("Identity", {"fields": ("email", "name", "phone", "cohort", "stripe_customer_id", "created_at",
+        ("Identity", {"fields": ("email", "name", "phone", "phone_invalid", "phone_consent_at", "cohort", "stripe_customer_id", "created_at",
                                  "updated_at")}),
         # Summarized by the cards at the top of the page (templates/admin/billing_console/customer/change_form.html).
         ("Entitlement", {"fields": ("entitlement", "access_state", "access_state_changed_at"), "classes": ("collapse",)}),
@@ -115,6 +120,7 @@ class CustomerAdmin(admin.ModelAdmin):
             path("<int:pk>/resync/", self.admin_site.admin_view(self.resync_view), name="billing_console_customer_resync"),
             path("<int:pk>/revoke-links/", self.admin_site.admin_view(self.revoke_links_view),
                  name="billing_console_customer_revoke_links"),
+            path("<int:pk>/phone/", self.admin_site.admin_view(self.phone_view), name="billing_console_customer_phone"),
         ]
         return extra + urls
 
@@ -132,6 +138,28 @@ class CustomerAdmin(admin.ModelAdmin):
         customer = self._one(request, pk)
         self.revoke_manage_links(request, Customer.objects.filter(pk=customer.pk))
         return HttpResponseRedirect(reverse("admin:billing_console_customer_change", args=[customer.pk]))
+
+    def phone_view(self, request, pk):
+        """Support's edit of the phone: through customer_change_phone (normalised, audited with old and new)."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        customer = get_object_or_404(Customer, pk=pk)
+        form = SupportPhoneForm(request.POST or None, initial={"phone": customer.phone or customer.phone_invalid})
+        if request.method == "POST" and form.is_valid():
+            actor_type, actor = actor_of(request.user)
+            try:
+                customer = customer_change_phone(customer=customer, phone=form.cleaned_data["phone"],
+                                                 reason=form.cleaned_data["reason"], actor_type=actor_type, actor=actor)
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                self.message_user(request, f"Phone set to {customer.phone or '(none)'}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:billing_console_customer_change", args=[customer.pk]))
+        context = {**self.admin_site.each_context(request), "title": f"Change phone of {customer.email}",
+                   "form": form, "customer": customer, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/billing_console/customer/phone_form.html", context,
+                                status=400 if form.errors else 200)
 
     @admin.action(description="Resync from Stripe", permissions=["change"])
     def resync_from_stripe(self, request, queryset):
@@ -156,6 +184,11 @@ class CustomerAdmin(admin.ModelAdmin):
             customer_rotate_manage_salt(customer=customer, actor_type=actor_type, actor=actor)
             n += 1
         self.message_user(request, f"Manage links revoked for {n} customer(s); earlier links no longer open.")
+
+
+class SupportPhoneForm(forms.Form):
+    phone = forms.CharField(label="Phone (with country code; empty removes it)", max_length=64, required=False)
+    reason = forms.CharField(label="Reason (kept in the audit log)", max_length=255)
 
 
 def entitlement_in_words(ent) -> str:

@@ -26,6 +26,11 @@ class Customer(models.Model):
     email = models.EmailField(max_length=254)
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=16, blank=True, validators=[E164], help_text="E.164, e.g. +5511999999999")
+    # A number Stripe sent that is not a valid international number, kept as sent so support can see it
+    # (the WhatsApp steps of dunning skip until a valid one is set).
+    phone_invalid = models.CharField("invalid phone received", max_length=64, blank=True)
+    # When the customer themselves gave the number on the manage page, agreeing to WhatsApp reminders.
+    phone_consent_at = models.DateTimeField(null=True, blank=True)
     # A link to dj-stripe's mirror, by Stripe id; no DB constraint so the console's row can exist
     # before dj-stripe's sync of the same customer lands (events arrive in any order).
     stripe_customer = models.ForeignKey(

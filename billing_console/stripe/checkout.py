@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing_console.manage_links import manage_link_make
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
+from billing_console.phones import customer_apply_stripe_phone, whatsapp_configured
 from billing_console.services import audit_log
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
@@ -133,6 +134,9 @@ def checkout_start(*, email: str, plan: str, price_id: str, device_id: str = "")
         "success_url": settings.BILLING_SUCCESS_URL,
         "cancel_url": settings.BILLING_CANCEL_URL,
     }
+    if whatsapp_configured():
+        # Two of the default dunning steps are WhatsApp: ask for the number while the customer is here.
+        params["phone_number_collection"] = {"enabled": True}
     if known:
         params["customer"] = known.stripe_customer_id
     else:
@@ -172,6 +176,10 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None) 
         sub_id = so.obj_id(subscription)
         customer = customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email, subscription_id=sub_id,
                                         name=so.session_name(session), actor="webhook")
+        phone_fields = customer_apply_stripe_phone(customer=customer, raw=so.session_phone(session), actor="webhook",
+                                                   source="checkout")
+        if phone_fields:
+            customer.save(update_fields=[*phone_fields, "updated_at"])
         newly_paid = False
         if attempt is not None and attempt.status != CheckoutAttempt.Status.PAID:
             previous = attempt.status
