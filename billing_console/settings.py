@@ -322,6 +322,11 @@ DUNNING_SENDING_STALE_MINUTES = env.int("DUNNING_SENDING_STALE_MINUTES", default
 # Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.
 OPS_SECRET = _secret("OPS_SECRET")
 MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
+# Manage-link emails (after checkout, /recover, support): tries, doubling wait between them, and the claim's lease.
+MANAGE_LINK_DELIVERY_MAX_ATTEMPTS = env.int("MANAGE_LINK_DELIVERY_MAX_ATTEMPTS", default=5)
+MANAGE_LINK_DELIVERY_RETRY_BASE_SECONDS = env.int("MANAGE_LINK_DELIVERY_RETRY_BASE_SECONDS", default=120)
+MANAGE_LINK_DELIVERY_RETRY_MAX_SECONDS = env.int("MANAGE_LINK_DELIVERY_RETRY_MAX_SECONDS", default=6 * 3600)
+MANAGE_LINK_DELIVERY_LEASE_SECONDS = env.int("MANAGE_LINK_DELIVERY_LEASE_SECONDS", default=600)
 # Days a customer has to rotate their Cloudflare token after notify_token_rotation; then updates pause.
 TOKEN_ROTATION_DEADLINE_DAYS = env.int("TOKEN_ROTATION_DEADLINE_DAYS", default=7)
 # /recover: requests per window per email address and per client address (429 past them).

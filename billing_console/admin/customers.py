@@ -12,7 +12,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing_console.admin.base import ReadOnlyAdmin
-from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
+from billing_console.manage_links import manage_link_delivery_request
+from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, ManageLinkDelivery, WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.phones import customer_change_phone
 from billing_console.selectors import Reason, customer_entitlement
@@ -47,9 +48,29 @@ class CheckoutAttemptInline(admin.TabularInline):
         return False
 
 
+class ManageLinkDeliveryInline(admin.TabularInline):
+    """Manage-link emails: whether each went out, after how many tries, and the last error."""
+    model = ManageLinkDelivery
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "reason", "requested_by", "status", "attempts", "last_error", "next_attempt_at", "sent_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    verbose_name_plural = "Manage link emails"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-created_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    inlines = [CheckoutAttemptInline]
+    inlines = [CheckoutAttemptInline, ManageLinkDeliveryInline]
     list_display = ("email", "name", "plan", "subscription_status", "access_state", "current_period_end", "created_at")
     list_filter = ("access_state", "subscription_status", "plan", "cohort")
     search_fields = ("email", "name", "stripe_customer__id", "subscription_id", "phone")
@@ -72,7 +93,7 @@ class CustomerAdmin(admin.ModelAdmin):
     )
     list_select_related = ()
     show_full_result_count = False
-    actions = ["resync_from_stripe", "revoke_manage_links"]
+    actions = ["resync_from_stripe", "revoke_manage_links", "email_manage_link"]
     change_form_template = "admin/billing_console/customer/change_form.html"
 
     @admin.display(description="Stripe customer")
@@ -120,6 +141,8 @@ class CustomerAdmin(admin.ModelAdmin):
             path("<int:pk>/resync/", self.admin_site.admin_view(self.resync_view), name="billing_console_customer_resync"),
             path("<int:pk>/revoke-links/", self.admin_site.admin_view(self.revoke_links_view),
                  name="billing_console_customer_revoke_links"),
+            path("<int:pk>/email-link/", self.admin_site.admin_view(self.email_link_view),
+                 name="billing_console_customer_email_link"),
             path("<int:pk>/phone/", self.admin_site.admin_view(self.phone_view), name="billing_console_customer_phone"),
         ]
         return extra + urls
@@ -138,6 +161,21 @@ class CustomerAdmin(admin.ModelAdmin):
         customer = self._one(request, pk)
         self.revoke_manage_links(request, Customer.objects.filter(pk=customer.pk))
         return HttpResponseRedirect(reverse("admin:billing_console_customer_change", args=[customer.pk]))
+
+    def email_link_view(self, request, pk):
+        customer = self._one(request, pk)
+        self.email_manage_link(request, Customer.objects.filter(pk=customer.pk))
+        return HttpResponseRedirect(reverse("admin:billing_console_customer_change", args=[customer.pk]))
+
+    @admin.action(description="Email a fresh manage link", permissions=["change"])
+    def email_manage_link(self, request, queryset):
+        actor_type, actor = actor_of(request.user)
+        n = 0
+        for customer in queryset:
+            manage_link_delivery_request(customer=customer, reason="support", actor_type=actor_type, actor=actor)
+            n += 1
+        self.message_user(request, f"A fresh manage link is on its way to {n} customer(s); the customer page shows "
+                                   "whether it went out.", messages.SUCCESS)
 
     def phone_view(self, request, pk):
         """Support's edit of the phone: through customer_change_phone (normalised, audited with old and new)."""

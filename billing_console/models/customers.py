@@ -74,3 +74,32 @@ class Customer(models.Model):
     def save(self, *args, **kwargs):
         self.email = (self.email or "").strip().lower()
         super().save(*args, **kwargs)
+
+
+class ManageLinkDelivery(models.Model):
+    """One email of a fresh manage link (after checkout, from /recover, or sent by support), tracked and retried
+    with backoff like invoice delivery. The link itself is signed at send time and never stored."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (due or retrying)"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (gave up)"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="manage_link_deliveries")
+    reason = models.CharField(max_length=32)
+    requested_by = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    # When the next (re)try is due; a claim moves it forward by a lease so two workers never both send.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"manage link to {self.customer_id} ({self.reason}, {self.status})"

@@ -23,6 +23,8 @@ SCHEDULES: list[Cron] = [
          "daily backup of the console's tables to storage; keeps BACKUP_RETENTION files"),
     Cron("invoice_delivery_retry", "billing_console.invoicing.tasks.invoice_delivery_retry", "*/5 * * * *",
          "Render and email invoices whose delivery failed and whose backoff has passed."),
+    Cron("manage_link_delivery_retry", "billing_console.stripe.tasks.manage_link_delivery_retry", "*/5 * * * *",
+         "Email manage links whose send failed and whose backoff has passed (after checkout, /recover, support)."),
     Cron("reconcile", "billing_console.invoicing.tasks.reconcile", "0 6 * * *",
          "Compare Stripe's view with the console's; every difference becomes a DriftItem."),
     Cron("daily_health_report", "billing_console.invoicing.tasks.daily_health_report", "0 7 * * *",

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing_console.manage_links import manage_link_make
+from billing_console.manage_links import manage_link_delivery_request
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.phones import customer_apply_stripe_phone, whatsapp_configured
 from billing_console.services import audit_log
@@ -199,9 +199,8 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None) 
             customer, _ = customer_apply_subscription(customer=customer, subscription=subscription,
                                                       state_at=event_created, actor="webhook")
         if newly_paid or (attempt is None and newly_linked):
-            customer_id = customer.pk
-            transaction.on_commit(lambda: _enqueue("billing_console.stripe.tasks.customer_manage_link_send", customer_id,
-                                                   "checkout"))
+            # Tracked and retried with backoff; the row commits with the payment, the send runs after.
+            manage_link_delivery_request(customer=customer, reason="checkout", actor_type=STRIPE, actor="webhook")
     return customer
 
 
@@ -246,19 +245,6 @@ def checkout_follow_up_send(*, attempt_id) -> str:
     with transaction.atomic():
         audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="checkout.follow_up_sent",
                   target=attempt, data={"to": attempt.email_hint})
-    return "sent"
-
-
-def customer_manage_link_send(*, customer_id: int, reason: str = "") -> str:
-    """Email the customer a fresh manage link (after checkout; later /recover uses it too)."""
-    customer = Customer.objects.get(pk=customer_id)
-    context = {"customer": customer, "manage_url": manage_link_make(customer),
-               "plan_name": settings.PLANS.get(customer.plan, {}).get("name", customer.plan),
-               "max_age_days": settings.MANAGE_LINK_MAX_AGE_DAYS, "reason": reason}
-    _send("manage_link", customer.email, context)
-    with transaction.atomic():
-        audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="customer.manage_link_emailed",
-                  target=customer, data={"reason": reason})
     return "sent"
 
 
