@@ -107,7 +107,8 @@ def manage_link_deliver(*, delivery_id: int) -> ManageLinkDelivery | None:
     try:
         message = EmailMultiAlternatives(render_to_string("emails/manage_link_subject.txt", context).strip(),
                                          render_to_string("emails/manage_link.txt", context),
-                                         settings.DEFAULT_FROM_EMAIL, [customer.email])
+                                         settings.DEFAULT_FROM_EMAIL, [customer.email],
+                                         reply_to=[settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else None)
         message.attach_alternative(render_to_string("emails/manage_link.html", context), "text/html")
         message.send()
     except Exception as exc:  # any transport error: recorded and retried, never lost in a failed task

@@ -114,6 +114,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "billing_console.portal.views.support_contact",
             ],
         },
     },
@@ -190,6 +191,8 @@ elif EMAIL_PROVIDER == "resend":
     EMAIL_BACKEND = "anymail.backends.resend.EmailBackend"
     ANYMAIL = {"RESEND_API_KEY": _secret("ANYMAIL_API_KEY")}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing Console <billing@localhost>")
+# The support inbox: Reply-To of the emails customers get, and the contact shown on their pages.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Operators' address for drift reports and the daily health report.
 OPS_EMAIL = env.str("OPS_EMAIL", default="")

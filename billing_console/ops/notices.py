@@ -45,7 +45,8 @@ def customer_notice_send(*, customer: Customer, template: str, campaign: str, ac
     try:
         subject = render_to_string(f"emails/{template}_subject.txt", body).strip()
         message = EmailMultiAlternatives(subject, render_to_string(f"emails/{template}.txt", body),
-                                         settings.DEFAULT_FROM_EMAIL, [customer.email])
+                                         settings.DEFAULT_FROM_EMAIL, [customer.email],
+                                         reply_to=[settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else None)
         message.attach_alternative(render_to_string(f"emails/{template}.html", body), "text/html")
         message.send()
     except Exception as exc:

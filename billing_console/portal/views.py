@@ -33,6 +33,11 @@ log = logging.getLogger("billing_console.pages")
 CUSTOMER = AuditEvent.ActorType.CUSTOMER
 
 
+def support_contact(request) -> dict:
+    """Template context processor: the support inbox shown in the customer pages' footer."""
+    return {"support_email": settings.SUPPORT_EMAIL}
+
+
 def _see_other(url: str) -> HttpResponseRedirect:
     response = HttpResponseRedirect(url)
     response.status_code = 303

@@ -252,7 +252,8 @@ def _send(template: str, to: str, context: dict) -> None:
     subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
     text = render_to_string(f"emails/{template}.txt", context)
     html = render_to_string(f"emails/{template}.html", context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to],
+                                     reply_to=[settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else None)
     message.attach_alternative(html, "text/html")
     message.send()
 
