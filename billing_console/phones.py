@@ -6,6 +6,8 @@ recorded in `phone_invalid` for support to see, never a failed event.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -34,9 +36,23 @@ def phone_e164(raw) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# Whether some dunning step sends on WhatsApp: dunning registers fn() -> bool from its AppConfig.ready(), so the
+# core never imports it.
+_whatsapp_in_use: list[Callable[[], bool]] = []
+
+
+def register_whatsapp_in_use(fn: Callable[[], bool]) -> Callable[[], bool]:
+    if fn not in _whatsapp_in_use:
+        _whatsapp_in_use.append(fn)
+    return fn
+
+
 def whatsapp_configured() -> bool:
-    """WhatsApp dunning can send (the Evolution API is set): only then does checkout ask for a phone."""
-    return bool(settings.EVOLUTION_API_URL and settings.EVOLUTION_API_KEY and settings.EVOLUTION_INSTANCE)
+    """WhatsApp dunning is configured: the Evolution API is set and a dunning step sends on WhatsApp. Only then
+    does checkout ask for a phone and the manage page offer WhatsApp reminders."""
+    if not (settings.EVOLUTION_API_URL and settings.EVOLUTION_API_KEY and settings.EVOLUTION_INSTANCE):
+        return False
+    return any(in_use() for in_use in _whatsapp_in_use)
 
 
 def customer_change_phone(*, customer: Customer, phone, actor_type: str, actor: str = "", consent: bool = False,

@@ -16,6 +16,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def whatsapp(settings):
+    from dunning.services import dunning_policy_ensure_default
+
+    dunning_policy_ensure_default()  # its SOFT_D+1 and SOFT_D+7 steps are WhatsApp (a migration makes it)
     settings.EVOLUTION_API_URL = "http://127.0.0.1:9"
     settings.EVOLUTION_API_KEY = "evo-test-key"
     settings.EVOLUTION_INSTANCE = "billing"
@@ -45,11 +48,19 @@ def test_a_default_region_reads_a_local_number(settings):
 
 
 def test_checkout_asks_for_the_phone_only_when_whatsapp_is_configured(client, emulator, settings):
-    attempt, _ = start_checkout(client)
-    assert emulator.get(attempt.stripe_session_id)["phone_number_collection"]["enabled"] is False
+    from dunning.models import DunningStep
+    from dunning.services import dunning_policy_ensure_default
+
+    def collects(email):
+        attempt, _ = start_checkout(client, email=email)
+        return emulator.get(attempt.stripe_session_id)["phone_number_collection"]["enabled"]
+
+    dunning_policy_ensure_default()
+    assert collects("a@example.com") is False  # no Evolution API
     settings.EVOLUTION_API_URL, settings.EVOLUTION_API_KEY = "http://127.0.0.1:9", "evo-test-key"
-    attempt, _ = start_checkout(client, email="b@example.com")
-    assert emulator.get(attempt.stripe_session_id)["phone_number_collection"]["enabled"] is True
+    assert collects("b@example.com") is True
+    DunningStep.objects.filter(channel="whatsapp").update(channel="email")
+    assert collects("c@example.com") is False  # no step sends on WhatsApp
 
 
 def test_the_phone_paid_at_checkout_lands_on_the_customer_in_e164(client, emulator, deliver, whatsapp):
