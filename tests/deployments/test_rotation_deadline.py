@@ -88,3 +88,15 @@ def test_the_dashboard_counts_who_is_still_pending(admin_client, make_deployment
     assert "Token rotation pending" in body
     listing = admin_client.get(reverse("admin:deployments_deployment_changelist") + "?push=rotation")
     assert listing.status_code == 200 and len(listing.context["cl"].result_list) == 1
+
+
+def test_the_manage_page_names_the_deadline_then_the_pause(client, make_deployment):
+    from billing_console.manage_links import manage_link_token
+
+    due = timezone.now() + timedelta(days=2)
+    deployment = make_deployment(rotation_due_at=due)
+    url = f"/manage/{manage_link_token(deployment.customer)}/"
+    assert f"rotate your Cloudflare API token by <strong>{due:%-d %B %Y, %H:%M} UTC" in client.get(url).content.decode()
+    deployments_enforce_rotation_deadline(now=due + timedelta(minutes=1))
+    body = client.get(url).content.decode()
+    assert "Updates are paused: The Cloudflare API token was not rotated by" in body
