@@ -100,13 +100,8 @@ class DeploymentAdmin(admin.ModelAdmin):
         return False  # provisioning verifies the token with Cloudflare: deployment_create, from checkout or the manage page
 
     def has_delete_permission(self, request, obj=None):
-        return False  # only through "Delete (audited)", which records who, why and what was deleted
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        if not request.user.has_perm("deployments.delete_deployment"):
-            actions.pop("delete_audited", None)
-        return actions
+        # Only through "Delete deployment (audited)" (support's change permission), which records who, why and what.
+        return False
 
     @admin.display(description="customer", ordering="customer__email")
     def customer_email(self, obj):
