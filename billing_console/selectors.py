@@ -85,7 +85,7 @@ class Entitlement:
 
 def plan_settings(plan: str) -> dict:
     return settings.PLANS.get(plan) or {"name": plan or "-", "price_id": "", "max_devices": 0,
-                                        "offline_grace_days": 0, "managed_deployment": False}
+                                        "offline_grace_days": 0, "managed_deployment": False, "deployments": 0}
 
 
 def plan_for_price(price_id: str) -> str:

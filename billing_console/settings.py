@@ -127,6 +127,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "billing_console.portal.views.support_contact",
             ],
         },
     },
@@ -203,6 +204,8 @@ elif EMAIL_PROVIDER == "resend":
     EMAIL_BACKEND = "anymail.backends.resend.EmailBackend"
     ANYMAIL = {"RESEND_API_KEY": _secret("ANYMAIL_API_KEY")}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing Console <billing@localhost>")
+# The support inbox: Reply-To of the emails customers get, and the contact shown on their pages.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Operators' address for drift reports and the daily health report.
 OPS_EMAIL = env.str("OPS_EMAIL", default="")
@@ -267,6 +270,8 @@ PLANS = {
         "max_devices": env.int("PLAN_PRO_MAX_DEVICES", default=3),
         "offline_grace_days": env.int("PLAN_PRO_OFFLINE_GRACE_DAYS", default=7),
         "managed_deployment": True,
+        # Managed deployments one subscription may hold (the service enforces it under a customer row lock).
+        "deployments": env.int("PLAN_PRO_DEPLOYMENTS", default=1),
     },
     "team": {
         "name": "Team",
@@ -274,6 +279,7 @@ PLANS = {
         "max_devices": env.int("PLAN_TEAM_MAX_DEVICES", default=10),
         "offline_grace_days": env.int("PLAN_TEAM_OFFLINE_GRACE_DAYS", default=14),
         "managed_deployment": True,
+        "deployments": env.int("PLAN_TEAM_DEPLOYMENTS", default=1),
     },
 }
 
@@ -318,6 +324,8 @@ EVOLUTION_API_URL = env.str("EVOLUTION_API_URL", default="")
 EVOLUTION_API_KEY = env.str("EVOLUTION_API_KEY", default="")
 EVOLUTION_INSTANCE = env.str("EVOLUTION_INSTANCE", default="billing")
 EVOLUTION_TIMEOUT_SECONDS = env.float("EVOLUTION_TIMEOUT_SECONDS", default=10.0)
+# Country (ISO 3166 alpha-2, e.g. BR) a phone typed without +country code is read in; empty: a code is required.
+PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="")
 
 # --- Dunning --------------------------------------------------------------------------------
 # Attempts per step before it is marked failed for support; the wait doubles from the base, capped.
@@ -335,6 +343,13 @@ DUNNING_SENDING_STALE_MINUTES = env.int("DUNNING_SENDING_STALE_MINUTES", default
 # Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.
 OPS_SECRET = _secret("OPS_SECRET")
 MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
+# Manage-link emails (after checkout, /recover, support): tries, doubling wait between them, and the claim's lease.
+MANAGE_LINK_DELIVERY_MAX_ATTEMPTS = env.int("MANAGE_LINK_DELIVERY_MAX_ATTEMPTS", default=5)
+MANAGE_LINK_DELIVERY_RETRY_BASE_SECONDS = env.int("MANAGE_LINK_DELIVERY_RETRY_BASE_SECONDS", default=120)
+MANAGE_LINK_DELIVERY_RETRY_MAX_SECONDS = env.int("MANAGE_LINK_DELIVERY_RETRY_MAX_SECONDS", default=6 * 3600)
+MANAGE_LINK_DELIVERY_LEASE_SECONDS = env.int("MANAGE_LINK_DELIVERY_LEASE_SECONDS", default=600)
+# Days a customer has to rotate their Cloudflare token after notify_token_rotation; then updates pause.
+TOKEN_ROTATION_DEADLINE_DAYS = env.int("TOKEN_ROTATION_DEADLINE_DAYS", default=7)
 # /recover: requests per window per email address and per client address (429 past them).
 RECOVER_RATE_LIMIT_WINDOW_SECONDS = env.int("RECOVER_RATE_LIMIT_WINDOW_SECONDS", default=3600)
 RECOVER_RATE_LIMIT_PER_EMAIL = env.int("RECOVER_RATE_LIMIT_PER_EMAIL", default=3)

@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from billing_console.admin.base import ReadOnlyInline, run_for_each
 from billing_console.admin.customers import register_customer_inline
 from billing_console.errors import ServiceError
+from billing_console.services import actor_of
 from deployments import services
 from deployments.models import BundleRelease, Deployment, PublishVersion
 from deployments.selectors import deployments_behind, latest_release
@@ -30,7 +31,7 @@ class PushStateFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         return [("errored", "Errored"), ("paused", "Paused"), ("behind", "Behind latest release"),
-                ("token_stop", "Stopped: token rejected")]
+                ("token_stop", "Stopped: token rejected"), ("rotation", "Token rotation pending")]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -40,6 +41,8 @@ class PushStateFilter(admin.SimpleListFilter):
             return queryset.filter(paused=True)
         if value == "token_stop":
             return queryset.filter(paused=True, paused_by=Deployment.PausedBy.AUTH_FAILURES)
+        if value == "rotation":
+            return queryset.filter(rotation_due_at__isnull=False)
         if value == "behind":
             release = latest_release()
             return deployments_behind(queryset, release.version if release else "")
@@ -82,16 +85,21 @@ class DeploymentAdmin(admin.ModelAdmin):
     search_fields = ("script_name", "account_id", "customer__email", "=id")
     show_full_result_count = False
     ordering = ("-created_at",)
-    fields = ("customer", "account_id", "script_name", "token", "status", "paused", "paused_by", "paused_reason",
+    fields = ("customer", "slot", "account_id", "script_name", "token", "rotation_due_at", "status", "paused", "paused_by", "paused_reason",
               "paused_at", "pinned_version", "current_version", "last_error_code", "last_error_message", "last_error_at",
               "consecutive_failures", "consecutive_auth_failures", "next_attempt_at", "last_push_at", "created_at",
               "updated_at")
     readonly_fields = fields
     inlines = [PublishVersionInline]
-    actions = ["pause", "resume", "push_now", "requeue_failed", "rollback", "follow_latest", "verify_token"]
+    actions = ["pause", "resume", "push_now", "requeue_failed", "rollback", "follow_latest", "verify_token",
+               "replace_account", "delete_audited"]
 
     def has_add_permission(self, request):
         return False  # provisioning verifies the token with Cloudflare: deployment_create, from checkout or the manage page
+
+    def has_delete_permission(self, request, obj=None):
+        # Only through "Delete deployment (audited)" (support's change permission), which records who, why and what.
+        return False
 
     @admin.display(description="customer", ordering="customer__email")
     def customer_email(self, obj):
@@ -167,6 +175,63 @@ class DeploymentAdmin(admin.ModelAdmin):
                    "deployments": queryset, "opts": self.model._meta, "action_checkbox_name": ACTION_CHECKBOX_NAME,
                    "action": "rollback"}
         return TemplateResponse(request, "deployments/admin/rollback.html", context)
+
+
+    @admin.action(description="Replace account id (mistyped)…", permissions=["change"])
+    def replace_account(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one deployment to move to another account.", messages.WARNING)
+            return None
+        deployment = queryset.select_related("customer").get()
+        form = ReplaceAccountForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            actor_type, actor = actor_of(request.user)
+            try:
+                services.deployment_replace_account(deployment=deployment, actor_type=actor_type, actor=actor,
+                                                    **form.cleaned_data)
+            except ServiceError as exc:
+                _add_errors(form, exc)
+            else:
+                self.message_user(request, f"{deployment.script_name} now deploys to account "
+                                           f"{form.cleaned_data['account_id'][:8]}…; the next run pushes it.",
+                                  messages.SUCCESS)
+                return None
+        return self._action_page(request, queryset, form, "replace_account", "Replace the Cloudflare account id",
+                                 "The new account's token is checked with Cloudflare before anything is saved. "
+                                 "The Worker in the old account is left as it is.", "Replace")
+
+    @admin.action(description="Delete deployment (audited)…", permissions=["change"])
+    def delete_audited(self, request, queryset):
+        form = DeleteDeploymentForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            self._each(request, queryset, lambda d, t, a: services.deployment_delete(
+                deployment=d, actor_type=t, actor=a, reason=form.cleaned_data["reason"]), "deleted")
+            return None
+        return self._action_page(request, queryset, form, "delete_audited", "Delete deployments",
+                                 "The console stops pushing to these Workers and forgets their tokens; the Workers "
+                                 "in Cloudflare keep running. The customer can connect a deployment again.", "Delete")
+
+    def _action_page(self, request, queryset, form, action, title, explanation, submit):
+        context = {**self.admin_site.each_context(request), "title": title, "form": form, "deployments": queryset,
+                   "opts": self.model._meta, "action_checkbox_name": ACTION_CHECKBOX_NAME, "action": action,
+                   "explanation": explanation, "submit": submit}
+        return TemplateResponse(request, "deployments/admin/action_form.html", context)
+
+
+class ReplaceAccountForm(forms.Form):
+    account_id = forms.CharField(label="Correct Cloudflare account id", max_length=64, strip=True)
+    api_token = forms.CharField(label="Cloudflare API token for that account", max_length=200, strip=True,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "off"}))
+    reason = forms.CharField(label="Reason (kept in the audit log)", max_length=255, required=False)
+
+
+class DeleteDeploymentForm(forms.Form):
+    reason = forms.CharField(label="Reason (kept in the audit log)", max_length=255)
+
+
+def _add_errors(form: forms.Form, exc: ServiceError) -> None:
+    for name, error in (exc.fields or {None: exc.message}).items():
+        form.add_error(name if name in form.fields else None, error)
 
 
 @admin.register(PublishVersion)

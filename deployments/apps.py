@@ -24,6 +24,18 @@ class DeploymentsConfig(AppConfig):
 
         register_rebuilder(rebuild_deployment)
 
+        # preflight: the manifest must name a release before anyone can be deployed.
+        from billing_console.ops.checks import register_preflight_check
+        from deployments.manifest import manifest_preflight
+
+        register_preflight_check(manifest_preflight)
+
+        # notify_token_rotation: the deadline it emails is recorded on the customer's deployments.
+        from billing_console.ops.notices import register_token_rotation_listener
+        from deployments.rotation import deployments_request_rotation
+
+        register_token_rotation_listener(deployments_request_rotation)
+
         # Support console (billing_console.admin.dashboard / .search): deployments by status on the front page,
         # and script names / account ids in the global search.
         from billing_console.admin.dashboard import register_dashboard_section

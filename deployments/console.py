@@ -6,11 +6,12 @@ from django.urls import reverse
 from billing_console.admin.dashboard import BAD, OK, WARN, Section, Stat, changelist_url
 from billing_console.admin.search import MAX_HITS, Hit
 from deployments.models import Deployment
-from deployments.selectors import deployment_counts
+from deployments.selectors import deployment_counts, rotation_counts
 
 
 def dashboard_section(request) -> Section:
     counts = deployment_counts()
+    rotation = rotation_counts()
     return Section("Deployments", [
         Stat("Active", counts["active"], tone=OK, url=changelist_url(request, "deployments", "deployment", status__exact=Deployment.Status.ACTIVE)),
         Stat("Paused", counts["paused"], tone=WARN if counts["paused"] else OK,
@@ -18,6 +19,10 @@ def dashboard_section(request) -> Section:
         Stat("Errored", counts["errored"], tone=BAD if counts["errored"] else OK,
              url=changelist_url(request, "deployments", "deployment", status__exact=Deployment.Status.ERRORED),
              note="last push failed: token, scope or account"),
+        Stat("Token rotation pending", rotation["pending"],
+             tone=(BAD if rotation["overdue"] else WARN) if rotation["pending"] else OK,
+             url=changelist_url(request, "deployments", "deployment", push="rotation"),
+             note=f"asked to rotate after notify_token_rotation; {rotation['overdue']} overdue (paused)"),
     ], order=50, note=f"{counts['total']} deployment(s) in all.")
 
 

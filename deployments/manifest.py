@@ -136,3 +136,14 @@ def bundle_fetch(*, version: str, bundle_url: str, sha256: str) -> bytes:
         raise ManifestError(f"Bundle {version} failed its checksum: the manifest says sha256 {sha256[:12]}..., "
                             f"the file at {_safe_url(bundle_url)} has {actual[:12]}...; not pushed.")
     return data
+
+
+def manifest_preflight(mode: str) -> list[tuple[str, str]]:
+    """preflight: the manifest answers and names a release (the core registers this, see apps.py)."""
+    if not settings.HELM_BUNDLE_MANIFEST_URL:
+        return []  # BC011 already says so
+    try:
+        manifest = manifest_fetch()
+    except ManifestError as exc:
+        return [("BC041", f"The bundle manifest names no usable release: {exc}")]
+    return [] if manifest.version else [("BC041", "The bundle manifest names no release.")]

@@ -42,10 +42,14 @@ class Deployment(models.Model):
         AUTO_LOCK = "auto_lock", "Automatic (customer locked or canceled)"
         AUTH_FAILURES = "auth_failures", "Automatic (token rejected repeatedly)"
         NO_TOKEN = "no_token", "Waiting for an API token (restored deployment)"
+        ROTATION_OVERDUE = "rotation_overdue", "Automatic (token rotation overdue)"
 
     # UUID primary key: the vault binds the row id into the token's ciphertext, so it must exist first.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     customer = models.ForeignKey("billing_console.Customer", on_delete=models.CASCADE, related_name="deployments")
+    # Which of the plan's deployments this is (1..PLANS[plan]["deployments"]): unique per customer, so two
+    # concurrent creates for a one-deployment plan cannot both land.
+    slot = models.PositiveSmallIntegerField(default=1, editable=False)
     account_id = models.CharField("Cloudflare account id", max_length=64)
     script_name = models.CharField(max_length=63)
     api_token_encrypted = models.TextField(blank=True, editable=False)
@@ -53,6 +57,9 @@ class Deployment(models.Model):
     # What support may see of the token: its last four characters and when it was set.
     token_last4 = models.CharField(max_length=4, blank=True)
     token_set_at = models.DateTimeField(null=True, blank=True)
+    # Set when the customer is asked to rotate the token (master key leaked); cleared by a rotation.
+    # Past it, the deployment pauses with ROTATION_OVERDUE until the token is rotated.
+    rotation_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     paused = models.BooleanField(default=False)
@@ -79,6 +86,9 @@ class Deployment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account_id", "script_name"], name="deployment_account_script_unique",
                                     violation_error_message="This Cloudflare account already has a deployment with that script name."),
+            models.UniqueConstraint(fields=["customer", "slot"], name="deployment_one_per_customer_slot",
+                                    violation_error_message="The customer already has the deployments their plan includes."),
+            models.CheckConstraint(condition=Q(slot__gte=1), name="deployment_slot_positive"),
         ]
         indexes = [models.Index(fields=["status"]), models.Index(fields=["paused", "current_version"]),
                    models.Index(fields=["created_at"])]

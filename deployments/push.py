@@ -29,6 +29,7 @@ from deployments.manifest import ManifestError, manifest_fetch
 from deployments.models import AUTH_ERROR_CODES, Deployment, ErrorCode, PublishVersion
 from deployments.releases import Bundles, release_record
 from deployments.selectors import deployments_due
+from deployments.rotation import deployments_enforce_rotation_deadline
 from deployments.services import ACTOR_CRON, PausedBy, deployment_save_status, deployments_sync_pauses
 
 log = logging.getLogger("deployments")
@@ -90,6 +91,8 @@ def deployments_push(*, deployment_ids: list | None = None, dry_run: bool = Fals
     if not dry_run:
         report.counts["interrupted"] = publish_fail_stale()
         report.counts.update(deployments_sync_pauses())
+        # An overdue rotation pauses before this run pushes with a token that may have leaked.
+        report.counts["rotation_paused"] = deployments_enforce_rotation_deadline()["paused"]
     latest, manifest = "", None
     try:
         manifest = manifest_fetch()

@@ -41,6 +41,7 @@ class ResumeBlock:
     LOCKED = "locked"  # automatic pause of a hard-locked customer: payment resumes it
     ENDED = "ended"  # automatic pause of a canceled subscription: a new subscription resumes it
     SUPPORT = "support"  # support's pause, asked by the customer: only support lifts it
+    ROTATION_OVERDUE = "rotation_overdue"  # the token was not rotated by its deadline: a rotated token resumes it
 
 
 def deployment_resume_block(deployment: Deployment, *, by: str = Deployment.PausedBy.MANUAL) -> str:
@@ -55,6 +56,8 @@ def deployment_resume_block(deployment: Deployment, *, by: str = Deployment.Paus
         return ResumeBlock.TOKEN_STOP
     if deployment.paused_by == PausedBy.NO_TOKEN:
         return ResumeBlock.NO_TOKEN
+    if deployment.paused_by == PausedBy.ROTATION_OVERDUE:
+        return ResumeBlock.ROTATION_OVERDUE
     if deployment.paused_by == PausedBy.AUTO_LOCK:
         lock = customer_lock_reason(deployment.customer)
         if lock == Reason.CANCELED or (lock and deployment.customer.subscription_status in ENDED_STATUSES):
@@ -92,6 +95,12 @@ def deployment_counts() -> dict[str, int]:
     return Deployment.objects.aggregate(
         total=Count("id"), active=Count("id", filter=Q(status=Deployment.Status.ACTIVE)),
         paused=Count("id", filter=Q(status=Deployment.Status.PAUSED)), errored=Count("id", filter=Q(status=Deployment.Status.ERRORED)))
+
+
+def rotation_counts() -> dict[str, int]:
+    """Deployments asked to rotate their token and not rotated yet, and of those, the ones paused for it."""
+    return Deployment.objects.filter(rotation_due_at__isnull=False).aggregate(
+        pending=Count("id"), overdue=Count("id", filter=Q(paused=True, paused_by=Deployment.PausedBy.ROTATION_OVERDUE)))
 
 
 def ops_section() -> dict:

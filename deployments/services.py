@@ -90,6 +90,8 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
         errors["customer"] = "The customer has no paid, unlocked subscription."
     elif not plan_settings(customer.plan).get("managed_deployment"):
         errors["customer"] = f"The customer's plan ({customer.plan or '-'}) has no managed deployment."
+    elif _free_slot(customer) is None:
+        errors["customer"] = _limit_message(customer)
     if not errors.get("account_id") and not errors.get("script_name") and \
             Deployment.objects.filter(account_id=account_id, script_name=script_name).exists():
         errors["script_name"] = "This Cloudflare account already has a deployment with that script name."
@@ -99,16 +101,110 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
     now = timezone.now()
     try:
         with transaction.atomic():
-            deployment = Deployment(customer=customer, account_id=account_id, script_name=script_name)
+            # Lock the customer, then count: two concurrent creates wait here, the second sees the first.
+            Customer.objects.select_for_update().only("pk").get(pk=customer.pk)
+            slot = _free_slot(customer)
+            if slot is None:
+                raise ServiceError("deployment_limit", fields={"customer": _limit_message(customer)})
+            deployment = Deployment(customer=customer, account_id=account_id, script_name=script_name, slot=slot)
             _set_token(deployment, token, now)
             deployment.save()
             audit_log(actor_type=actor_type, actor=actor, action="deployment.created", target=deployment, customer=customer,
                       data={"account_id": account_id, "script_name": script_name, "token_last4": deployment.token_last4})
             # Kept on the Stripe subscription too, so rebuild_from_stripe can restore the shell after data loss.
             remember_on_stripe(customer=customer, values={STRIPE_ACCOUNT_KEY: account_id, STRIPE_SCRIPT_KEY: script_name})
-    except IntegrityError:
+    except IntegrityError as exc:
+        if "deployment_one_per_customer_slot" in str(exc):
+            raise ServiceError("deployment_limit", fields={"customer": _limit_message(customer)}) from None
         raise ServiceError("invalid", fields={"script_name": "This Cloudflare account already has a deployment with that script name."}) from None
     return deployment
+
+
+def deployment_limit(customer: Customer) -> int:
+    """How many managed deployments the customer's plan includes (PLANS[plan]["deployments"])."""
+    plan = plan_settings(customer.plan)
+    if not plan.get("managed_deployment"):
+        return 0
+    return max(0, int(plan.get("deployments", 1)))
+
+
+def _free_slot(customer: Customer, *, limit: int | None = None) -> int | None:
+    """The lowest slot number the customer does not use, within the plan's count (None: all taken)."""
+    limit = deployment_limit(customer) if limit is None else limit
+    used = set(Deployment.objects.filter(customer=customer).values_list("slot", flat=True))
+    return next((n for n in range(1, limit + 1) if n not in used), None)
+
+
+def _limit_message(customer: Customer) -> str:
+    limit = deployment_limit(customer)
+    name = plan_settings(customer.plan).get("name") or customer.plan
+    return (f"Your {name} plan includes {limit} managed deployment{'s' if limit != 1 else ''} and "
+            f"{'it is' if limit == 1 else 'they are'} already set up. Change the token or pause it on your "
+            "subscription page; to move it to another Cloudflare account, contact support.")
+
+
+def deployment_replace_account(*, deployment: Deployment, account_id: str, api_token: str, actor_type: str,
+                               actor: str = "", reason: str = "") -> Deployment:
+    """Support: move a deployment whose account id was mistyped to the right Cloudflare account. The new
+    account's token is checked with Cloudflare first; the Worker there starts from nothing (the next run pushes)."""
+    account_id = (account_id or "").strip().lower() if isinstance(account_id, str) else ""
+    reason = (reason or "").strip()[:255] if isinstance(reason, str) else ""
+    errors = {}
+    if not ACCOUNT_ID_RE.match(account_id):
+        errors["account_id"] = "The Cloudflare account id is 32 hexadecimal characters (dash -> Account ID)."
+    elif account_id == deployment.account_id:
+        errors["account_id"] = "That is the account id the deployment already has."
+    try:
+        token = _clean_token(api_token)
+    except ServiceError as exc:
+        errors.update(exc.fields)
+        token = ""
+    if not errors.get("account_id") and Deployment.objects.filter(
+            account_id=account_id, script_name=deployment.script_name).exclude(pk=deployment.pk).exists():
+        errors["account_id"] = "That Cloudflare account already has a deployment with this script name."
+    if errors:
+        raise ServiceError("invalid", fields=errors)
+    _verify_or_reject(account_id, token)
+    try:
+        with transaction.atomic():
+            d = _lock(deployment)
+            if d.publishes.filter(status__in=PublishVersion.IN_FLIGHT).exists():
+                raise ServiceError("push_in_progress", "A push of this deployment is in progress; try again when it has finished.")
+            previous = {"account_id": d.account_id, "token_last4": d.token_last4}
+            d.account_id = account_id
+            _set_token(d, token, timezone.now())
+            _clear_errors(d, rotated=True)
+            d.current_version, d.rotation_due_at = "", None
+            audit_log(actor_type=actor_type, actor=actor, action="deployment.account_replaced", target=d,
+                      customer=d.customer, data={"old": previous, "new": {"account_id": account_id,
+                                                                        "token_last4": d.token_last4},
+                                                 "reason": reason})
+            deployment_save_status(d, "account_id", "api_token_encrypted", "token_last4", "token_set_at", "current_version",
+                  "rotation_due_at", *_CLEARED_FIELDS)
+            remember_on_stripe(customer=d.customer, values={STRIPE_ACCOUNT_KEY: account_id,
+                                                            STRIPE_SCRIPT_KEY: d.script_name})
+    except IntegrityError:
+        raise ServiceError("invalid", fields={"account_id": "That Cloudflare account already has a deployment with this script name."}) from None
+    return d
+
+
+def deployment_delete(*, deployment: Deployment, actor_type: str, actor: str = "", reason: str = "") -> None:
+    """Support: remove a deployment (e.g. a mistyped account id, or one past the plan's count). The Worker
+    in Cloudflare is left as it is; the console stops pushing to it and the customer may connect again."""
+    reason = (reason or "").strip()[:255] if isinstance(reason, str) else ""
+    if not reason:
+        raise ServiceError("invalid", fields={"reason": "Say why the deployment is deleted (kept in the audit log)."})
+    with transaction.atomic():
+        d = _lock(deployment)
+        if d.publishes.filter(status__in=PublishVersion.IN_FLIGHT).exists():
+            raise ServiceError("push_in_progress", "A push of this deployment is in progress; try again when it has finished.")
+        audit_log(actor_type=actor_type, actor=actor, action="deployment.deleted", target=d, customer=d.customer,
+                  data={"account_id": d.account_id, "script_name": d.script_name, "token_last4": d.token_last4,
+                        "current_version": d.current_version, "reason": reason})
+        customer = d.customer
+        d.delete()
+        if not Deployment.objects.filter(customer=customer).exists():
+            remember_on_stripe(customer=customer, values={STRIPE_ACCOUNT_KEY: "", STRIPE_SCRIPT_KEY: ""})
 
 
 # --- Rebuild from Stripe (added for billing_console.ops.rebuild; see deployments/rebuild.py) ----------------
@@ -125,8 +221,12 @@ def deployment_restore_shell(*, customer: Customer, account_id: str, script_name
         existing = Deployment.objects.select_for_update().filter(account_id=account_id, script_name=script_name).first()
         if existing is not None:
             return existing, False
+        Customer.objects.select_for_update().only("pk").get(pk=customer.pk)
+        # What Stripe remembers is restored even past the plan's count; support deletes extras.
+        slot = _free_slot(customer, limit=Deployment.objects.filter(customer=customer).count() + 1)
         deployment = Deployment(customer=customer, account_id=account_id, script_name=script_name, paused=True,
-                                paused_by=PausedBy.NO_TOKEN, paused_reason=SHELL_REASON, paused_at=timezone.now())
+                                paused_by=PausedBy.NO_TOKEN, paused_reason=SHELL_REASON, paused_at=timezone.now(),
+                                slot=slot)
         deployment.status = deployment.derived_status()
         deployment.save(force_insert=True)
         audit_log(actor_type=actor_type, actor=actor, action="deployment.restored_shell", target=deployment,
@@ -140,11 +240,14 @@ def deployment_rotate_token(*, deployment: Deployment, api_token: str, actor_typ
     _verify_or_reject(deployment.account_id, token)
     with transaction.atomic():
         d = _lock(deployment)
+        was_paused_by = d.paused_by
         _set_token(d, token, timezone.now())
-        _clear_errors(d)
+        _clear_errors(d, rotated=True)
+        due, d.rotation_due_at = d.rotation_due_at, None
         audit_log(actor_type=actor_type, actor=actor, action="deployment.token_rotated", target=d, customer=d.customer,
-                  data={"token_last4": d.token_last4})
-        deployment_save_status(d, "api_token_encrypted", "token_last4", "token_set_at", *_CLEARED_FIELDS)
+                  data={"token_last4": d.token_last4, "rotation_was_due": due.isoformat() if due else None,
+                        "resumed_from": was_paused_by if was_paused_by and not d.paused else ""})
+        deployment_save_status(d, "api_token_encrypted", "token_last4", "token_set_at", "rotation_due_at", *_CLEARED_FIELDS)
     return d
 
 
@@ -152,11 +255,12 @@ _CLEARED_FIELDS = ("last_error_code", "last_error_message", "last_error_at", "co
                    "consecutive_auth_failures", "next_attempt_at", "paused", "paused_by", "paused_reason", "paused_at")
 
 
-def _clear_errors(d: Deployment) -> None:
+def _clear_errors(d: Deployment, *, rotated: bool = False) -> None:
     d.last_error_code, d.last_error_message, d.last_error_at = "", "", None
     d.consecutive_failures = d.consecutive_auth_failures = 0
     d.next_attempt_at = None
-    if d.waits_for_token:
+    # An overdue rotation lifts only with a new token: verifying the old one proves nothing.
+    if d.waits_for_token or (rotated and d.paused and d.paused_by == PausedBy.ROTATION_OVERDUE):
         d.paused, d.paused_by, d.paused_reason, d.paused_at = False, PausedBy.NONE, "", None
 
 
@@ -195,7 +299,8 @@ def deployment_pause(*, deployment: Deployment, actor_type: str, actor: str = ""
                      by: str = PausedBy.MANUAL) -> Deployment:
     """A manual pause overrides an automatic one (payment returning must not undo it); an automatic pause
     never replaces an existing pause."""
-    if by not in (PausedBy.MANUAL, PausedBy.CUSTOMER, PausedBy.AUTO_LOCK, PausedBy.AUTH_FAILURES):
+    if by not in (PausedBy.MANUAL, PausedBy.CUSTOMER, PausedBy.AUTO_LOCK, PausedBy.AUTH_FAILURES,
+                  PausedBy.ROTATION_OVERDUE):
         raise ServiceError("invalid", fields={"by": f"Unknown pause origin {by!r}."})
     reason = (reason or "").strip()[:255] if isinstance(reason, str) else ""
     with transaction.atomic():
@@ -232,6 +337,9 @@ def deployment_resume(*, deployment: Deployment, actor_type: str, actor: str = "
                                   "the Cloudflare token to resume.")
         if block == ResumeBlock.NO_TOKEN:
             raise ServiceError("no_token", "No Cloudflare token is stored yet: rotating the token resumes it.")
+        if block == ResumeBlock.ROTATION_OVERDUE:
+            raise ServiceError("rotation_overdue", "Paused because the Cloudflare token was not rotated in time: rotating "
+                               "the token resumes it.")
         if block == ResumeBlock.ENDED:
             raise ServiceError("subscription_ended", "Paused because the subscription ended; a new subscription resumes it by itself.")
         if block:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from billing_console.services import cron_guard
 from deployments.push import deployments_push, publish_execute
+from deployments.rotation import deployments_enforce_rotation_deadline
 from deployments.selectors import PUSH_CRON
 
 
@@ -20,3 +21,13 @@ def push_deployments() -> dict | None:
 def publish_run(publish_id: int) -> dict:
     """One queued publish (push now, requeue, rollback), queued by the service after its commit."""
     return dict(publish_execute(publish_id=publish_id).counts)
+
+
+def enforce_token_rotation() -> dict | None:
+    """Schedule "enforce_token_rotation": pause deployments past their token rotation deadline."""
+    with cron_guard("enforce_token_rotation") as run:
+        if run is None:
+            return None
+        counts = deployments_enforce_rotation_deadline()
+        run.counts = counts
+    return counts

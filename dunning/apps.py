@@ -12,6 +12,12 @@ class DunningConfig(AppConfig):
 
         register_ops_section("dunning", dunning_ops_section)
 
+        # Checkout asks for a phone, and the manage page offers WhatsApp reminders, only while a step uses WhatsApp.
+        from billing_console.phones import register_whatsapp_in_use
+        from dunning.selectors import whatsapp_steps_exist
+
+        register_whatsapp_in_use(whatsapp_steps_exist)
+
         # Support console (billing_console.admin.dashboard / .search): cases and locks on the front page, and
         # failed invoice ids in the global search.
         from billing_console.admin.dashboard import register_dashboard_section

@@ -134,7 +134,8 @@ class EmailSender:
         # Our own Message-ID, so support can find the exact email in the mail server's logs.
         message_id = make_msgid(domain=DNS_NAME)
         mail = EmailMultiAlternatives(message.subject, message.text, settings.DEFAULT_FROM_EMAIL, [message.to],
-                                      connection=self.connection, headers={"Message-ID": message_id})
+                                      connection=self.connection, headers={"Message-ID": message_id},
+                                      reply_to=[settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else None)
         mail.attach_alternative(message.html, "text/html")
         try:
             mail.send()

@@ -5,7 +5,7 @@ from datetime import datetime, timezone as dt_timezone
 
 from django.db.models import Count, Q, QuerySet
 
-from dunning.models import DunningCase, DunningStepLog
+from dunning.models import Channel, DunningCase, DunningStep, DunningStepLog
 
 
 def dunning_cases_for_admin() -> QuerySet[DunningCase]:
@@ -60,3 +60,8 @@ def dunning_ops_section(*, now=None) -> dict:
         "whatsapp24h": {"sent": wa_sent, "failed": wa_failed},
         "problems": problems,
     }
+
+
+def whatsapp_steps_exist() -> bool:
+    """Some dunning policy has a step on the WhatsApp channel."""
+    return DunningStep.objects.filter(channel=Channel.WHATSAPP).exists()

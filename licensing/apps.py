@@ -13,6 +13,12 @@ class LicensingConfig(AppConfig):
 
         register_rebuilder(rebuild_license)
 
+        # POST /api/billing/portal from the desktop app: a device access token proves the customer.
+        from billing_console.stripe.api import register_portal_authenticator
+        from licensing.portal import portal_device_token
+
+        register_portal_authenticator(portal_device_token, via="device_token")
+
         # Support console (billing_console.admin.dashboard / .search): licence numbers on the front page, and
         # device ids, key prefixes and whole keys in the global search.
         from billing_console.admin.dashboard import register_dashboard_section

@@ -231,3 +231,18 @@ def token_expiry(entitlement: Entitlement, reason: str, *, now: datetime | None 
     if reason in SHORT_LIVED_REASONS:
         return min(grace_ends_at, fallback)
     return grace_ends_at
+
+
+def device_token_customer(token: str, *, now: datetime | None = None):
+    """The customer a device access token speaks for (an active activation of the licence generation it was
+    minted under), or TokenInvalid. The desktop app opens the billing portal with it."""
+    from licensing.tokens import DEVICE, TokenInvalid, token_verify
+
+    claims = token_verify(token, typ=DEVICE, now=now)
+    license_id, device_id = claims.get("license"), claims.get("device")
+    if not isinstance(license_id, int) or isinstance(license_id, bool) or not isinstance(device_id, str):
+        raise TokenInvalid("malformed")
+    activation = activation_with_license(license_id=license_id, device_id=device_id)
+    if activation is None or not activation.is_active or activation.license.key_generation != claims.get("gen"):
+        raise TokenInvalid("no_activation")
+    return activation.license.customer

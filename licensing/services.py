@@ -111,7 +111,8 @@ def _email_key(license_id: int, key: str, *, reissued: bool) -> None:
                "site_url": settings.SITE_URL}
     subject = "Your new licence key" if reissued else "Your licence key"
     message = EmailMultiAlternatives(subject, render_to_string("licensing/email/license_key.txt", context),
-                                     to=[lic.customer.email])
+                                     to=[lic.customer.email],
+                                     reply_to=[settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else None)
     message.attach_alternative(render_to_string("licensing/email/license_key.html", context), "text/html")
     try:
         message.send()

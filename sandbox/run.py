@@ -176,7 +176,8 @@ class Sandbox:
             EVOLUTION_API_URL=self.evolution.url,
             EVOLUTION_API_KEY=self.evolution.api_key,
             EVOLUTION_INSTANCE=DEMO_EVOLUTION_INSTANCE,
-            EMAIL_URL=self.mail.url,
+            SUPPORT_EMAIL="support@sandbox.test",
+            EMAIL_URL=self.mail.url,  # last: `python -m sandbox run` prints it when every service is up
         )
         return env
 

@@ -8,13 +8,16 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing_console.admin.base import ReadOnlyAdmin, counted, run_for_each
 from billing_console.errors import ServiceError
-from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
+from billing_console.manage_links import manage_link_delivery_request
+from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, ManageLinkDelivery, WebhookEvent
 from billing_console.ops.logging import redact
+from billing_console.phones import customer_change_phone
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_change_email, customer_rotate_manage_salt
 from billing_console.stripe.inbox import webhook_events_replay
@@ -50,9 +53,29 @@ class ChangeEmailForm(forms.Form):
     new_email = forms.EmailField(label="New email", max_length=254)
 
 
+class ManageLinkDeliveryInline(admin.TabularInline):
+    """Manage-link emails: whether each went out, after how many tries, and the last error."""
+    model = ManageLinkDelivery
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "reason", "requested_by", "status", "attempts", "last_error", "next_attempt_at", "sent_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    verbose_name_plural = "Manage link emails"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-created_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    inlines = [CheckoutAttemptInline]
+    inlines = [CheckoutAttemptInline, ManageLinkDeliveryInline]
     list_display = ("email", "name", "plan", "subscription_status", "access_state", "current_period_end", "created_at")
     list_filter = ("access_state", "subscription_status", "plan", "cohort")
     search_fields = ("email", "name", "stripe_customer__id", "subscription_id", "phone")
@@ -60,9 +83,11 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ("email", "entitlement", "stripe_customer_id", "subscription_id", "subscription_status", "plan",
                        "price_id", "current_period_end", "cancel_at_period_end", "subscription_state_at",
                        "access_state", "access_state_changed_at", "created_at", "updated_at", "recent_stripe_events",
-                       "recent_audit_events")
+                       "recent_audit_events",
+                       # Changed only through customer_change_phone ("Change phone"), which audits old and new.
+                       "phone", "phone_invalid", "phone_consent_at")
     fieldsets = (
-        ("Identity", {"fields": ("email", "name", "phone", "cohort", "stripe_customer_id", "created_at",
+        ("Identity", {"fields": ("email", "name", "phone", "phone_invalid", "phone_consent_at", "cohort", "stripe_customer_id", "created_at",
                                  "updated_at")}),
         # Summarized by the cards at the top of the page (templates/admin/billing_console/customer/change_form.html).
         ("Entitlement", {"fields": ("entitlement", "access_state", "access_state_changed_at"), "classes": ("collapse",)}),
@@ -74,7 +99,7 @@ class CustomerAdmin(admin.ModelAdmin):
     )
     list_select_related = ()
     show_full_result_count = False
-    actions = ["resync_from_stripe", "revoke_manage_links"]
+    actions = ["resync_from_stripe", "revoke_manage_links", "email_manage_link"]
     change_form_template = "admin/billing_console/customer/change_form.html"
 
     @admin.display(description="Stripe customer")
@@ -128,6 +153,9 @@ class CustomerAdmin(admin.ModelAdmin):
                  name="billing_console_customer_revoke_links"),
             path("<int:pk>/change-email/", self.admin_site.admin_view(self.change_email_view),
                  name="billing_console_customer_change_email"),
+            path("<int:pk>/email-link/", self.admin_site.admin_view(self.email_link_view),
+                 name="billing_console_customer_email_link"),
+            path("<int:pk>/phone/", self.admin_site.admin_view(self.phone_view), name="billing_console_customer_phone"),
         ]
         return extra + urls
 
@@ -170,6 +198,39 @@ class CustomerAdmin(admin.ModelAdmin):
                    "form": form, "title": f"Change the email of {customer.email}"}
         return TemplateResponse(request, "admin/billing_console/customer/change_email.html", context, status=status)
 
+    def email_link_view(self, request, pk):
+        customer = self._one(request, pk)
+        self.email_manage_link(request, Customer.objects.filter(pk=customer.pk))
+        return HttpResponseRedirect(reverse("admin:billing_console_customer_change", args=[customer.pk]))
+
+    @admin.action(description="Email a fresh manage link", permissions=["change"])
+    def email_manage_link(self, request, queryset):
+        run_for_each(self, request, queryset, lambda customer, actor_type, actor: manage_link_delivery_request(
+            customer=customer, reason="support", actor_type=actor_type, actor=actor), noun=("customer", "customers"),
+            done="will get a fresh manage link; the customer page shows whether it went out")
+
+    def phone_view(self, request, pk):
+        """Support's edit of the phone: through customer_change_phone (normalised, audited with old and new)."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        customer = get_object_or_404(Customer, pk=pk)
+        form = SupportPhoneForm(request.POST or None, initial={"phone": customer.phone or customer.phone_invalid})
+        if request.method == "POST" and form.is_valid():
+            actor_type, actor = actor_of(request.user)
+            try:
+                customer = customer_change_phone(customer=customer, phone=form.cleaned_data["phone"],
+                                                 reason=form.cleaned_data["reason"], actor_type=actor_type, actor=actor)
+            except ServiceError as exc:
+                for field, error in (exc.fields or {None: exc.message}).items():
+                    form.add_error(field if field in form.fields else None, error)
+            else:
+                self.message_user(request, f"Phone set to {customer.phone or '(none)'}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:billing_console_customer_change", args=[customer.pk]))
+        context = {**self.admin_site.each_context(request), "title": f"Change phone of {customer.email}",
+                   "form": form, "customer": customer, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/billing_console/customer/phone_form.html", context,
+                                status=400 if form.errors else 200)
+
     @admin.action(description="Resync from Stripe", permissions=["change"])
     def resync_from_stripe(self, request, queryset):
         run_for_each(self, request, queryset, lambda customer, actor_type, actor: customer_resync(
@@ -181,6 +242,11 @@ class CustomerAdmin(admin.ModelAdmin):
         run_for_each(self, request, queryset, lambda customer, actor_type, actor: customer_rotate_manage_salt(
             customer=customer, actor_type=actor_type, actor=actor), noun=("customer", "customers"),
             done="had their manage links revoked; earlier links no longer open")
+
+
+class SupportPhoneForm(forms.Form):
+    phone = forms.CharField(label="Phone (with country code; empty removes it)", max_length=64, required=False)
+    reason = forms.CharField(label="Reason (kept in the audit log)", max_length=255)
 
 
 def entitlement_in_words(ent) -> str:

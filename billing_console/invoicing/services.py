@@ -354,6 +354,7 @@ def _send_email(invoice: Invoice) -> str:
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[recipient],
             bcc=[settings.BILLING_BCC_ADDRESS] if settings.BILLING_BCC_ADDRESS else [],
+            reply_to=[settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else None,
             headers={"Message-ID": make_msgid(domain="billing-console")},
         )
         message.attach(f"{_SAFE_PATH.sub('_', context['number'])}.pdf", pdf, "application/pdf")

@@ -28,6 +28,11 @@ class Customer(models.Model):
     email = models.EmailField(max_length=254)
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=16, blank=True, validators=[E164], help_text="E.164, e.g. +5511999999999")
+    # A number Stripe sent that is not a valid international number, kept as sent so support can see it
+    # (the WhatsApp steps of dunning skip until a valid one is set).
+    phone_invalid = models.CharField("invalid phone received", max_length=64, blank=True)
+    # When the customer themselves gave the number on the manage page, agreeing to WhatsApp reminders.
+    phone_consent_at = models.DateTimeField(null=True, blank=True)
     # A link to dj-stripe's mirror, by Stripe id; no DB constraint so the console's row can exist
     # before dj-stripe's sync of the same customer lands (events arrive in any order).
     stripe_customer = models.ForeignKey(
@@ -71,3 +76,32 @@ class Customer(models.Model):
     def save(self, *args, **kwargs):
         self.email = (self.email or "").strip().lower()
         super().save(*args, **kwargs)
+
+
+class ManageLinkDelivery(models.Model):
+    """One email of a fresh manage link (after checkout, from /recover, or sent by support), tracked and retried
+    with backoff like invoice delivery. The link itself is signed at send time and never stored."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (due or retrying)"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (gave up)"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="manage_link_deliveries")
+    reason = models.CharField(max_length=32)
+    requested_by = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    # When the next (re)try is due; a claim moves it forward by a lease so two workers never both send.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"manage link to {self.customer_id} ({self.reason}, {self.status})"

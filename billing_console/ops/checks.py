@@ -5,15 +5,30 @@ Only presence and shape are reported, never a value.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from typing import Callable
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 KEY_SHAPE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{24,}$")
+BACKUP_MAX_AGE = timedelta(hours=26)
+
+# Checks an app adds from its AppConfig.ready() (deployments: a release in the manifest): fn(mode) -> [(id, msg)].
+# They may call the network, so only `preflight` runs them, never `manage.py check`.
+PreflightCheck = Callable[[str], list[tuple[str, str]]]
+_app_checks: list[PreflightCheck] = []
 
 
-def preflight_problems(mode: str | None = None) -> list[tuple[str, str]]:
-    """[(id, message)] of every blocker for going live (mode "live") or running in test mode."""
+def register_preflight_check(fn: PreflightCheck) -> PreflightCheck:
+    if fn not in _app_checks:
+        _app_checks.append(fn)
+    return fn
+
+
+def preflight_problems(mode: str | None = None, *, online: bool = True) -> list[tuple[str, str]]:
+    """[(id, message)] of every blocker for going live (mode "live") or running in test mode. `online`: also
+    ask Stripe, the apps' checks and the database (what `manage.py check` must not need)."""
     from billing_console.ops.schedules import SCHEDULES
 
     mode = mode or ("live" if settings.STRIPE_LIVE_MODE else "test")
@@ -56,9 +71,77 @@ def preflight_problems(mode: str | None = None) -> list[tuple[str, str]]:
         problems.append(("BC015", "DEBUG is on in live mode."))
     if live and getattr(settings, "STRIPE_API_HOST", ""):
         problems.append(("BC016", "STRIPE_API_HOST points the console at a Stripe stand-in in live mode."))
+    if live and not settings.SITE_URL.startswith("https://"):
+        problems.append(("BC017", "SITE_URL is not an https:// URL in live mode: manage links and Stripe's return "
+                                  "URLs would travel in the clear."))
+    if not settings.SUPPORT_EMAIL:
+        problems.append(("BC018", "SUPPORT_EMAIL is not set: customers have no support inbox to reply to."))
+    problems += _proxy_problems()
+    if not online:
+        return problems
     problems += _schedule_problems(SCHEDULES)
     problems += _migration_problems()
+    problems += _backup_problems()
+    problems += _portal_configuration_problems()
+    for check in _app_checks:
+        problems += check(mode)
     return problems
+
+
+def _proxy_problems() -> list[tuple[str, str]]:
+    """Rate limits key on the client address: it must come from the right hop of X-Forwarded-For."""
+    behind_proxy = bool(getattr(settings, "SECURE_PROXY_SSL_HEADER", None))
+    hops = settings.TRUSTED_PROXY_HOPS
+    if behind_proxy and hops == 0:
+        return [("BC019", "SECURE_PROXY_SSL_HEADER says the console is behind a proxy but TRUSTED_PROXY_HOPS is 0: "
+                          "every client has the proxy's address and shares one rate-limit bucket.")]
+    if not behind_proxy and hops > 0:
+        return [("BC019", f"TRUSTED_PROXY_HOPS is {hops} but SECURE_PROXY_SSL_HEADER is not set: without a proxy "
+                          "in front, clients write X-Forwarded-For themselves and choose their rate-limit bucket.")]
+    return []
+
+
+def _backup_problems() -> list[tuple[str, str]]:
+    """A backup in the last 26 hours (the daily schedule plus slack): the newest file in storage."""
+    from django.core.files.storage import default_storage
+    from django.utils import timezone
+
+    from billing_console.ops.backups import FILE_PREFIX, FILE_SUFFIX, STORAGE_DIR
+
+    try:
+        _, files = default_storage.listdir(STORAGE_DIR)
+    except (FileNotFoundError, NotImplementedError, OSError):
+        files = []
+    ours = sorted(f for f in files if f.startswith(FILE_PREFIX) and f.endswith(FILE_SUFFIX))
+    if not ours:
+        return [("BC042", "No backup has been taken (run manage.py backup_export, and setup_schedules for the daily one).")]
+    try:
+        taken = default_storage.get_modified_time(f"{STORAGE_DIR}/{ours[-1]}")
+    except (NotImplementedError, OSError):
+        return [("BC042", "The newest backup's time cannot be read from storage.")]
+    if timezone.is_naive(taken):
+        taken = timezone.make_aware(taken, timezone.get_default_timezone())
+    age = timezone.now() - taken
+    if age > BACKUP_MAX_AGE:
+        return [("BC042", f"The newest backup is {age.total_seconds() / 3600:.0f} hours old (more than 26): "
+                          "check the backup_export schedule.")]
+    return []
+
+
+def _portal_configuration_problems() -> list[tuple[str, str]]:
+    """The manage page and the desktop app open Stripe's Customer Portal: it needs an active configuration."""
+    from billing_console.stripe import gateway as stripe_gateway
+
+    if not stripe_gateway.configured():
+        return []  # BC001 already says so
+    try:
+        page = stripe_gateway.list_page("billing_portal_configurations", {"active": True, "limit": 1})
+    except stripe_gateway.StripeGatewayError as exc:
+        return [("BC043", f"Stripe's billing portal configurations cannot be read: {exc.message}")]
+    if not page.get("data"):
+        return [("BC043", "Stripe has no active Customer Portal configuration: set one up in the Stripe dashboard "
+                          "(Settings > Billing > Customer portal).")]
+    return []
 
 
 def _schedule_problems(schedules) -> list[tuple[str, str]]:
@@ -88,6 +171,7 @@ def _migration_problems() -> list[tuple[str, str]]:
 def billing_configuration_check(app_configs, **kwargs):
     """Shown by `manage.py check`: blockers as warnings (a dev machine may lack them), errors in production."""
     level = Error if settings.PRODUCTION else Warning
-    problems = preflight_problems()
-    # Schedules and migrations need the database, which `check` must not require.
+    # Schedules, migrations, backups, Stripe and the apps' checks need the database or the network, which
+    # `check` must not require.
+    problems = preflight_problems(online=False)
     return [level(msg, id=f"billing.{pid}") for pid, msg in problems if pid < "BC020"]

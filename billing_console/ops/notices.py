@@ -4,11 +4,14 @@ the outcome after, so a rerun after a crash skips whoever was already claimed.""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from typing import Callable
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from billing_console.manage_links import manage_link_make
 from billing_console.models import AuditEvent, Customer
@@ -42,7 +45,8 @@ def customer_notice_send(*, customer: Customer, template: str, campaign: str, ac
     try:
         subject = render_to_string(f"emails/{template}_subject.txt", body).strip()
         message = EmailMultiAlternatives(subject, render_to_string(f"emails/{template}.txt", body),
-                                         settings.DEFAULT_FROM_EMAIL, [customer.email])
+                                         settings.DEFAULT_FROM_EMAIL, [customer.email],
+                                         reply_to=[settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else None)
         message.attach_alternative(render_to_string(f"emails/{template}.html", body), "text/html")
         message.send()
     except Exception as exc:
@@ -54,7 +58,8 @@ def customer_notice_send(*, customer: Customer, template: str, campaign: str, ac
         return "failed"
     with transaction.atomic():
         audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor=actor, action=SENT, target=customer,
-                  data={"campaign": campaign})
+                  data={"campaign": campaign, **({"due_at": context["due_at"].isoformat()}
+                                                 if context and context.get("due_at") else {})})
     log.info("notice %s sent to customer %s", campaign, customer.pk,
              extra={"event": "notice_sent", "campaign": campaign, "customer": customer.pk})
     return "sent"
@@ -81,9 +86,22 @@ def token_holder_customers():
     return Customer.objects.filter(query).order_by("pk")
 
 
-def customers_notify_token_rotation(*, dry_run: bool = False) -> dict[str, int]:
+# Apps that hold the tokens set the deadline on their rows (deployments registers from its AppConfig.ready()):
+# fn(customer=, due_at=, asked_at=, campaign=), called after the email went out.
+RotationListener = Callable[..., object]
+_rotation_listeners: list[RotationListener] = []
+
+
+def register_token_rotation_listener(fn: RotationListener) -> RotationListener:
+    if fn not in _rotation_listeners:
+        _rotation_listeners.append(fn)
+    return fn
+
+
+def customers_notify_token_rotation(*, dry_run: bool = False, now=None) -> dict[str, int]:
     """Email each token holder once per master key (campaign = the key id now in use): the runbook's
-    step after rotate_master_key. A rerun only reaches those not reached yet."""
+    step after rotate_master_key. A rerun only reaches those not reached yet. The email names the
+    deadline (TOKEN_ROTATION_DEADLINE_DAYS from the send), and the listeners record it on the rows."""
     from billing_console.vault import Keyring
 
     campaign = f"token_rotation:{Keyring.from_settings().current.kid}"
@@ -93,7 +111,13 @@ def customers_notify_token_rotation(*, dry_run: bool = False) -> dict[str, int]:
         if dry_run:
             counts["skipped" if notice_already_claimed(customer=customer, campaign=campaign) else "would_send"] += 1
             continue
-        counts[customer_notice_send(customer=customer, template=TOKEN_ROTATION_TEMPLATE, campaign=campaign,
-                                    actor="notify_token_rotation")] += 1
+        asked_at = now or timezone.now()
+        due_at = asked_at + timedelta(days=settings.TOKEN_ROTATION_DEADLINE_DAYS)
+        outcome = customer_notice_send(customer=customer, template=TOKEN_ROTATION_TEMPLATE, campaign=campaign,
+                                       actor="notify_token_rotation", context={"due_at": due_at})
+        counts[outcome] += 1
+        if outcome == "sent":
+            for listener in _rotation_listeners:
+                listener(customer=customer, due_at=due_at, asked_at=asked_at, campaign=campaign)
     log.info("token rotation notices: %s", counts, extra={"event": "token_rotation_notified", "dry_run": dry_run, "counts": counts})
     return counts

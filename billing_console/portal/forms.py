@@ -28,6 +28,14 @@ class TokenForm(forms.Form):
     api_token = _token_field("New Cloudflare API token")
 
 
+class PhoneForm(forms.Form):
+    phone = forms.CharField(label="Mobile number for WhatsApp", max_length=64, required=False, strip=True,
+                            widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel", "type": "tel",
+                                                          "placeholder": "+55 11 99999-9999"}))
+    consent = forms.BooleanField(required=False, label="Send me payment reminders about this subscription on WhatsApp "
+                                                       "at this number. I can remove the number here at any time.")
+
+
 class DeploymentForm(forms.Form):
     account_id = forms.CharField(label="Cloudflare account id", max_length=64, strip=True,
                                  widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",

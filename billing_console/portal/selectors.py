@@ -141,4 +141,6 @@ def deploy_context(customer: Customer) -> dict:
         "entitled": customer_entitlement(customer).entitled,
         "managed_deployment": bool(plan.get("managed_deployment")),
         "plan": plan,
+        # A plan with more than one deployment shows the connect form until its count is reached.
+        "can_add": bool(plan.get("managed_deployment")) and len(deployments) < int(plan.get("deployments", 1)),
     }

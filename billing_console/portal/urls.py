@@ -13,6 +13,7 @@ urlpatterns = [
     path("manage/<str:token>/", views.manage, name="manage"),
     path("manage/<str:token>/portal", views.portal, name="portal"),
     path("manage/<str:token>/deploy/", views.deploy, name="deploy"),
+    path("manage/<str:token>/phone", views.phone, name="phone"),
     path("manage/<str:token>/devices/<int:activation_id>/deactivate", views.device_deactivate, name="device-deactivate"),
     path("manage/<str:token>/deployments/<uuid:deployment_id>/token", views.deployment_token, name="deployment-token"),
     path("manage/<str:token>/deployments/<uuid:deployment_id>/pause", views.deployment_pause, name="deployment-pause"),

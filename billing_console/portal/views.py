@@ -24,7 +24,8 @@ from billing_console.errors import ServiceError
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import AuditEvent, Customer
 from billing_console.portal import selectors
-from billing_console.portal.forms import CheckoutForm, DeploymentForm, RecoverForm, TokenForm, add_service_errors
+from billing_console.phones import customer_change_phone, whatsapp_configured
+from billing_console.portal.forms import CheckoutForm, DeploymentForm, PhoneForm, RecoverForm, TokenForm, add_service_errors
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
                                              checkout_rate_limit, checkout_start)
@@ -32,6 +33,11 @@ from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeF
 log = logging.getLogger("billing_console.pages")
 CUSTOMER = AuditEvent.ActorType.CUSTOMER
 PORTAL_RETURN_SESSION_KEY = "portal_return_manage_token"
+
+
+def support_contact(request) -> dict:
+    """Template context processor: the support inbox shown in the customer pages' footer."""
+    return {"support_email": settings.SUPPORT_EMAIL}
 
 
 def _see_other(url: str) -> HttpResponseRedirect:
@@ -108,8 +114,11 @@ def _manage_url(request) -> str:
     return reverse("pages:manage", args=[request.manage_token])
 
 
-def _render_manage(request, customer, *, status=200, token_forms=None):
+def _render_manage(request, customer, *, status=200, token_forms=None, phone_form=None):
     context = selectors.manage_context(customer)
+    context["whatsapp"] = whatsapp_configured()
+    context["phone_form"] = phone_form or PhoneForm(initial={"phone": customer.phone,
+                                                            "consent": bool(customer.phone_consent_at)})
     forms_by_id = token_forms or {}
     for row in context["deployments"]:
         row["token_form"] = forms_by_id.get(str(row["deployment"].pk)) or TokenForm(prefix=f"d{row['deployment'].pk.hex[:8]}")
@@ -151,6 +160,24 @@ def portal_return(request):
     except ManageLinkInvalid:
         return render(request, "pages/link_invalid.html", status=403)
     return _see_other(reverse("pages:manage", args=[token]))
+
+
+@require_POST
+@manage_link_required
+def phone(request, customer):
+    """Add, change or remove the WhatsApp number; a number needs the consent box ticked."""
+    form = PhoneForm(request.POST)
+    if form.is_valid():
+        try:
+            updated = customer_change_phone(customer=customer, phone=form.cleaned_data["phone"],
+                                            consent=form.cleaned_data["consent"], **_actor(customer))
+        except ServiceError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Payment reminders will also reach {updated.phone} on WhatsApp." if updated.phone
+                             else "Your phone number is removed; reminders come by email only.")
+            return _see_other(_manage_url(request) + "#phone")
+    return _render_manage(request, customer, status=400, phone_form=form)
 
 
 @require_POST

@@ -31,6 +31,8 @@ DEPLOYMENT_STOP_WORDS = {
     "token_stop": "Updates stopped because Cloudflare rejected the API token several times. Paste a fresh token "
                   "below and updates start again.",
     "no_token": "Updates wait for a Cloudflare API token. Paste one below and updates start.",
+    "rotation_overdue": "Updates stopped because the Cloudflare API token was not rotated by its deadline. Paste a "
+                        "fresh token below and updates start again.",
     "support": "Support paused updates to this deployment. Contact support to resume them.",
 }
 

@@ -6,7 +6,7 @@ import logging
 from typing import Callable
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -15,7 +15,8 @@ from django.views.decorators.http import require_POST
 from billing_console import ratelimit
 from billing_console.errors import error_body
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
-from billing_console.models import Customer
+from billing_console.models import AuditEvent, Customer
+from billing_console.services import audit_log
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
                                              checkout_rate_limit, checkout_start)
@@ -82,47 +83,48 @@ def checkout(request):
 
 
 # --- Portal -------------------------------------------------------------------------------------
-# Other ways to prove who the customer is (licensing adds device tokens): fn(data) -> Customer | None.
-# A function returns None when the request is not its kind of credential and raises ManageLinkInvalid
-# when it is but is not valid.
-PortalAuthenticator = Callable[[dict], "Customer | None"]
-_portal_authenticators: list[PortalAuthenticator] = []
+# Other ways to prove who the customer is (licensing registers device access tokens from its AppConfig.ready(),
+# so the core never imports it): fn(request, data) -> Customer | None. A function returns None when the
+# request does not carry its kind of credential and raises ManageLinkInvalid when it does but it is not valid.
+PortalAuthenticator = Callable[[HttpRequest, dict], "Customer | None"]
+_portal_authenticators: list[tuple[str, PortalAuthenticator]] = []
 
 
-def register_portal_authenticator(fn: PortalAuthenticator) -> PortalAuthenticator:
-    if fn not in _portal_authenticators:
-        _portal_authenticators.append(fn)
+def register_portal_authenticator(fn: PortalAuthenticator, *, via: str) -> PortalAuthenticator:
+    if all(existing is not fn for _, existing in _portal_authenticators):
+        _portal_authenticators.append((via, fn))
     return fn
 
 
-def _portal_customer(data: dict) -> Customer | None:
+def _portal_customer(request: HttpRequest, data: dict) -> tuple[Customer | None, str]:
     token = data.get("token")
     if isinstance(token, str) and token:
-        return manage_link_read(token)
-    for authenticate in _portal_authenticators:
-        customer = authenticate(data)
+        return manage_link_read(token), "manage_link"
+    for via, authenticate in _portal_authenticators:
+        customer = authenticate(request, data)
         if customer is not None:
-            return customer
-    return None
+            return customer, via
+    return None, ""
 
 
 @csrf_exempt
 @never_cache
 @require_POST
 def portal(request):
-    """POST {token} (a manage-link token; or a device token once licensing registers it) -> {url}."""
+    """POST {token} (a manage-link token), or an empty body with `Authorization: Bearer <device access token>`
+    (the desktop app) -> {url}."""
     try:
-        data = _json_body(request)
+        data = _json_body(request) if request.body else {}
     except CheckoutInputError as exc:
         return _error(400, "INVALID_INPUT", "Send a JSON object with a token.", fields=exc.errors)
     if not isinstance(data, dict):
         return _error(400, "INVALID_INPUT", "Send a JSON object with a token.")
     try:
-        customer = _portal_customer(data)
+        customer, via = _portal_customer(request, data)
     except ManageLinkInvalid:
-        customer = None
+        customer, via = None, ""
     if customer is None:
-        return _error(401, "UNAUTHORIZED", "This link is not valid or has expired. Ask for a new one.")
+        return _error(401, "UNAUTHORIZED", "This link or device token is not valid or has expired. Ask for a new one.")
     if not customer.stripe_customer_id:
         return _error(409, "NO_STRIPE_CUSTOMER", "There is no Stripe billing account for this customer yet.")
     try:
@@ -130,6 +132,9 @@ def portal(request):
                                                        return_url=settings.BILLING_RETURN_URL)
     except stripe_gateway.StripeGatewayError as exc:
         return _error(502, "STRIPE_ERROR", f"The billing portal could not be opened: {exc.message}")
+    with transaction.atomic():
+        audit_log(actor_type=AuditEvent.ActorType.CUSTOMER, actor=customer.email, action="customer.portal_opened",
+                  target=customer, data={"via": via})
     return JsonResponse({"url": session["url"]})
 
 

@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from billing_console import ratelimit
 from billing_console.errors import ServiceError
-from billing_console.manage_links import manage_link_make
+from billing_console.manage_links import manage_link_delivery_request
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
+from billing_console.phones import customer_apply_stripe_phone, whatsapp_configured
 from billing_console.services import audit_log
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
@@ -143,6 +144,9 @@ def checkout_start(*, email: str, plan: str, price_id: str, device_id: str = "")
         "success_url": settings.BILLING_SUCCESS_URL,
         "cancel_url": settings.BILLING_CANCEL_URL,
     }
+    if whatsapp_configured():
+        # Two of the default dunning steps are WhatsApp: ask for the number while the customer is here.
+        params["phone_number_collection"] = {"enabled": True}
     if known:
         params["customer"] = known.stripe_customer_id
     else:
@@ -197,6 +201,10 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None,
         sub_id = so.obj_id(session.get("subscription"))
         customer = customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email, subscription_id=sub_id,
                                         name=so.session_name(session), actor="webhook")
+        phone_fields = customer_apply_stripe_phone(customer=customer, raw=so.session_phone(session), actor="webhook",
+                                                   source="checkout")
+        if phone_fields:
+            customer.save(update_fields=[*phone_fields, "updated_at"])
         newly_paid = False
         if attempt is not None and attempt.status != CheckoutAttempt.Status.PAID:
             previous = attempt.status
@@ -217,9 +225,8 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None,
             customer, _ = customer_apply_subscription(customer=customer, subscription=subscription,
                                                       state_at=event_created, actor="webhook")
         if newly_paid or (attempt is None and newly_linked):
-            customer_id = customer.pk
-            transaction.on_commit(lambda: _enqueue("billing_console.stripe.tasks.customer_manage_link_send", customer_id,
-                                                   "checkout"))
+            # Tracked and retried with backoff; the row commits with the payment, the send runs after.
+            manage_link_delivery_request(customer=customer, reason="checkout", actor_type=STRIPE, actor="webhook")
     return customer
 
 
@@ -286,21 +293,6 @@ def _follow_up_address_claim(email: str) -> bool:
         return True
 
 
-def customer_manage_link_send(*, customer_id: int, reason: str = "") -> str:
-    """Email the customer a fresh manage link (after checkout; later /recover uses it too)."""
-    from billing_console.wording.subscription import subscription_copy
-
-    customer = Customer.objects.get(pk=customer_id)
-    context = {"customer": customer, "manage_url": manage_link_make(customer), "copy": subscription_copy(customer),
-               "plan_name": settings.PLANS.get(customer.plan, {}).get("name", customer.plan),
-               "max_age_days": settings.MANAGE_LINK_MAX_AGE_DAYS, "reason": reason}
-    _send("manage_link", customer.email, context)
-    with transaction.atomic():
-        audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="customer.manage_link_emailed",
-                  target=customer, data={"reason": reason})
-    return "sent"
-
-
 def customer_email_changed_notice_send(*, customer_id: int, old_email: str) -> str:
     """Tell the old address that the account's email was changed (it may not have been its owner's doing).
     The new address is not named and no link is included: the notice must not help whoever made the change."""
@@ -316,7 +308,8 @@ def _send(template: str, to: str, context: dict) -> None:
     subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
     text = render_to_string(f"emails/{template}.txt", context)
     html = render_to_string(f"emails/{template}.html", context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to],
+                                     reply_to=[settings.SUPPORT_EMAIL] if settings.SUPPORT_EMAIL else None)
     message.attach_alternative(html, "text/html")
     message.send()
 

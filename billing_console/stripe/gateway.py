@@ -162,6 +162,7 @@ _LISTS = {
     "customers": lambda c: c.v1.customers.list,
     "events": lambda c: c.v1.events.list,
     "checkout_sessions": lambda c: c.v1.checkout.sessions.list,
+    "billing_portal_configurations": lambda c: c.v1.billing_portal.configurations.list,
 }
 
 

@@ -110,6 +110,12 @@ def session_name(session: dict) -> str:
     return ((session.get("customer_details") or {}).get("name") or "").strip()
 
 
+def session_phone(session: dict) -> str:
+    """The phone Checkout collected (phone_number_collection), as the customer typed it."""
+    phone = (session.get("customer_details") or {}).get("phone")
+    return phone.strip() if isinstance(phone, str) else ""
+
+
 # --- Invoices -----------------------------------------------------------------------------------
 def invoice_subscription_id(invoice: dict) -> str:
     """`parent.subscription_details.subscription` (current API), else `subscription` (older)."""

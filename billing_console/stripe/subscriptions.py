@@ -21,6 +21,8 @@ from django.utils import timezone
 from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, CheckoutAttempt, Customer
 from billing_console.selectors import customer_by_stripe_keys, customer_for_stripe_object, plan_for_price
+from billing_console.phones import customer_apply_stripe_phone, phone_e164
+from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 from billing_console.services import audit_log, customer_set_access_state
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
@@ -231,12 +233,14 @@ def _contact(stripe_customer: dict) -> tuple[str, str]:
 
 def _same_contact(customer: Customer, stripe_customer: dict) -> bool:
     email, name = _contact(stripe_customer)
-    return (not email or email == customer.email) and (not name or name == customer.name)
+    phone = (stripe_customer.get("phone") or "").strip() if isinstance(stripe_customer.get("phone"), str) else ""
+    same_phone = not phone or phone_e164(phone) == customer.phone or phone[:64] == customer.phone_invalid
+    return (not email or email == customer.email) and (not name or name == customer.name) and same_phone
 
 
 def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict, state_at: datetime | None = None,
                                    actor_type: str = STRIPE, actor: str = "") -> Customer:
-    """Take email and name from a Stripe customer object (as of `state_at`; None = just re-read, so as of
+    """Take email, name and phone from a Stripe customer object (as of `state_at`; None = just re-read, so as of
     now) and move the watermark forward. An email another console customer holds is kept, and the
     conflict audited."""
     email, name = _contact(stripe_customer)
@@ -260,6 +264,9 @@ def customer_apply_stripe_customer(*, customer: Customer, stripe_customer: dict,
             changes["name"] = [customer.name, name]
             customer.name = name
         fields = ["email", "name"] if changes else []
+        # Stripe's phone (normalised to E.164; an invalid one is recorded, never a failed event).
+        fields += customer_apply_stripe_phone(customer=customer, raw=stripe_customer.get("phone"),
+                                              actor=actor or "webhook", source="stripe_customer")
         if watermark is None or state_at > watermark:
             customer.stripe_customer_state_at = state_at
             fields.append("stripe_customer_state_at")

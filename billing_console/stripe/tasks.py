@@ -1,4 +1,5 @@
 """django-q2 entry points of the core: take ids, call one service."""
+from billing_console import manage_links
 from billing_console.services import cron_guard
 from billing_console.stripe import checkout
 from billing_console.stripe import inbox as stripe_events
@@ -22,5 +23,23 @@ def customer_email_changed_notice_send(customer_id: int, old_email: str) -> str:
     return checkout.customer_email_changed_notice_send(customer_id=customer_id, old_email=old_email)
 
 
-def customer_manage_link_send(customer_id: int, reason: str = "") -> str:
-    return checkout.customer_manage_link_send(customer_id=customer_id, reason=reason)
+def customer_manage_link_send(customer_id: int, reason: str = "") -> int:
+    """/recover queues this (so a known and an unknown address answer alike): records a tracked delivery."""
+    from billing_console.models import AuditEvent, Customer
+
+    customer = Customer.objects.get(pk=customer_id)
+    delivery = manage_links.manage_link_delivery_request(customer=customer, reason=reason or "recover", enqueue=False,
+                                                         actor_type=AuditEvent.ActorType.CUSTOMER, actor=customer.email)
+    manage_links.manage_link_deliver(delivery_id=delivery.pk)  # already in a worker: send now
+    return delivery.pk
+
+
+def manage_link_deliver(delivery_id: int) -> str:
+    delivery = manage_links.manage_link_deliver(delivery_id=delivery_id)
+    return delivery.status if delivery is not None else "skipped"
+
+
+def manage_link_delivery_retry() -> None:
+    with cron_guard("manage_link_delivery_retry") as run:
+        if run is not None:
+            run.counts = manage_links.manage_link_deliver_due()

@@ -1,4 +1,5 @@
 import factory
+from django.db.models import Max
 
 from deployments.models import BundleRelease, Deployment, PublishVersion
 from tests.core.factories import SubscribedCustomerFactory
@@ -11,6 +12,8 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
         model = Deployment
 
     customer = factory.SubFactory(SubscribedCustomerFactory)
+    # The next free slot, so a test may give one customer several deployments (services enforce the plan's count).
+    slot = factory.LazyAttribute(lambda o: (Deployment.objects.filter(customer=o.customer).aggregate(m=Max("slot"))["m"] or 0) + 1)
     account_id = factory.Sequence(lambda n: f"{n:032x}")
     script_name = factory.Sequence(lambda n: f"helm-{n}")
     api_token = factory.Sequence(lambda n: f"cfTok{n:06d}" + "Q" * 29)

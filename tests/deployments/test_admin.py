@@ -136,3 +136,29 @@ def test_filters_find_errored_paused_and_behind(staff, cloudflare, bundles, make
         assert expected.script_name in html, value
         if absent:
             assert absent.script_name not in html, value
+
+
+def test_replace_account_action_asks_then_moves_the_deployment(staff, cloudflare, make_deployment):
+    deployment = make_deployment(account_id="a" * 32)
+    cloudflare.add_token("cfNewAccountToken_" + "N" * 20, "c" * 32)
+    page = staff.post(CHANGELIST, {"action": "replace_account", "_selected_action": [deployment.pk]})
+    assert page.status_code == 200 and "Correct Cloudflare account id" in page.content.decode()
+    bad = staff.post(CHANGELIST, {"action": "replace_account", "_selected_action": [deployment.pk], "apply": "1",
+                                  "account_id": "zz", "api_token": "cfNewAccountToken_" + "N" * 20})
+    assert bad.status_code == 200 and "32 hexadecimal characters" in bad.content.decode()
+    staff.post(CHANGELIST, {"action": "replace_account", "_selected_action": [deployment.pk], "apply": "1",
+                            "account_id": "c" * 32, "api_token": "cfNewAccountToken_" + "N" * 20, "reason": "typo"})
+    deployment.refresh_from_db()
+    assert deployment.account_id == "c" * 32
+    assert AuditEvent.objects.get(action="deployment.account_replaced").actor_type == "admin"
+
+
+def test_delete_is_only_the_audited_action(staff, make_deployment):
+    deployment = make_deployment()
+    assert staff.get(reverse("admin:deployments_deployment_delete", args=[deployment.pk])).status_code == 403
+    no_reason = staff.post(CHANGELIST, {"action": "delete_audited", "_selected_action": [deployment.pk], "apply": "1"})
+    assert no_reason.status_code == 200 and Deployment.objects.filter(pk=deployment.pk).exists()
+    staff.post(CHANGELIST, {"action": "delete_audited", "_selected_action": [deployment.pk], "apply": "1",
+                            "reason": "mistyped account"})
+    assert not Deployment.objects.filter(pk=deployment.pk).exists()
+    assert AuditEvent.objects.get(action="deployment.deleted").data["reason"] == "mistyped account"

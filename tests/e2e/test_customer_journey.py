@@ -22,6 +22,9 @@ def _mail(console, email: str, needle: str, *, after: int = 0):
 
 
 def test_buy_manage_recover_and_support_pauses(console, page, browser, settings):
+    from dunning.services import dunning_policy_ensure_default
+
+    dunning_policy_ensure_default()  # as the data migration makes it: two WhatsApp steps, so checkout asks for a phone
     email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
 
     # -- Pricing page, then Stripe's (sandbox) hosted checkout with the test card ---------------------
@@ -33,6 +36,7 @@ def test_buy_manage_recover_and_support_pauses(console, page, browser, settings)
     page.wait_for_url(f"{console.sandbox.stripe.url}/checkout/**")
     page.fill("#card", "4242 4242 4242 4242")
     page.fill("#name", "Erin Example")
+    page.fill("#phone", "+55 (11) 98888-7777")
     page.click("button[type=submit]")
     page.wait_for_url(f"{console.url}/checkout/success**")
     assert "Thank you" in page.inner_text("h1")
@@ -48,6 +52,7 @@ def test_buy_manage_recover_and_support_pauses(console, page, browser, settings)
 
     page.goto(manage_url)
     assert "Pro is active" in page.inner_text(".status-card")
+    assert "+5511988887777" in page.inner_text("#phone")  # Stripe's phone, in E.164
     assert "Erin's laptop" in page.inner_text("#licence")
 
     # -- Connect Cloudflare on the deploy page, then the first push makes it Live --------------------

@@ -52,6 +52,7 @@ def populate_core() -> dict:
                                           subscription_id=customer.subscription_id, currency="usd", total=900,
                                           amount_paid=900, period_end=now + timedelta(days=30), data={"k": [1, 2]})
     core.InvoiceEvent.objects.create(invoice=invoice, kind="email_sent", data={"provider_id": "m1"})
+    core.ManageLinkDelivery.objects.create(customer=customer, reason="checkout", status="sent", attempts=1, sent_at=now)
     core.LedgerEntry.objects.create(account="cus_drill1", period="2026-04", total=900, currency="usd")
     run = core.ReconciliationRun.objects.create(status="drift", drift_count=1, checked={"invoices": 1})
     core.DriftItem.objects.create(run=run, kind="invoice_total", customer=other, stripe_id="in_drill1",

@@ -3,9 +3,11 @@ from django.core.management import call_command
 
 from billing_console.ops import scheduling
 from billing_console.ops.checks import preflight_problems
+from tests.stripe.conftest import API_KEY, emulator, stripe_settings  # noqa: F401
+from tests.deployments.conftest import bundles  # noqa: F401
 
 GOOD = {
-    "STRIPE_SECRET_KEY": "sk_test_" + "a" * 30,
+    "STRIPE_SECRET_KEY": API_KEY,
     "STRIPE_WEBHOOK_SECRET": "whsec_" + "b" * 30,
     "CLOUD_MASTER_KEY": "c" * 32,
     "LICENSE_SIGNING_KEY": "d" * 44,
@@ -14,13 +16,22 @@ GOOD = {
     "OPS_SECRET": "e" * 32,
     "STRIPE_LIVE_MODE": False,
     "DEBUG": False,
+    "SUPPORT_EMAIL": "support@example.com",
+    "TRUSTED_PROXY_HOPS": 0,
 }
 
 
 @pytest.fixture
-def ready(settings, db, monkeypatch):
+def ready(settings, db, monkeypatch, emulator, bundles, tmp_path):  # noqa: F811
+    manifest = settings.HELM_BUNDLE_MANIFEST_URL
     for name, value in GOOD.items():
         setattr(settings, name, value)
+    settings.HELM_BUNDLE_MANIFEST_URL = manifest  # the bundle host's, naming v1.0.0
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                                                           "OPTIONS": {"location": str(tmp_path / "media")}}}
+    from billing_console.ops.backups import backup_export
+
+    backup_export()
     settings.PLANS = {**settings.PLANS, "pro": {**settings.PLANS["pro"], "price_id": "price_123"}}
     # Migrations are not applied in the test database (--nomigrations): judge the rest.
     monkeypatch.setattr("billing_console.ops.checks._migration_problems", lambda: [])
@@ -69,3 +80,101 @@ def test_preflight_never_prints_a_value(ready, capsys):
         call_command("preflight", "--mode", "test")
     out = capsys.readouterr().out
     assert "ZZZZZZZZ" not in out and GOOD["OPS_SECRET"] not in out
+
+
+def ids(mode="test"):
+    return {pid for pid, _ in preflight_problems(mode)}
+
+
+def test_a_manifest_without_a_release_blocks(ready, tmp_path):
+    empty = tmp_path / "manifest.json"
+    empty.write_text("{}")
+    ready.HELM_BUNDLE_MANIFEST_URL = empty.as_uri()
+    problems = dict(preflight_problems("test"))
+    assert "BC041" in problems and "version" in problems["BC041"]
+
+
+def test_no_backup_or_an_old_one_blocks(ready, tmp_path):
+    import os
+    import time
+
+    from django.core.files.storage import default_storage
+
+    _, files = default_storage.listdir("backups")
+    path = default_storage.path(f"backups/{files[0]}")
+    old = time.time() - 27 * 3600
+    os.utime(path, (old, old))
+    problems = dict(preflight_problems("test"))
+    assert "27 hours old" in problems["BC042"]
+    os.utime(path, (old + 2 * 3600, old + 2 * 3600))  # 25 hours: fine
+    assert "BC042" not in ids()
+    default_storage.delete(f"backups/{files[0]}")
+    assert "No backup has been taken" in dict(preflight_problems("test"))["BC042"]
+
+
+def test_live_mode_needs_an_https_site_url(ready):
+    ready.SITE_URL = "http://console.example.com"
+    assert "BC017" in ids("live") and "BC017" not in ids("test")
+    ready.SITE_URL = "https://console.example.com"
+    assert "BC017" not in ids("live")
+
+
+def test_no_active_billing_portal_configuration_blocks(ready, monkeypatch):
+    from billing_console.stripe import gateway
+
+    assert "BC043" not in ids()  # the sandbox has its default configuration
+    real = gateway.list_page
+    monkeypatch.setattr(gateway, "list_page", lambda resource, params: {"data": [], "has_more": False}
+                        if resource == "billing_portal_configurations" else real(resource, params))
+    assert "Customer Portal configuration" in dict(preflight_problems("test"))["BC043"]
+
+
+def test_the_portal_configurations_are_read_from_stripe(ready, emulator):  # noqa: F811
+    from billing_console.stripe import gateway
+
+    page = gateway.list_page("billing_portal_configurations", {"active": True, "limit": 1})
+    assert page["data"] and page["data"][0]["id"].startswith("bpc_")
+
+
+def test_a_missing_support_inbox_blocks(ready):
+    ready.SUPPORT_EMAIL = ""
+    assert "BC018" in ids()
+
+
+@pytest.mark.parametrize("proxy_header, hops, blocked", [
+    (("HTTP_X_FORWARDED_PROTO", "https"), 0, True), (("HTTP_X_FORWARDED_PROTO", "https"), 1, False),
+    (None, 0, False), (None, 2, True),
+])
+def test_proxy_hops_must_match_the_proxy_header(ready, proxy_header, hops, blocked):
+    ready.SECURE_PROXY_SSL_HEADER = proxy_header
+    ready.TRUSTED_PROXY_HOPS = hops
+    assert ("BC019" in ids()) is blocked
+
+
+def test_manage_py_check_calls_no_network(ready, monkeypatch):
+    """`check` runs on every start: the Stripe, manifest and backup checks are preflight's only."""
+    from billing_console.ops import checks
+
+    def boom(*a, **k):
+        raise AssertionError("network or storage used by manage.py check")
+
+    monkeypatch.setattr(checks, "_portal_configuration_problems", boom)
+    monkeypatch.setattr(checks, "_backup_problems", boom)
+    monkeypatch.setattr(checks, "_app_checks", [boom])
+    assert checks.billing_configuration_check(None) == []
+
+
+def test_support_email_is_the_reply_to_and_shown_on_the_pages(ready, client):
+    from django.core import mail
+
+    from billing_console.manage_links import manage_link_deliver
+    from billing_console.models import ManageLinkDelivery
+    from django.utils import timezone
+    from tests.core.factories import CustomerFactory
+
+    delivery = ManageLinkDelivery.objects.create(customer=CustomerFactory(), reason="support",
+                                                 next_attempt_at=timezone.now())
+    ready.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    manage_link_deliver(delivery_id=delivery.pk)
+    assert mail.outbox[-1].reply_to == ["support@example.com"]
+    assert "mailto:support@example.com" in client.get("/recover").content.decode()

@@ -171,3 +171,27 @@ def test_the_customers_own_pause_is_theirs_to_resume_and_support_can_take_it_ove
     client.post(manage_url(deployment.customer, f"deployments/{deployment.pk}/resume"))
     deployment.refresh_from_db()
     assert deployment.paused
+
+
+def test_repeated_posts_to_the_deploy_form_make_one_deployment(client, manage_url, cloudflare, bundles):
+    customer = SubscribedCustomerFactory()
+    cloudflare.add_token(GOOD_TOKEN, ACCOUNT)
+    form = {"account_id": ACCOUNT, "script_name": "acme-app", "api_token": GOOD_TOKEN}
+    codes = [client.post(manage_url(customer, "deploy/"), form).status_code for _ in range(3)]
+    assert codes[0] == 303 and codes[1:] == [400, 400]
+    assert Deployment.objects.filter(customer=customer).count() == 1
+
+
+def test_a_direct_post_with_a_second_account_id_is_refused(client, manage_url, cloudflare, bundles):
+    other, other_token = "f" * 32, "cf_other_token_0123456789abcd"
+    customer = SubscribedCustomerFactory()
+    DeploymentFactory(customer=customer, account_id=ACCOUNT)
+    cloudflare.add_token(other_token, other)
+    page = client.get(manage_url(customer, "deploy/")).content.decode()
+    assert "Connect your Cloudflare account" not in page  # no form once the plan's deployment exists
+    response = client.post(manage_url(customer, "deploy/"),
+                           {"account_id": other, "script_name": "second", "api_token": other_token})
+    assert response.status_code == 400
+    assert "includes 1 managed deployment" in response.content.decode()
+    assert list(Deployment.objects.filter(customer=customer).values_list("account_id", flat=True)) == [ACCOUNT]
+    assert not AuditEvent.objects.filter(action="deployment.created").exists()

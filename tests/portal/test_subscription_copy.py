@@ -7,7 +7,7 @@ from django.core import mail
 from django.utils import timezone
 
 from billing_console.models import Customer, Invoice
-from billing_console.stripe.checkout import customer_manage_link_send
+from billing_console.stripe.tasks import customer_manage_link_send
 from billing_console.wording.subscription import State, day, subscription_copy
 from deployments.models import BundleRelease, Deployment
 from deployments.services import deployments_sync_pauses

@@ -36,6 +36,9 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
         "STRIPE_PRICE_PRO": "price_proof_pro",
         "HELM_BUNDLE_MANIFEST_URL": "https://bundles.example.com/manifest.json",
         "EMAIL_URL": "smtp://mail.example.com:587",
+        "SUPPORT_EMAIL": "support@example.com",
+        # Production trusts the proxy's X-Forwarded-Proto: one proxy in front.
+        "TRUSTED_PROXY_HOPS": "1",
         **SECRETS,
         **extra,
     }
