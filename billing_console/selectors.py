@@ -20,11 +20,14 @@ class Reason:
     CANCELED = "CANCELED"
     EXPIRED = "EXPIRED"  # period (plus offline grace) ran out without a renewal we know of
     INCOMPLETE = "INCOMPLETE"  # first payment never completed
+    UNPAID = "UNPAID"  # retries ran out and Stripe keeps the subscription open but unpaid
+    PAUSED = "PAUSED"  # paused (status, or pause_collection): PAUSED_SUBSCRIPTION_ENTITLED decides
+    DISPUTED = "DISPUTED"  # an open dispute, when DISPUTE_LOCKS_ACCESS is on
     NO_SUBSCRIPTION = "NO_SUBSCRIPTION"
 
 
 ENTITLED_STATUSES = {"active", "trialing"}
-PAST_DUE_STATUSES = {"past_due", "unpaid"}
+PAST_DUE_STATUSES = {"past_due"}
 ENDED_STATUSES = {"canceled", "incomplete_expired"}
 
 
@@ -77,6 +80,12 @@ def customer_entitlement(customer: Customer, *, now: datetime | None = None) -> 
         return result(False, Reason.CANCELED)
     if status == "incomplete":
         return result(False, Reason.INCOMPLETE)
+    if status == "unpaid":
+        return result(False, Reason.UNPAID)
+    if customer.dispute_open and settings.DISPUTE_LOCKS_ACCESS:
+        return result(False, Reason.DISPUTED)
+    if status == "paused" or customer.collection_paused:
+        return result(bool(settings.PAUSED_SUBSCRIPTION_ENTITLED), Reason.PAUSED)
     if grace_ends_at and now > grace_ends_at:
         return result(False, Reason.EXPIRED)
     if state == A.SOFT_LOCKED:

@@ -98,6 +98,18 @@ def invoice_tax(obj: dict) -> int:
     return _int(obj, "tax")
 
 
+def invoice_discount(obj: dict) -> int:
+    """The sum of the invoice's discounts (`total_discount_amounts`), minor units."""
+    total = 0
+    for item in obj.get("total_discount_amounts") or []:
+        if isinstance(item, dict):
+            try:
+                total += int(item.get("amount") or 0)
+            except (TypeError, ValueError):
+                continue
+    return total
+
+
 def invoice_subscription_id(obj: dict) -> str:
     parent = obj.get("parent") or {}
     details = parent.get("subscription_details") or {} if isinstance(parent, dict) else {}
@@ -137,6 +149,7 @@ def invoice_fields_from_stripe(obj: dict) -> dict:
         "total": _int(obj, "total"),
         "amount_due": _int(obj, "amount_due"),
         "amount_paid": _int(obj, "amount_paid"),
+        "discount": invoice_discount(obj),
         "period_start": _ts(obj.get("period_start")),
         "period_end": _ts(obj.get("period_end")),
         "hosted_invoice_url": (obj.get("hosted_invoice_url") or "")[:1000],

@@ -28,7 +28,7 @@ log = logging.getLogger("billing_console.stripe")
 
 STRIPE = AuditEvent.ActorType.STRIPE
 SUBSCRIPTION_FIELDS = ("subscription_id", "subscription_status", "plan", "price_id", "current_period_end",
-                       "cancel_at_period_end")
+                       "cancel_at_period_end", "collection_paused", "trial_end", "quantity", "discount")
 
 
 # --- Finding and linking customers ------------------------------------------------------------------
@@ -125,6 +125,14 @@ def _state_is_newer(customer: Customer, subscription: dict, state_at: datetime |
     return True, ""
 
 
+def _discount(customer: Customer, subscription: dict) -> dict:
+    """The subscription's discount; one only named by id keeps the details customer.discount.* gave."""
+    discount = so.subscription_discount(subscription)
+    if set(discount) == {"discount"} and customer.discount.get("coupon"):
+        return customer.discount
+    return discount
+
+
 def customer_apply_subscription(*, customer: Customer, subscription: dict, state_at: datetime | None,
                                 actor_type: str = STRIPE, actor: str = "", force: bool = False) -> tuple[Customer, bool]:
     """Make the customer's subscription fields match `subscription` (a Stripe object as of `state_at`;
@@ -149,6 +157,10 @@ def customer_apply_subscription(*, customer: Customer, subscription: dict, state
             "plan": plan_for_price(price_id) or so.metadata(subscription).get(so.PLAN_KEY, "") or customer.plan,
             "current_period_end": so.subscription_period_end(subscription),
             "cancel_at_period_end": so.subscription_cancel_at_period_end(subscription),
+            "collection_paused": bool(subscription.get("pause_collection")),
+            "trial_end": so.to_datetime(subscription.get("trial_end")) if status == "trialing" else None,
+            "quantity": so.subscription_quantity(subscription),
+            "discount": _discount(customer, subscription),
         }
         changes = {k: [str(getattr(customer, k) or ""), str(v or "")] for k, v in wanted.items() if getattr(customer, k) != v}
         for key, value in wanted.items():

@@ -20,3 +20,29 @@ def checkout_follow_up_send(attempt_id: str) -> str:
 
 def customer_manage_link_send(customer_id: int, reason: str = "") -> str:
     return checkout.customer_manage_link_send(customer_id=customer_id, reason=reason)
+
+
+def webhook_events_mirror() -> dict:
+    from billing_console.stripe import mirror
+
+    return mirror.webhook_events_mirror()
+
+
+def stripe_events_mirror() -> None:
+    from billing_console.stripe import mirror
+
+    with cron_guard("stripe_events_mirror") as run:
+        if run is not None:
+            run.counts = mirror.webhook_events_mirror()
+
+
+def customer_lifecycle_email_send(customer_id: int, template: str, extra: dict | None = None) -> str:
+    from billing_console.stripe import lifecycle
+
+    return lifecycle.customer_lifecycle_email_send(customer_id=customer_id, template=template, extra=extra)
+
+
+def dispute_ops_alert_send(dispute_id: int) -> str:
+    from billing_console.stripe import lifecycle
+
+    return lifecycle.dispute_ops_alert_send(dispute_id=dispute_id)
