@@ -10,13 +10,52 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing_console.admin.base import ReadOnlyAdmin
+from billing_console.invoicing.services import currency_exponent, money_format
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_rotate_manage_salt
 from billing_console.stripe.gateway import StripeGatewayError
 from billing_console.stripe.inbox import webhook_events_replay
+from billing_console.stripe.mirror import webhook_events_mirror_again
 from billing_console.stripe.subscriptions import customer_resync
+
+def _minor(amount, currency: str) -> int:
+    """dj-stripe keeps a charge's amounts as decimals of the major unit; the console formats minor units."""
+    return int(round((amount or 0) * 10 ** currency_exponent(currency or "usd")))
+
+
+def customer_payments_html(customer: Customer):
+    from djstripe.models import Charge, PaymentMethod, Refund
+
+    parts = []
+    disputes = list(customer.disputes.all()[:10])
+    parts.append(format_html("<div><b>Disputes</b>: {}</div>", "none" if not disputes else ""))
+    parts += [format_html("<div>{} {} {} {} {}{}</div>", d.opened_at.strftime("%Y-%m-%d"), d.stripe_id,
+                          money_format(d.amount, d.currency or "usd"), d.reason or "-",
+                          d.get_outcome_display() if d.outcome else f"open ({d.status})",
+                          f" - evidence due {d.evidence_due_by:%Y-%m-%d}" if d.evidence_due_by and not d.outcome else "")
+              for d in disputes]
+    cus = customer.stripe_customer_id or ""
+    if not cus:
+        return format_html_join("", "{}", ((p,) for p in parts))
+    methods = list(PaymentMethod.objects.filter(customer__id=cus).order_by("-created")[:5])
+    charges = list(Charge.objects.filter(customer__id=cus).order_by("-created")[:10])
+    refunds = list(Refund.objects.filter(charge__customer__id=cus).order_by("-created")[:10])
+    parts.append(format_html("<div><b>Payment methods</b>: {}</div>", ", ".join(
+        f"{(getattr(pm, 'card', None) or {}).get('brand', pm.type)} ...{(getattr(pm, 'card', None) or {}).get('last4', '')}"
+        for pm in methods) or "none mirrored"))
+    parts.append(format_html("<div><b>Charges</b>: {}</div>", "none mirrored" if not charges else ""))
+    parts += [format_html("<div>{} {} {} {}{}{}</div>", c.created.strftime("%Y-%m-%d"), c.id,
+                          money_format(_minor(c.amount, c.currency), c.currency), c.status,
+                          f", refunded {money_format(_minor(c.amount_refunded, c.currency), c.currency)}"
+                          if c.amount_refunded else "",
+                          ", disputed" if c.disputed else "") for c in charges]
+    parts.append(format_html("<div><b>Refunds</b>: {}</div>", "none mirrored" if not refunds else ""))
+    parts += [format_html("<div>{} {} {} {} {}</div>", r.created.strftime("%Y-%m-%d"), r.id,
+                          money_format(r.amount, r.currency), r.status, r.reason or "") for r in refunds]
+    return format_html_join("", "{}", ((p,) for p in parts))
+
 
 def register_customer_inline(inline_class):
     """Apps add their section to the customer page (licences, deployments, dunning) without the core
@@ -53,7 +92,8 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ("entitlement", "stripe_customer_id", "subscription_id", "subscription_status", "plan",
                        "price_id", "current_period_end", "cancel_at_period_end", "subscription_state_at",
                        "access_state", "access_state_changed_at", "created_at", "updated_at", "recent_stripe_events",
-                       "recent_audit_events")
+                       "recent_audit_events", "trial_end", "collection_paused", "quantity", "discount_shown",
+                       "dispute_open", "payments_mirrored")
     fieldsets = (
         ("Identity", {"fields": ("email", "name", "phone", "cohort", "stripe_customer_id", "created_at",
                                  "updated_at")}),
@@ -61,7 +101,9 @@ class CustomerAdmin(admin.ModelAdmin):
         ("Entitlement", {"fields": ("entitlement", "access_state", "access_state_changed_at"), "classes": ("collapse",)}),
         ("Subscription (as Stripe last said)", {"classes": ("collapse",), "fields": (
             "subscription_id", "subscription_status", "plan", "price_id", "current_period_end",
-            "cancel_at_period_end", "subscription_state_at")}),
+            "cancel_at_period_end", "subscription_state_at", "trial_end", "collection_paused", "quantity",
+            "discount_shown")}),
+        ("Payments, refunds and disputes", {"fields": ("dispute_open", "payments_mirrored")}),
         ("Recent Stripe events", {"fields": ("recent_stripe_events",)}),
         ("Recent audit events", {"fields": ("recent_audit_events",)}),
     )
@@ -73,6 +115,22 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.display(description="Stripe customer")
     def stripe_customer_id(self, obj):
         return obj.stripe_customer_id or "-"
+
+    @admin.display(description="Discount")
+    def discount_shown(self, obj):
+        d = obj.discount or {}
+        if not d:
+            return "-"
+        off = f"{d['percent_off']}% off" if d.get("percent_off") else (
+            money_format(int(d["amount_off"]), d.get("currency") or "usd") + " off" if d.get("amount_off") else "")
+        return " ".join(x for x in (d.get("name") or d.get("coupon") or d.get("discount") or "", off,
+                                    f"({d['duration']})" if d.get("duration") else "") if x)
+
+    @admin.display(description="From Stripe")
+    def payments_mirrored(self, obj):
+        """Disputes (the console's record), then dj-stripe's mirror of payment methods, charges and refunds:
+        four queries whatever the customer has."""
+        return customer_payments_html(obj)
 
     @admin.display(description="May use the product now?")
     def entitlement(self, obj):
@@ -215,14 +273,15 @@ def redacted_payload(value):
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
     list_display = ("stripe_id", "type", "status", "attempts", "deliveries", "stripe_created", "received_at",
-                    "error_short")
-    list_filter = ("status", "type")
+                    "mirror", "error_short")
+    list_filter = ("status", "mirror", "type")
     search_fields = ("=stripe_id", "=object_id")
     date_hierarchy = "stripe_created"
     show_full_result_count = False
-    actions = ["replay"]
+    actions = ["replay", "mirror_again"]
     fields = ("stripe_id", "type", "status", "object_id", "livemode", "api_version", "stripe_created", "received_at",
-              "processed_at", "attempts", "deliveries", "next_attempt_at", "last_error", "payload_pretty")
+              "processed_at", "attempts", "deliveries", "next_attempt_at", "last_error", "mirror", "mirrored_at",
+              "mirror_error", "payload_pretty")
     readonly_fields = fields
 
     def get_queryset(self, request):
@@ -232,7 +291,8 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Error")
     def error_short(self, obj):
-        return (obj.last_error[:100] + ("..." if len(obj.last_error) > 100 else "")) if obj.last_error else ""
+        error = obj.last_error or obj.mirror_error
+        return (error[:100] + ("..." if len(error) > 100 else "")) if error else ""
 
     @admin.display(description="Payload")
     def payload_pretty(self, obj):
@@ -244,8 +304,13 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         actor_type, actor = actor_of(request.user)
         counts = webhook_events_replay(events=list(queryset.defer("payload")), actor_type=actor_type, actor=actor)
         level = messages.WARNING if counts["failed"] else messages.SUCCESS
-        self.message_user(request, f"{counts['processed']} event(s) processed, {counts['failed']} failed again, "
-                                   f"{counts['skipped']} skipped.", level)
+        self.message_user(request, f"{counts['processed']} event(s) processed, {counts['ignored']} ignored (no receiver), "
+                                   f"{counts['failed']} failed again, {counts['skipped']} skipped.", level)
+
+    @admin.action(description="Mirror into dj-stripe again", permissions=["replay"])
+    def mirror_again(self, request, queryset):
+        n = webhook_events_mirror_again(events=list(queryset.only("pk")))
+        self.message_user(request, f"{n} event(s) queued for the dj-stripe mirror.", messages.SUCCESS)
 
     def has_replay_permission(self, request):
         return request.user.has_perm("billing_console.change_webhookevent") or request.user.is_superuser
