@@ -151,7 +151,7 @@ def drain(env: dict, total: int, clusters: int, timeout: float) -> dict:
                                       stdout=(OUT / f"qcluster{i}.log").open("ab"), stderr=subprocess.STDOUT))
     try:
         while time.perf_counter() - started < timeout:
-            done = WebhookEvent.objects.filter(status__in=["processed", "failed"]).count()
+            done = WebhookEvent.objects.filter(status__in=["processed", "ignored", "failed"]).count()
             connection.close()
             if done >= total:
                 break

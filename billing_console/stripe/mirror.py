@@ -77,7 +77,11 @@ def event_mirror(event: dict) -> None:
     if str(event.get("type", "")).endswith(".deleted") and (kind in DELETED_REMOVES or obj.get("deleted")):
         model.objects.filter(id=obj["id"]).delete()
         return
-    model.sync_from_stripe_data(obj)
+    # dj-stripe reads lists with auto_paging_iter and nested objects by attribute: give it what the
+    # Stripe library would have returned for the same JSON, without asking Stripe again.
+    from stripe._util import convert_to_stripe_object
+
+    model.sync_from_stripe_data(convert_to_stripe_object(obj, api_key=settings.STRIPE_SECRET_KEY or None))
 
 
 def webhook_events_mirror(*, limit: int = 500) -> dict:
