@@ -124,7 +124,7 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
     and never granted access), or no console customer matches (e.g. a checkout declined before it
     completed). Failing the event instead would also roll back the other apps' receivers.
     """
-    invoice_id = invoice.get("id") or ""
+    invoice_id = invoice.get("id") if isinstance(invoice.get("id"), str) else ""
     if not invoice_id.startswith("in_"):
         log.warning("payment_failed without an invoice id ignored: %r", invoice_id[:64],
                     extra={"event": "dunning_bad_invoice"})

@@ -24,9 +24,10 @@ def stripe_object(kind: str, **fields) -> dict:
 def subscription(*, id: str, customer: str, status: str = "active", price: str = "price_sandbox_pro",
                  quantity: int = 1, period_end: int | None = None, **fields) -> dict:
     now = int(time.time())
-    sub = stripe_object("subscription", id=id, customer=customer, status=status, metadata={}, cancel_at=None,
-                        cancel_at_period_end=False, canceled_at=None, ended_at=None, pause_collection=None,
-                        trial_end=None, discounts=[], **fields)
+    sub = stripe_object("subscription", **{
+        "id": id, "customer": customer, "status": status, "metadata": {}, "cancel_at": None,
+        "cancel_at_period_end": False, "canceled_at": None, "ended_at": None, "pause_collection": None,
+        "trial_end": None, "discounts": [], **fields})
     item = sub["items"]["data"][0]
     item.update(subscription=id, quantity=quantity, current_period_start=now,
                 current_period_end=period_end or now + 30 * 86400)
@@ -37,11 +38,12 @@ def subscription(*, id: str, customer: str, status: str = "active", price: str =
 
 def invoice(*, id: str, customer: str, subscription_id: str = "", status: str = "open", amount: int = 900,
             **fields) -> dict:
-    inv = stripe_object("invoice", id=id, customer=customer, status=status, currency="usd", subtotal=amount,
-                        total=amount, amount_due=amount, amount_paid=amount if status == "paid" else 0,
-                        amount_remaining=0 if status == "paid" else amount, billing_reason="subscription_cycle",
-                        hosted_invoice_url=f"https://invoice.stripe.test/{id}", number=f"N-{id[-4:]}",
-                        total_discount_amounts=[], created=int(time.time()) - 60, **fields)
+    inv = stripe_object("invoice", **{
+        "id": id, "customer": customer, "status": status, "currency": "usd", "subtotal": amount, "total": amount,
+        "amount_due": amount, "amount_paid": amount if status == "paid" else 0,
+        "amount_remaining": 0 if status == "paid" else amount, "billing_reason": "subscription_cycle",
+        "hosted_invoice_url": f"https://invoice.stripe.test/{id}", "number": f"N-{id[-4:]}",
+        "total_discount_amounts": [], "created": int(time.time()) - 60, **fields})
     inv["parent"] = {"type": "subscription_details", "quote_details": None,
                      "subscription_details": {"metadata": {}, "subscription": subscription_id}}
     inv["lines"]["data"] = []
