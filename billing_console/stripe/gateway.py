@@ -212,3 +212,11 @@ def customers_list(params: dict | None = None) -> Iterator[dict]:
 
 def events_list(params: dict | None = None) -> Iterator[dict]:
     return _paginate("list events", lambda p: client().v1.events.list(params=p), params)
+
+
+def products_list(params: dict | None = None) -> Iterator[dict]:
+    return _paginate("list products", lambda p: client().v1.products.list(params=p), params)
+
+
+def prices_list(params: dict | None = None) -> Iterator[dict]:
+    return _paginate("list prices", lambda p: client().v1.prices.list(params=p), params)

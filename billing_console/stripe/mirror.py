@@ -137,3 +137,26 @@ def mirror_lag_seconds(*, since=None) -> dict:
     pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]  # noqa: E731
     return {"count": len(lags), "p50": pick(0.5), "p95": pick(0.95), "max": lags[-1],
             "due": WebhookEvent.objects.filter(mirror=WebhookEvent.Mirror.DUE).count()}
+
+
+def catalog_sync() -> dict:
+    """Mirror every product and price Stripe has into dj-stripe's tables (a fresh install, or after
+    editing the catalogue in the Dashboard with the webhook down): the pricing page reads the prices.
+    Products first, so a price finds its product. Raises StripeGatewayError when Stripe cannot list."""
+    from djstripe.models import Price, Product
+    from stripe._util import convert_to_stripe_object
+
+    from billing_console.stripe import gateway
+
+    counts = {"products": 0, "prices": 0, "failed": 0}
+    key = settings.STRIPE_SECRET_KEY or None
+    for label, listing, model in (("products", gateway.products_list, Product), ("prices", gateway.prices_list, Price)):
+        for obj in listing({"limit": 100}):
+            try:
+                model.sync_from_stripe_data(convert_to_stripe_object(obj, api_key=key))
+            except Exception as exc:
+                counts["failed"] += 1
+                log.warning("dj-stripe could not mirror %s %s: %s", label[:-1], obj.get("id"), type(exc).__name__)
+            else:
+                counts[label] += 1
+    return counts
