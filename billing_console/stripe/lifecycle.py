@@ -165,9 +165,12 @@ def unlinked_subscription_link(*, unlinked: UnlinkedSubscription, email: str, ac
         audit_log(actor_type=staff, actor=actor, action="subscription.linked_by_support", target=row,
                   customer=customer, data={"subscription": row.subscription_id})
         if customer.subscription_id == row.subscription_id and customer.subscription_status not in ENDED_STATUSES:
-            from licensing.services import license_ensure
+            # Every app's receivers (licence, deployment, dunning) see it as the subscription event they missed.
+            from billing_console.stripe.dispatch import dispatch
 
-            license_ensure(customer=customer, actor_type=staff, actor=actor)
+            dispatch({"id": f"support-link-{row.pk}", "object": "event", "type": "customer.subscription.updated",
+                      "created": int(row.state_at.timestamp()) if row.state_at else None,
+                      "data": {"object": row.data}})
             _email_on_commit(customer, "manage_link", reason="subscription")
     return customer
 
