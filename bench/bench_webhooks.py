@@ -157,6 +157,10 @@ def drain(env: dict, total: int, clusters: int, timeout: float) -> dict:
                 break
             time.sleep(0.25)
         wall = time.perf_counter() - started
+        # dj-stripe's mirror runs in its own tasks after each event is applied: wait for it too, to read its lag.
+        while time.perf_counter() - started < timeout and WebhookEvent.objects.filter(mirror="due").exists():
+            connection.close()
+            time.sleep(0.25)
     finally:
         for proc in procs:
             stop(proc)
@@ -165,7 +169,12 @@ def drain(env: dict, total: int, clusters: int, timeout: float) -> dict:
     active = (span["last"] - span["first"]).total_seconds() if span["first"] else 0
     processed = statuses.get("processed", 0)
     errors = list(WebhookEvent.objects.filter(status="failed").values_list("last_error", flat=True)[:3])
+    from billing_console.stripe.mirror import mirror_lag_seconds
+
+    mirror = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in mirror_lag_seconds().items()}
+    mirror["failed"] = WebhookEvent.objects.filter(mirror="failed").count()
     return {"events": total, "statuses": statuses, "wall_s": round(wall, 2), "active_s": round(active, 2),
+            "mirror": mirror,
             "per_second": round(processed / active, 1) if active else 0.0,
             "per_second_wall": round(processed / wall, 1) if wall else 0.0, "sample_errors": errors}
 
@@ -244,7 +253,7 @@ def main():
     write_result("webhooks", result)
     print(f"webhooks: ack {ack_rate:.0f}/s p99 {ack_p99:.0f} ms = {ratio:.2f}x bare insert {bare_rate:.0f}/s "
           f"(target >= 0.33, p99 < 250); applied {applied['per_second']:.0f}/s = {applied_ratio:.2f}x stock dj-stripe "
-          f"{stock.rate:.0f}/s p99 {stock.pct(99) * 1000:.0f} ms (target >= 2x)")
+          f"{stock.rate:.0f}/s p99 {stock.pct(99) * 1000:.0f} ms (target >= 2x); dj-stripe mirror lag {applied['mirror']}")
 
 
 if __name__ == "__main__":
