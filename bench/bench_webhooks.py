@@ -10,7 +10,7 @@ Events are `customer.updated` built from the fixtures3 customer and event shapes
 for customers that exist in the sandbox and in the console.
 
     .venv/bin/python bench/bench_webhooks.py [--events 1500] [--rounds 2] [--stock-events 600]
-                                             [--clusters 1] [--workers 4]
+                                             [--clusters 1] [--workers 4] [--djstripe-sync none]
 
 Targets (DESIGN.md): ack >= 1/3 of the bare insert rate with p99 < 250 ms; applied >= 2x stock.
 Prints one line and writes var/bench/webhooks.json.
@@ -193,6 +193,7 @@ def main():
     parser.add_argument("--reorder", type=float, default=0.05)
     parser.add_argument("--drain-timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--djstripe-sync", default="", help="STRIPE_DJSTRIPE_SYNC of the console (default: its own)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
@@ -202,7 +203,8 @@ def main():
     emulator, emu_url = start_emulator()
     env = django_env(url, DJANGO_SETTINGS_MODULE="bench.webhook_settings", STRIPE_SECRET_KEY=API_KEY,
                      STRIPE_WEBHOOK_SECRET=SECRET, STRIPE_API_HOST=emu_url, ALLOWED_HOSTS="127.0.0.1,localhost",
-                     CLOUD_MASTER_KEY="bench-master-key-0123456789abcdef", Q_WORKERS=str(args.workers))
+                     CLOUD_MASTER_KEY="bench-master-key-0123456789abcdef", Q_WORKERS=str(args.workers),
+                     **({"STRIPE_DJSTRIPE_SYNC": args.djstripe_sync} if args.djstripe_sync else {}))
     os.environ.update(env)
     import django
 

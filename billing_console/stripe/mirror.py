@@ -113,6 +113,9 @@ def webhook_events_mirror(*, limit: int = 500) -> dict:
                 break
     finally:
         cache.delete(RUNNING_KEY)
+    # An event applied after the last read kicked a run that found this one running: go again.
+    if WebhookEvent.objects.filter(mirror=WebhookEvent.Mirror.DUE).exists():
+        mirror_kick()
     return counts
 
 

@@ -291,7 +291,8 @@ def test_a_refund_for_a_charge_the_current_api_does_not_link_finds_the_paid_invo
 
 
 @pytest.mark.parametrize("locks", [False, True])
-def test_dispute_alerts_support_flags_the_customer_and_records_the_outcome(customer, send, stripe_settings, locks):
+def test_dispute_alerts_support_flags_the_customer_and_records_the_outcome(customer, send, stripe_settings, locks,
+                                                                         admin_client):
     stripe_settings.OPS_EMAIL = "ops@console.test"
     stripe_settings.DISPUTE_LOCKS_ACCESS = locks
     send(event("invoice.paid", invoice(id="in_disp", customer="cus_life", subscription_id="sub_life", status="paid"),
@@ -308,8 +309,9 @@ def test_dispute_alerts_support_flags_the_customer_and_records_the_outcome(custo
     [alert] = emails_to("ops@console.test")
     assert "dp_life" in alert.body and "life@example.com" in alert.body and "$9.00" in alert.body
     assert customer_entitlement(customer).entitled is (not locks)
-    admin_page_flag = AuditEvent.objects.filter(action="customer.dispute_flag", customer=customer).exists()
-    assert admin_page_flag
+    assert AuditEvent.objects.filter(action="customer.dispute_flag", customer=customer).exists()
+    page = admin_client.get(f"/admin/billing_console/customer/{customer.pk}/change/").content.decode()
+    assert "dp_life" in page and "fraudulent" in page and "open (needs_response)" in page
 
     send(event("charge.dispute.closed", {**dispute, "status": "lost"}))
     row.refresh_from_db()

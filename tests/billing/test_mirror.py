@@ -15,7 +15,7 @@ BILLING_TYPES = ["customer", "invoice", "invoiceitem", "price", "product", "paym
 
 
 def test_a_paid_checkout_is_mirrored_from_the_payloads_without_re_reading_them(client, emulator, deliver,
-                                                                            stripe_settings, monkeypatch):
+                                                                            stripe_settings, monkeypatch, admin_client):
     from billing_console.stripe import mirror
 
     stripe_settings.STRIPE_DJSTRIPE_SYNC = BILLING_TYPES
@@ -40,6 +40,11 @@ def test_a_paid_checkout_is_mirrored_from_the_payloads_without_re_reading_them(c
     assert not [p for p in reads if p.startswith(("/v1/customers/", "/v1/subscriptions/", "/v1/invoices/"))], reads
     lag = mirror_lag_seconds()
     assert lag["count"] == due.count() and lag["due"] == 0
+
+    # Support sees the mirrored payment method and charge on the customer page.
+    charge = dj.Charge.objects.get(customer__id=customer.stripe_customer_id)
+    page = admin_client.get(f"/admin/billing_console/customer/{customer.pk}/change/").content.decode()
+    assert charge.id in page and "$9.00" in page and "...4242" in page
 
 
 def test_the_mirror_is_off_the_applied_path(client, emulator, stripe_settings, monkeypatch):
