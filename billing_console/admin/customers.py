@@ -1,6 +1,7 @@
 """Core admin: customers (one screen: identity, entitlement, subscription, checkouts, Stripe events,
 audit), checkout attempts, the Stripe event inbox, audit and cron history. Nothing secret is shown."""
 import json
+from datetime import datetime, timezone as dt_timezone
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -10,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing_console.admin.base import ReadOnlyAdmin
-from billing_console.invoicing.services import currency_exponent, money_format
+from billing_console.invoicing.services import money_format
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import Reason, customer_entitlement
@@ -20,12 +21,9 @@ from billing_console.stripe.inbox import webhook_events_replay
 from billing_console.stripe.mirror import webhook_events_mirror_again
 from billing_console.stripe.subscriptions import customer_resync
 
-def _minor(amount, currency: str) -> int:
-    """dj-stripe keeps a charge's amounts as decimals of the major unit; the console formats minor units."""
-    return int(round((amount or 0) * 10 ** currency_exponent(currency or "usd")))
-
-
 def customer_payments_html(customer: Customer):
+    """Disputes (the console's record), then dj-stripe's mirror of payment methods, charges and refunds.
+    dj-stripe 2.11 keeps most fields only in the Stripe object it stores (`stripe_data`), read here."""
     from djstripe.models import Charge, PaymentMethod, Refund
 
     parts = []
@@ -39,21 +37,28 @@ def customer_payments_html(customer: Customer):
     cus = customer.stripe_customer_id or ""
     if not cus:
         return format_html_join("", "{}", ((p,) for p in parts))
-    methods = list(PaymentMethod.objects.filter(customer__id=cus).order_by("-created")[:5])
-    charges = list(Charge.objects.filter(customer__id=cus).order_by("-created")[:10])
-    refunds = list(Refund.objects.filter(charge__customer__id=cus).order_by("-created")[:10])
-    parts.append(format_html("<div><b>Payment methods</b>: {}</div>", ", ".join(
-        f"{(getattr(pm, 'card', None) or {}).get('brand', pm.type)} ...{(getattr(pm, 'card', None) or {}).get('last4', '')}"
-        for pm in methods) or "none mirrored"))
+    methods = [m.stripe_data or {} for m in PaymentMethod.objects.filter(customer__id=cus).order_by("-created")[:5]]
+    charges = [c.stripe_data or {} for c in Charge.objects.filter(customer__id=cus).order_by("-created")[:10]]
+    refunds = [r.stripe_data or {} for r in Refund.objects.filter(charge__customer__id=cus).order_by("-created")[:10]]
+
+    def card(pm: dict) -> str:
+        details = pm.get("card") or {}
+        return f"{details.get('brand') or pm.get('type') or 'method'} ...{details.get('last4') or ''}"
+
+    def when(obj: dict) -> str:
+        return datetime.fromtimestamp(int(obj.get("created") or 0), tz=dt_timezone.utc).strftime("%Y-%m-%d")
+
+    parts.append(format_html("<div><b>Payment methods</b>: {}</div>", ", ".join(map(card, methods)) or "none mirrored"))
     parts.append(format_html("<div><b>Charges</b>: {}</div>", "none mirrored" if not charges else ""))
-    parts += [format_html("<div>{} {} {} {}{}{}</div>", c.created.strftime("%Y-%m-%d"), c.id,
-                          money_format(_minor(c.amount, c.currency), c.currency), c.status,
-                          f", refunded {money_format(_minor(c.amount_refunded, c.currency), c.currency)}"
-                          if c.amount_refunded else "",
-                          ", disputed" if c.disputed else "") for c in charges]
+    parts += [format_html("<div>{} {} {} {}{}{}</div>", when(c), c.get("id"),
+                          money_format(int(c.get("amount") or 0), c.get("currency") or "usd"), c.get("status") or "",
+                          f", refunded {money_format(int(c['amount_refunded']), c.get('currency') or 'usd')}"
+                          if c.get("amount_refunded") else "", ", disputed" if c.get("disputed") else "")
+              for c in charges]
     parts.append(format_html("<div><b>Refunds</b>: {}</div>", "none mirrored" if not refunds else ""))
-    parts += [format_html("<div>{} {} {} {} {}</div>", r.created.strftime("%Y-%m-%d"), r.id,
-                          money_format(r.amount, r.currency), r.status, r.reason or "") for r in refunds]
+    parts += [format_html("<div>{} {} {} {} {}</div>", when(r), r.get("id"),
+                          money_format(int(r.get("amount") or 0), r.get("currency") or "usd"), r.get("status") or "",
+                          r.get("reason") or "") for r in refunds]
     return format_html_join("", "{}", ((p,) for p in parts))
 
 
