@@ -63,7 +63,7 @@ class UnlinkedSubscriptionAdmin(ReadOnlyAdmin):
             "selected": [r.pk for r in rows]})
 
     def has_link_permission(self, request):
-        return request.user.has_perm("billing_console.change_customer") or request.user.is_superuser
+        return request.user.has_perm("billing_console.change_unlinkedsubscription")
 
 
 @admin.register(Dispute)
