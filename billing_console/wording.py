@@ -46,6 +46,17 @@ def entitlement_words(ent: Entitlement, *, cancel_at_period_end: bool = False) -
         return Words("Subscription ended", "Subscribe again from the pricing page to get access back.", "bad")
     if ent.reason == Reason.INCOMPLETE:
         return Words("First payment not completed", "Finish the payment in the billing portal to start.", "warn")
+    if ent.reason == Reason.UNPAID:
+        return Words("Payment overdue: access stopped", "Pay the open invoice from the billing portal to get access back.",
+                     "bad")
+    if ent.reason == Reason.PAUSED:
+        if ent.entitled:
+            return Words(f"{plan} is paused", "Nothing is charged while it is paused; everything keeps working.", "warn")
+        return Words(f"{plan} is paused", "Nothing is charged and access is stopped while it is paused. To resume "
+                     "it, add a payment method in the billing portal or reply to any email we sent you.", "warn")
+    if ent.reason == Reason.DISPUTED:
+        return Words("Access on hold", "A payment on this account is disputed with your bank. Access returns when the "
+                     "dispute is closed; reply to any email we sent you to talk to us.", "bad")
     if ent.reason == Reason.EXPIRED:
         return Words("Access expired", f"The paid period ended on {end}" + (f" and the offline grace on {grace}" if grace else "")
                      + ". Renew from the billing portal.", "bad")

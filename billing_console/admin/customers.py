@@ -233,6 +233,9 @@ def entitlement_in_words(ent) -> str:
         Reason.EXPIRED: f"No - the paid period and offline grace ended ({grace}) without a renewal we know of.",
         Reason.INCOMPLETE: "No - the first payment was never completed.",
         Reason.NO_SUBSCRIPTION: "No - there is no subscription.",
+        Reason.UNPAID: "No - Stripe's retries ran out; the subscription is unpaid until an invoice is paid.",
+        Reason.PAUSED: ("Yes" if ent.entitled else "No") + " - the subscription is paused (PAUSED_SUBSCRIPTION_ENTITLED).",
+        Reason.DISPUTED: "No - a payment is disputed and DISPUTE_LOCKS_ACCESS is on.",
     }
     return f"{words.get(ent.reason, ent.reason)} [{ent.reason}]"
 

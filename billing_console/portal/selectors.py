@@ -12,7 +12,7 @@ from billing_console.wording import entitlement_words
 
 RECENT_INVOICES = 5
 RECENT_DEVICES = 50
-PAYMENT_MISSING = {Reason.PAST_DUE, Reason.PAST_DUE_SOFT_LOCK, Reason.HARD_LOCKED, Reason.INCOMPLETE}
+PAYMENT_MISSING = {Reason.PAST_DUE, Reason.PAST_DUE_SOFT_LOCK, Reason.HARD_LOCKED, Reason.INCOMPLETE, Reason.UNPAID}
 
 
 def _prices() -> dict[str, tuple[int, str, str]]:

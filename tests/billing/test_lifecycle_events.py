@@ -416,3 +416,23 @@ def test_an_event_missing_its_fields_is_handled_never_failed(customer, send, str
     monkeypatch.setattr(gateway, "customer_retrieve", lambda cid: {"id": cid, "object": "customer", "email": ""})
     row = send(event(event_type, obj))
     assert row.status in APPLIED, (row.status, row.last_error)
+
+
+@pytest.mark.parametrize("status, pause_entitled, headline", [
+    ("unpaid", False, "Payment overdue: access stopped"),
+    ("paused", False, "Pro is paused"),
+    ("paused", True, "Pro is paused"),
+])
+def test_the_new_states_have_their_own_words_on_the_manage_page_and_the_admin(customer, send, client, admin_client,
+                                                                              stripe_settings, status, pause_entitled,
+                                                                              headline):
+    from billing_console.manage_links import manage_link_make
+
+    stripe_settings.PAUSED_SUBSCRIPTION_ENTITLED = pause_entitled
+    send(event("customer.subscription.updated", subscription(id="sub_life", customer="cus_life", status=status)))
+    customer.refresh_from_db()
+    page = client.get(manage_link_make(customer).replace(stripe_settings.SITE_URL, "")).content.decode()
+    assert headline in page and "No subscription yet" not in page
+    admin = admin_client.get(f"/admin/billing_console/customer/{customer.pk}/change/").content.decode()
+    reason = customer_entitlement(customer).reason
+    assert f"[{reason}]" in admin and "No - there is no subscription" not in admin
