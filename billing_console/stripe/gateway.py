@@ -220,3 +220,7 @@ def products_list(params: dict | None = None) -> Iterator[dict]:
 
 def prices_list(params: dict | None = None) -> Iterator[dict]:
     return _paginate("list prices", lambda p: client().v1.prices.list(params=p), params)
+
+
+def charge_retrieve(charge_id: str) -> dict:
+    return _call("read a charge", lambda: client().v1.charges.retrieve(charge_id))

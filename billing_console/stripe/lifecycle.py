@@ -346,6 +346,22 @@ def charge_refund_receive(*, event: dict) -> Invoice | None:
 
 
 # --- Disputes -------------------------------------------------------------------------------------
+def dispute_charge_prepare(event: dict) -> dict:
+    """Before the transaction: a dispute names its charge by id; the charge says whose it is and which
+    invoice it paid. Not readable (deleted, or Stripe refuses): the dispute is recorded without them."""
+    obj = so.event_object(event)
+    charge = obj.get("charge")
+    if isinstance(charge, dict) or not isinstance(charge, str) or not charge.startswith("ch_"):
+        return {}
+    try:
+        return {"charge": dict(stripe_gateway.charge_retrieve(charge))}
+    except stripe_gateway.StripeGatewayError as exc:
+        if exc.retryable:
+            raise
+        log.warning("dispute %s: charge %s not readable (%s)", obj.get("id"), charge, exc.code)
+        return {}
+
+
 def dispute_receive(*, event: dict) -> Dispute | None:
     """charge.dispute.*: recorded once per dispute; opening alerts OPS_EMAIL and flags the customer (and
     locks access if DISPUTE_LOCKS_ACCESS); closing records won or lost and clears the flag."""
@@ -354,8 +370,9 @@ def dispute_receive(*, event: dict) -> Dispute | None:
         log.warning("dispute event %s without a dispute ignored", event.get("id"))
         return None
     at = so.event_created(event) or timezone.now()
-    charge = obj.get("charge") if isinstance(obj.get("charge"), dict) else {}
-    charge_id = so.obj_id(obj.get("charge"))
+    charge = obj.get("charge") if isinstance(obj.get("charge"), dict) else (
+        (event.get(PREPARED_KEY) or {}).get("charge") or {})
+    charge_id = so.obj_id(obj.get("charge")) if isinstance(obj.get("charge"), (str, dict)) else ""
     status = (obj.get("status") or "")[:32]
     closed = status in ("won", "lost") or event.get("type") == "charge.dispute.closed"
     with transaction.atomic(savepoint=False):

@@ -63,7 +63,11 @@ def refunded(event: dict) -> None:
     lifecycle.charge_refund_receive(event=event)
 
 
-@receiver("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
-          "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
+DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+                  "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
+preparer("charge.dispute.created")(lifecycle.dispute_charge_prepare)
+
+
+@receiver(*DISPUTE_EVENTS)
 def dispute_changed(event: dict) -> None:
     lifecycle.dispute_receive(event=event)

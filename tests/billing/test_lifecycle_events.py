@@ -403,6 +403,7 @@ test_helpers.test_clock.created test_helpers.test_clock.deleted test_helpers.tes
 def test_every_type_the_sandbox_emits_is_processed_or_ignored_never_failed(customer, send, stripe_settings,
                                                                          monkeypatch, event_type):
     monkeypatch.setattr(gateway, "customer_retrieve", lambda cid: {"id": cid, "object": "customer", "email": ""})
+    monkeypatch.setattr(gateway, "charge_retrieve", lambda cid: {"id": cid, "object": "charge", "customer": None})
     obj = object_for_type(event_type)
     row = send(event(event_type, obj))
     assert row.status in APPLIED, (row.status, row.last_error)
@@ -414,6 +415,7 @@ def test_every_type_the_sandbox_emits_is_processed_or_ignored_never_failed(custo
 def test_an_event_missing_its_fields_is_handled_never_failed(customer, send, stripe_settings, monkeypatch, event_type,
                                                              obj):
     monkeypatch.setattr(gateway, "customer_retrieve", lambda cid: {"id": cid, "object": "customer", "email": ""})
+    monkeypatch.setattr(gateway, "charge_retrieve", lambda cid: {"id": cid, "object": "charge", "customer": None})
     row = send(event(event_type, obj))
     assert row.status in APPLIED, (row.status, row.last_error)
 
@@ -436,3 +438,24 @@ def test_the_new_states_have_their_own_words_on_the_manage_page_and_the_admin(cu
     admin = admin_client.get(f"/admin/billing_console/customer/{customer.pk}/change/").content.decode()
     reason = customer_entitlement(customer).reason
     assert f"[{reason}]" in admin and "No - there is no subscription" not in admin
+
+
+def test_a_dispute_naming_its_charge_by_id_reads_the_charge_before_the_transaction(customer, send, stripe_settings,
+                                                                                 monkeypatch):
+    stripe_settings.OPS_EMAIL = "ops@console.test"
+    send(event("invoice.paid", invoice(id="in_byid", customer="cus_life", subscription_id="sub_life", status="paid"),
+               created=int(time.time()) - 100))
+    reads = []
+
+    def charge_retrieve(charge_id):
+        reads.append(len(connection.savepoint_ids))
+        return {**stripe_object("charge"), "id": charge_id, "customer": "cus_life", "amount": 900,
+                "created": int(time.time())}
+
+    monkeypatch.setattr(gateway, "charge_retrieve", charge_retrieve)
+    send(event("charge.dispute.created", stripe_object("dispute", id="dp_byid", charge="ch_byid", amount=900)))
+    row = Dispute.objects.get(stripe_id="dp_byid")
+    assert reads == [0]  # outside the receivers' transaction (a savepoint inside the test's own)
+    assert (row.customer, row.charge_id, row.invoice_id) == (customer, "ch_byid", "in_byid")
+    customer.refresh_from_db()
+    assert customer.dispute_open and emails_to("ops@console.test")
