@@ -60,7 +60,7 @@ def manage_link_read(token: str) -> Customer:
 # Each request is a ManageLinkDelivery row made in the caller's transaction; the send runs after commit in a
 # django-q2 task and, when it fails, again from the "manage_link_delivery_retry" cron with doubling waits.
 DELIVER_TASK = "billing_console.stripe.tasks.manage_link_deliver"
-REASONS = ("checkout", "recover", "support")
+REASONS = ("checkout", "subscription", "recover", "support")
 
 
 def manage_link_delivery_request(*, customer: Customer, reason: str, actor_type: str, actor: str = "",

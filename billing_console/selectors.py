@@ -23,6 +23,9 @@ class Reason:
     CANCELED = "CANCELED"
     EXPIRED = "EXPIRED"  # period (plus offline grace) ran out without a renewal we know of
     INCOMPLETE = "INCOMPLETE"  # first payment never completed
+    UNPAID = "UNPAID"  # retries ran out and Stripe keeps the subscription open but unpaid
+    PAUSED = "PAUSED"  # paused (status, or pause_collection): PAUSED_SUBSCRIPTION_ENTITLED decides
+    DISPUTED = "DISPUTED"  # an open dispute, when DISPUTE_LOCKS_ACCESS is on
     NO_SUBSCRIPTION = "NO_SUBSCRIPTION"
 
 
@@ -115,6 +118,12 @@ def customer_entitlement(customer: Customer, *, now: datetime | None = None) -> 
         return result(False, Reason.CANCELED)
     if status == SubscriptionStatus.INCOMPLETE:
         return result(False, Reason.INCOMPLETE)
+    if status == SubscriptionStatus.UNPAID:
+        return result(False, Reason.UNPAID)
+    if customer.dispute_open and settings.DISPUTE_LOCKS_ACCESS:
+        return result(False, Reason.DISPUTED)
+    if status == SubscriptionStatus.PAUSED or customer.collection_paused:
+        return result(bool(settings.PAUSED_SUBSCRIPTION_ENTITLED), Reason.PAUSED)
     if grace_ends_at and now > grace_ends_at:
         return result(False, Reason.EXPIRED)
     if state == Customer.AccessState.SOFT_LOCKED:

@@ -243,13 +243,20 @@ STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
 STRIPE_EVENT_PROCESSING_LEASE_SECONDS = env.int("STRIPE_EVENT_PROCESSING_LEASE_SECONDS", default=600)
 # A stored event still unprocessed after this many seconds (its enqueue was lost) is picked up by the retry cron.
 STRIPE_EVENT_ENQUEUE_GRACE_SECONDS = env.int("STRIPE_EVENT_ENQUEUE_GRACE_SECONDS", default=120)
-# Which events are mirrored into dj-stripe's tables (its sync, which re-reads the object from Stripe)
-# before the console's receivers run: type prefixes, "all" or "none". The console keeps its own state,
-# and reads dj-stripe's mirror only for products and prices (the pricing page); mirroring everything
-# costs a Stripe round trip and ~20 SQL statements per event.
-_sync = [t.strip() for t in env.list("STRIPE_DJSTRIPE_SYNC", default=[]) if t.strip()] or ["product", "price", "plan"]
+# Which events are mirrored into dj-stripe's tables: type prefixes, "all" or "none". The mirror is built from
+# each event's payload (no re-read) by its own task after the event is applied, so it never slows or
+# blocks the console (billing_console.stripe.mirror). Default: every billing type the console receives.
+_MIRROR_DEFAULT = ["customer", "invoice", "invoiceitem", "price", "product", "payment_method", "charge", "refund",
+                  "coupon"]
+_sync = [t.strip() for t in env.list("STRIPE_DJSTRIPE_SYNC", default=[]) if t.strip()] or _MIRROR_DEFAULT
 STRIPE_DJSTRIPE_SYNC = (["*"] if any(t.lower() in ("all", "*", "true") for t in _sync)
                         else [] if any(t.lower() in ("none", "false") for t in _sync) else _sync)
+# A paused subscription (status "paused" after a trial without a card, or pause_collection set): whether
+# the customer keeps the product meanwhile. Off: a pause stops access until it is resumed.
+PAUSED_SUBSCRIPTION_ENTITLED = env.bool("PAUSED_SUBSCRIPTION_ENTITLED", default=False)
+# Whether an open dispute (chargeback) locks the customer out (hard lock) until it is closed. Off: support
+# is alerted and the customer page is flagged, access is unchanged.
+DISPUTE_LOCKS_ACCESS = env.bool("DISPUTE_LOCKS_ACCESS", default=False)
 # Where Stripe sends the buyer after Checkout and the Customer Portal ({CHECKOUT_SESSION_ID} is filled by Stripe).
 BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="") or f"{SITE_URL}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
 BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="") or f"{SITE_URL}/checkout/cancel"

@@ -86,7 +86,8 @@ def deployments_due(*, latest_version: str, ids: list | None = None, now: dateti
         qs = qs.filter(pk__in=ids)
     qs = (deployments_behind(qs, latest_version).select_related("customer")
           .only("id", "pinned_version", "current_version", "customer__subscription_id", "customer__subscription_status",
-                "customer__access_state", "customer__plan", "customer__current_period_end")
+                "customer__access_state", "customer__plan", "customer__current_period_end",
+                "customer__collection_paused", "customer__dispute_open")
           .order_by("created_at"))
     return [(d.pk, d.wanted) for d in qs.iterator(chunk_size=2000) if customer_entitlement(d.customer, now=now).entitled]
 

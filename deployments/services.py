@@ -365,7 +365,8 @@ def deployments_sync_pauses(*, customer: Customer | None = None, actor_type: str
     counts = {"auto_paused": 0, "auto_resumed": 0}
     for d in qs.select_related("customer").only("id", "paused", "paused_by", "customer__access_state",
                                                  "customer__subscription_id", "customer__subscription_status",
-                                                 "customer__plan", "customer__current_period_end").iterator():
+                                                 "customer__plan", "customer__current_period_end",
+                                                 "customer__collection_paused", "customer__dispute_open").iterator():
         lock = customer_lock_reason(d.customer)
         if lock and not d.paused:
             deployment_pause(deployment=d, actor_type=actor_type, actor=actor, by=PausedBy.AUTO_LOCK,

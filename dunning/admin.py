@@ -96,8 +96,8 @@ class DunningActionForm(helpers.ActionForm):
 class DunningCaseAdmin(ServiceOnlyAdmin):
     inlines = [DunningStepLogInline]
     action_form = DunningActionForm
-    list_display = ("invoice_id", "customer", "status", "opened_at", "days_past_due", "next_step_at", "steps_sent",
-                    "steps_failed", "policy", "customer_access")
+    list_display = ("invoice_id", "customer", "status", "payment_problem", "opened_at", "days_past_due",
+                    "next_step_at", "steps_sent", "steps_failed", "policy", "customer_access")
     list_filter = ("status", DaysPastDueFilter, "policy")
     search_fields = ("invoice_id", "subscription_id", "stripe_customer_id", "customer__email")
     date_hierarchy = "opened_at"
@@ -106,6 +106,10 @@ class DunningCaseAdmin(ServiceOnlyAdmin):
 
     def get_queryset(self, request):
         return dunning_cases_for_admin()
+
+    @admin.display(description="problem")
+    def payment_problem(self, obj):
+        return "Action required (3-D Secure)" if obj.action_required_at else "Declined"
 
     @admin.display(description="days past due")
     def days_past_due(self, obj):
@@ -232,6 +236,10 @@ class CustomerDunningCaseInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="problem")
+    def payment_problem(self, obj):
+        return "Action required (3-D Secure)" if obj.action_required_at else "Declined"
 
     @admin.display(description="days past due")
     def days_past_due(self, obj):

@@ -121,6 +121,8 @@ class DunningCase(models.Model):
     currency = models.CharField(max_length=3, blank=True)
     hosted_invoice_url = models.URLField(max_length=1000, blank=True)
     attempt_count = models.PositiveIntegerField(default=0, help_text="Stripe's payment attempts on the invoice.")
+    # The payment needs the customer to authenticate (3-D Secure): not a decline; they were sent the link.
+    action_required_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(help_text="The first failure.")
     last_failure_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)

@@ -117,7 +117,7 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
     and never granted access), or no console customer matches (e.g. a checkout declined before it
     completed). Failing the event instead would also roll back the other apps' receivers.
     """
-    invoice_id = invoice.get("id") or ""
+    invoice_id = invoice.get("id") if isinstance(invoice.get("id"), str) else ""
     if not invoice_id.startswith("in_"):
         log.warning("payment_failed without an invoice id ignored: %r", invoice_id[:64],
                     extra={"event": "dunning_bad_invoice"})
@@ -217,6 +217,48 @@ def dunning_invoice_paid(*, invoice_id: str, paid_at: datetime, actor: str = "")
         return None
     return dunning_case_close(case=case, status=DunningCase.Status.RECOVERED, reason="recovered",
                               actor_type=AuditEvent.ActorType.STRIPE, actor=actor, at=paid_at)
+
+
+def dunning_invoice_voided(*, invoice_id: str, at: datetime, actor: str = "") -> DunningCase | None:
+    """invoice.voided: nothing is owed on it any more; its case closes (canceled) and reminders stop."""
+    case = DunningCase.objects.filter(invoice_id=invoice_id, status__in=DunningCase.ACTIVE).first()
+    if case is None:
+        return None
+    return dunning_case_close(case=case, status=DunningCase.Status.CANCELED, reason="invoice_voided",
+                              actor_type=AuditEvent.ActorType.STRIPE, actor=actor, at=at)
+
+
+def dunning_invoice_uncollectible(*, invoice_id: str, at: datetime, actor: str = "") -> DunningCase | None:
+    """invoice.marked_uncollectible: Stripe gave up collecting; the case is exhausted and no reminder is sent."""
+    with transaction.atomic():
+        case = DunningCase.objects.select_for_update().filter(invoice_id=invoice_id, status=DunningCase.Status.OPEN).first()
+        if case is None:
+            return None
+        case.status, case.exhausted_at, case.next_step_at = DunningCase.Status.EXHAUSTED, at, None
+        case.save(update_fields=["status", "exhausted_at", "next_step_at", "updated_at"])
+        skipped = DunningStepLog.objects.filter(case=case, status=DunningStepLog.Status.QUEUED).update(
+            status=DunningStepLog.Status.SKIPPED, reason="invoice_uncollectible", detail="Stripe marked the invoice uncollectible.",
+            next_retry_at=None, updated_at=timezone.now())
+        audit_log(actor_type=AuditEvent.ActorType.STRIPE, actor=actor, action="dunning.case_exhausted", target=case,
+                  customer=case.customer, data={"reason": "invoice_uncollectible", "steps_skipped": skipped})
+    return case
+
+
+def dunning_invoice_action_required(*, invoice: dict, at: datetime, actor: str = "") -> DunningCase | None:
+    """invoice.payment_action_required: the payment waits for the customer to authenticate (3-D Secure).
+    The case is opened as for a failure (reminders carry the pay link) and marked "action required",
+    so support and the reminders know the card was not declined."""
+    case = dunning_case_open(invoice=invoice, failed_at=at, actor=actor)
+    if case is None:
+        return None
+    with transaction.atomic():
+        case = DunningCase.objects.select_for_update().get(pk=case.pk)
+        if case.action_required_at is None:
+            case.action_required_at = at
+            case.save(update_fields=["action_required_at", "updated_at"])
+            audit_log(actor_type=AuditEvent.ActorType.STRIPE, actor=actor, action="dunning.action_required",
+                      target=case, customer=case.customer, data={"invoice": case.invoice_id})
+    return case
 
 
 def dunning_subscription_changed(*, subscription_id: str, status: str, changed_at: datetime,

@@ -29,3 +29,20 @@ def subscription_changed(event: dict) -> None:
     services.dunning_subscription_changed(subscription_id=subscription.get("id", ""),
                                           status=subscription.get("status", ""), changed_at=_at(event),
                                           actor=event.get("id", ""))
+
+
+@receiver("invoice.payment_action_required", stage=Stage.DUNNING)
+def invoice_payment_action_required(event: dict) -> None:
+    services.dunning_invoice_action_required(invoice=event_object(event), at=_at(event), actor=event.get("id", ""))
+
+
+@receiver("invoice.voided", stage=Stage.DUNNING)
+def invoice_voided(event: dict) -> None:
+    services.dunning_invoice_voided(invoice_id=event_object(event).get("id", ""), at=_at(event),
+                                    actor=event.get("id", ""))
+
+
+@receiver("invoice.marked_uncollectible", stage=Stage.DUNNING)
+def invoice_marked_uncollectible(event: dict) -> None:
+    services.dunning_invoice_uncollectible(invoice_id=event_object(event).get("id", ""), at=_at(event),
+                                           actor=event.get("id", ""))

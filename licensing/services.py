@@ -75,7 +75,9 @@ def license_ensure(*, customer: Customer, actor_type: str, actor: str = "", rebu
                 log.warning("no licence for subscription %s: plan %r is not configured", customer.subscription_id,
                             entitlement.plan, extra={"event": "license_plan_unknown", "customer": customer.pk})
             return lic
-        values = {"plan": entitlement.plan, "max_devices": plan["max_devices"],
+        # The plan's devices per unit of quantity. A lower limit never deactivates a device already active:
+        # those keep working, and a new one is refused until the count is under the limit.
+        values = {"plan": entitlement.plan, "max_devices": plan["max_devices"] * max(customer.quantity, 1),
                   "offline_grace_days": plan["offline_grace_days"]}
         if lic is None:
             if not entitlement.entitled:
@@ -95,8 +97,14 @@ def license_ensure(*, customer: Customer, actor_type: str, actor: str = "", rebu
         for name, value in changed.items():
             setattr(lic, name, value)
         lic.save(update_fields=[*changed, "updated_at"])
+        data = {"from": before, "to": changed}
+        if "max_devices" in changed:
+            from licensing.selectors import active_device_count
+
+            data["active_devices"] = active = active_device_count(lic)
+            data["over_limit_kept"] = max(active - lic.max_devices, 0)
         audit_log(actor_type=actor_type, actor=actor, action="license.plan_changed", target=lic, customer=customer,
-                  data={"from": before, "to": changed})
+                  data=data)
         return lic
 
 

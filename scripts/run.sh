@@ -88,8 +88,8 @@ fi
 stage "Applying database migrations (a new database takes a minute or two: dj-stripe has many) ..."
 # App log lines (INFO) from post-migrate hooks stay out of migrate's own progress lines.
 LOG_LEVEL=WARNING $PY manage.py migrate --noinput
-stage "Preparing the cache table, the crons and the webhook endpoint ..."
-# One process for the three commands (each start of Django costs seconds). The webhook endpoint
+stage "Preparing the cache table, the crons, the webhook endpoint and the price list ..."
+# One process for the four commands (each start of Django costs seconds). The webhook endpoint
 # (SITE_URL/api/billing/webhook + its signing secret) is skipped, with a note, when no secret is set.
 LOG_LEVEL=WARNING $PY manage.py shell -c "
 from django.core.management import CommandError, call_command
@@ -99,6 +99,10 @@ try:
     call_command('setup_webhook_endpoint')
 except CommandError as exc:
     print(f'Webhook endpoint not recorded ({exc}): set STRIPE_WEBHOOK_SECRET (see README, Stripe).')
+try:
+    call_command('sync_catalog')
+except CommandError as exc:
+    print(f'Products and prices not mirrored ({exc}): the pricing page shows no amounts until they are.')
 "
 
 stage "Starting the web server and the task cluster ..."

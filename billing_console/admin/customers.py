@@ -1,6 +1,7 @@
 """Core admin: customers (one screen: identity, entitlement, subscription, checkouts, Stripe events,
 audit), checkout attempts, the Stripe event inbox, audit and cron history. Nothing secret is shown."""
 import json
+from datetime import datetime, timezone as dt_timezone
 
 from django import forms
 from django.contrib import admin, messages
@@ -16,12 +17,55 @@ from billing_console.admin.base import ReadOnlyAdmin, counted, run_for_each
 from billing_console.errors import ServiceError
 from billing_console.manage_links import manage_link_delivery_request
 from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, ManageLinkDelivery, WebhookEvent
+from billing_console.invoicing.services import money_format
 from billing_console.ops.logging import redact
 from billing_console.phones import customer_change_phone
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_change_email, customer_rotate_manage_salt
 from billing_console.stripe.inbox import webhook_events_replay
+from billing_console.stripe.mirror import webhook_events_mirror_again
 from billing_console.stripe.subscriptions import customer_resync
+
+def customer_payments_html(customer: Customer):
+    """Disputes (the console's record), then dj-stripe's mirror of payment methods, charges and refunds.
+    dj-stripe 2.11 keeps most fields only in the Stripe object it stores (`stripe_data`), read here."""
+    from djstripe.models import Charge, PaymentMethod, Refund
+
+    parts = []
+    disputes = list(customer.disputes.all()[:10])
+    parts.append(format_html("<div><b>Disputes</b>: {}</div>", "none" if not disputes else ""))
+    parts += [format_html("<div>{} {} {} {} {}{}</div>", d.opened_at.strftime("%Y-%m-%d"), d.stripe_id,
+                          money_format(d.amount, d.currency or "usd"), d.reason or "-",
+                          d.get_outcome_display() if d.outcome else f"open ({d.status})",
+                          f" - evidence due {d.evidence_due_by:%Y-%m-%d}" if d.evidence_due_by and not d.outcome else "")
+              for d in disputes]
+    cus = customer.stripe_customer_id or ""
+    if not cus:
+        return format_html_join("", "{}", ((p,) for p in parts))
+    methods = [m.stripe_data or {} for m in PaymentMethod.objects.filter(customer__id=cus).order_by("-created")[:5]]
+    charges = [c.stripe_data or {} for c in Charge.objects.filter(customer__id=cus).order_by("-created")[:10]]
+    refunds = [r.stripe_data or {} for r in Refund.objects.filter(charge__customer__id=cus).order_by("-created")[:10]]
+
+    def card(pm: dict) -> str:
+        details = pm.get("card") or {}
+        return f"{details.get('brand') or pm.get('type') or 'method'} ...{details.get('last4') or ''}"
+
+    def when(obj: dict) -> str:
+        return datetime.fromtimestamp(int(obj.get("created") or 0), tz=dt_timezone.utc).strftime("%Y-%m-%d")
+
+    parts.append(format_html("<div><b>Payment methods</b>: {}</div>", ", ".join(map(card, methods)) or "none mirrored"))
+    parts.append(format_html("<div><b>Charges</b>: {}</div>", "none mirrored" if not charges else ""))
+    parts += [format_html("<div>{} {} {} {}{}{}</div>", when(c), c.get("id"),
+                          money_format(int(c.get("amount") or 0), c.get("currency") or "usd"), c.get("status") or "",
+                          f", refunded {money_format(int(c['amount_refunded']), c.get('currency') or 'usd')}"
+                          if c.get("amount_refunded") else "", ", disputed" if c.get("disputed") else "")
+              for c in charges]
+    parts.append(format_html("<div><b>Refunds</b>: {}</div>", "none mirrored" if not refunds else ""))
+    parts += [format_html("<div>{} {} {} {} {}</div>", when(r), r.get("id"),
+                          money_format(int(r.get("amount") or 0), r.get("currency") or "usd"), r.get("status") or "",
+                          r.get("reason") or "") for r in refunds]
+    return format_html_join("", "{}", ((p,) for p in parts))
+
 
 def register_customer_inline(inline_class):
     """Apps add their section to the customer page (licences, deployments, dunning) without the core
@@ -85,7 +129,8 @@ class CustomerAdmin(admin.ModelAdmin):
                        "access_state", "access_state_changed_at", "created_at", "updated_at", "recent_stripe_events",
                        "recent_audit_events",
                        # Changed only through customer_change_phone ("Change phone"), which audits old and new.
-                       "phone", "phone_invalid", "phone_consent_at")
+                       "phone", "phone_invalid", "phone_consent_at", "trial_end", "collection_paused", "quantity",
+                       "discount_shown", "dispute_open", "payments_mirrored")
     fieldsets = (
         ("Identity", {"fields": ("email", "name", "phone", "phone_invalid", "phone_consent_at", "cohort", "stripe_customer_id", "created_at",
                                  "updated_at")}),
@@ -93,7 +138,9 @@ class CustomerAdmin(admin.ModelAdmin):
         ("Entitlement", {"fields": ("entitlement", "access_state", "access_state_changed_at"), "classes": ("collapse",)}),
         ("Subscription (as Stripe last said)", {"classes": ("collapse",), "fields": (
             "subscription_id", "subscription_status", "plan", "price_id", "current_period_end",
-            "cancel_at_period_end", "subscription_state_at")}),
+            "cancel_at_period_end", "subscription_state_at", "trial_end", "collection_paused", "quantity",
+            "discount_shown")}),
+        ("Payments, refunds and disputes", {"fields": ("dispute_open", "payments_mirrored")}),
         ("Recent Stripe events", {"fields": ("recent_stripe_events",)}),
         ("Recent audit events", {"fields": ("recent_audit_events",)}),
     )
@@ -105,6 +152,22 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.display(description="Stripe customer")
     def stripe_customer_id(self, obj):
         return obj.stripe_customer_id or "-"
+
+    @admin.display(description="Discount")
+    def discount_shown(self, obj):
+        d = obj.discount or {}
+        if not d:
+            return "-"
+        off = f"{d['percent_off']}% off" if d.get("percent_off") else (
+            money_format(int(d["amount_off"]), d.get("currency") or "usd") + " off" if d.get("amount_off") else "")
+        return " ".join(x for x in (d.get("name") or d.get("coupon") or d.get("discount") or "", off,
+                                    f"({d['duration']})" if d.get("duration") else "") if x)
+
+    @admin.display(description="From Stripe")
+    def payments_mirrored(self, obj):
+        """Disputes (the console's record), then dj-stripe's mirror of payment methods, charges and refunds:
+        four queries whatever the customer has."""
+        return customer_payments_html(obj)
 
     @admin.display(description="May use the product now?")
     def entitlement(self, obj):
@@ -261,6 +324,9 @@ def entitlement_in_words(ent) -> str:
         Reason.EXPIRED: f"No - the paid period and offline grace ended ({grace}) without a renewal we know of.",
         Reason.INCOMPLETE: "No - the first payment was never completed.",
         Reason.NO_SUBSCRIPTION: "No - there is no subscription.",
+        Reason.UNPAID: "No - Stripe's retries ran out; the subscription is unpaid until an invoice is paid.",
+        Reason.PAUSED: ("Yes" if ent.entitled else "No") + " - the subscription is paused (PAUSED_SUBSCRIPTION_ENTITLED).",
+        Reason.DISPUTED: "No - a payment is disputed and DISPUTE_LOCKS_ACCESS is on.",
     }
     return f"{words.get(ent.reason, ent.reason)} [{ent.reason}]"
 
@@ -306,14 +372,15 @@ def redacted_payload(value):
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdmin):
     list_display = ("stripe_id", "type", "status", "attempts", "deliveries", "stripe_created", "received_at",
-                    "error_short")
-    list_filter = ("status", "type")
+                    "mirror", "error_short")
+    list_filter = ("status", "mirror", "type")
     search_fields = ("=stripe_id", "=object_id")
     date_hierarchy = "stripe_created"
     show_full_result_count = False
-    actions = ["replay"]
+    actions = ["replay", "mirror_again"]
     fields = ("stripe_id", "type", "status", "object_id", "livemode", "api_version", "stripe_created", "received_at",
-              "processed_at", "attempts", "deliveries", "next_attempt_at", "last_error", "payload_pretty")
+              "processed_at", "attempts", "deliveries", "next_attempt_at", "last_error", "mirror", "mirrored_at",
+              "mirror_error", "payload_pretty")
     readonly_fields = fields
 
     def get_queryset(self, request):
@@ -323,7 +390,8 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Error")
     def error_short(self, obj):
-        return (obj.last_error[:100] + ("..." if len(obj.last_error) > 100 else "")) if obj.last_error else ""
+        error = obj.last_error or obj.mirror_error
+        return (error[:100] + ("..." if len(error) > 100 else "")) if error else ""
 
     @admin.display(description="Payload")
     def payload_pretty(self, obj):
@@ -335,8 +403,14 @@ class WebhookEventAdmin(ReadOnlyAdmin):
         actor_type, actor = actor_of(request.user)
         counts = webhook_events_replay(events=list(queryset.defer("payload")), actor_type=actor_type, actor=actor)
         level = messages.WARNING if counts["failed"] else messages.SUCCESS
-        self.message_user(request, f"{counted(counts['processed'], 'event')} processed, {counts['failed']} failed again, "
-                                   f"{counts['skipped']} skipped.", level)
+        self.message_user(request, f"{counted(counts['processed'], 'event')} processed, {counts['ignored']} ignored (no receiver), "
+                                   f"{counts['failed']} failed again, {counts['skipped']} skipped.", level)
+
+    @admin.action(description="Mirror into dj-stripe again", permissions=["replay"])
+    def mirror_again(self, request, queryset):
+        # One task for the whole selection: the mirror applies events in created order.
+        n = webhook_events_mirror_again(events=list(queryset.only("pk")))
+        self.message_user(request, f"{counted(n, 'event')} queued for the dj-stripe mirror.", messages.SUCCESS)
 
     def has_replay_permission(self, request):
         return request.user.has_perm("billing_console.change_webhookevent") or request.user.is_superuser

@@ -243,7 +243,7 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
     # --- the console's side: one query per table, into dicts ---
     customers_qs = Customer.objects.only(
         "id", "email", "stripe_customer", "subscription_id", "subscription_status", "plan", "current_period_end",
-        "access_state", "cohort")
+        "access_state", "cohort", "collection_paused", "dispute_open")
     if scope.stripe_customer_id:
         customers_qs = customers_qs.filter(stripe_customer_id=scope.stripe_customer_id)
     customers = list(customers_qs.order_by())  # no ORDER BY: the dicts need none, and sorting costs n log n

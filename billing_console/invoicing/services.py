@@ -76,6 +76,18 @@ def invoice_tax(obj: dict) -> int:
     return _int(obj, "tax")
 
 
+def invoice_discount(obj: dict) -> int:
+    """The sum of the invoice's discounts (`total_discount_amounts`), minor units."""
+    total = 0
+    for item in obj.get("total_discount_amounts") or []:
+        if isinstance(item, dict):
+            try:
+                total += int(item.get("amount") or 0)
+            except (TypeError, ValueError):
+                continue
+    return total
+
+
 def invoice_fields_from_stripe(obj: dict) -> dict:
     """The Invoice columns read from Stripe's invoice object (amounts in minor units)."""
     if not isinstance(obj, dict) or obj.get("object") != "invoice":
@@ -106,6 +118,7 @@ def invoice_fields_from_stripe(obj: dict) -> dict:
         "total": _int(obj, "total"),
         "amount_due": _int(obj, "amount_due"),
         "amount_paid": _int(obj, "amount_paid"),
+        "discount": invoice_discount(obj),
         "period_start": _ts(obj.get("period_start")),
         "period_end": _ts(obj.get("period_end")),
         "hosted_invoice_url": (obj.get("hosted_invoice_url") or "")[:1000],

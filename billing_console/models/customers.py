@@ -52,6 +52,15 @@ class Customer(models.Model):
     price_id = models.CharField(max_length=255, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    # pause_collection is set on a running subscription: invoices are not collected (see PAUSED_SUBSCRIPTION_ENTITLED).
+    collection_paused = models.BooleanField(default=False)
+    trial_end = models.DateTimeField(null=True, blank=True)
+    quantity = models.PositiveIntegerField(default=1, help_text="Seats on the subscription's price.")
+    # The discount Stripe applies to the subscription or customer, as shown to the customer and support:
+    # {"coupon", "name", "percent_off", "amount_off" (minor units), "currency", "duration", "end"}.
+    discount = models.JSONField(default=dict, blank=True)
+    # An open dispute (chargeback) on one of the customer's payments (see DISPUTE_LOCKS_ACCESS).
+    dispute_open = models.BooleanField(default=False)
     # Watermark: the Stripe timestamp of the newest state applied, so a late event never moves back.
     subscription_state_at = models.DateTimeField(null=True, blank=True)
     # The same for email and name: the Stripe time of the newest customer object applied.

@@ -55,6 +55,13 @@ class WebhookEvent(models.Model):
         PROCESSING = "processing", "Processing"
         PROCESSED = "processed", "Processed"
         FAILED = "failed", "Failed"
+        IGNORED = "ignored", "Ignored (no receiver for this type)"
+
+    class Mirror(models.TextChoices):
+        NONE = "", "Not mirrored"
+        DUE = "due", "Due"
+        DONE = "done", "Mirrored"
+        FAILED = "failed", "Mirror failed (warning)"
 
     stripe_id = models.CharField(max_length=255)
     type = models.CharField(max_length=100)
@@ -70,6 +77,10 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     deliveries = models.PositiveIntegerField(default=1, help_text="How many times Stripe delivered it.")
+    # dj-stripe's mirror runs after the event is applied, in its own task (billing_console.stripe.mirror).
+    mirror = models.CharField(max_length=8, choices=Mirror.choices, default=Mirror.NONE, blank=True)
+    mirrored_at = models.DateTimeField(null=True, blank=True)
+    mirror_error = models.TextField(blank=True)
 
     class Meta:
         # Every index costs each webhook's INSERT: only the lookups the console makes, and no LIKE
@@ -77,7 +88,10 @@ class WebhookEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["stripe_id"], name="webhookevent_stripe_id_unique")]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhookevent_status_next"),
                    models.Index(fields=["type"], name="webhookevent_type"),
-                   models.Index(fields=["object_id"], name="webhookevent_object_id")]
+                   models.Index(fields=["object_id"], name="webhookevent_object_id"),
+                   # Only the events waiting for the mirror: empty in a steady state, never touched by the INSERT.
+                   models.Index(fields=["stripe_created"], name="webhookevent_mirror_due",
+                                condition=models.Q(mirror="due"))]
         ordering = ["-stripe_created"]
 
     def __str__(self):

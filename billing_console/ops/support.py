@@ -24,7 +24,7 @@ SUPPORT_GROUP = "support"
 CONSOLE_APPS = ("billing_console", "licensing", "deployments", "dunning", "analytics")
 # Models whose rows support changes through the admin's actions (every other console model: view only).
 SUPPORT_CHANGES = {
-    "billing_console": ("customer", "webhookevent", "invoice", "driftitem"),
+    "billing_console": ("customer", "webhookevent", "invoice", "driftitem", "unlinkedsubscription"),
     "licensing": ("license", "deviceactivation"),
     "deployments": ("deployment", "publishversion"),
     "dunning": ("dunningcase", "customerdunning", "dunningsteplog"),

@@ -32,9 +32,10 @@ def _prices() -> dict[str, tuple[int, str, str]]:
     try:
         from djstripe.models import Price
 
-        rows = Price.objects.filter(id__in=ids).values_list("id", "unit_amount", "currency", "recurring")
-        return {pid: (amount, currency, (recurring or {}).get("interval", "month")) for pid, amount, currency, recurring in rows
-                if amount is not None}
+        # dj-stripe 2.11 keeps a price's amount and interval only in the Stripe object it stores.
+        rows = Price.objects.filter(id__in=ids).values_list("id", "currency", "stripe_data")
+        return {pid: (int(data["unit_amount"]), currency, (data.get("recurring") or {}).get("interval", "month"))
+                for pid, currency, data in rows if (data or {}).get("unit_amount") is not None}
     except Exception:  # the mirror is optional: the page still sells without the amounts
         return {}
 

@@ -37,13 +37,14 @@ class CatchUpReport:
     new: int = 0
     already_processed: int = 0
     processed: int = 0
+    ignored: int = 0
     failed: int = 0
     skipped: int = 0
     failed_ids: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {"listed": self.listed, "new": self.new, "already_processed": self.already_processed,
-                "processed": self.processed, "failed": self.failed, "skipped": self.skipped}
+                "processed": self.processed, "ignored": self.ignored, "failed": self.failed, "skipped": self.skipped}
 
 
 def catch_up_window(*, since: datetime | None = None, days: int | None = None, now: datetime | None = None) -> datetime | None:
@@ -88,7 +89,7 @@ def stripe_events_catch_up(*, since: datetime | None = None) -> CatchUpReport:
         if row is None:
             row, created = webhook_event_store(event=event, enqueue=False)
             report.new += int(created)
-        if row.status == WebhookEvent.Status.PROCESSED:
+        if row.status in (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED):
             report.already_processed += 1
             continue
         # A failed event waiting for its backoff is applied now: the operator asked for it.

@@ -199,6 +199,14 @@ def checkout_session_complete(*, session: dict, event_created: datetime | None,
         email = so.session_email(session) or (attempt.recovery_email if attempt else "")
         stripe_customer_id = so.obj_id(session.get("customer"))
         sub_id = so.obj_id(session.get("subscription"))
+        known = (bool(stripe_customer_id) and Customer.objects.filter(stripe_customer_id=stripe_customer_id).exists()) \
+            or (bool(sub_id) and Customer.objects.filter(subscription_id=sub_id).exists())
+        if not email and not known:
+            # Nothing names a customer (no email, no known ids): nothing to link; a later subscription
+            # event (or support, from the unlinked list) attaches it.
+            log.warning("checkout session %s completed without an email or a known customer: not linked",
+                        session.get("id"), extra={"event": "checkout_unlinkable"})
+            return None
         customer = customer_link_stripe(stripe_customer_id=stripe_customer_id, email=email, subscription_id=sub_id,
                                         name=so.session_name(session), actor="webhook")
         phone_fields = customer_apply_stripe_phone(customer=customer, raw=so.session_phone(session), actor="webhook",

@@ -195,3 +195,15 @@ def invoices_list(params: dict | None = None) -> Iterator[dict]:
 
 def events_list(params: dict | None = None) -> Iterator[dict]:
     return _paginate("list events", lambda p: client().v1.events.list(params=p), params)
+
+
+def products_list(params: dict | None = None) -> Iterator[dict]:
+    return _paginate("list products", lambda p: client().v1.products.list(params=p), params)
+
+
+def prices_list(params: dict | None = None) -> Iterator[dict]:
+    return _paginate("list prices", lambda p: client().v1.prices.list(params=p), params)
+
+
+def charge_retrieve(charge_id: str) -> dict:
+    return _call("read a charge", lambda: client().v1.charges.retrieve(charge_id))

@@ -2,10 +2,10 @@
 
     webhook view --verify--> webhook_event_receive() --INSERT once per evt_ id--> 200
                                                       `-- async_task(process, row id), with the row
-    worker: webhook_event_process()  claim (conditional UPDATE) -> dispatch.prepare() (Stripe reads,
-            no transaction) -> one transaction:
-            dj-stripe sync, for the STRIPE_DJSTRIPE_SYNC types (savepoint; a failure is only a warning)
-            -> dispatch.dispatch() -> processed
+    worker: webhook_event_process()  claim (conditional UPDATE) -> dispatch.prepare() (Stripe reads a
+            receiver needs, outside any transaction) -> one transaction: dispatch.dispatch()
+            -> processed (or ignored: no receiver for the type), mirror due -> on commit, kick the
+            dj-stripe mirror (billing_console.stripe.mirror, its own task; a failure is a warning)
             a receiver exception rolls everything back -> failed, attempts+1, next_attempt_at (backoff)
     cron stripe_events_retry: failed-and-due, stuck in processing past the lease, never enqueued.
     replay (admin, manage.py replay_events): the same process, forced.
@@ -28,6 +28,7 @@ from billing_console.models import WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.services import audit_log
 from billing_console.stripe import dispatch as event_bus
+from billing_console.stripe import mirror
 from billing_console.stripe import objects as so
 
 log = logging.getLogger("billing_console.stripe")
@@ -45,7 +46,6 @@ def _not_enqueued_after() -> timedelta:
 
 BACKOFF_BASE_SECONDS = 60
 BACKOFF_MAX = timedelta(hours=6)
-DJSTRIPE_WARNING = "dj-stripe sync skipped: "
 
 
 class WebhookRejected(Exception):
@@ -156,29 +156,6 @@ def _error_text(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")[:2000]
 
 
-def djstripe_sync_wanted(event_type: str) -> bool:
-    """STRIPE_DJSTRIPE_SYNC names the mirrored types by prefix: "price" takes price.created, price.updated..."""
-    return any(p == "*" or event_type == p or event_type.startswith(p.rstrip(".") + ".")
-               for p in settings.STRIPE_DJSTRIPE_SYNC)
-
-
-def _djstripe_sync(event: dict) -> str:
-    """Mirror the event into dj-stripe's tables in a savepoint. Returns a warning ('' when fine):
-    one object dj-stripe cannot parse must not block the console's own receivers."""
-    if not djstripe_sync_wanted(event.get("type") or ""):
-        return ""
-    from djstripe.models import Event as DjstripeEvent
-
-    try:
-        with transaction.atomic():
-            DjstripeEvent.process(data=event)
-    except Exception as exc:
-        log.warning("dj-stripe could not sync %s %s: %s", event.get("type"), event.get("id"), type(exc).__name__,
-                    extra={"event": "djstripe_sync_failed", "stripe_event": event.get("id")})
-        return DJSTRIPE_WARNING + _error_text(exc)
-    return ""
-
-
 def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> str:
     """Apply one stored event. Returns "processed", "failed" or "skipped" (someone else has it, or it is
     done / not due). `force` (replay) also takes failed-not-due and processed events."""
@@ -187,21 +164,29 @@ def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> str:
                  | Q(status=WebhookEvent.Status.FAILED, next_attempt_at__lte=now)
                  | Q(status=WebhookEvent.Status.PROCESSING, next_attempt_at__lte=now))
     if force:
-        claimable |= Q(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.PROCESSED])
+        claimable |= Q(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.PROCESSED,
+                                   WebhookEvent.Status.IGNORED])
     claimed = WebhookEvent.objects.filter(claimable, pk=webhook_event_id).update(
         status=WebhookEvent.Status.PROCESSING, next_attempt_at=now + _processing_lease())
     if not claimed:
         return "skipped"
     row = WebhookEvent.objects.get(pk=webhook_event_id)
+    event = row.payload
+    due = mirror.mirror_due(event)
     try:
-        # Stripe reads the receivers need happen here, before the transaction takes any row lock.
-        event = event_bus.prepare(row.payload)
+        # Reads Stripe when a receiver needs more than the payload (a subscription's customer email):
+        # here, before the transaction, never while the receivers hold row locks.
+        event = event_bus.prepare(event)
         with transaction.atomic():
-            warning = _djstripe_sync(row.payload)
             ran = event_bus.dispatch(event)
+            # A type no receiver handles is stored and deliberately ignored, never failed.
+            status = WebhookEvent.Status.PROCESSED if ran else WebhookEvent.Status.IGNORED
             WebhookEvent.objects.filter(pk=row.pk).update(
-                status=WebhookEvent.Status.PROCESSED, processed_at=timezone.now(), attempts=F("attempts") + 1,
-                last_error=warning, next_attempt_at=None)
+                status=status, processed_at=timezone.now(), attempts=F("attempts") + 1,
+                last_error="", next_attempt_at=None,
+                **({"mirror": WebhookEvent.Mirror.DUE, "mirror_error": ""} if due else {}))
+            if due:
+                transaction.on_commit(mirror.mirror_kick, robust=True)
     except Exception as exc:
         attempts = row.attempts + 1
         retry_at = now + _backoff(attempts) if attempts < settings.STRIPE_EVENT_MAX_ATTEMPTS else None
@@ -211,6 +196,10 @@ def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> str:
                     exc_info=True, extra={"event": "webhook_failed", "stripe_event": row.stripe_id,
                                           "stripe_type": row.type, "attempts": attempts})
         return "failed"
+    if not ran:
+        log.info("stripe event %s (%s) ignored: no receiver", row.stripe_id, row.type,
+                 extra={"event": "webhook_ignored", "stripe_event": row.stripe_id, "stripe_type": row.type})
+        return "ignored"
     log.info("stripe event %s (%s) processed by %s receiver(s)", row.stripe_id, row.type, ran,
              extra={"event": "webhook_processed", "stripe_event": row.stripe_id, "stripe_type": row.type})
     return "processed"
@@ -224,7 +213,7 @@ def webhook_events_retry_due(*, limit: int = 500) -> dict:
            .filter(Q(status__in=[WebhookEvent.Status.FAILED, WebhookEvent.Status.PROCESSING], next_attempt_at__lte=now)
                    | Q(status=WebhookEvent.Status.RECEIVED, received_at__lte=now - _not_enqueued_after()))
            .order_by("stripe_created", "pk").values_list("pk", flat=True)[:limit])
-    counts = {"processed": 0, "failed": 0, "skipped": 0}
+    counts = {"processed": 0, "ignored": 0, "failed": 0, "skipped": 0}
     for pk in list(due):
         counts[webhook_event_process(webhook_event_id=pk)] += 1
     return counts
@@ -232,7 +221,7 @@ def webhook_events_retry_due(*, limit: int = 500) -> dict:
 
 def webhook_events_replay(*, events: QuerySet | list[WebhookEvent], actor_type: str, actor: str = "") -> dict:
     """Re-run processing for these events through the same path (admin action, replay_events)."""
-    counts = {"processed": 0, "failed": 0, "skipped": 0}
+    counts = {"processed": 0, "ignored": 0, "failed": 0, "skipped": 0}
     for row in sorted(events, key=lambda r: (r.stripe_created, r.pk)):
         with transaction.atomic():
             audit_log(actor_type=actor_type, actor=actor, action="webhook_event.replayed", target=row,

@@ -73,6 +73,43 @@ def subscription_price_id(sub: dict) -> str:
     return obj_id(sub.get("plan"))
 
 
+def subscription_quantity(sub: dict) -> int:
+    """Seats of the subscription's first item (the console sells one price per subscription)."""
+    for item in subscription_items(sub):
+        try:
+            return max(int(item.get("quantity") or 1), 1)
+        except (TypeError, ValueError):
+            return 1
+    return 1
+
+
+def discount_summary(discount) -> dict:
+    """What a page needs of a Stripe discount (expanded coupon, or the current API's `source.coupon`)."""
+    if not isinstance(discount, dict):
+        return {}
+    coupon = discount.get("coupon") or (discount.get("source") or {}).get("coupon")
+    if not isinstance(coupon, dict):
+        return {"coupon": obj_id(coupon)} if coupon else {}
+    return {"coupon": coupon.get("id") or "", "name": coupon.get("name") or "",
+            "percent_off": coupon.get("percent_off"), "amount_off": coupon.get("amount_off"),
+            "currency": coupon.get("currency") or "", "duration": coupon.get("duration") or "",
+            "end": discount.get("end")}
+
+
+def subscription_discount(sub: dict) -> dict:
+    """The subscription's first discount ({} when none; a discount only named by id gives its id)."""
+    discounts = sub.get("discounts") or []
+    if sub.get("discount"):
+        discounts = [sub["discount"], *discounts]
+    for discount in discounts:
+        if isinstance(discount, str):
+            return {"discount": discount}
+        summary = discount_summary(discount)
+        if summary:
+            return summary
+    return {}
+
+
 def subscription_customer_id(sub: dict) -> str:
     return obj_id(sub.get("customer"))
 

@@ -26,13 +26,13 @@ from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 from billing_console.services import audit_log, customer_set_access_state
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
-from billing_console.stripe.statuses import ENDED
+from billing_console.stripe.statuses import ENDED, SubscriptionStatus
 
 log = logging.getLogger("billing_console.stripe")
 
 STRIPE = AuditEvent.ActorType.STRIPE
 SUBSCRIPTION_FIELDS = ("subscription_id", "subscription_status", "plan", "price_id", "current_period_end",
-                       "cancel_at_period_end")
+                       "cancel_at_period_end", "collection_paused", "trial_end", "quantity", "discount")
 
 
 # --- Finding and linking customers ------------------------------------------------------------------
@@ -123,6 +123,14 @@ def _state_is_newer(customer: Customer, subscription: dict, state_at: datetime |
     return True, ""
 
 
+def _discount(customer: Customer, subscription: dict) -> dict:
+    """The subscription's discount; one only named by id keeps the details customer.discount.* gave."""
+    discount = so.subscription_discount(subscription)
+    if set(discount) == {"discount"} and customer.discount.get("coupon"):
+        return customer.discount
+    return discount
+
+
 def customer_apply_subscription(*, customer: Customer, subscription: dict, state_at: datetime | None,
                                 actor_type: str = STRIPE, actor: str = "", force: bool = False) -> tuple[Customer, bool]:
     """Make the customer's subscription fields match `subscription` (a Stripe object as of `state_at`;
@@ -147,6 +155,10 @@ def customer_apply_subscription(*, customer: Customer, subscription: dict, state
             "plan": plan_for_price(price_id) or so.metadata(subscription).get(so.PLAN_KEY, "") or customer.plan,
             "current_period_end": so.subscription_period_end(subscription),
             "cancel_at_period_end": so.subscription_cancel_at_period_end(subscription),
+            "collection_paused": bool(subscription.get("pause_collection")),
+            "trial_end": so.to_datetime(subscription.get("trial_end")) if status == SubscriptionStatus.TRIALING else None,
+            "quantity": so.subscription_quantity(subscription),
+            "discount": _discount(customer, subscription),
         }
         changes = {k: [str(getattr(customer, k) or ""), str(v or "")] for k, v in wanted.items() if getattr(customer, k) != v}
         for key, value in wanted.items():

@@ -43,3 +43,29 @@ def manage_link_delivery_retry() -> None:
     with cron_guard("manage_link_delivery_retry") as run:
         if run is not None:
             run.counts = manage_links.manage_link_deliver_due()
+
+
+def webhook_events_mirror() -> dict:
+    from billing_console.stripe import mirror
+
+    return mirror.webhook_events_mirror()
+
+
+def stripe_events_mirror() -> None:
+    from billing_console.stripe import mirror
+
+    with cron_guard("stripe_events_mirror") as run:
+        if run is not None:
+            run.counts = mirror.webhook_events_mirror()
+
+
+def customer_lifecycle_email_send(customer_id: int, template: str, extra: dict | None = None) -> str:
+    from billing_console.stripe import lifecycle
+
+    return lifecycle.customer_lifecycle_email_send(customer_id=customer_id, template=template, extra=extra)
+
+
+def dispute_ops_alert_send(dispute_id: int) -> str:
+    from billing_console.stripe import lifecycle
+
+    return lifecycle.dispute_ops_alert_send(dispute_id=dispute_id)

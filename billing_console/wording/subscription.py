@@ -28,7 +28,7 @@ class State:
     PAST_DUE = SubscriptionStatus.PAST_DUE.value
     UNPAID = SubscriptionStatus.UNPAID.value
     LOCKED = "locked"  # dunning hard lock
-    PAUSED = "paused"
+    PAUSED = SubscriptionStatus.PAUSED.value
     INCOMPLETE = "incomplete"
     EXPIRED = "expired"  # period and offline grace ran out with no renewal we know of
     ENDED = "ended"
@@ -203,7 +203,7 @@ def subscription_state(customer: Customer, ent: Entitlement) -> str:
         return State.INCOMPLETE
     if status == SubscriptionStatus.UNPAID:
         return State.UNPAID
-    if status == "paused" or getattr(customer, "collection_paused", False):
+    if status == SubscriptionStatus.PAUSED or getattr(customer, "collection_paused", False):
         return State.PAUSED
     if ent.reason in (Reason.PAST_DUE, Reason.PAST_DUE_SOFT_LOCK) or status == SubscriptionStatus.PAST_DUE:
         return State.PAST_DUE  # an unpaid renewal is what to say, even once the offline grace ran out
@@ -289,7 +289,7 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
                     "warn", facts=owed_facts, actions=pay | portal)
     if state == State.PAUSED:
         access = "You keep access while it is paused." if entitled else "Access is stopped while it is paused."
-        if customer.subscription_status == "paused":
+        if customer.subscription_status == SubscriptionStatus.PAUSED:
             lines = ["Your trial ended without a payment method, so the subscription is paused and no invoice is taken.",
                      access, "Add a card in the billing portal to resume it."]
         else:

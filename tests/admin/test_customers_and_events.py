@@ -114,12 +114,14 @@ def test_webhook_event_page_shows_payload_without_secrets(admin_client, stripe_s
 
 
 def test_replay_action_processes_failed_events(admin_client, stripe_settings):
-    row = WebhookEventFactory(status="failed", last_error="x", type="product.created")
+    row = WebhookEventFactory(status="failed", last_error="x", type="customer.updated")
+    unknown = WebhookEventFactory(status="failed", last_error="x", type="product.created")
     response = admin_client.post("/admin/billing_console/webhookevent/",
-                                 {"action": "replay", "_selected_action": [row.pk]}, follow=True)
-    assert "1 event processed" in response.content.decode()
+                                 {"action": "replay", "_selected_action": [row.pk, unknown.pk]}, follow=True)
+    assert "1 event processed, 1 ignored (no receiver)" in response.content.decode()
     row.refresh_from_db()
-    assert row.status == WebhookEvent.Status.PROCESSED
+    unknown.refresh_from_db()
+    assert row.status == WebhookEvent.Status.PROCESSED and unknown.status == WebhookEvent.Status.IGNORED
     assert AuditEvent.objects.filter(action="webhook_event.replayed").exists()
 
 

@@ -222,7 +222,7 @@ def _admin_actions():
 
 # Actions that call one service for the whole selection (no per-row loop to share), or act on exactly one
 # row through a form of their own (replace_account).
-WHOLE_SELECTION_ACTIONS = {"replay", "enforce_policies_now", "unlock", "replace_account"}
+WHOLE_SELECTION_ACTIONS = {"replay", "mirror_again", "enforce_policies_now", "unlock", "replace_account"}
 
 
 def test_every_per_row_admin_action_goes_through_the_helper():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = ["customer", "invoice", "invoiceitem", "price", "product", "payment_method", "charge", "refund", "coupon"]
 
 
 def mirrored(value: str | None) -> list[str]:
@@ -21,8 +22,8 @@ def mirrored(value: str | None) -> list[str]:
 
 
 @pytest.mark.parametrize("value, expected", [
-    (None, ["product", "price", "plan"]),  # unset: the mirror the console reads
-    ("", ["product", "price", "plan"]),  # empty counts as unset, as for every setting
+    (None, DEFAULT),  # unset: every billing type the console receives
+    ("", DEFAULT),  # empty counts as unset, as for every setting
     ("all", ["*"]),
     ("true", ["*"]),
     ("none", []),

@@ -60,6 +60,11 @@ def populate_core() -> dict:
     with cron_guard("drill") as cron:
         cron.counts = {"rows": 3}
     audit_log(actor_type="admin", actor="support", action="customer.noted", target=customer, data={"why": "drill"})
+    core.UnlinkedSubscription.objects.create(subscription_id="sub_drill_unlinked", stripe_customer_id="cus_drill2",
+                                             status="active", data={"id": "sub_drill_unlinked"}, state_at=now)
+    core.Dispute.objects.create(stripe_id="dp_drill1", charge_id="ch_drill1", customer=customer,
+                                invoice_id="in_drill1", amount=900, currency="usd", reason="fraudulent",
+                                status="needs_response", opened_at=now)
     return {"customer": customer, "attempt": attempt}
 
 

@@ -7,7 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing_console.models import (AuditEvent, CronRun, DriftItem, InvoiceEvent, ReconciliationRun)
+from billing_console.models import (AuditEvent, CronRun, Dispute, DriftItem, InvoiceEvent, ReconciliationRun,
+                                    UnlinkedSubscription)
 from tests.stripe.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
@@ -43,6 +44,10 @@ MAKERS = {
     "billing_console.reconciliationrun": lambda: ReconciliationRun.objects.create(status="clean"),
     "billing_console.driftitem": _drift,
     "billing_console.ledgerentry": lambda: LedgerEntryFactory(account=f"cus_{next(_seq):08d}"),
+    "billing_console.unlinkedsubscription": lambda: UnlinkedSubscription.objects.create(
+        subscription_id=f"sub_u{next(_seq)}", stripe_customer_id="cus_u", status="active"),
+    "billing_console.dispute": lambda: Dispute.objects.create(stripe_id=f"dp_{next(_seq)}", customer=CustomerFactory(),
+                                                              amount=900, currency="usd", opened_at=timezone.now()),
     "licensing.license": LicenseFactory,
     "licensing.deviceactivation": DeviceActivationFactory,
     "deployments.deployment": DeploymentFactory,
@@ -95,6 +100,8 @@ def _customer_with(n: int):
         AuditEvent.objects.create(actor_type="admin", actor="sam", action=f"thing.{i}", target_type="x",
                                   target_id=str(i), customer=customer)
         DunningStepLogFactory(case=DunningCaseFactory(customer=customer))
+        Dispute.objects.create(stripe_id=f"dp_{next(_seq)}", customer=customer, amount=900, currency="usd",
+                               opened_at=timezone.now())
     return customer
 
 

@@ -289,14 +289,14 @@ def settle(emu, timeout: float) -> None:
     emu.wait_idle(timeout)
     while time.monotonic() < deadline:
         try:
-            pending = WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED).count()
+            pending = WebhookEvent.objects.exclude(status__in=[WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED]).count()
             queued = PublishVersion.objects.filter(status__in=["queued", "building", "deploying"]).count()
             # Reminders due by Stripe's clock (the sandbox's, a month ahead after the renewals) go out
             # in tasks queued behind the events: wait for them too.
             reminders = DunningStepLog.objects.filter(status__in=DunningStepLog.PENDING, case__status="open",
                                                       due_at__lte=datetime.fromtimestamp(emu.now(), tz=dt_timezone.utc)
                                                       ).count()
-            left = {"events": dict(WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED)
+            left = {"events": dict(WebhookEvent.objects.exclude(status__in=[WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED])
                                    .values_list("status").annotate(n=Count("pk"))),
                     "publishes": queued, "reminders": reminders}
             queued += reminders

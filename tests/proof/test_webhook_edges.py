@@ -99,11 +99,11 @@ def test_a_declared_huge_body_is_413_without_being_read(stripe_settings):
 
 @pytest.mark.parametrize("event_type", ["radar.early_fraud_warning.created", "v2.core.event_destination.ping",
                                         "made.up.type"])
-def test_unknown_event_types_are_acknowledged_stored_and_processed(post_event, stripe_settings, event_type):
+def test_unknown_event_types_are_acknowledged_stored_and_ignored(post_event, stripe_settings, event_type):
     response = post_event(event(id=f"evt_unknown_{event_type}", type=event_type))
     assert response.status_code == 200
     row = WebhookEvent.objects.get(stripe_id=f"evt_unknown_{event_type}")
-    assert row.status == WebhookEvent.Status.PROCESSED
+    assert row.status == WebhookEvent.Status.IGNORED
     assert row.last_error == ""
 
 

@@ -79,7 +79,7 @@ def test_failing_receiver_rolls_back_every_effect_then_replay_applies_once(custo
 def test_retry_cron_applies_failed_events_once_their_backoff_is_due(customer, failing_receiver, post_event):
     post_event(subscription_event(customer))
     row = WebhookEvent.objects.get()
-    assert webhook_events_retry_due() == {"processed": 0, "failed": 0, "skipped": 0}  # not due yet
+    assert webhook_events_retry_due() == {"processed": 0, "ignored": 0, "failed": 0, "skipped": 0}  # not due yet
     WebhookEvent.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     stripe_events_retry()
     row.refresh_from_db()
@@ -121,23 +121,31 @@ def test_lost_enqueue_is_picked_up_by_the_retry_cron(customer):
     assert webhook_events_retry_due()["processed"] == 1
 
 
-def test_unknown_event_type_is_processed_not_failed(stripe_settings):
+def test_unknown_event_type_is_stored_and_ignored_not_failed(stripe_settings):
     event = stripe_event("radar.early_fraud_warning.created", obj={"id": "issfr_1"}, event_id="evt_unknown_1")
     row, _ = webhook_event_store(event=event, enqueue=False)
-    assert webhook_event_process(webhook_event_id=row.pk) == "processed"
+    assert webhook_event_process(webhook_event_id=row.pk) == "ignored"
+    row.refresh_from_db()
+    assert row.status == WebhookEvent.Status.IGNORED and row.processed_at is not None and row.mirror == ""
 
 
-def test_djstripe_failure_is_a_warning_that_does_not_block_the_receivers(customer, stripe_settings, monkeypatch):
-    from djstripe.models import Event as DjstripeEvent
+def test_mirror_failure_is_a_warning_that_never_touches_the_applied_event(customer, stripe_settings, monkeypatch):
+    from djstripe.models import Subscription as DjSubscription
+
+    from billing_console.stripe.mirror import webhook_events_mirror
 
     stripe_settings.STRIPE_DJSTRIPE_SYNC = ["*"]
-    monkeypatch.setattr(DjstripeEvent, "process", classmethod(lambda cls, data, api_key=None: 1 / 0))
+    monkeypatch.setattr(DjSubscription, "sync_from_stripe_data", classmethod(lambda cls, data, api_key=None: 1 / 0))
     row, _ = webhook_event_store(event=subscription_event(customer), enqueue=False)
     assert webhook_event_process(webhook_event_id=row.pk) == "processed"
     row.refresh_from_db()
     customer.refresh_from_db()
-    assert row.last_error.startswith("dj-stripe sync skipped: ZeroDivisionError")
+    assert row.status == WebhookEvent.Status.PROCESSED and row.mirror == WebhookEvent.Mirror.DUE
     assert customer.subscription_status == "past_due"
+    assert webhook_events_mirror() == {"done": 0, "failed": 1, "skipped": 0}
+    row.refresh_from_db()
+    assert row.status == WebhookEvent.Status.PROCESSED and row.mirror == WebhookEvent.Mirror.FAILED
+    assert row.mirror_error.startswith("ZeroDivisionError")
 
 
 def test_replay_command_by_id_and_since(customer, capsys):
@@ -214,23 +222,21 @@ def test_concurrent_workers_claim_an_event_once(stripe_settings):
     assert sorted(outcomes) == ["processed"] + ["skipped"] * 5
 
 
-@pytest.mark.parametrize("mirrored, event_type, wanted", [
-    (["product", "price"], "price.updated", True),
-    (["product", "price"], "product.created", True),
-    (["product", "price"], "customer.updated", False),
-    (["product", "price"], "price_list.updated", False),  # a prefix is a whole dotted word
-    (["customer.subscription"], "customer.subscription.deleted", True),
-    (["customer.subscription"], "customer.updated", False),
-    (["*"], "invoice.paid", True),
-    ([], "price.updated", False),
+@pytest.mark.parametrize("mirrored, event_type, obj, wanted", [
+    (["product", "price"], "price.updated", "price", True),
+    (["product", "price"], "product.created", "product", True),
+    (["product", "price"], "customer.updated", "customer", False),
+    (["product", "price"], "price_list.updated", "price", False),  # a prefix is a whole dotted word
+    (["customer.subscription"], "customer.subscription.deleted", "subscription", True),
+    (["customer.subscription"], "customer.updated", "customer", False),
+    (["*"], "invoice.paid", "invoice", True),
+    (["*"], "setup_intent.created", "setup_intent", False),  # an object dj-stripe's mirror does not keep
+    ([], "price.updated", "price", False),
 ])
-def test_djstripe_mirror_takes_only_the_configured_types(stripe_settings, monkeypatch, mirrored, event_type, wanted):
-    from djstripe.models import Event as DjstripeEvent
-
+def test_djstripe_mirror_takes_only_the_configured_types(stripe_settings, mirrored, event_type, obj, wanted):
     stripe_settings.STRIPE_DJSTRIPE_SYNC = mirrored
-    synced = []
-    monkeypatch.setattr(DjstripeEvent, "process", classmethod(lambda cls, data, api_key=None: synced.append(data["id"])))
-    event = stripe_event(event_type, obj={"id": "obj_1"}, event_id="evt_mirror_1")
+    event = stripe_event(event_type, obj={"id": "obj_1", "object": obj}, event_id="evt_mirror_1")
     row, _ = webhook_event_store(event=event, enqueue=False)
-    assert webhook_event_process(webhook_event_id=row.pk) == "processed"
-    assert synced == (["evt_mirror_1"] if wanted else [])
+    assert webhook_event_process(webhook_event_id=row.pk) in ("processed", "ignored")
+    row.refresh_from_db()
+    assert row.mirror == (WebhookEvent.Mirror.DUE if wanted else "")

@@ -3,6 +3,8 @@ from the customer page or the customer list, audited."""
 from datetime import timedelta
 
 import pytest
+
+from billing_console.errors import ServiceError
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.urls import reverse
@@ -100,7 +102,7 @@ def test_a_claimed_or_sent_delivery_is_not_sent_twice():
 
 
 def test_an_unknown_reason_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ServiceError):
         manage_link_delivery_request(customer=SubscribedCustomerFactory(), reason="whatever", actor_type="admin")
     assert not ManageLinkDelivery.objects.exists()
 

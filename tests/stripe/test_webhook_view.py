@@ -16,12 +16,12 @@ def an_event(event_id="evt_test_0001", event_type="product.created", **obj):
     return stripe_event(event_type, {"id": "prod_1", **obj}, event_id=event_id)
 
 
-def test_signed_unknown_event_is_stored_and_marked_processed(stripe_settings, post_event):
+def test_signed_unknown_event_is_stored_and_marked_ignored(stripe_settings, post_event):
     response = post_event(an_event())
     assert response.status_code == 200 and response.json() == {"received": True, "duplicate": False}
     row = WebhookEvent.objects.get()
     assert (row.stripe_id, row.type, row.object_id, row.status) == ("evt_test_0001", "product.created", "prod_1",
-                                                                     WebhookEvent.Status.PROCESSED)
+                                                                     WebhookEvent.Status.IGNORED)
     assert row.attempts == 1 and row.last_error == ""
 
 

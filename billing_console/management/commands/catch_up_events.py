@@ -32,7 +32,7 @@ class Command(BaseCommand):
         scope = f"since {start.isoformat()}" if start else "whose delivery failed"
         self.stdout.write(f"Events {scope}: listed {report.listed}, new {report.new}, "
                           f"already processed {report.already_processed}, processed now {report.processed}, "
-                          f"failed {report.failed}, skipped (being processed elsewhere) {report.skipped}.")
+                          f"ignored (no receiver) {report.ignored}, failed {report.failed}, skipped (being processed elsewhere) {report.skipped}.")
         for stripe_id in report.failed_ids:
             self.stdout.write(self.style.WARNING(f"  failed: {stripe_id} (see Webhook events in the admin; "
                                                  "fix the cause, then `python manage.py replay_events`)"))

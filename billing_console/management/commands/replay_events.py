@@ -34,7 +34,8 @@ class Command(BaseCommand):
         if missing:
             self.stderr.write(f"Not stored here (use catch-up from Stripe): {', '.join(sorted(missing))}")
         counts = webhook_events_replay(events=events, actor_type=AuditEvent.ActorType.SYSTEM, actor="replay_events")
-        self.stdout.write(f"{len(events)} event(s): {counts['processed']} processed, {counts['failed']} failed, "
+        self.stdout.write(f"{len(events)} event(s): {counts['processed']} processed, {counts['ignored']} ignored, "
+                          f"{counts['failed']} failed, "
                           f"{counts['skipped']} skipped")
         if counts["failed"]:
             raise CommandError("Some events failed again; see the admin (Webhook events, filter failed).")

@@ -1,0 +1,92 @@
+"""dj-stripe's mirror: built from the event payloads after the console applied them, in its own task;
+its failures never touch the applied events; `sync_catalog` fills the price list on a fresh install."""
+import pytest
+from django.core.management import call_command
+from djstripe import models as dj
+
+from billing_console.models import Customer, WebhookEvent
+from billing_console.stripe.mirror import mirror_lag_seconds, webhook_events_mirror
+from tests.stripe.test_checkout_flow import start_checkout
+
+pytestmark = pytest.mark.django_db
+
+BILLING_TYPES = ["customer", "invoice", "invoiceitem", "price", "product", "payment_method", "charge", "refund",
+                 "coupon"]
+
+
+def test_a_paid_checkout_is_mirrored_from_the_payloads_without_re_reading_them(client, emulator, deliver,
+                                                                            stripe_settings, monkeypatch, admin_client):
+    from billing_console.stripe import mirror
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = BILLING_TYPES
+    attempt, _ = start_checkout(client, email="mirror@example.com")
+    assert emulator.pay_checkout(attempt.stripe_session_id)["ok"]
+    kicks = []
+    monkeypatch.setattr(mirror, "mirror_kick", lambda: kicks.append(1))
+    deliver(emulator.events)
+    assert kicks  # each applied event with a mirrored object kicks the batch on commit
+    before = len(emulator.requests)
+    webhook_events_mirror()
+
+    customer = Customer.objects.get(email="mirror@example.com")
+    assert dj.Customer.objects.get(id=customer.stripe_customer_id).email == "mirror@example.com"
+    assert dj.Subscription.objects.get(id=customer.subscription_id).status == "active"
+    assert dj.Invoice.objects.filter(customer__id=customer.stripe_customer_id).exists()
+    assert dj.PaymentMethod.objects.filter(customer__id=customer.stripe_customer_id).exists()
+    due = WebhookEvent.objects.exclude(mirror="")
+    assert due.exists() and set(due.values_list("mirror", flat=True)) == {WebhookEvent.Mirror.DONE}
+    # No object was read back per event: customers, subscriptions and invoices came from the payloads.
+    reads = [r["path"] for r in emulator.requests[before:] if r["method"] == "GET"]
+    assert not [p for p in reads if p.startswith(("/v1/customers/", "/v1/subscriptions/", "/v1/invoices/"))], reads
+    lag = mirror_lag_seconds()
+    assert lag["count"] == due.count() and lag["due"] == 0
+
+    # Support sees the mirrored payment method (and charge, when the sandbox emits charge events) on the
+    # customer page.
+    page = admin_client.get(f"/admin/billing_console/customer/{customer.pk}/change/").content.decode()
+    assert "...4242" in page
+    if any(e["type"] == "charge.succeeded" for e in emulator.events):
+        charge = dj.Charge.objects.get(customer__id=customer.stripe_customer_id)
+        assert charge.id in page and "$9.00" in page
+
+
+def test_the_mirror_is_off_the_applied_path(client, emulator, stripe_settings, monkeypatch):
+    """The console's state is applied even when dj-stripe raises for every object."""
+    from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = ["*"]
+    monkeypatch.setattr(dj.Customer, "sync_from_stripe_data", classmethod(lambda cls, data, api_key=None: 1 / 0))
+    attempt, _ = start_checkout(client, email="offpath@example.com")
+    assert emulator.pay_checkout(attempt.stripe_session_id)["ok"]
+    for event in emulator.events:
+        row, _ = webhook_event_store(event=event, enqueue=False)
+        assert webhook_event_process(webhook_event_id=row.pk) in ("processed", "ignored")
+    assert Customer.objects.get(email="offpath@example.com").subscription_status == "active"
+    counts = webhook_events_mirror()
+    assert counts["failed"] >= 1 and counts["done"] >= 1
+    failed = WebhookEvent.objects.get(mirror=WebhookEvent.Mirror.FAILED, type="customer.created")
+    assert failed.status in (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED) and failed.last_error == ""
+    assert failed.mirror_error.startswith("ZeroDivisionError")
+
+
+def test_a_run_with_nothing_due_does_nothing(stripe_settings):
+    assert webhook_events_mirror() == {"done": 0, "failed": 0, "skipped": 0}
+
+
+def test_sync_catalog_fills_the_price_list_the_pricing_page_reads(client, emulator, capsys):
+    assert not dj.Price.objects.exists()
+    assert "$9" not in client.get("/").content.decode() and "9.00" not in client.get("/").content.decode()
+    call_command("sync_catalog")
+    assert "Mirrored" in capsys.readouterr().out
+    assert dj.Price.objects.filter(id="price_sandbox_pro").exists()
+    assert dj.Product.objects.filter(id="prod_sandbox_pro").exists()
+    page = client.get("/").content.decode()
+    assert "9.00" in page or "$9" in page
+
+
+def test_sync_catalog_without_stripe_says_so(stripe_settings):
+    from django.core.management.base import CommandError
+
+    stripe_settings.STRIPE_SECRET_KEY = ""
+    with pytest.raises(CommandError, match="Stripe did not answer"):
+        call_command("sync_catalog")
