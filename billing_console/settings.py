@@ -323,6 +323,8 @@ RECOVER_RATE_LIMIT_PER_EMAIL = env.int("RECOVER_RATE_LIMIT_PER_EMAIL", default=3
 RECOVER_RATE_LIMIT_PER_CLIENT = env.int("RECOVER_RATE_LIMIT_PER_CLIENT", default=20)
 # A running cron older than this is taken as crashed, so the next start is not blocked forever.
 CRON_STALE_AFTER_MINUTES = env.int("CRON_STALE_AFTER_MINUTES", default=120)
+# /health?deep=1 answers 503 when the task cluster's heartbeat (the `heartbeat` cron, every minute) is older.
+HEARTBEAT_STALE_SECONDS = env.int("HEARTBEAT_STALE_SECONDS", default=180)
 # Daily backups kept in storage under backups/ (older ones are deleted after each export).
 BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=14)
 

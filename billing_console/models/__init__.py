@@ -4,10 +4,10 @@ Fields, choices, constraints and small properties only; every write lives in ser
 """
 from billing_console.models.customers import E164, Customer, new_salt
 from billing_console.models.invoicing import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
-from billing_console.models.ops import AuditEvent, CronRun
+from billing_console.models.ops import Alert, AuditEvent, CronRun, Heartbeat
 from billing_console.models.stripe import CheckoutAttempt, WebhookEvent
 
 __all__ = [
     "E164", "new_salt", "Customer", "CheckoutAttempt", "WebhookEvent", "Invoice", "InvoiceEvent", "LedgerEntry",
-    "ReconciliationRun", "DriftItem", "CronRun", "AuditEvent",
+    "ReconciliationRun", "DriftItem", "CronRun", "AuditEvent", "Heartbeat", "Alert",
 ]
