@@ -12,8 +12,9 @@ from django.core.checks import Error, Warning, register
 KEY_SHAPE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{24,}$")
 
 
-def preflight_problems(mode: str | None = None) -> list[tuple[str, str]]:
-    """[(id, message)] of every blocker for going live (mode "live") or running in test mode."""
+def preflight_problems(mode: str | None = None, *, ask_stripe: bool = True) -> list[tuple[str, str]]:
+    """[(id, message)] of every blocker for going live (mode "live") or running in test mode. `ask_stripe`
+    reads Stripe's webhook endpoints (preflight does; `manage.py check` must work offline)."""
     from billing_console.ops.schedules import SCHEDULES
 
     mode = mode or ("live" if settings.STRIPE_LIVE_MODE else "test")
@@ -55,6 +56,10 @@ def preflight_problems(mode: str | None = None) -> list[tuple[str, str]]:
         problems.append(("BC015", "DEBUG is on in live mode."))
     if live and getattr(settings, "STRIPE_API_HOST", ""):
         problems.append(("BC016", "STRIPE_API_HOST points the console at a Stripe stand-in in live mode."))
+    if ask_stripe and key and KEY_SHAPE.match(key):  # Stripe is only asked once the key itself is right
+        from billing_console.stripe.endpoint import webhook_endpoint_problems
+
+        problems += webhook_endpoint_problems()
     problems += _schedule_problems(SCHEDULES)
     problems += _migration_problems()
     return problems
@@ -87,6 +92,6 @@ def _migration_problems() -> list[tuple[str, str]]:
 def billing_configuration_check(app_configs, **kwargs):
     """Shown by `manage.py check`: blockers as warnings (a dev machine may lack them), errors in production."""
     level = Error if settings.PRODUCTION else Warning
-    problems = preflight_problems()
+    problems = preflight_problems(ask_stripe=False)
     # Schedules and migrations need the database, which `check` must not require.
     return [level(msg, id=f"billing.{pid}") for pid, msg in problems if pid < "BC020"]
