@@ -316,6 +316,8 @@ DUNNING_SENDING_STALE_MINUTES = env.int("DUNNING_SENDING_STALE_MINUTES", default
 # --- Operations -----------------------------------------------------------------------------
 # Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.
 OPS_SECRET = _secret("OPS_SECRET")
+# Bearer token for /metrics (Prometheus); empty: OPS_SECRET is used; neither set: /metrics answers 503.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
 # /recover: requests per window per email address and per client address (429 past them).
 RECOVER_RATE_LIMIT_WINDOW_SECONDS = env.int("RECOVER_RATE_LIMIT_WINDOW_SECONDS", default=3600)

@@ -39,3 +39,9 @@ class DeploymentsConfig(AppConfig):
 
         register_hourly_figures(analytics.push_outcome_figures)
         register_analytics_section(analytics.analytics_charts)
+
+        # /metrics (billing_console.ops.metrics): this app's families, computed at scrape time.
+        from billing_console.ops.metrics import register_metrics
+        from deployments.metrics import push_metrics
+
+        register_metrics(push_metrics)

@@ -27,3 +27,9 @@ class DunningConfig(AppConfig):
 
         register_monthly_figures(analytics.dunning_recovery_figures)
         register_analytics_section(analytics.analytics_charts)
+
+        # /metrics (billing_console.ops.metrics): this app's families, computed at scrape time.
+        from billing_console.ops.metrics import register_metrics
+        from dunning.metrics import dunning_metrics
+
+        register_metrics(dunning_metrics)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from billing_console import ratelimit
+from licensing.metrics import license_request_count
 from licensing.selectors import (
     LicenseState, activation_for, activation_with_license, license_by_key, license_state,
 )
@@ -96,6 +97,7 @@ def api_view(*methods: str):
                 except ApiError as exc:
                     response = exc.response()
             response["Cache-Control"] = response.get("Cache-Control", "no-store")
+            license_request_count(response.status_code)
             return response
 
         return wrapper
