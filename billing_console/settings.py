@@ -327,6 +327,18 @@ RECOVER_RATE_LIMIT_PER_CLIENT = env.int("RECOVER_RATE_LIMIT_PER_CLIENT", default
 CRON_STALE_AFTER_MINUTES = env.int("CRON_STALE_AFTER_MINUTES", default=120)
 # /health?deep=1 answers 503 when the task cluster's heartbeat (the `heartbeat` cron, every minute) is older.
 HEARTBEAT_STALE_SECONDS = env.int("HEARTBEAT_STALE_SECONDS", default=180)
+# Alerts (cron alert_check, every 10 minutes): OPS_EMAIL gets each problem once when it starts and once
+# when it ends; ALERT_WEBHOOK_URL (optional, e.g. a Slack incoming webhook) gets the same as {"text": ...}.
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_TIMEOUT = env.float("ALERT_WEBHOOK_TIMEOUT", default=10.0)
+# A Stripe event not applied after this many minutes is an alert.
+ALERT_EVENT_WAIT_MINUTES = env.int("ALERT_EVENT_WAIT_MINUTES", default=10)
+# A cron is late when it has not started since two of its slots went by, plus this slack.
+ALERT_CRON_GRACE_MINUTES = env.int("ALERT_CRON_GRACE_MINUTES", default=5)
+# A spike: at least this many failed pushes, or failed dunning sends, within ALERT_SPIKE_WINDOW_MINUTES.
+ALERT_SPIKE_WINDOW_MINUTES = env.int("ALERT_SPIKE_WINDOW_MINUTES", default=60)
+ALERT_PUSH_FAILURES = env.int("ALERT_PUSH_FAILURES", default=5)
+ALERT_DUNNING_FAILURES = env.int("ALERT_DUNNING_FAILURES", default=5)
 # Daily backups kept in storage under backups/ (older ones are deleted after each export).
 BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=14)
 
@@ -382,6 +394,22 @@ LOGGING = {
         "fontTools": {"level": "WARNING"},
     },
 }
+
+# --- Error reporting ------------------------------------------------------------------------
+# SENTRY_DSN turns on sentry-sdk (errors of web requests and tasks). Every event passes through the log
+# redaction first (billing_console.ops.logging.sentry_before_send); no personal data is sent by default.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default=DJANGO_ENV)
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    from billing_console.ops.logging import sentry_before_send
+
+    sentry_sdk.init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, integrations=[DjangoIntegration()],
+                    traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE, send_default_pii=False,
+                    before_send=sentry_before_send, before_send_transaction=sentry_before_send)
 
 # --- Security -------------------------------------------------------------------------------
 # Reverse proxies in front of the console that append to X-Forwarded-For (0: use the socket address).

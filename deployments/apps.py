@@ -45,3 +45,9 @@ class DeploymentsConfig(AppConfig):
         from deployments.metrics import push_metrics
 
         register_metrics(push_metrics)
+
+        # alert_check (billing_console.ops.alerts): this app's problems.
+        from billing_console.ops.alerts import register_alert_provider
+        from deployments.alerts import push_failure_problems
+
+        register_alert_provider(push_failure_problems)

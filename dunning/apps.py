@@ -33,3 +33,10 @@ class DunningConfig(AppConfig):
         from dunning.metrics import dunning_metrics
 
         register_metrics(dunning_metrics)
+
+        # alert_check (billing_console.ops.alerts): this app's problems.
+        from billing_console.ops.alerts import register_alert_provider
+        from dunning.alerts import dunning_failure_problems, whatsapp_problems
+
+        register_alert_provider(dunning_failure_problems)
+        register_alert_provider(whatsapp_problems)

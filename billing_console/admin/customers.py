@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing_console.admin.base import ReadOnlyAdmin
-from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
+from billing_console.models import Alert, AuditEvent, CheckoutAttempt, CronRun, Customer, WebhookEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_rotate_manage_salt
@@ -267,3 +267,11 @@ class CronRunAdmin(ReadOnlyAdmin):
     list_filter = ("status", "name")
     search_fields = ("name",)
     date_hierarchy = "started_at"
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("key", "title", "opened_at", "last_seen_at", "resolved_at", "runbook")
+    list_filter = (("resolved_at", admin.EmptyFieldListFilter), "runbook")
+    search_fields = ("key", "title")
+    date_hierarchy = "opened_at"

@@ -59,6 +59,9 @@ def populate_core() -> dict:
     with cron_guard("drill") as cron:
         cron.counts = {"rows": 3}
     audit_log(actor_type="admin", actor="support", action="customer.noted", target=customer, data={"why": "drill"})
+    core.Heartbeat.objects.create(name="qcluster", at=now, beats=3)
+    core.Alert.objects.create(key="stripe_events_failed", title="1 Stripe event(s) failed to apply.", last_seen_at=now,
+                              resolved_at=now, opened_notified=True, resolved_notified=True)
     return {"customer": customer, "attempt": attempt}
 
 
