@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "billing_console.ops.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app itself (gunicorn): compressed, hashed, cached for a year (see STORAGES).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -166,8 +168,13 @@ MEDIA_URL = "media/"
 STORAGES = {
     # Invoice PDFs and backups go through Django's storage API: a folder by default, any backend by setting.
     "default": {"BACKEND": env.str("STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Production: collectstatic writes hashed, gzip/brotli-compressed copies that WhiteNoise serves with
+    # far-future cache headers. Locally and in tests the files are served as they are.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if PRODUCTION
+                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# A template naming a file collectstatic did not see renders the plain name instead of a 500 page.
+WHITENOISE_MANIFEST_STRICT = False
 
 # --- Email ----------------------------------------------------------------------------------
 # EMAIL_URL: consolemail:// (default), smtp://user:pass@host:port, smtp+tls://...
@@ -341,6 +348,15 @@ ALERT_PUSH_FAILURES = env.int("ALERT_PUSH_FAILURES", default=5)
 ALERT_DUNNING_FAILURES = env.int("ALERT_DUNNING_FAILURES", default=5)
 # Daily backups kept in storage under backups/ (older ones are deleted after each export).
 BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=14)
+
+# --- gunicorn (read by gunicorn.conf.py) -----------------------------------------------------
+# Address, worker processes and threads per worker of the web server (`gunicorn -c gunicorn.conf.py`).
+GUNICORN_BIND = env.str("GUNICORN_BIND", default="127.0.0.1:8000")
+GUNICORN_WORKERS = env.int("GUNICORN_WORKERS", default=(os.cpu_count() or 1) * 2 + 1)
+GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
+GUNICORN_TIMEOUT = env.int("GUNICORN_TIMEOUT", default=30)
+# Proxy addresses whose X-Forwarded-* headers gunicorn trusts (comma-separated; "*" behind a private LB).
+GUNICORN_FORWARDED_ALLOW_IPS = env.str("GUNICORN_FORWARDED_ALLOW_IPS", default="127.0.0.1")
 
 # --- django-q2 ------------------------------------------------------------------------------
 Q_CLUSTER = {
