@@ -93,8 +93,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "billing_console.ops.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Static files from the app itself (gunicorn): compressed, hashed, cached for a year (see STORAGES).
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -102,6 +100,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+if PRODUCTION:
+    # Static files from the app itself (gunicorn): compressed, hashed, cached for a year (see STORAGES).
+    # Locally, runserver serves them; in tests there is no STATIC_ROOT to serve.
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "billing_console.urls"
 WSGI_APPLICATION = "billing_console.wsgi.application"

@@ -218,3 +218,19 @@ def test_sentry_sends_redacted_events_through_the_real_sdk(settings):
         sentry_sdk.init(dsn=None)
     assert sent and "Stripe said no to [redacted]" in sent[0]
     assert "RealLookingKey" not in "".join(sent)
+
+
+def test_every_alert_names_a_runbook_entry_that_exists():
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+
+    root = Path(settings.BASE_DIR)
+    runbook = (root / "docs" / "runbook.md").read_text()
+    headings = set(re.findall(r"^### (.+)$", runbook, re.MULTILINE))
+    named = set()
+    for path in ("billing_console/ops/alerts.py", "deployments/alerts.py", "dunning/alerts.py"):
+        named |= set(re.findall(r'runbook="([^"]+)"', (root / path).read_text()))
+    assert len(named) >= 9 and named <= headings, named - headings
+    assert {"Open dispute", "Cluster heartbeat stale"} <= headings
