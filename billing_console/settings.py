@@ -356,7 +356,8 @@ BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=14)
 # --- gunicorn (read by gunicorn.conf.py) -----------------------------------------------------
 # Address, worker processes and threads per worker of the web server (`gunicorn -c gunicorn.conf.py`).
 GUNICORN_BIND = env.str("GUNICORN_BIND", default="127.0.0.1:8000")
-GUNICORN_WORKERS = env.int("GUNICORN_WORKERS", default=(os.cpu_count() or 1) * 2 + 1)
+# Empty (as in .env.example): 2 x cores + 1.
+GUNICORN_WORKERS = int(env.str("GUNICORN_WORKERS", default="") or (os.cpu_count() or 1) * 2 + 1)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
 GUNICORN_TIMEOUT = env.int("GUNICORN_TIMEOUT", default=30)
 # Proxy addresses whose X-Forwarded-* headers gunicorn trusts (comma-separated; "*" behind a private LB).
@@ -419,7 +420,7 @@ LOGGING = {
 # SENTRY_DSN turns on sentry-sdk (errors of web requests and tasks). Every event passes through the log
 # redaction first (billing_console.ops.logging.sentry_before_send); no personal data is sent by default.
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
-SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default=DJANGO_ENV)
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="") or DJANGO_ENV
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 if SENTRY_DSN:
     import sentry_sdk
