@@ -116,6 +116,15 @@ def crons_section(request) -> Section:
     for cron in SCHEDULES:
         run = runs.get(cron.name)
         url = changelist_url(request, "billing_console", "cronrun", name=cron.name)
+        if cron.name == "heartbeat":  # records no CronRun: its one row's age is the cluster's pulse
+            from billing_console.ops.heartbeat import cluster_state
+
+            cluster = cluster_state(now=now)["cluster"]
+            running = cluster["state"] == "running"
+            late += not running
+            rows.append(Stat(cron.name, cluster["state"], tone=OK if running else WARN,
+                             note=f"{cluster['heartbeatAgeSeconds']} s ago" if cluster["heartbeatAt"] else cron.cron))
+            continue
         if run is None:
             rows.append(Stat(cron.name, "never ran", url=url, tone=WARN, note=cron.cron))
             late += 1

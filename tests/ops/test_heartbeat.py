@@ -70,3 +70,20 @@ def test_the_stale_threshold_is_a_setting(client, settings):
     assert client.get("/health?deep=1").status_code == 503
     settings.HEARTBEAT_STALE_SECONDS = 120
     assert client.get("/health?deep=1").status_code == 200
+
+
+def test_the_dashboard_shows_the_heartbeat_state_not_never_ran(admin_client):
+    heartbeat_record(now=timezone.now() - timedelta(seconds=20))
+    page = admin_client.get("/admin/").content.decode()
+    row = page[page.index(">heartbeat<"):].split("</li>")[0]
+    assert "running" in row and "never ran" not in row
+
+
+def test_health_still_answers_when_the_heartbeat_table_cannot_be_read(client, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("relation does not exist")
+
+    monkeypatch.setattr("billing_console.ops.views.cluster_state", broken)
+    response = client.get("/health")
+    assert response.status_code == 200 and response.json()["cluster"]["state"] == "unknown"
+    assert client.get("/health?deep=1").status_code == 503

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing_console.models import (AuditEvent, CronRun, DriftItem, InvoiceEvent, ReconciliationRun)
+from billing_console.models import (Alert, AuditEvent, CronRun, DriftItem, InvoiceEvent, ReconciliationRun)
 from tests.billing.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
@@ -43,6 +43,8 @@ MAKERS = {
     "billing_console.reconciliationrun": lambda: ReconciliationRun.objects.create(status="clean"),
     "billing_console.driftitem": _drift,
     "billing_console.ledgerentry": lambda: LedgerEntryFactory(account=f"cus_{next(_seq):08d}"),
+    "billing_console.alert": lambda: Alert.objects.create(key=f"cron_late:c{next(_seq)}", title="Cron c is late.",
+                                                          last_seen_at=timezone.now(), runbook="Cron late"),
     "licensing.license": LicenseFactory,
     "licensing.deviceactivation": DeviceActivationFactory,
     "deployments.deployment": DeploymentFactory,
