@@ -391,6 +391,8 @@ def verify(emu, cf, mailbox, report: dict) -> int:
     counts = {"events_sent": len(sent), "events_stored": len(stored), "events_missing": len(missing),
               "events_unprocessed": len(unprocessed),
               "deliveries": len(emu.deliveries),
+              # Per web node (the webhook URL's port), to show both nodes took Stripe's traffic.
+              "deliveries_by_node": dict(Counter(str(d.get("url", "")).split("/")[2] for d in emu.deliveries)),
               "redeliveries": sum(WebhookEvent.objects.values_list("deliveries", flat=True)) - len(stored)}
     if missing:
         problems.append(f"{len(missing)} event(s) never stored, e.g. {sorted(missing)[:3]}")
