@@ -3,7 +3,7 @@ PY := .venv/bin/python
 SHELL := /bin/bash
 STAMP := .venv/.installed
 
-.PHONY: run test venv migrate check bench soak e2e clean
+.PHONY: run test venv migrate check bench soak e2e clean release
 
 run: venv
 	@bash scripts/run.sh
@@ -29,6 +29,10 @@ bench: venv
 
 soak: venv
 	@bash scripts/soak.sh
+
+# The production release steps (docs/deploy.md): migrate, cache table, static files, crons, Stripe endpoint.
+release: venv
+	@bash scripts/release.sh
 
 clean:
 	rm -rf var/test-artifacts .pytest_cache

@@ -114,6 +114,12 @@ MIDDLEWARE = [
 # django-axes checks every login against its lockouts before the password is even looked at.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
+if PRODUCTION:
+    # Static files from the app itself (gunicorn): compressed, hashed, cached for a year (see STORAGES).
+    # Locally, runserver serves them; in tests there is no STATIC_ROOT to serve.
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")
+
 ROOT_URLCONF = "billing_console.urls"
 WSGI_APPLICATION = "billing_console.wsgi.application"
 
@@ -180,8 +186,13 @@ MEDIA_URL = "media/"
 STORAGES = {
     # Invoice PDFs and backups go through Django's storage API: a folder by default, any backend by setting.
     "default": {"BACKEND": env.str("STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Production: collectstatic writes hashed, gzip/brotli-compressed copies that WhiteNoise serves with
+    # far-future cache headers. Locally and in tests the files are served as they are.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if PRODUCTION
+                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# A template naming a file collectstatic did not see renders the plain name instead of a 500 page.
+WHITENOISE_MANIFEST_STRICT = False
 
 # --- Email ----------------------------------------------------------------------------------
 # EMAIL_URL: consolemail:// (default), smtp://user:pass@host:port, smtp+tls://...
@@ -349,6 +360,8 @@ DUNNING_SENDING_STALE_MINUTES = env.int("DUNNING_SENDING_STALE_MINUTES", default
 # --- Operations -----------------------------------------------------------------------------
 # Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.
 OPS_SECRET = _secret("OPS_SECRET")
+# Bearer token for /metrics (Prometheus); empty: OPS_SECRET is used; neither set: /metrics answers 503.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 MANAGE_LINK_MAX_AGE_DAYS = env.int("MANAGE_LINK_MAX_AGE_DAYS", default=30)
 # Manage-link emails (after checkout, /recover, support): tries, doubling wait between them, and the claim's lease.
 MANAGE_LINK_DELIVERY_MAX_ATTEMPTS = env.int("MANAGE_LINK_DELIVERY_MAX_ATTEMPTS", default=5)
@@ -368,8 +381,32 @@ CHECKOUT_RATE_LIMIT_PER_CLIENT = env.int("CHECKOUT_RATE_LIMIT_PER_CLIENT", defau
 CHECKOUT_RATE_LIMIT_PER_EMAIL = env.int("CHECKOUT_RATE_LIMIT_PER_EMAIL", default=5)
 # A running cron older than this is taken as crashed, so the next start is not blocked forever.
 CRON_STALE_AFTER_MINUTES = env.int("CRON_STALE_AFTER_MINUTES", default=120)
+# /health?deep=1 answers 503 when the task cluster's heartbeat (the `heartbeat` cron, every minute) is older.
+HEARTBEAT_STALE_SECONDS = env.int("HEARTBEAT_STALE_SECONDS", default=180)
+# Alerts (cron alert_check, every 10 minutes): OPS_EMAIL gets each problem once when it starts and once
+# when it ends; ALERT_WEBHOOK_URL (optional, e.g. a Slack incoming webhook) gets the same as {"text": ...}.
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_TIMEOUT = env.float("ALERT_WEBHOOK_TIMEOUT", default=10.0)
+# A Stripe event not applied after this many minutes is an alert.
+ALERT_EVENT_WAIT_MINUTES = env.int("ALERT_EVENT_WAIT_MINUTES", default=10)
+# A cron is late when it has not started since two of its slots went by, plus this slack.
+ALERT_CRON_GRACE_MINUTES = env.int("ALERT_CRON_GRACE_MINUTES", default=5)
+# A spike: at least this many failed pushes, or failed dunning sends, within ALERT_SPIKE_WINDOW_MINUTES.
+ALERT_SPIKE_WINDOW_MINUTES = env.int("ALERT_SPIKE_WINDOW_MINUTES", default=60)
+ALERT_PUSH_FAILURES = env.int("ALERT_PUSH_FAILURES", default=5)
+ALERT_DUNNING_FAILURES = env.int("ALERT_DUNNING_FAILURES", default=5)
 # Daily backups kept in storage under backups/ (older ones are deleted after each export).
 BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=14)
+
+# --- gunicorn (read by gunicorn.conf.py) -----------------------------------------------------
+# Address, worker processes and threads per worker of the web server (`gunicorn -c gunicorn.conf.py`).
+GUNICORN_BIND = env.str("GUNICORN_BIND", default="127.0.0.1:8000")
+# Empty (as in .env.example): 2 x cores + 1.
+GUNICORN_WORKERS = int(env.str("GUNICORN_WORKERS", default="") or (os.cpu_count() or 1) * 2 + 1)
+GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
+GUNICORN_TIMEOUT = env.int("GUNICORN_TIMEOUT", default=30)
+# Proxy addresses whose X-Forwarded-* headers gunicorn trusts (comma-separated; "*" behind a private LB).
+GUNICORN_FORWARDED_ALLOW_IPS = env.str("GUNICORN_FORWARDED_ALLOW_IPS", default="127.0.0.1")
 
 # --- django-q2 ------------------------------------------------------------------------------
 Q_CLUSTER = {
@@ -448,6 +485,22 @@ if STAFF_2FA not in ("required", "optional", "off"):
     raise ImproperlyConfigured("STAFF_2FA must be required, optional or off.")
 # The issuer the authenticator app shows beside the account.
 OTP_TOTP_ISSUER = SITE_NAME
+
+# --- Error reporting ------------------------------------------------------------------------
+# SENTRY_DSN turns on sentry-sdk (errors of web requests and tasks). Every event passes through the log
+# redaction first (billing_console.ops.logging.sentry_before_send); no personal data is sent by default.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="") or DJANGO_ENV
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    from billing_console.ops.logging import sentry_before_send
+
+    sentry_sdk.init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, integrations=[DjangoIntegration()],
+                    traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE, send_default_pii=False,
+                    before_send=sentry_before_send, before_send_transaction=sentry_before_send)
 
 # --- Security -------------------------------------------------------------------------------
 # Reverse proxies in front of the console that append to X-Forwarded-For (0: use the socket address).

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing_console.admin import console as console_admin
+from billing_console.ops import metrics
 from billing_console.ops import summary as ops
 from billing_console.ops import views
 from billing_console.stripe import api
@@ -16,6 +17,7 @@ urlpatterns = [
     path("health", views.health, name="health"),
     path("api/cloud/health", views.cloud_health_view, name="cloud-health"),
     path("api/ops/summary", ops.ops_summary_view, name="ops-summary"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/billing/checkout", api.checkout, name="billing-checkout"),
     path("api/billing/portal", api.portal, name="billing-portal"),
     path("api/billing/webhook", api.webhook, name="billing-webhook"),

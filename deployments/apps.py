@@ -51,3 +51,15 @@ class DeploymentsConfig(AppConfig):
 
         register_hourly_figures(analytics.push_outcome_figures)
         register_analytics_section(analytics.analytics_charts)
+
+        # /metrics (billing_console.ops.metrics): this app's families, computed at scrape time.
+        from billing_console.ops.metrics import register_metrics
+        from deployments.metrics import push_metrics
+
+        register_metrics(push_metrics)
+
+        # alert_check (billing_console.ops.alerts): this app's problems.
+        from billing_console.ops.alerts import register_alert_provider
+        from deployments.alerts import push_failure_problems
+
+        register_alert_provider(push_failure_problems)

@@ -33,3 +33,16 @@ class DunningConfig(AppConfig):
 
         register_monthly_figures(analytics.dunning_recovery_figures)
         register_analytics_section(analytics.analytics_charts)
+
+        # /metrics (billing_console.ops.metrics): this app's families, computed at scrape time.
+        from billing_console.ops.metrics import register_metrics
+        from dunning.metrics import dunning_metrics
+
+        register_metrics(dunning_metrics)
+
+        # alert_check (billing_console.ops.alerts): this app's problems.
+        from billing_console.ops.alerts import register_alert_provider
+        from dunning.alerts import dunning_failure_problems, whatsapp_problems
+
+        register_alert_provider(dunning_failure_problems)
+        register_alert_provider(whatsapp_problems)

@@ -22,6 +22,7 @@ from licensing.keys import key_normalize
 from licensing import status_cache
 from licensing.models import DeviceActivation, License
 from billing_console.wording.subscription import licence_status_words, subscription_copy
+from licensing.metrics import license_request_count
 from licensing.selectors import (
     LicenseState, activation_for, activation_from_row, activation_row, license_by_key, license_state,
 )
@@ -116,6 +117,7 @@ def api_view(*methods: str):
             if limited is not None:
                 response = limited.response()
             response["Cache-Control"] = response.get("Cache-Control", "no-store")
+            license_request_count(response.status_code)
             return response
 
         wrapper.license_api = True  # served past the middleware it does not need (licensing/middleware.py)

@@ -33,3 +33,9 @@ class LicensingConfig(AppConfig):
         from licensing import analytics
 
         register_analytics_section(analytics.analytics_charts)
+
+        # /metrics (billing_console.ops.metrics): this app's families, computed at scrape time.
+        from billing_console.ops.metrics import register_metrics
+        from licensing.metrics import license_metrics
+
+        register_metrics(license_metrics)

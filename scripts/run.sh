@@ -90,7 +90,8 @@ stage "Applying database migrations (a new database takes a minute or two: dj-st
 LOG_LEVEL=WARNING $PY manage.py migrate --noinput
 stage "Preparing the cache table, the crons, the webhook endpoint and the price list ..."
 # One process for the four commands (each start of Django costs seconds). The webhook endpoint
-# (SITE_URL/api/billing/webhook + its signing secret) is skipped, with a note, when no secret is set.
+# (SITE_URL/api/billing/webhook, the handled event types) is registered with Stripe (the sandbox's here);
+# when Stripe cannot be reached it is skipped with a note.
 LOG_LEVEL=WARNING $PY manage.py shell -c "
 from django.core.management import CommandError, call_command
 call_command('createcachetable')
@@ -98,7 +99,7 @@ call_command('setup_schedules')
 try:
     call_command('setup_webhook_endpoint')
 except CommandError as exc:
-    print(f'Webhook endpoint not recorded ({exc}): set STRIPE_WEBHOOK_SECRET (see README, Stripe).')
+    print(f'Webhook endpoint not registered ({exc}): run manage.py setup_webhook_endpoint (see README, Stripe).')
 try:
     call_command('sync_catalog')
 except CommandError as exc:

@@ -7,6 +7,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 # Consoles started from here configure themselves; the sandbox settings `make run` leaves in var/ must not leak in.
 export SANDBOX_ENV_FILE=
+# SOAK_REDIS=1: the multi-machine layout (2 web nodes, 2 qclusters, a private Redis killed mid-run); no
+# PostgreSQL restart. The Redis is the soak's own (SOAK_REDIS_PORT), never the shared one.
+if [ "${SOAK_REDIS:-0}" = 1 ]; then
+  exec timeout 1200 .venv/bin/python -m tests.proof.soak --customers "${SOAK_CUSTOMERS:-150}" \
+    --redis-port "${SOAK_REDIS_PORT:-6391}" --redis-restart --web-nodes 2 "$@"
+fi
 if [ "${SOAK_SHORT:-0}" = 1 ]; then
   exec timeout 600 .venv/bin/python -m tests.proof.soak --short --customers "${SOAK_CUSTOMERS:-40}" "$@"
 fi

@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from billing_console.admin.base import ReadOnlyAdmin, counted, run_for_each
 from billing_console.errors import ServiceError
 from billing_console.manage_links import manage_link_delivery_request
-from billing_console.models import AuditEvent, CheckoutAttempt, CronRun, Customer, ManageLinkDelivery, WebhookEvent
+from billing_console.models import Alert, AuditEvent, CheckoutAttempt, CronRun, Customer, ManageLinkDelivery, WebhookEvent
 from billing_console.invoicing.services import money_format
 from billing_console.ops.logging import redact
 from billing_console.phones import customer_change_phone
@@ -433,3 +433,10 @@ class CronRunAdmin(ReadOnlyAdmin):
     search_fields = ("name",)
     date_hierarchy = "started_at"
 
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("key", "title", "opened_at", "last_seen_at", "resolved_at", "runbook")
+    list_filter = (("resolved_at", admin.EmptyFieldListFilter), "runbook")
+    search_fields = ("key", "title")
+    date_hierarchy = "opened_at"

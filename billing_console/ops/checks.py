@@ -79,6 +79,10 @@ def preflight_problems(mode: str | None = None, *, online: bool = True) -> list[
     problems += _proxy_problems()
     if not online:
         return problems
+    if key and KEY_SHAPE.match(key):  # Stripe is only asked once the key itself is right
+        from billing_console.stripe.endpoint import webhook_endpoint_problems
+
+        problems += webhook_endpoint_problems()
     problems += _schedule_problems(SCHEDULES)
     problems += _migration_problems()
     problems += _backup_problems()

@@ -20,7 +20,7 @@ _SECRET_PATTERNS = re.compile(
 # A manage link's token works as a password for the customer's pages: keep the path, drop the token.
 _MANAGE_LINK = re.compile(r"/manage/[^/\s\"'?#<>]+")
 _SETTINGS_SECRETS = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CLOUD_MASTER_KEY", "LICENSE_SIGNING_KEY",
-                     "OPS_SECRET", "EVOLUTION_API_KEY", "SECRET_KEY", "EMAIL_HOST_PASSWORD")
+                     "OPS_SECRET", "METRICS_TOKEN", "EVOLUTION_API_KEY", "SECRET_KEY", "EMAIL_HOST_PASSWORD")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id", "task_id"}
 
 
@@ -118,3 +118,27 @@ def connect_task_ids() -> None:
 
     pre_execute.connect(_task_started, dispatch_uid="billing_console.ops.logging.task_started")
     post_execute_in_worker.connect(_task_finished, dispatch_uid="billing_console.ops.logging.task_finished")
+
+
+# Keys whose values are credentials whatever they look like (request headers, cookies, form fields).
+_SENSITIVE_KEYS = re.compile(r"authorization|cookie|stripe-signature|apikey|api[_-]?key|password|passwd|secret|"
+                             r"token|csrf|session", re.IGNORECASE)
+
+
+def _scrub(value, depth: int = 0):
+    if depth > 20:
+        return "[redacted]"
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: ("[redacted]" if isinstance(k, str) and _SENSITIVE_KEYS.search(k) and v not in (None, "")
+                    else _scrub(v, depth + 1)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
+
+
+def sentry_before_send(event: dict, hint: dict | None = None) -> dict:
+    """Sentry's before_send: every string the event carries goes through `redact` (the secret shapes and
+    every configured secret), and credential-named fields (headers, cookies, form data) are dropped."""
+    return _scrub(event)

@@ -41,4 +41,9 @@ SCHEDULES: list[Cron] = [
          "Recompute the analytics page's monthly figures (MRR, subscribers, churn, checkouts) from the invoices."),
     Cron("analytics_hourly", "billing_console.analytics.snapshot.analytics_hourly_cron", "2 * * * *",
          "Recompute the analytics page's hourly operations figures (Stripe events, pushes) of the last 7 days."),
+    Cron("heartbeat", "billing_console.ops.heartbeat.heartbeat_cron", "* * * * *",
+         "Prove the task cluster executes tasks: /health reports the heartbeat's age, ?deep=1 turns 503 when stale."),
+    Cron("alert_check", "billing_console.ops.alerts.alert_check_cron", "*/10 * * * *",
+         "Find late or failing crons, failed or waiting Stripe events, undelivered invoices, failure spikes; "
+         "announce each problem once when it starts and once when it ends (OPS_EMAIL, ALERT_WEBHOOK_URL)."),
 ]

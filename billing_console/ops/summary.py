@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET
 
 from billing_console.errors import error_body
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, Invoice, InvoiceEvent, ReconciliationRun
+from billing_console.ops.alerts import open_alerts_section
 from billing_console.ops.logging import redact
 
 log = logging.getLogger("billing_console.ops")
@@ -35,7 +36,7 @@ _sections: dict[str, Callable[[], dict]] = {}
 FUNNEL_DAYS = 7
 # A daily reconciliation older than this means the cron stopped.
 RECONCILE_STALE_HOURS = 26
-RESERVED = {"generatedAt", "ok", "problems", "checkout", "emails24h", "invoices", "reconciliation", "crons"}
+RESERVED = {"generatedAt", "ok", "problems", "checkout", "emails24h", "invoices", "reconciliation", "crons", "alerts"}
 
 
 def register_ops_section(name: str, fn: Callable[[], dict]) -> Callable[[], dict]:
@@ -138,6 +139,8 @@ def ops_summary(*, now=None) -> dict:
         "invoices": _invoices(),
         "reconciliation": _reconciliation(),
         "crons": _crons(),
+        # What the last alert_check found and has not seen resolved (the alerts' own problems, below).
+        "alerts": open_alerts_section(),
     }
     problems: list[str] = []
     for name, fn in _sections.items():
@@ -155,6 +158,7 @@ def ops_summary(*, now=None) -> dict:
             summary["emails24h"]["failed"] += failed
         problems += [str(p) for p in section.pop("problems", []) or []]
         summary[name] = section
+    problems += [f"Alert open since {a['since'][:16]}: {a['title']}" for a in summary["alerts"]]
     summary["problems"] = _core_problems(summary, now) + problems
     summary["ok"] = not summary["problems"]
     return summary

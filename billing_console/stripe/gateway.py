@@ -207,3 +207,19 @@ def prices_list(params: dict | None = None) -> Iterator[dict]:
 
 def charge_retrieve(charge_id: str) -> dict:
     return _call("read a charge", lambda: client().v1.charges.retrieve(charge_id))
+
+
+# --- Webhook endpoints ----------------------------------------------------------------------------
+def webhook_endpoints_list() -> list[dict]:
+    return list(_paginate("list webhook endpoints", lambda p: client().v1.webhook_endpoints.list(params=p), None))
+
+
+def webhook_endpoint_create(*, params: dict, idempotency_key: str) -> dict:
+    """The answer carries the endpoint's signing secret (`secret`): Stripe shows it only here."""
+    return _call("create a webhook endpoint", lambda: client().v1.webhook_endpoints.create(
+        params=params, options=_post_options(idempotency_key)))
+
+
+def webhook_endpoint_update(endpoint_id: str, *, params: dict, idempotency_key: str) -> dict:
+    return _call("update a webhook endpoint", lambda: client().v1.webhook_endpoints.update(
+        endpoint_id, params=params, options=_post_options(idempotency_key)))

@@ -65,6 +65,9 @@ def populate_core() -> dict:
     core.Dispute.objects.create(stripe_id="dp_drill1", charge_id="ch_drill1", customer=customer,
                                 invoice_id="in_drill1", amount=900, currency="usd", reason="fraudulent",
                                 status="needs_response", opened_at=now)
+    core.Heartbeat.objects.create(name="qcluster", at=now, beats=3)
+    core.Alert.objects.create(key="stripe_events_failed", title="1 Stripe event failed to apply.", last_seen_at=now,
+                              resolved_at=now, opened_notified=True, resolved_notified=True)
     return {"customer": customer, "attempt": attempt}
 
 

@@ -5,6 +5,8 @@ from billing_console.ops import scheduling
 from billing_console.ops.checks import preflight_problems
 from tests.stripe.conftest import API_KEY, emulator, stripe_settings  # noqa: F401
 from tests.deployments.conftest import bundles  # noqa: F401
+from billing_console.stripe.endpoint import webhook_endpoint_sync
+from billing_console.stripe.gateway import client as stripe_api
 
 GOOD = {
     "STRIPE_SECRET_KEY": API_KEY,
@@ -33,9 +35,11 @@ def ready(settings, db, monkeypatch, emulator, bundles, tmp_path):  # noqa: F811
 
     backup_export()
     settings.PLANS = {**settings.PLANS, "pro": {**settings.PLANS["pro"], "price_id": "price_123"}}
+    settings.SITE_URL = "https://console.example.com"
     # Migrations are not applied in the test database (--nomigrations): judge the rest.
     monkeypatch.setattr("billing_console.ops.checks._migration_problems", lambda: [])
     scheduling.schedules_sync()
+    webhook_endpoint_sync()
     return settings
 
 
@@ -178,3 +182,63 @@ def test_support_email_is_the_reply_to_and_shown_on_the_pages(ready, client):
     manage_link_deliver(delivery_id=delivery.pk)
     assert mail.outbox[-1].reply_to == ["support@example.com"]
     assert "mailto:support@example.com" in client.get("/recover").content.decode()
+def _endpoint_ids(mode="test"):
+    return {pid: msg for pid, msg in preflight_problems(mode) if pid.startswith("BC05")}
+
+
+def _our_endpoint():
+    return next(e for e in stripe_api().v1.webhook_endpoints.list().data
+                if e.url == "https://console.example.com/api/billing/webhook")
+
+
+def test_preflight_blocks_when_stripe_has_no_endpoint_for_us(ready, capsys):
+    stripe_api().v1.webhook_endpoints.delete(_our_endpoint().id)
+    assert list(_endpoint_ids()) == ["BC051"]
+    with pytest.raises(SystemExit):
+        call_command("preflight", "--mode", "test")
+    assert "no webhook endpoint at https://console.example.com/api/billing/webhook" in capsys.readouterr().out
+
+
+def test_preflight_blocks_a_disabled_endpoint(ready):
+    stripe_api().v1.webhook_endpoints.update(_our_endpoint().id, params={"disabled": True})
+    assert list(_endpoint_ids()) == ["BC052"]
+
+
+def test_preflight_blocks_our_endpoint_on_another_url(ready):
+    stripe_api().v1.webhook_endpoints.update(_our_endpoint().id, params={"url": "https://old.example.com/api/billing/webhook"})
+    problems = _endpoint_ids()
+    assert list(problems) == ["BC053"] and "https://old.example.com/api/billing/webhook" in problems["BC053"]
+
+
+def test_preflight_blocks_an_endpoint_missing_a_handled_type(ready):
+    endpoint = _our_endpoint()
+    stripe_api().v1.webhook_endpoints.update(endpoint.id, params={
+        "enabled_events": [t for t in endpoint.enabled_events if t != "invoice.payment_failed"]})
+    problems = _endpoint_ids()
+    assert list(problems) == ["BC054"] and "invoice.payment_failed" in problems["BC054"]
+
+
+def test_preflight_blocks_in_live_mode_too(ready):
+    stripe_api().v1.webhook_endpoints.delete(_our_endpoint().id)
+    assert "BC051" in _endpoint_ids("live")
+
+
+def test_a_wildcard_endpoint_at_our_url_is_accepted(ready):
+    stripe_api().v1.webhook_endpoints.update(_our_endpoint().id, params={"enabled_events": ["*"]})
+    assert _endpoint_ids() == {}
+
+
+def test_preflight_reports_an_unreachable_stripe(ready, emulator):  # noqa: F811
+    emulator.stop()
+    ready.STRIPE_MAX_RETRIES = 0
+    assert list(_endpoint_ids()) == ["BC050"]
+
+
+def test_manage_py_check_never_asks_stripe(ready, monkeypatch):
+    from billing_console.ops.checks import billing_configuration_check
+
+    def boom():
+        raise AssertionError("check must not call Stripe")
+
+    monkeypatch.setattr("billing_console.stripe.gateway.webhook_endpoints_list", boom)
+    assert billing_configuration_check(None) == []

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing_console.models import (AuditEvent, CronRun, Dispute, DriftItem, InvoiceEvent, ReconciliationRun,
+from billing_console.models import (Alert, AuditEvent, CronRun, Dispute, DriftItem, InvoiceEvent, ReconciliationRun,
                                     UnlinkedSubscription)
 from tests.stripe.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
@@ -48,6 +48,8 @@ MAKERS = {
         subscription_id=f"sub_u{next(_seq)}", stripe_customer_id="cus_u", status="active"),
     "billing_console.dispute": lambda: Dispute.objects.create(stripe_id=f"dp_{next(_seq)}", customer=CustomerFactory(),
                                                               amount=900, currency="usd", opened_at=timezone.now()),
+    "billing_console.alert": lambda: Alert.objects.create(key=f"cron_late:c{next(_seq)}", title="Cron c is late.",
+                                                          last_seen_at=timezone.now(), runbook="Cron late"),
     "licensing.license": LicenseFactory,
     "licensing.deviceactivation": DeviceActivationFactory,
     "deployments.deployment": DeploymentFactory,

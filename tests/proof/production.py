@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -23,9 +24,23 @@ SECRETS = {
 }
 
 
+_STATIC_ROOT: list[str] = []
+
+
+def collected_static(env: dict[str, str]) -> str:
+    """STATIC_ROOT after `collectstatic` with production storage (hashed names), once per test run:
+    production pages name their CSS through the manifest, as after the release steps."""
+    if not _STATIC_ROOT:
+        root = tempfile.mkdtemp(prefix="bc-static-")
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT,
+                       env={**env, "STATIC_ROOT": root}, check=True, capture_output=True, timeout=300)
+        _STATIC_ROOT.append(root)
+    return _STATIC_ROOT[0]
+
+
 def production_env(database_url: str, **extra: str) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
-    return {
+    env = {
         **keep,
         "DJANGO_ENV": "production",
         "DJANGO_SETTINGS_MODULE": "billing_console.settings",
@@ -42,6 +57,8 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
         **SECRETS,
         **extra,
     }
+    env.setdefault("STATIC_ROOT", collected_static(env))
+    return env
 
 
 def run_python(code: str, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

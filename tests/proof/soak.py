@@ -3,6 +3,13 @@
 the events imply.
 
     python -m tests.proof.soak [--customers 150] [--short] [--pg-restart] [--database-url URL]
+                               [--redis-port 6391 [--redis-restart]] [--web-nodes 2]
+
+With --redis-port the console runs as on several machines: a private redis-server on that port is the
+django-q2 broker and the cache (REDIS_URL), --web-nodes gunicorn servers share the work (checkouts
+alternate between them; Stripe's webhooks go to the first, then to the second from the renewals on),
+and --redis-restart restarts that Redis mid-run (no persistence: every queued task is lost, and the
+retry cron must find the events whose task vanished).
 
 Faults, in order: the sandbox Stripe answers 500s then times out; the fake Cloudflare rate-limits
 the pushes; a qcluster is killed (SIGKILL, main pid and its workers) mid-task and another started;
@@ -69,6 +76,36 @@ class Cluster:
         self._kill_group()  # then whatever worker is left (none, after a clean stop)
 
 
+class PrivateRedis:
+    """A redis-server of the soak's own (never the shared one): restarting it disturbs nobody else."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "PrivateRedis":
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=(OUT / "redis.log").open("ab"),
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+        return self
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+    def restart(self) -> float:
+        started = time.monotonic()
+        self.proc.kill()  # a crash: what was queued in it is gone
+        self.proc.wait(10)
+        time.sleep(1.0)
+        self.start()
+        return time.monotonic() - started
+
+
 def pg_restart() -> float:
     started = time.monotonic()
     version = sorted(os.listdir("/etc/postgresql"))[-1]
@@ -126,6 +163,10 @@ def run(args) -> int:
     emu.set_faults(reset=True)
     env = console_env(database_url, sandbox.env(), short=args.short)
     env.update(STRIPE_SECRET_KEY=API_KEY, STRIPE_WEBHOOK_SECRET=SECRET)
+    redis_server = None
+    if args.redis_port:
+        redis_server = PrivateRedis(args.redis_port).start()
+        env.update(REDIS_URL=redis_server.url)
     os.environ.update(env)
     import django
 
@@ -142,15 +183,20 @@ def run(args) -> int:
 
     dunning_policy_ensure_default()  # what the data migration does (a test database has no migrations)
     clusters: list[Cluster] = []
-    report: dict = {"faults": []}
-    with Gunicorn(env, log=OUT / "gunicorn.log") as web:
+    report: dict = {"faults": [], "layout": {"web_nodes": args.web_nodes, "qclusters": 2,
+                                             "broker": "redis" if redis_server else "orm"}}
+    nodes = [Gunicorn(env, log=OUT / f"gunicorn{n}.log") for n in range(args.web_nodes)]
+    for node in nodes:
+        node.__enter__()
+    web = nodes[0]
+    try:
         emu.configure_webhook(f"http://127.0.0.1:{web.port}/api/billing/webhook", SECRET)
         clusters = [Cluster(env, 0), Cluster(env, 1)]
         stop_crons = threading.Event()
         cron_thread = threading.Thread(target=crons, args=(stop_crons, 3.0), daemon=True)
         cron_thread.start()
         try:
-            phase_checkouts(args, web.port, emu, report)
+            phase_checkouts(args, [n.port for n in nodes], emu, report)
             # Stripe API faults while the workers re-read objects and the pages open sessions.
             emu.set_faults(api_500=15, api_timeout=3, timeout_seconds=1.5)
             report["faults"].append("stripe api: 15 x 500, 3 x timeout")
@@ -165,6 +211,10 @@ def run(args) -> int:
             if args.pg_restart:
                 log("restarting PostgreSQL")
                 report["faults"].append(f"postgresql restarted ({pg_restart():.1f} s)")
+            if len(nodes) > 1:  # the renewals' webhooks reach the other web node
+                emu.configure_webhook(f"http://127.0.0.1:{nodes[1].port}/api/billing/webhook", SECRET)
+            if redis_server and args.redis_restart:
+                threading.Thread(target=_redis_restart_soon, args=(redis_server, report), daemon=True).start()
             phase_renewals(args, emu, report)
             wait_for_events(emu, 90 if args.short else 300)
             enqueue("deployments.tasks.push_deployments")
@@ -174,10 +224,22 @@ def run(args) -> int:
             cron_thread.join(10)
             for c in clusters:
                 c.stop()
+    finally:
+        for node in nodes:
+            node.__exit__(None, None, None)
     try:
         return verify(emu, cf, sandbox.mail, report)
     finally:
         sandbox.stop()
+        if redis_server:
+            redis_server.stop()
+
+
+def _redis_restart_soon(redis_server: "PrivateRedis", report: dict) -> None:
+    """Mid-renewals, while events are arriving and tasks are queued: Redis crashes and comes back empty."""
+    time.sleep(2.0)
+    log("killing and restarting Redis (broker + cache)")
+    report["faults"].append(f"redis killed and restarted empty ({redis_server.restart():.1f} s)")
 
 
 def enqueue(path: str) -> None:
@@ -212,7 +274,7 @@ def busy() -> bool:
         connection.close()
 
 
-def phase_checkouts(args, port: int, emu, report: dict) -> None:
+def phase_checkouts(args, ports: list[int], emu, report: dict) -> None:
     n = args.customers
     log(f"{n} checkouts through the console and the sandbox's hosted page")
     results = []
@@ -225,7 +287,7 @@ def phase_checkouts(args, port: int, emu, report: dict) -> None:
                 i = next(todo, None)
             if i is None:
                 return
-            result = checkout(port, emu, f"soak{i:05d}@example.com", "4242424242424242")
+            result = checkout(ports[i % len(ports)], emu, f"soak{i:05d}@example.com", "4242424242424242")
             with lock:
                 results.append(result)
 
@@ -329,6 +391,8 @@ def verify(emu, cf, mailbox, report: dict) -> int:
     counts = {"events_sent": len(sent), "events_stored": len(stored), "events_missing": len(missing),
               "events_unprocessed": len(unprocessed),
               "deliveries": len(emu.deliveries),
+              # Per web node (the webhook URL's port), to show both nodes took Stripe's traffic.
+              "deliveries_by_node": dict(Counter(str(d.get("url", "")).split("/")[2] for d in emu.deliveries)),
               "redeliveries": sum(WebhookEvent.objects.values_list("deliveries", flat=True)) - len(stored)}
     if missing:
         problems.append(f"{len(missing)} event(s) never stored, e.g. {sorted(missing)[:3]}")
@@ -431,6 +495,9 @@ def main(argv=None) -> int:
                         or "postgres://postgres@127.0.0.1:5432/bc_soak")
     parser.add_argument("--no-migrate", action="store_true", help="the database already has the tables")
     parser.add_argument("--keep-data", action="store_true")
+    parser.add_argument("--redis-port", type=int, default=0, help="run a private redis-server there: broker + cache")
+    parser.add_argument("--redis-restart", action="store_true", help="kill and restart that Redis mid-run")
+    parser.add_argument("--web-nodes", type=int, default=1, help="gunicorn servers (web nodes)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     rc = run(args)

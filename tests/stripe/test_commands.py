@@ -9,31 +9,75 @@ from billing_console.stripe.gateway import client as stripe_api
 pytestmark = pytest.mark.django_db
 
 
-def test_setup_webhook_endpoint_creates_then_is_idempotent_then_updates(stripe_settings, capsys):
+def _endpoints():
+    return [e.to_dict() for e in stripe_api().v1.webhook_endpoints.list().data]
+
+
+def test_setup_webhook_endpoint_registers_exactly_the_handled_types_and_prints_the_secret_once(emulator, capsys):
+    from billing_console.stripe.dispatch import handled_event_types as handled_types
+    from billing_console.stripe.endpoint import webhook_event_types
+
+    call_command("setup_webhook_endpoint")
+    out = capsys.readouterr().out
+    [endpoint] = _endpoints()
+    assert endpoint["url"] == "https://console.test/api/billing/webhook" and endpoint["status"] == "enabled"
+    assert endpoint["api_version"] == emulator.api_version == "2026-05-27.dahlia"
+    # The receivers' types (STRIPE_DJSTRIPE_SYNC is off in these tests, so no catalogue types), never "*".
+    assert sorted(endpoint["enabled_events"]) == webhook_event_types() == handled_types()
+    assert "invoice.payment_failed" in endpoint["enabled_events"] and "*" not in endpoint["enabled_events"]
+    secret = emulator.store.table("webhook_endpoint.secrets")[endpoint["id"]]
+    assert "created" in out and f"Signing secret: {secret}" in out and "STRIPE_WEBHOOK_SECRET" in out
+
+    call_command("setup_webhook_endpoint")
+    out = capsys.readouterr().out
+    assert "unchanged" in out and secret not in out and len(_endpoints()) == 1
+
+
+def test_setup_webhook_endpoint_repairs_a_disabled_short_endpoint_and_follows_a_new_site_url(emulator, stripe_settings,
+                                                                                             capsys):
+    call_command("setup_webhook_endpoint")
+    [endpoint] = _endpoints()
+    secret = emulator.store.table("webhook_endpoint.secrets")[endpoint["id"]]
+    stripe_api().v1.webhook_endpoints.update(endpoint["id"], params={"disabled": True,
+                                                                     "enabled_events": ["invoice.paid"]})
+    stripe_settings.SITE_URL = "https://billing.example.com"
+    capsys.readouterr()
+    call_command("setup_webhook_endpoint")
+    out = capsys.readouterr().out
+    [after] = _endpoints()
+    assert "updated" in out and "Signing secret" not in out
+    assert after["id"] == endpoint["id"] and emulator.store.table("webhook_endpoint.secrets")[after["id"]] == secret  # same secret kept
+    assert after["url"] == "https://billing.example.com/api/billing/webhook" and after["status"] == "enabled"
+    assert sorted(after["enabled_events"]) == sorted(endpoint["enabled_events"])
+
+
+def test_setup_webhook_endpoint_adds_the_mirrored_catalogue_types(emulator, stripe_settings):
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = ["product", "price"]
+    call_command("setup_webhook_endpoint")
+    [endpoint] = _endpoints()
+    assert {"product.updated", "price.created", "price.deleted"} <= set(endpoint["enabled_events"])
+    assert "plan.updated" not in endpoint["enabled_events"]
+
+
+def test_setup_webhook_endpoint_leaves_other_endpoints_alone(emulator):
+    other = stripe_api().v1.webhook_endpoints.create(params={"url": "https://crm.example.com/hook",
+                                                             "enabled_events": ["*"]})
+    call_command("setup_webhook_endpoint")
+    endpoints = {e["id"]: e for e in _endpoints()}
+    assert len(endpoints) == 2 and endpoints[other.id]["enabled_events"] == ["*"]
+
+
+def test_setup_webhook_endpoint_fails_clearly_when_stripe_refuses(emulator, stripe_settings):
+    stripe_settings.STRIPE_SECRET_KEY = ""
+    with pytest.raises(CommandError, match="STRIPE_SECRET_KEY"):
+        call_command("setup_webhook_endpoint")
+
+
+def test_nothing_is_written_to_djstripes_endpoint_table(emulator):
     from djstripe.models import WebhookEndpoint
 
     call_command("setup_webhook_endpoint")
-    row = WebhookEndpoint.objects.get()
-    assert row.url == "https://console.test/api/billing/webhook" and row.secret == stripe_settings.STRIPE_WEBHOOK_SECRET
-    assert row.status == "enabled" and row.api_version == stripe_settings.STRIPE_API_VERSION
-    out = capsys.readouterr().out
-    assert "created" in out and stripe_settings.STRIPE_WEBHOOK_SECRET not in out
-
-    call_command("setup_webhook_endpoint")
-    assert "unchanged" in capsys.readouterr().out
-
-    stripe_settings.SITE_URL = "https://billing.example.com"
-    stripe_settings.STRIPE_WEBHOOK_SECRET = "whsec_test-rolled-secret-0123"
-    call_command("setup_webhook_endpoint")
-    assert "updated" in capsys.readouterr().out
-    row = WebhookEndpoint.objects.get()
-    assert (row.url, row.secret) == ("https://billing.example.com/api/billing/webhook", "whsec_test-rolled-secret-0123")
-
-
-def test_setup_webhook_endpoint_without_secret_fails_clearly(stripe_settings):
-    stripe_settings.STRIPE_WEBHOOK_SECRET = ""
-    with pytest.raises(CommandError, match="STRIPE_WEBHOOK_SECRET"):
-        call_command("setup_webhook_endpoint")
+    assert not WebhookEndpoint.objects.exists()
 
 
 def test_sync_customer_by_email_applies_stripe_state(client, emulator, deliver, capsys):

@@ -1,18 +1,30 @@
-"""Create or update dj-stripe's webhook endpoint row from STRIPE_WEBHOOK_SECRET and SITE_URL (idempotent)."""
+"""Create or update the console's webhook endpoint in Stripe (SITE_URL/api/billing/webhook); idempotent."""
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.errors import ServiceError
-from billing_console.stripe.inbox import webhook_endpoint_setup
+from billing_console.stripe.endpoint import webhook_endpoint_sync
+from billing_console.stripe.gateway import StripeGatewayError
 
 
 class Command(BaseCommand):
-    help = "Record the console's Stripe webhook endpoint (SITE_URL/api/billing/webhook) with its signing secret."
+    help = ("Register the console's webhook endpoint with Stripe: SITE_URL/api/billing/webhook, exactly the event "
+            "types the console handles, the pinned API version. Prints the signing secret when it creates one.")
 
     def handle(self, *args, **options):
         try:
-            row, outcome = webhook_endpoint_setup()
-        except ServiceError as exc:
+            result = webhook_endpoint_sync()
+        except StripeGatewayError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(f"Webhook endpoint {outcome}: {row.url} (secret set, tolerance {row.djstripe_tolerance} s)")
-        if outcome != "unchanged":
-            self.stdout.write("In Stripe, the endpoint must point at this URL and use the same signing secret.")
+        endpoint = result.endpoint
+        events = endpoint.get("enabled_events") or []
+        self.stdout.write(f"Webhook endpoint {result.outcome}: {endpoint.get('id')} {endpoint.get('url')} "
+                          f"({len(events)} event types, API version {endpoint.get('api_version') or '-'})")
+        if result.changed and result.outcome == "updated":
+            self.stdout.write(f"  changed: {', '.join(result.changed)}")
+        if result.secret:
+            # Shown once, here only: Stripe never returns it again and the console does not store it.
+            self.stdout.write("")
+            self.stdout.write(f"  Signing secret: {result.secret}")
+            self.stdout.write("  Put it in STRIPE_WEBHOOK_SECRET (the environment or .env of every web node) and "
+                              "restart the web processes; until then every delivery is refused (400).")
+        for warning in result.warnings:
+            self.stdout.write(self.style.WARNING(f"  {warning}"))
