@@ -131,8 +131,13 @@ def deploy_readiness(deployment: Deployment | None = None) -> Readiness:
                           "check for a release every hour and push it to your Worker then."),
                          ["No tagged release is published at the manifest URL yet."])
     if deployment is not None and not deployment.current_version:
+        version = deployment.pinned_version or release.version
+        if deployment.publishes.filter(status__in=PublishVersion.IN_FLIGHT).exists():
+            return Readiness(Readiness.ALMOST, "Almost there",
+                             f"Release {version} is on its way to your Worker. Refresh this page in a few seconds.",
+                             ["Token verified with Cloudflare.", f"Pushing release {version}."])
         return Readiness(Readiness.ALMOST, "Almost there",
-                         f"Your Worker will receive release {deployment.pinned_version or release.version} at the next hourly push.",
+                         f"Your Worker will receive release {version} at the next hourly push.",
                          ["Token verified with Cloudflare.", "Waiting for the first push."])
     version = deployment.current_version if deployment is not None else release.version
     note = " Pushes are paused." if deployment is not None and deployment.paused else ""
