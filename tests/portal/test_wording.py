@@ -41,6 +41,7 @@ def test_an_older_push_keeps_its_age(client, manage_url, bundles):
 
 @pytest.mark.django_db
 def test_almost_there_before_any_release_names_no_button_and_no_wrangler(client, manage_url, settings, bundles):
+    bundles.unpublish_latest()
     deployment = DeploymentFactory()
     body = client.get(manage_url(deployment.customer, "deploy/")).content.decode()
     assert "Almost there" in body
@@ -64,5 +65,5 @@ def test_admin_messages_keep_ids_as_written(admin_client_):
     deployment = DeploymentFactory(script_name="my-worker")
     page = admin_client_.post("/admin/deployments/deployment/", {"action": "push_now", "_selected_action": [deployment.pk]},
                               follow=True).content.decode()
-    assert f'class="warning">my-worker ({deployment.account_id[:8]}): ' in page
+    assert f'class="error">my-worker ({deployment.account_id[:8]}): ' in page
     assert "My-worker" not in page
