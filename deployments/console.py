@@ -7,6 +7,7 @@ from billing_console.admin.dashboard import BAD, OK, WARN, Section, Stat, change
 from billing_console.admin.search import MAX_HITS, Hit
 from deployments.models import Deployment
 from deployments.selectors import deployment_counts
+from billing_console.wording import counted
 
 
 def dashboard_section(request) -> Section:
@@ -18,7 +19,7 @@ def dashboard_section(request) -> Section:
         Stat("Errored", counts["errored"], tone=BAD if counts["errored"] else OK,
              url=changelist_url(request, "deployments", "deployment", status__exact=Deployment.Status.ERRORED),
              note="last push failed: token, scope or account"),
-    ], order=50, note=f"{counts['total']} deployment(s) in all.")
+    ], order=50, note=f"{counted(counts['total'], 'deployment')} in all.")
 
 
 def search_hits(term: str) -> list[Hit]:

@@ -12,6 +12,7 @@ from billing_console.models import CronRun, Customer
 from billing_console.ops.health import config_flags
 from billing_console.selectors import Reason, customer_entitlement
 from deployments.models import BundleRelease, Deployment, PublishVersion
+from billing_console.wording import counted
 
 PUSH_CRON = "push_deployments"
 LOCK_REASONS = {Reason.HARD_LOCKED, Reason.CANCELED}
@@ -61,7 +62,7 @@ def deployment_counts() -> dict[str, int]:
 def ops_section() -> dict:
     """/api/ops/summary: deployments by status, and the errored ones as a problem for the daily report."""
     counts = deployment_counts()
-    problems = [f"{counts['errored']} deployment(s) errored"] if counts.get("errored") else []
+    problems = [f"{counted(counts['errored'], 'deployment')} errored"] if counts.get("errored") else []
     return {"byStatus": counts, "problems": problems}
 
 

@@ -196,7 +196,7 @@ def entitlement_in_words(ent) -> str:
         Reason.INCOMPLETE: "No - the first payment was never completed.",
         Reason.NO_SUBSCRIPTION: "No - there is no subscription.",
     }
-    return f"{words.get(ent.reason, ent.reason)} [{ent.reason}]"
+    return words.get(ent.reason, "Unknown - " + ent.reason.replace("_", " ").lower() + ".")
 
 
 def customer_recent_webhook_events(customer: Customer, *, limit: int = 15) -> list[WebhookEvent]:
