@@ -384,6 +384,7 @@ LOGGING = {
     "filters": {
         "context": {"()": "billing_console.ops.logging.ContextFilter"},
         "redact": {"()": "billing_console.ops.logging.RedactSecretsFilter"},
+        "client_errors": {"()": "billing_console.ops.logging.ClientErrorTracebackFilter"},
     },
     "formatters": {
         "json": {"()": "billing_console.ops.logging.JsonFormatter"},
@@ -394,7 +395,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "text",
-            "filters": ["context", "redact"],
+            "filters": ["context", "redact", "client_errors"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
