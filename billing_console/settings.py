@@ -356,6 +356,15 @@ DUNNING_BATCH_SIZE = env.int("DUNNING_BATCH_SIZE", default=200)
 DUNNING_WHATSAPP_PER_MINUTE = env.int("DUNNING_WHATSAPP_PER_MINUTE", default=20)
 # A step still "sending" after this long lost its worker mid-send: failed for support, never resent blindly.
 DUNNING_SENDING_STALE_MINUTES = env.int("DUNNING_SENDING_STALE_MINUTES", default=30)
+# Whose "now" dunning's due steps and locks follow: "wall" (always in production), or "stripe_sandbox": the
+# Stripe sandbox's clock (GET {STRIPE_API_HOST}/_sandbox/clock), so advancing it makes the next step fall due.
+# The sandbox's env file sets it; it is refused with a live key or without STRIPE_API_HOST.
+DUNNING_CLOCK = env.str("DUNNING_CLOCK", default="wall").strip().lower()
+if DUNNING_CLOCK not in ("wall", "stripe_sandbox"):
+    raise ImproperlyConfigured(f"DUNNING_CLOCK is {DUNNING_CLOCK!r}: use wall or stripe_sandbox.")
+if DUNNING_CLOCK == "stripe_sandbox" and (STRIPE_LIVE_MODE or not env.str("STRIPE_API_HOST", default="")):
+    raise ImproperlyConfigured("DUNNING_CLOCK=stripe_sandbox follows the Stripe sandbox's clock: it needs "
+                               "STRIPE_API_HOST and no live mode.")
 
 # --- Operations -----------------------------------------------------------------------------
 # Bearer secret for /api/ops/summary (compared in constant time); unset answers 503.
@@ -434,6 +443,7 @@ LOGGING = {
     "filters": {
         "context": {"()": "billing_console.ops.logging.ContextFilter"},
         "redact": {"()": "billing_console.ops.logging.RedactSecretsFilter"},
+        "client_errors": {"()": "billing_console.ops.logging.ClientErrorTracebackFilter"},
     },
     "formatters": {
         "json": {"()": "billing_console.ops.logging.JsonFormatter"},
@@ -444,7 +454,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "text",
-            "filters": ["context", "redact"],
+            "filters": ["context", "redact", "client_errors"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

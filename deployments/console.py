@@ -7,6 +7,7 @@ from billing_console.admin.dashboard import BAD, OK, WARN, Section, Stat, change
 from billing_console.admin.search import MAX_HITS, Hit
 from deployments.models import Deployment
 from deployments.selectors import deployment_counts, rotation_counts
+from billing_console.wording import counted
 
 
 def dashboard_section(request) -> Section:
@@ -23,7 +24,7 @@ def dashboard_section(request) -> Section:
              tone=(BAD if rotation["overdue"] else WARN) if rotation["pending"] else OK,
              url=changelist_url(request, "deployments", "deployment", push="rotation"),
              note=f"asked to rotate after notify_token_rotation; {rotation['overdue']} overdue (paused)"),
-    ], order=50, note=f"{counts['total']} deployment(s) in all.")
+    ], order=50, note=f"{counted(counts['total'], 'deployment')} in all.")
 
 
 def search_hits(term: str) -> list[Hit]:

@@ -90,11 +90,11 @@ def read_url(url: str, *, max_bytes: int, timeout: float = 30.0) -> bytes:
     raise ManifestError(f"{_safe_url(url)} redirects more than {MAX_REDIRECTS} times.")
 
 
-def manifest_fetch(url: str | None = None) -> Manifest:
+def manifest_fetch(url: str | None = None, *, timeout: float = 30.0) -> Manifest:
     url = url if url is not None else settings.HELM_BUNDLE_MANIFEST_URL
     if not url:
         raise ManifestError("HELM_BUNDLE_MANIFEST_URL is not set.")
-    raw = read_url(url, max_bytes=256 * 1024)
+    raw = read_url(url, max_bytes=256 * 1024, timeout=timeout)
     try:
         data = json.loads(raw)
     except ValueError:

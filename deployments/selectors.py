@@ -13,6 +13,7 @@ from billing_console.ops.health import config_flags
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 from deployments.models import BundleRelease, Deployment, PublishVersion
+from billing_console.wording import counted
 
 PUSH_CRON = "push_deployments"
 LOCK_REASONS = {Reason.HARD_LOCKED, Reason.CANCELED}
@@ -107,7 +108,7 @@ def rotation_counts() -> dict[str, int]:
 def ops_section() -> dict:
     """/api/ops/summary: deployments by status, and the errored ones as a problem for the daily report."""
     counts = deployment_counts()
-    problems = [f"{counts['errored']} deployment(s) errored"] if counts.get("errored") else []
+    problems = [f"{counted(counts['errored'], 'deployment')} errored"] if counts.get("errored") else []
     return {"byStatus": counts, "problems": problems}
 
 
@@ -177,8 +178,13 @@ def deploy_readiness(deployment: Deployment | None = None) -> Readiness:
                           "check for a release every hour and push it to your Worker then."),
                          ["No tagged release is published at the manifest URL yet."])
     if deployment is not None and not deployment.current_version:
+        version = deployment.pinned_version or release.version
+        if deployment.publishes.filter(status__in=PublishVersion.IN_FLIGHT).exists():
+            return Readiness(Readiness.ALMOST, "Almost there",
+                             f"Release {version} is on its way to your Worker. Refresh this page in a few seconds.",
+                             ["Token verified with Cloudflare.", f"Pushing release {version}."])
         return Readiness(Readiness.ALMOST, "Almost there",
-                         f"Your Worker will receive release {deployment.pinned_version or release.version} at the next hourly push.",
+                         f"Your Worker will receive release {version} at the next hourly push.",
                          ["Token verified with Cloudflare.", "Waiting for the first push."])
     version = deployment.current_version if deployment is not None else release.version
     note = " Pushes are paused." if deployment is not None and deployment.paused else ""

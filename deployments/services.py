@@ -25,6 +25,7 @@ from billing_console.services import audit_log
 from billing_console.vault import VaultError
 from deployments.cloudflare import CloudflareClient, CloudflareError
 from deployments.models import AUTH_ERROR_CODES, BundleRelease, Deployment, ErrorCode, PublishVersion
+from deployments.releases import release_latest_read
 from deployments.selectors import ResumeBlock, customer_lock_reason, deployment_resume_block, latest_release
 
 log = logging.getLogger("deployments")
@@ -98,6 +99,7 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
     if errors:
         raise ServiceError("invalid", fields=errors)
     _verify_or_reject(account_id, token)
+    release = release_latest_read()
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -111,6 +113,13 @@ def deployment_create(*, customer: Customer, account_id: str, script_name: str, 
             deployment.save()
             audit_log(actor_type=actor_type, actor=actor, action="deployment.created", target=deployment, customer=customer,
                       data={"account_id": account_id, "script_name": script_name, "token_last4": deployment.token_last4})
+            if release is not None:
+                # The first push follows the connection at once instead of waiting for the hourly run.
+                publish = _queue_publish(deployment, version=release.version, trigger=PublishVersion.Trigger.MANUAL,
+                                         actor=f"{actor_type}:{actor}")
+                audit_log(actor_type=actor_type, actor=actor, action="deployment.push_requested", target=deployment,
+                          customer=customer, data={"publish": publish.number, "version": publish.version, "first": True})
+                _run_after_commit(publish)
             # Kept on the Stripe subscription too, so rebuild_from_stripe can restore the shell after data loss.
             remember_on_stripe(customer=customer, values={STRIPE_ACCOUNT_KEY: account_id, STRIPE_SCRIPT_KEY: script_name})
     except IntegrityError as exc:
@@ -417,8 +426,9 @@ def _run_after_commit(publish: PublishVersion) -> None:
 
 
 def deployment_push_now(*, deployment: Deployment, actor_type: str, actor: str = "") -> PublishVersion:
-    """Push the wanted version now, even if it is already live (e.g. the Worker was deleted in Cloudflare)."""
-    release = latest_release()
+    """Push the wanted version now, even if it is already live (e.g. the Worker was deleted in Cloudflare).
+    The manifest is read first (outside the lock), so a release published since the last hourly run is pushed."""
+    release = release_latest_read()
     with transaction.atomic():
         d = _lock(deployment)
         publish = _queue_publish(d, version=d.pinned_version or (release.version if release else ""),

@@ -13,6 +13,7 @@ from billing_console.admin.base import ReadOnlyInline, run_for_each
 from billing_console.admin.customers import register_customer_inline
 from billing_console.services import actor_of
 from dunning import sending, services
+from dunning.clock import dunning_now
 from dunning.models import CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 from dunning.selectors import dunning_cases_for_admin
 
@@ -113,7 +114,7 @@ class DunningCaseAdmin(ServiceOnlyAdmin):
 
     @admin.display(description="days past due")
     def days_past_due(self, obj):
-        return obj.days_past_due()
+        return obj.days_past_due(dunning_now())
 
     @admin.display(description="sent", ordering="steps_sent")
     def steps_sent(self, obj):
@@ -243,7 +244,7 @@ class CustomerDunningCaseInline(admin.TabularInline):
 
     @admin.display(description="days past due")
     def days_past_due(self, obj):
-        return obj.days_past_due()
+        return obj.days_past_due(dunning_now())
 
     @admin.display(description="steps")
     def steps(self, obj):

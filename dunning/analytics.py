@@ -9,6 +9,7 @@ from django.db.models.functions import Concat, TruncMonth
 from billing_console.analytics.mrr import next_month
 from billing_console.analytics.registry import Chart, Series, Window
 from dunning.models import DunningCase, DunningStepLog
+from billing_console.wording import counted
 
 NO_STEP = "before any message"
 
@@ -66,7 +67,7 @@ def analytics_charts(window: Window) -> list[Chart]:
                Series("Lost (canceled)", f.get(("dunning_lost", ""), zero), tone=5),
                Series("Failed renewals", failed, kind="line", tone=0)]
     charts = [Chart(slug="dunning-recovery", section="Dunning", title="Failed renewals and how they were recovered",
-                    caption=f"{sum(failed):,} renewal(s) failed in the last {len(labels)} months; {recovered:,} were "
+                    caption=f"{counted(sum(failed), 'renewal')} failed in the last {len(labels)} months; {recovered:,} were "
                             f"recovered.", labels=labels, series=series, order=50,
                     note="By month of the first failure. A recovery is credited to the last message sent before "
                          "the invoice was paid.")]

@@ -6,6 +6,7 @@ from datetime import datetime, timezone as dt_timezone
 from django.db.models import Count, Q, QuerySet
 
 from dunning.models import Channel, DunningCase, DunningStep, DunningStepLog
+from billing_console.wording import counted
 
 
 def dunning_cases_for_admin() -> QuerySet[DunningCase]:
@@ -47,10 +48,10 @@ def dunning_ops_section(*, now=None) -> dict:
         oldest = timezone.make_aware(oldest, dt_timezone.utc)
     problems = []
     if email_failed + wa_failed:
-        problems.append(f"{email_failed + wa_failed} dunning step(s) failed in the last 24 h "
+        problems.append(f"{counted(email_failed + wa_failed, 'dunning step')} failed in the last 24 h "
                         "(admin: Dunning step logs, status failed).")
     if oldest and now - oldest > timedelta(hours=1):
-        problems.append(f"{backlog} dunning step(s) due and unsent; the oldest since {oldest:%Y-%m-%d %H:%M} UTC.")
+        problems.append(f"{counted(backlog, 'dunning step')} due and unsent; the oldest since {oldest:%Y-%m-%d %H:%M} UTC.")
     return {
         "openCases": open_cases,
         "exhaustedCases": exhausted,

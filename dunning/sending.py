@@ -20,6 +20,7 @@ from billing_console.db import update_rows
 from billing_console.models import AuditEvent, Customer
 from billing_console.services import audit_log
 from dunning import channels
+from dunning.clock import dunning_now
 from dunning.models import Channel, DunningCase, DunningStep, DunningStepLog
 from dunning.services import DunningError, dunning_steps_plan, dunning_policy_steps
 
@@ -28,7 +29,7 @@ log = logging.getLogger("dunning")
 def dunning_run(*, now: datetime | None = None) -> dict:
     """One pass of the dunning task: give up on sends a dead worker left, queue the steps now due,
     send every due step, and mark cases whose steps are all done as exhausted."""
-    now = now or timezone.now()
+    now = now or dunning_now()
     counts = {"stale": _fail_stale_sends(now=now)}
     counts.update(dunning_steps_queue_due(now=now))
     for key, value in dunning_steps_send(now=now).items():
@@ -48,7 +49,7 @@ def _fail_stale_sends(*, now: datetime) -> int:
 
 def dunning_steps_queue_due(*, now: datetime | None = None) -> dict:
     """Create the log rows of every step that fell due, in batches of open cases claimed with SKIP LOCKED."""
-    now = now or timezone.now()
+    now = now or dunning_now()
     counts = {"queued": 0, "skipped": 0}
     steps_cache: dict = {}
     batch_size = settings.DUNNING_BATCH_SIZE
@@ -85,7 +86,7 @@ def dunning_steps_send(*, now: datetime | None = None, ids: list[int] | None = N
     Safe with any number of workers: the claim takes rows with FOR UPDATE SKIP LOCKED (the log and its
     case) and moves them to "sending" before anything leaves, so each step is sent once.
     """
-    now = now or timezone.now()
+    now = now or dunning_now()
     counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0, "deferred": 0}
     batch_size = settings.DUNNING_BATCH_SIZE
     while True:
@@ -229,7 +230,7 @@ def dunning_step_send_now(*, case: DunningCase, step_code: str, actor_type: str,
                           now: datetime | None = None) -> DunningStepLog:
     """Send one step of an active case now, whatever its day (the runbook's manual send). A step that
     was sent is not sent again; a failed or skipped one is queued afresh."""
-    now = now or timezone.now()
+    now = now or dunning_now()
     step_code = (step_code or "").strip().upper()
     with transaction.atomic():
         case = DunningCase.objects.select_for_update().select_related("policy").get(pk=case.pk)
@@ -255,7 +256,7 @@ def dunning_step_send_now(*, case: DunningCase, step_code: str, actor_type: str,
 def dunning_step_retry(*, step_log: DunningStepLog, actor_type: str, actor: str = "",
                        now: datetime | None = None) -> DunningStepLog:
     """Support's retry of a failed (or skipped, e.g. after fixing the phone) step: fresh attempts, sent now."""
-    now = now or timezone.now()
+    now = now or dunning_now()
     with transaction.atomic():
         row = DunningStepLog.objects.select_for_update().select_related("case").get(pk=step_log.pk)
         if row.status not in (DunningStepLog.Status.FAILED, DunningStepLog.Status.SKIPPED):

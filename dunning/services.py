@@ -22,6 +22,8 @@ from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.objects import invoice_customer_id, invoice_subscription_id, to_datetime
 from billing_console.stripe.statuses import ENDED, ENTITLED
 from billing_console.stripe.subscriptions import customer_resync
+from billing_console.wording import counted
+from dunning.clock import dunning_now
 from dunning.models import Channel, CustomerDunning, DunningCase, DunningPolicy, DunningStep, DunningStepLog
 
 log = logging.getLogger("dunning")
@@ -309,7 +311,7 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
                                     actor: str = "enforce_access_policies") -> dict:
     """Bring every customer's lock in line with their oldest unpaid case (one read of the active cases);
     lift locks that no active case explains; cancel exhausted cases the policy says to cancel."""
-    now = now or timezone.now()
+    now = now or dunning_now()
     counts = {"checked": 0, "grace": 0, "soft_locked": 0, "hard_locked": 0, "unlocked": 0, "cancel_requested": 0}
     rows = (DunningCase.objects.filter(status__in=DunningCase.ACTIVE)
             .exclude(customer__dunning_settings__excluded=True)
@@ -329,7 +331,7 @@ def dunning_enforce_access_policies(*, now: datetime | None = None, actor_type: 
         if state == target or state == Customer.AccessState.CANCELED:
             continue
         customer_set_access_state(customer=Customer(pk=customer_id), state=target, actor_type=actor_type, actor=actor,
-                                  reason=f"dunning policy: {(now - opened_at).days} day(s) past due")
+                                  reason=f"dunning policy: {counted((now - opened_at).days, 'day')} past due")
         counts[target] += 1
     unpaid = (DunningCase.objects.filter(customer=OuterRef("pk"), status__in=DunningCase.ACTIVE)
               .exclude(customer__dunning_settings__excluded=True))
@@ -429,7 +431,7 @@ def customer_dunning_update(*, customer: Customer, policy: DunningPolicy | None,
                             actor_type: str, actor: str = "", now: datetime | None = None) -> CustomerDunning:
     """Assign a policy to a customer or exclude them (support, on the customer page). Excluding lifts any
     dunning lock at once; including again lets the oldest unpaid case decide."""
-    now = now or timezone.now()
+    now = now or dunning_now()
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         row, _ = CustomerDunning.objects.select_for_update().get_or_create(customer=customer)

@@ -44,6 +44,8 @@ class License(models.Model):
     class Meta:
         ordering = ["-issued_at"]
         indexes = [models.Index(fields=["status"])]
+        verbose_name = "licence"
+        verbose_name_plural = "licences"
 
     def __str__(self):
         return f"{self.key_prefix}… ({self.plan}, {self.status})"

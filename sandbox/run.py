@@ -168,7 +168,8 @@ class Sandbox:
         if self.stripe is not None:
             env.update(STRIPE_API_HOST=self.stripe.url, STRIPE_SECRET_KEY=DEMO_STRIPE_SECRET_KEY,
                        STRIPE_WEBHOOK_SECRET=self.webhook_secret,
-                       STRIPE_PRICE_PRO="price_sandbox_pro", STRIPE_PRICE_TEAM="price_sandbox_team")
+                       STRIPE_PRICE_PRO="price_sandbox_pro", STRIPE_PRICE_TEAM="price_sandbox_team",
+                       DUNNING_CLOCK="stripe_sandbox")  # `clock advance` makes dunning's next step fall due
         env.update(
             CLOUDFLARE_API_BASE=f"{self.cloudflare.url}/client/v4",
             HELM_BUNDLE_MANIFEST_URL=self.bundles.manifest_url(),

@@ -328,7 +328,7 @@ def entitlement_in_words(ent) -> str:
         Reason.PAUSED: ("Yes" if ent.entitled else "No") + " - the subscription is paused (PAUSED_SUBSCRIPTION_ENTITLED).",
         Reason.DISPUTED: "No - a payment is disputed and DISPUTE_LOCKS_ACCESS is on.",
     }
-    return f"{words.get(ent.reason, ent.reason)} [{ent.reason}]"
+    return words.get(ent.reason, "Unknown - " + ent.reason.replace("_", " ").lower() + ".")
 
 
 def customer_recent_webhook_events(customer: Customer, *, limit: int = 15) -> list[WebhookEvent]:

@@ -117,16 +117,23 @@ def readiness_section(request) -> Section:
                    note="manage.py preflight lists the same checks, and Stripe's webhook endpoint.")
 
 
+LATE_AFTER_MINUTES = 15  # a cron this far past its due time did not start: the cluster is down or stuck
+
+
 def crons_section(request) -> Section:
     """The last run of every scheduled cron: one query whatever the history."""
     from croniter import croniter
+    from django_q.models import Schedule
 
     from billing_console.models import CronRun
     from billing_console.ops.schedules import SCHEDULES
 
     newest = (CronRun.objects.filter(name=OuterRef("name")).exclude(status=CronRun.Status.SKIPPED)
               .order_by("-started_at").values("pk")[:1])
-    runs = {r.name: r for r in CronRun.objects.filter(name__in=[c.name for c in SCHEDULES], pk=Subquery(newest))}
+    names = [c.name for c in SCHEDULES]
+    runs = {r.name: r for r in CronRun.objects.filter(name__in=names, pk=Subquery(newest))}
+    # django-q2 sets a new cron schedule's next_run from its expression at creation: its first due time.
+    first_due = dict(Schedule.objects.filter(name__in=names).values_list("name", "next_run"))
     now = timezone.now()
     rows, late, failing = [], 0, 0
     for cron in SCHEDULES:
@@ -136,17 +143,28 @@ def crons_section(request) -> Section:
             from billing_console.ops.heartbeat import cluster_state
 
             cluster = cluster_state(now=now)["cluster"]
-            running = cluster["state"] == "running"
-            late += not running
-            rows.append(Stat(cron.name, cluster["state"], tone=OK if running else WARN,
-                             note=f"{cluster['heartbeatAgeSeconds']} s ago" if cluster["heartbeatAt"] else cron.cron))
-            continue
+            if cluster["heartbeatAt"]:
+                running = cluster["state"] == "running"
+                late += not running
+                rows.append(Stat(cron.name, cluster["state"], tone=OK if running else WARN,
+                                 note=f"{cluster['heartbeatAgeSeconds']} s ago"))
+                continue
+            # No beat yet (a fresh install): judged like any cron that never ran, by its first due time.
         if run is None:
-            rows.append(Stat(cron.name, "never ran", url=url, tone=WARN, note=cron.cron))
-            late += 1
+            if cron.name not in first_due:
+                rows.append(Stat(cron.name, "not scheduled", url=url, tone=WARN,
+                                 note="run manage.py setup_schedules"))
+                late += 1
+                continue
+            due = first_due[cron.name] or croniter(cron.cron, now).get_next(type(now))
+            overdue = now > due + timedelta(minutes=LATE_AFTER_MINUTES)
+            late += overdue
+            when = timezone.localtime(due).strftime("%Y-%m-%d %H:%M")
+            rows.append(Stat(cron.name, "never ran", url=url, tone=WARN if overdue else IDLE,
+                             note=f"late: first run was due {when} UTC" if overdue else f"first run due {when} UTC"))
             continue
         due = croniter(cron.cron, run.started_at).get_next(type(now))
-        is_late = now > due + timedelta(minutes=15)
+        is_late = now > due + timedelta(minutes=LATE_AFTER_MINUTES)
         tone = {CronRun.Status.OK: OK, CronRun.Status.RUNNING: IDLE}.get(run.status, BAD)
         if is_late:
             tone, late = WARN if tone == OK else tone, late + 1

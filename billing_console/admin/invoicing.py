@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from billing_console.admin.base import ReadOnlyAdmin, ReadOnlyInline, counted, run_for_each
@@ -112,20 +112,47 @@ class InvoiceEventAdmin(ReadOnlyAdmin):
 
 
 # --- Reconciliation ---------------------------------------------------------------------------
+CHECKED_LABELS = (("customers", "Customers"), ("invoices", "Invoices"), ("subscriptions", "Subscriptions"),
+                  ("ledger_periods", "Ledger periods"))
+
+
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(ReadOnlyAdmin):
     change_list_template = "invoices/admin/reconciliationrun_change_list.html"
-    list_display = ("pk", "started_at", "finished_at", "status", "drift_count", "items_link", "scope", "triggered_by")
+    list_display = ("pk", "started_at", "finished_at", "status", "drift_count", "items_link", "scope_words", "triggered_by")
     list_filter = ("status",)
-    readonly_fields = ("started_at", "finished_at", "status", "scope", "checked", "drift_count", "error",
-                       "triggered_by", "items_link")
+    fields = readonly_fields = ("status", "started_at", "finished_at", "triggered_by", "scope_words", "checked_table",
+                                "drift_count", "items_link", "error")
 
     @admin.display(description="Drift items")
     def items_link(self, obj):
         if not obj.drift_count:
             return "-"
         url = reverse("admin:billing_console_driftitem_changelist") + f"?run__id__exact={obj.pk}"
-        return format_html('<a href="{}">{} item(s)</a>', url, obj.drift_count)
+        return format_html('<a href="{}">{}</a>', url, counted(obj.drift_count, "item"))
+
+    @admin.display(description="Scope")
+    def scope_words(self, obj):
+        scope = obj.scope or {}
+        who = f"customer {scope['customer']}" if scope.get("customer") else "every customer"
+        return who + (f", invoices since {scope['since']}" if scope.get("since") else "")
+
+    @admin.display(description="Checked")
+    def checked_table(self, obj):
+        """What the run compared, as a table: counts per kind, then drift per kind and per cohort."""
+        checked = obj.checked or {}
+        rows = [(label, checked[key]) for key, label in CHECKED_LABELS if key in checked]
+        rows += [(f"Drift: {kind.replace('_', ' ')}", n) for kind, n in sorted((checked.get("by_kind") or {}).items())]
+        cohorts = checked.get("cohorts") or {}
+        drift = checked.get("cohort_drift") or {}
+        rows += [(f"Cohort {cohort}", f"{counted(n, 'invoice')}, {counted(drift.get(cohort, 0), 'drift item')}")
+                 for cohort, n in sorted(cohorts.items())]
+        if "full" in checked:
+            rows.append(("Full run (counts for the cohort gate)", "yes" if checked["full"] else "no"))
+        if not rows:
+            return "-"
+        return format_html('<table class="console-table"><tbody>{}</tbody></table>',
+                           format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
 
     def has_run_permission(self, request):
         return request.user.has_perm("billing_console.add_reconciliationrun")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from billing_console.analytics.registry import Chart, Series, Window, register_analytics_section
 from billing_console.analytics.selectors import currencies, rate
+from billing_console.wording import counted
 
 DIFFERS = ("Movements are measured per customer between month ends (as Baremetrics), not per event "
            "(Stripe's daily chart): changes that cancel out inside a month do not show.")
@@ -51,13 +52,13 @@ def subscriber_charts(window: Window) -> list[Chart]:
     trialing, converted = f.get(("trials_open", ""), [0] * len(labels)), f.get(("trial_conversions", ""), [0] * len(labels))
     return [
         Chart(slug="subscribers", section="Subscribers", title="Paying subscribers by plan",
-              caption=f"{total[-1]:,} customers pay now, across {len(plans)} plan(s); each bar is a month's end.",
+              caption=f"{total[-1]:,} customers pay now, across {counted(len(plans), 'plan')}; each bar is a month's end.",
               labels=labels, series=[*by_plan, Series("All plans", total, kind="line", tone=0)], order=20,
               note="A subscriber is a customer with MRR above zero; trials and fully discounted subscriptions "
                    "are not counted (as Stripe)."),
         Chart(slug="trials", section="Subscribers", title="Trials and trials converting to paid",
-              caption=f"{sum(converted):,} trial(s) turned into paying subscriptions in the last {len(labels)} months; "
-                      f"{trialing[-1]:,} customer(s) are trialing now.",
+              caption=f"{counted(sum(converted), 'trial')} turned into paying subscriptions in the last {len(labels)} months; "
+                      f"{counted(trialing[-1], 'customer')} {'is' if trialing[-1] == 1 else 'are'} trialing now.",
               labels=labels, series=[Series("Converted to paid", converted, tone=1),
                                      Series("Trialing at month end", trialing, kind="line", tone=6)], order=21),
     ]
@@ -84,7 +85,7 @@ def churn_charts(window: Window) -> list[Chart]:
                                                           for i in range(n)], kind="line", tone=4 + k % 3))
     charts = [
         Chart(slug="churned-customers", section="Churn", title="Customers lost, voluntary and involuntary",
-              caption=f"{sum(vol):,} customer(s) canceled and {sum(invol):,} ended after failed payments "
+              caption=f"{counted(sum(vol), 'customer')} canceled and {sum(invol):,} ended after failed payments "
                       f"in the last {n} months.",
               labels=labels, series=[Series("Voluntary (canceled)", vol, tone=4),
                                      Series("Involuntary (failed payments)", invol, tone=5)], order=30,
@@ -117,7 +118,7 @@ def checkout_charts(window: Window) -> list[Chart]:
     started, paid = sum(series[0].values), sum(series[1].values)
     conv = rate(paid, started)
     return [Chart(slug="checkout-funnel", section="Checkout", title="Checkout funnel",
-                  caption=f"{started:,} checkout(s) started in the last {len(labels)} months, {paid:,} paid"
+                  caption=f"{counted(started, 'checkout')} started in the last {len(labels)} months, {paid:,} paid"
                           + (f" ({conv} %)." if conv is not None else "."),
                   labels=labels, series=series, order=40,
                   note="By month the checkout started. Recovered: abandoned, followed up by email, and the same "
@@ -136,7 +137,7 @@ def stripe_event_charts(window: Window) -> list[Chart]:
     slowest = [v for v in lag["events_lag_max_ms"] if v is not None]
     return [
         Chart(slug="stripe-events", section="Operations", title="Stripe events per hour",
-              caption=f"{sum(received):,} event(s) in the last 7 days, {sum(failed):,} failed.", labels=labels,
+              caption=f"{counted(sum(received), 'event')} in the last 7 days, {sum(failed):,} failed.", labels=labels,
               ticks=ticks,
               series=[Series("Applied or waiting", [r - f for r, f in zip(received, failed)], tone=1),
                       Series("Failed", failed, tone=5)], order=60,

@@ -12,6 +12,7 @@ from django.db import transaction
 from billing_console.errors import ServiceError
 from billing_console.models import LedgerEntry
 from billing_console.services import audit_log
+from billing_console.wording import counted
 
 log = logging.getLogger("billing_console.reconciliation")
 
@@ -28,7 +29,7 @@ class LedgerImportError(ServiceError):
 
     def __init__(self, errors: list[str]):
         self.errors = errors
-        super().__init__("invalid_ledger", f"{len(errors)} problem(s); nothing imported. " + "; ".join(errors[:5]))
+        super().__init__("invalid_ledger", f"{counted(len(errors), 'problem')}; nothing imported. " + "; ".join(errors[:5]))
 
 
 def ledger_parse(content: bytes | str) -> list[dict]:

@@ -30,6 +30,7 @@ from billing_console.selectors import customer_entitlement
 from billing_console.services import audit_log
 from billing_console.stripe.objects import invoice_subscription_id
 from billing_console.stripe.statuses import ENDED, ENTITLED, PAYING
+from billing_console.wording import counted
 
 log = logging.getLogger("billing_console.reconciliation")
 
@@ -367,14 +368,14 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
 def _notify_drift(run: ReconciliationRun, writer: _DriftWriter) -> None:
     if not settings.OPS_EMAIL:
         return
-    lines = [f"Reconciliation run #{run.pk} found {writer.count} difference(s) between Stripe and the console.", ""]
+    lines = [f"Reconciliation run #{run.pk} found {counted(writer.count, 'difference')} between Stripe and the console.", ""]
     lines += [f"  {kind}: {n}" for kind, n in sorted(writer.by_kind.items())]
     lines += ["", "First items (Stripe's view -> console's view, delta in minor units):"]
     lines += [f"  {i.kind} {i.stripe_id}: {i.expected} -> {i.actual} (delta {i.delta} {i.currency})".rstrip()
               for i in writer.sample]
     lines += ["", f"Resolve them in the admin: {settings.SITE_URL}/admin/billing_console/driftitem/?run__id__exact={run.pk}"]
     try:
-        send_mail(f"[Billing Console] Reconciliation drift: {writer.count} item(s)", "\n".join(lines),
+        send_mail(f"[Billing Console] Reconciliation drift: {counted(writer.count, 'item')}", "\n".join(lines),
                   settings.DEFAULT_FROM_EMAIL, [settings.OPS_EMAIL])
     except Exception as exc:  # the run is recorded; a failed notification must not hide it
         log.error("reconcile drift email failed: %s", redact(str(exc)), extra={"event": "email_failed", "template": "reconcile_drift"})

@@ -77,6 +77,7 @@ class LedgerEntry(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "period", "currency"], name="ledger_account_period_unique")]
         ordering = ["account", "period"]
+        verbose_name_plural = "ledger entries"
 
 
 class ReconciliationRun(models.Model):
@@ -97,6 +98,10 @@ class ReconciliationRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+
+    def __str__(self):
+        started = f" of {self.started_at:%Y-%m-%d %H:%M} UTC" if self.started_at else ""
+        return f"Reconciliation run #{self.pk}{started} ({self.get_status_display().lower()})"
 
 
 class DriftItem(models.Model):

@@ -412,7 +412,7 @@ def backup_restore(*, source: str, force: bool = False, using: str = DEFAULT_DB_
         known = {}
     missing_keys = [kid for kid in header.get("vault_key_ids", []) if kid not in known]
     if missing_keys:
-        notes.append(f"Vault values are sealed with key id(s) {', '.join(missing_keys)}, which the keyring lacks: "
+        notes.append(f"Vault values are sealed with key {'id' if len(missing_keys) == 1 else 'ids'} {', '.join(missing_keys)}, which the keyring lacks: "
                      "set CLOUD_MASTER_KEY (or CLOUD_MASTER_KEY_PREVIOUS) to the key in use when the backup was made.")
     try:
         with transaction.atomic(using=using):

@@ -10,6 +10,7 @@ from typing import Callable
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from billing_console.wording import counted
 
 KEY_SHAPE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{24,}$")
 BACKUP_MAX_AGE = timedelta(hours=26)
@@ -168,7 +169,7 @@ def _migration_problems() -> list[tuple[str, str]]:
         pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except Exception:
         return [("BC030", "Migrations cannot be checked (database unreachable?).")]
-    return [("BC031", f"{len(pending)} migration(s) not applied (run manage.py migrate).")] if pending else []
+    return [("BC031", f"{counted(len(pending), 'migration')} not applied (run manage.py migrate).")] if pending else []
 
 
 @register("billing")

@@ -55,6 +55,17 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+class ClientErrorTracebackFilter(logging.Filter):
+    """A 4xx answer (PermissionDenied, Http404, a bad request) is the client's mistake, not a bug: Django's
+    django.request line is kept, its traceback dropped. 5xx records keep theirs."""
+
+    def filter(self, record):
+        status = getattr(record, "status_code", None)
+        if record.name == "django.request" and isinstance(status, int) and 400 <= status < 500:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class TextFormatter(logging.Formatter):
     """The plain-text line, redacted as a whole: the message, and an exception's traceback as well."""
 

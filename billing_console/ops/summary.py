@@ -29,6 +29,7 @@ from billing_console.errors import error_body
 from billing_console.models import CheckoutAttempt, CronRun, DriftItem, Invoice, InvoiceEvent, ReconciliationRun
 from billing_console.ops.alerts import open_alerts_section
 from billing_console.ops.logging import redact
+from billing_console.wording import counted
 
 log = logging.getLogger("billing_console.ops")
 
@@ -167,15 +168,15 @@ def ops_summary(*, now=None) -> dict:
 def _core_problems(summary: dict, now) -> list[str]:
     problems = []
     if summary["emails24h"]["failed"]:
-        problems.append(f"{summary['emails24h']['failed']} email(s) failed in the last 24 hours.")
+        problems.append(f"{counted(summary['emails24h']['failed'], 'email')} failed in the last 24 hours.")
     if summary["invoices"]["deliveryFailed"]:
-        problems.append(f"{summary['invoices']['deliveryFailed']} invoice(s) could not be delivered.")
+        problems.append(f"{counted(summary['invoices']['deliveryFailed'], 'invoice')} could not be delivered.")
     last = summary["reconciliation"]["lastRun"]
     if last is None:
         problems.append("Reconciliation has never run.")
     else:
         if last["status"] != ReconciliationRun.Status.CLEAN:
-            problems.append(f"The last reconciliation ended {last['status']} ({last['driftCount']} drift item(s)).")
+            problems.append(f"The last reconciliation ended {last['status']} ({counted(last['driftCount'], 'drift item')}).")
         started = datetime.fromisoformat(last["startedAt"])
         if now - started > timedelta(hours=RECONCILE_STALE_HOURS):
             problems.append(f"No reconciliation for more than {RECONCILE_STALE_HOURS} hours.")
@@ -197,7 +198,7 @@ def ops_daily_report(*, now=None) -> dict:
                          + ["", f"Full summary: GET {settings.SITE_URL}/api/ops/summary (bearer OPS_SECRET)",
                             f"Admin: {settings.SITE_URL}/admin/"])
         try:
-            send_mail(f"[Billing Console] Daily health: {len(summary['problems'])} problem(s)", body,
+            send_mail(f"[Billing Console] Daily health: {counted(len(summary['problems']), 'problem')}", body,
                       settings.DEFAULT_FROM_EMAIL, [settings.OPS_EMAIL])
             emailed = True
         except Exception as exc:

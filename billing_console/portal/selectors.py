@@ -131,8 +131,10 @@ def manage_context(customer: Customer) -> dict:
 
 
 def deploy_context(customer: Customer) -> dict:
+    from deployments.releases import release_latest_read
     from deployments.selectors import deploy_readiness
 
+    release_latest_read()  # a release published since the hourly run shows here at once
     deployments = _deployments(customer)
     plan = plan_settings(customer.plan)
     return {

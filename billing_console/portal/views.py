@@ -29,6 +29,7 @@ from billing_console.portal.forms import CheckoutForm, DeploymentForm, PhoneForm
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
                                              checkout_rate_limit, checkout_start)
+from billing_console.wording import counted
 
 log = logging.getLogger("billing_console.pages")
 CUSTOMER = AuditEvent.ActorType.CUSTOMER
@@ -60,7 +61,7 @@ def checkout(request):
     error, status = "", 400
     wait = checkout_rate_limit(client=ratelimit.client_address(request), email=request.POST.get("email"))
     if wait:
-        error, status = f"Too many checkout requests. Please try again in {max(1, round(wait / 60))} minute(s).", 429
+        error, status = f"Too many checkout requests. Please try again in {counted(max(1, round(wait / 60)), 'minute')}.", 429
     elif form.is_valid():
         try:
             clean = checkout_input_clean({"email": form.cleaned_data["email"], "plan": form.cleaned_data["plan"]})

@@ -223,3 +223,21 @@ def webhook_endpoint_create(*, params: dict, idempotency_key: str) -> dict:
 def webhook_endpoint_update(endpoint_id: str, *, params: dict, idempotency_key: str) -> dict:
     return _call("update a webhook endpoint", lambda: client().v1.webhook_endpoints.update(
         endpoint_id, params=params, options=_post_options(idempotency_key)))
+
+
+def sandbox_clock_now() -> int:
+    """The Stripe sandbox's "now" (epoch seconds; its clock moves with `clock advance`). Sandbox only: the
+    real Stripe has no such endpoint, so this refuses to run without STRIPE_API_HOST or in live mode."""
+    host = getattr(settings, "STRIPE_API_HOST", "")
+    if not host or settings.STRIPE_LIVE_MODE:
+        raise StripeGatewayError("The sandbox clock exists only in sandbox mode (STRIPE_API_HOST, not live).",
+                                 code="not_sandbox")
+    import httpx
+
+    try:
+        response = httpx.get(f"{host.rstrip('/')}/_sandbox/clock", timeout=float(settings.STRIPE_TIMEOUT_SECONDS))
+        response.raise_for_status()
+        return int(response.json()["now"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise StripeGatewayError(f"The sandbox clock did not answer ({type(exc).__name__}).", code="sandbox_clock",
+                                 retryable=True) from None

@@ -200,7 +200,7 @@ def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> str:
         log.info("stripe event %s (%s) ignored: no receiver", row.stripe_id, row.type,
                  extra={"event": "webhook_ignored", "stripe_event": row.stripe_id, "stripe_type": row.type})
         return "ignored"
-    log.info("stripe event %s (%s) processed by %s receiver(s)", row.stripe_id, row.type, ran,
+    log.info("stripe event %s (%s) processed by receivers: %s", row.stripe_id, row.type, ran,
              extra={"event": "webhook_processed", "stripe_event": row.stripe_id, "stripe_type": row.type})
     return "processed"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django import template
 from django.conf import settings
 
+from billing_console.admin.customers import entitlement_in_words
 from billing_console.admin.dashboard import dashboard_sections
 from billing_console.models import Customer, Invoice
 from billing_console.selectors import customer_entitlement, plan_settings
@@ -35,7 +36,9 @@ def customer_summary(customer: Customer | None) -> dict | None:
         "plan": plan_settings(customer.plan),
         "stripe": stripe_dashboard_urls(stripe_customer_id=customer.stripe_customer_id or "",
                                         subscription_id=customer.subscription_id),
-        "mode": "live" if settings.STRIPE_LIVE_MODE else "test",
+        "mode": ("live" if settings.STRIPE_LIVE_MODE else "sandbox" if getattr(settings, "STRIPE_API_HOST", "")
+                 else "test"),
+        "reason_words": entitlement_in_words(ent),
     }
 
 

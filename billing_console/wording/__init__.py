@@ -13,12 +13,17 @@ from billing_console.wording.subscription import SubscriptionCopy, subscription_
 
 
 def stripe_dashboard_urls(*, stripe_customer_id: str, subscription_id: str) -> dict[str, str]:
-    """Links into Stripe's dashboard in the mode the console runs in (test or live)."""
-    base = "https://dashboard.stripe.com" + ("" if settings.STRIPE_LIVE_MODE else "/test")
+    """Links into Stripe's dashboard in the mode the console runs in (test or live); in sandbox mode
+    (STRIPE_API_HOST set, not live) the sandbox's own read-only pages."""
+    host = getattr(settings, "STRIPE_API_HOST", "")
+    sandbox = bool(host) and not settings.STRIPE_LIVE_MODE
+    base = (f"{host.rstrip('/')}/dashboard" if sandbox
+            else "https://dashboard.stripe.com" + ("" if settings.STRIPE_LIVE_MODE else "/test"))
     urls = {}
     if stripe_customer_id:
         urls["customer"] = f"{base}/customers/{stripe_customer_id}"
-        urls["invoices"] = f"{base}/invoices?customer={stripe_customer_id}"
+        urls["invoices"] = (f"{base}/customers/{stripe_customer_id}#invoices" if sandbox
+                            else f"{base}/invoices?customer={stripe_customer_id}")
     if subscription_id:
         urls["subscription"] = f"{base}/subscriptions/{subscription_id}"
     return urls
@@ -26,4 +31,4 @@ def stripe_dashboard_urls(*, stripe_customer_id: str, subscription_id: str) -> d
 
 def counted(count: int, singular: str, plural: str = "") -> str:
     """"1 deployment", "2 deployments"."""
-    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+    return f"{count:,} {singular if count == 1 else (plural or singular + 's')}"

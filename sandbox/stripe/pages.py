@@ -1,4 +1,5 @@
-"""The emulator's hosted pages: Checkout, the customer portal, invoices (HTML and PDF).
+"""The emulator's hosted pages: Checkout, the customer portal, invoices (HTML and PDF), and a read-only
+dashboard page per customer and subscription (what the console's "in Stripe" links open in sandbox mode).
 
 Plain HTML forms that work without JavaScript. Called with the emulator's lock held; `emu` is the
 running emulator (its store, clock and event emitter), passed in, never imported.
@@ -6,6 +7,7 @@ running emulator (its store, clock and event emitter), passed in, never imported
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from urllib.parse import urlsplit
@@ -97,6 +99,7 @@ def card_inputs(email: str | None = None, email_locked: bool = False, with_email
     return "".join(parts)
 
 
+DEMO_PHONE = "+15555550123"  # prefilled when Checkout collects a phone: dunning's WhatsApp steps reach the inbox
 TEST_CARD_HINT = ("<p class=hint>Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0341 is declined. "
                   "Any expiry in the future and any CVC.</p>")
 
@@ -117,6 +120,9 @@ def route(emu, request: Request) -> Response:
         if match.group(2):
             return invoice_pdf(emu, match.group(1))
         return hosted_invoice(emu, request, match.group(1))
+    match = re.fullmatch(r"/dashboard/(customers|subscriptions)/([^/]+)", path)
+    if match and request.method in ("GET", "HEAD"):
+        return dashboard_object(emu, match.group(1), match.group(2))
     return Response(404, {"error": {"type": "invalid_request_error", "message": (
         f"Unrecognized request URL ({request.method}: {request.path}). Please see https://stripe.com/docs "
         "or we can help at https://support.stripe.com/.")}})
@@ -131,6 +137,54 @@ def index(emu) -> Response:
     return page("Stripe sandbox", f"""<div class=card><h1>Stripe sandbox</h1>
 <p class=muted>API base: <code>{e(emu.url)}</code> · clock {e(clock['iso'])} · {len(emu.eventlog.events)} events ·
 webhook {e(emu.webhook_state()['url'] or 'not configured')}</p><h2>Prices</h2><table>{prices}</table></div>""")
+
+
+DASHBOARD_KINDS = {"customers": "customer", "subscriptions": "subscription"}
+
+
+def _cell(emu, value) -> str:
+    """One field's value: ids of objects the sandbox has link to their page, nested values as compact JSON."""
+    if isinstance(value, str) and value in emu.store.objects:
+        kind = emu.store.objects[value].get("object")
+        plural = {v: k for k, v in DASHBOARD_KINDS.items()}.get(kind)
+        if plural:
+            return f"<a href='/dashboard/{plural}/{e(value)}'><code>{e(value)}</code></a>"
+        if kind == "invoice":
+            return f"<a href='/invoices/{e(value)}'><code>{e(value)}</code></a>"
+    if isinstance(value, (dict, list)):
+        return f"<code>{e(json.dumps(value, separators=(', ', ': '), default=str)[:600])}</code>"
+    if value is None or value == "":
+        return "<span class=muted>—</span>"
+    return e(value)
+
+
+def dashboard_object(emu, plural: str, object_id: str) -> Response:
+    """A customer or subscription as a table of its fields (read-only), with the customer's subscriptions
+    and invoices below it."""
+    obj = emu.store.objects.get(object_id)
+    kind = DASHBOARD_KINDS[plural]
+    if not obj or obj.get("object") != kind:
+        return not_found(f"No such {kind}: {object_id}")
+    rows = "".join(f"<tr><th>{e(key)}</th><td>{_cell(emu, value)}</td></tr>" for key, value in obj.items()
+                   if key != "object")
+    related = ""
+    if kind == "customer":
+        subs = [x for x in emu.store.newest_first("subscription") if x.get("customer") == object_id]
+        invoices = [x for x in emu.store.newest_first("invoice") if x.get("customer") == object_id]
+        related = (
+            "<div class=card id=subscriptions><h2>Subscriptions</h2><table>"
+            + "".join(f"<tr><td>{_cell(emu, x['id'])}</td><td>{status_badge(x.get('status') or '')}</td>"
+                      f"<td>until {date(x.get('current_period_end') or (x.get('items', {}).get('data') or [{}])[0].get('current_period_end'))}</td></tr>"
+                      for x in subs)
+            + "</table></div><div class=card id=invoices><h2>Invoices</h2><table>"
+            + "".join(f"<tr><td>{_cell(emu, x['id'])}</td><td>{e(x.get('number') or '')}</td>"
+                      f"<td>{status_badge(x.get('status') or '')}</td><td>{money(x.get('total') or 0, x.get('currency') or 'usd')}</td>"
+                      f"<td>{date(x.get('created'))}</td></tr>" for x in invoices)
+            + "</table></div>")
+    title = obj.get("email") or obj.get("name") or object_id if kind == "customer" else object_id
+    body = (f"<div class=card><p class=muted>{e(kind.capitalize())} · read-only</p><h1>{e(title)}</h1>"
+            f"<table>{rows}</table></div>{related}")
+    return page(f"{kind.capitalize()} {object_id}", body)
 
 
 def _line_summary(emu, session_id: str) -> str:
@@ -178,8 +232,10 @@ def checkout(emu, request: Request, session_id: str) -> Response:
     error_html = f"<div class=error role=alert>{e(error)}</div>" if error else ""
     extra = ""
     if session["phone_number_collection"]["enabled"]:
+        phone = field(form, "phone") if request.method == "POST" else DEMO_PHONE
         extra += (f"<label for=phone>Phone number</label><input id=phone name=phone type=tel required "
-                  f"autocomplete=tel value='{e(field(form, 'phone'))}'>")
+                  f"autocomplete=tel value='{e(phone)}'><p class=hint>A demo number, so the WhatsApp reminders "
+                  f"show in the sandbox inbox.</p>")
     if session["allow_promotion_codes"]:
         extra += (f"<label for=promotion_code>Promotion code</label><input id=promotion_code name=promotion_code "
                   f"value='{e(field(form, 'promotion_code'))}'>")

@@ -55,7 +55,7 @@ def test_customer_page_shows_entitlement_attempts_events_and_audit(admin_client,
     AuditEvent.objects.create(actor_type="admin", actor="support", action="customer.note", target_type="x",
                               target_id="1", customer=customer)
     page = admin_client.get(f"/admin/billing_console/customer/{customer.pk}/change/").content.decode()
-    assert "Yes - subscription active, paid until" in page and "[VALID]" in page
+    assert "Yes - subscription active, paid until" in page and "VALID" not in page
     assert "cs_show_1" in page
     assert "evt_show_failed" in page and "RuntimeError: boom" in page
     assert "customer.note" in page

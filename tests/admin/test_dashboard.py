@@ -55,7 +55,34 @@ def test_cron_rows_show_last_status_and_flag_a_cron_that_never_ran(req):
     rows = {r.label: r for r in _section(req, "Crons").rows}
     assert rows[name].value == "Errors" and rows[name].tone == BAD
     if len(SCHEDULES) > 1:
-        assert rows[SCHEDULES[1].name].value == "never ran"
+        assert rows[SCHEDULES[1].name].value == "not scheduled"  # no django-q2 schedule in this test
+
+
+def test_a_fresh_install_has_no_late_cron_until_a_first_run_was_due(req, monkeypatch):
+    from billing_console.admin import dashboard
+    from billing_console.ops.scheduling import schedules_sync
+
+    schedules_sync()
+    stats = {s.label: s for s in _section(req, "Crons").stats}
+    assert stats["Late or never ran"].value == 0 and stats["Late or never ran"].tone == OK
+    rows = {r.label: r for r in _section(req, "Crons").rows}
+    assert rows["reconcile"].value == "never ran" and rows["reconcile"].note.startswith("first run due ")
+
+    real_now = timezone.now()
+    # An hour and a quarter later the minutely and hourly crons were due; the daily ones may not be yet.
+    monkeypatch.setattr(dashboard.timezone, "now", lambda: real_now + timedelta(minutes=76))
+    rows = {r.label: r for r in _section(req, "Crons").rows}
+    assert "late: first run was due" in rows["stripe_events_retry"].note and rows["stripe_events_retry"].tone == "warn"
+    assert "late" in rows["push_deployments"].note
+    # Two days later every cron was due at least once.
+    monkeypatch.setattr(dashboard.timezone, "now", lambda: real_now + timedelta(days=2))
+    stats = {s.label: s for s in _section(req, "Crons").stats}
+    assert stats["Late or never ran"].value == len(SCHEDULES)
+
+
+def test_a_cron_missing_from_django_q_is_flagged_as_not_scheduled(req):
+    rows = {r.label: r for r in _section(req, "Crons").rows}
+    assert rows[SCHEDULES[0].name].value == "not scheduled" and "setup_schedules" in rows[SCHEDULES[0].name].note
 
 
 def test_a_cron_whose_next_run_is_long_overdue_is_late(req):

@@ -99,6 +99,16 @@ def test_push_now_requeue_and_verify_actions(staff, cloudflare, bundles, make_de
     assert AuditEvent.objects.filter(action="deployment.token_verified", actor="admin").exists()
 
 
+def test_push_now_on_a_fresh_install_reads_the_manifest_itself(staff, cloudflare, bundles, make_deployment,
+                                                                django_capture_on_commit_callbacks):
+    deployment = make_deployment()  # no hourly run yet: no release recorded
+    with django_capture_on_commit_callbacks(execute=True):
+        html = post_action(staff, "push_now", [deployment]).content.decode()
+    assert "1 deployment queued for a push" in html and "No release to push" not in html
+    deployment.refresh_from_db()
+    assert deployment.current_version == "v1.0.0" and len(cloudflare.uploads) == 1
+
+
 def test_rollback_action_asks_for_a_version_then_rolls_back(staff, cloudflare, bundles, make_deployment,
                                                              django_capture_on_commit_callbacks):
     deployment = make_deployment()

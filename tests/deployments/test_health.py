@@ -58,4 +58,4 @@ def test_ops_summary_shows_deployments_by_status_and_flags_errors(client, settin
 
     body = client.get("/api/ops/summary", HTTP_AUTHORIZATION=f"Bearer {settings.OPS_SECRET}").json()
     assert body["deployments"]["byStatus"] == {"total": 2, "active": 1, "paused": 0, "errored": 1}
-    assert "1 deployment(s) errored" in body["problems"]
+    assert "1 deployment errored" in body["problems"]

@@ -49,6 +49,21 @@ def test_dunning_send_bad_input_is_a_clear_error(policy, subscription, step, mes
     assert not case.step_logs.exists()
 
 
+def test_dunning_send_without_arguments_sends_what_fell_due(policy):
+    case = DunningCaseFactory(opened_at=timezone.now() - timedelta(days=3, hours=1))
+    out = run("dunning_send")
+    assert "sent: 1" in out
+    assert case.step_logs.get(step_code="SOFT_D+3").status == "sent"
+    assert len(mail.outbox) == 1
+
+
+def test_dunning_send_with_only_one_of_subscription_and_step_is_refused(policy):
+    case = DunningCaseFactory()
+    with pytest.raises(CommandError, match="Give both --subscription and --step, or neither"):
+        run("dunning_send", "--subscription", case.subscription_id)
+    assert not case.step_logs.exists()
+
+
 def test_dunning_send_on_a_closed_case_is_refused(policy):
     case = DunningCaseFactory(status="recovered")
     with pytest.raises(CommandError, match="no open dunning case"):

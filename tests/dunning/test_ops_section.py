@@ -24,7 +24,7 @@ def test_section_counts_cases_backlog_and_recent_sends(policy):
     assert (section["openCases"], section["exhaustedCases"], section["backlog"]) == (1, 1, 1)
     assert section["emails24h"] == {"sent": 1, "failed": 0} and section["whatsapp24h"] == {"sent": 0, "failed": 1}
     assert len(section["problems"]) == 2
-    assert "1 dunning step(s) failed" in section["problems"][0] and "due and unsent" in section["problems"][1]
+    assert "1 dunning step failed" in section["problems"][0] and "due and unsent" in section["problems"][1]
 
 
 def test_section_is_registered_in_the_ops_summary(policy):

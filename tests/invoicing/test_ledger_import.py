@@ -62,7 +62,7 @@ def test_command_imports_a_file(tmp_path, capsys):
     path = tmp_path / "ledger.csv"
     path.write_text(GOOD)
     call_command("import_ledger", str(path))
-    assert "Imported 3 row(s)" in capsys.readouterr().out and LedgerEntry.objects.count() == 3
+    assert "Imported 3 rows" in capsys.readouterr().out and LedgerEntry.objects.count() == 3
 
 
 def test_command_reports_bad_rows_and_imports_nothing(tmp_path, capsys):

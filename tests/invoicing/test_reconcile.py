@@ -89,7 +89,7 @@ def test_invoice_differences_are_drift_items(matching, caplog, settings):
     drift_logs = [r for r in caplog.records if getattr(r, "event", "") == "reconcile_drift"]
     assert len(drift_logs) == 4 and {r.kind for r in drift_logs} == {"invoice_total", "invoice_status", "invoice_missing"}
     (message,) = mail.outbox
-    assert message.to == ["ops@example.com"] and "4 item(s)" in message.subject and "in_0" in message.body
+    assert message.to == ["ops@example.com"] and "4 items" in message.subject and "in_0" in message.body
 
 
 def test_subscription_status_and_entitlement_drift(matching):

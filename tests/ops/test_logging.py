@@ -69,3 +69,38 @@ def test_ops_services_log_one_structured_event_line(json_lines, tmp_path, db, ca
         backup_export(out_path=tmp_path)
     [record] = [r for r in caplog.records if getattr(r, "event", "") == "backup_exported"]
     assert record.rows == 0 and record.sha256
+
+
+@pytest.fixture
+def console_output():
+    """What the console's configured handler (settings.LOGGING, filters included) writes."""
+    from billing_console.ops.logging import ClientErrorTracebackFilter
+
+    handlers = [h for h in logging.getLogger().handlers
+                if any(isinstance(f, ClientErrorTracebackFilter) for f in h.filters)]
+    assert handlers, "the console handler carries the 4xx traceback filter"
+    stream = io.StringIO()
+    previous = handlers[0].setStream(stream)
+    yield stream
+    handlers[0].setStream(previous)
+
+
+def test_a_404_is_logged_once_without_a_traceback(admin_client, console_output):
+    response = admin_client.get("/admin/billing_console/invoice/999999/pdf/")
+    assert response.status_code == 404
+    lines = [line for line in console_output.getvalue().splitlines() if "django.request" in line]
+    assert len(lines) == 1 and "Not Found" in lines[0]
+    assert "Traceback" not in console_output.getvalue()
+
+
+def test_a_5xx_record_keeps_its_traceback(console_output):
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("django.request").error("Internal Server Error: /x", exc_info=True,
+                                                  extra={"status_code": 500})
+        logging.getLogger("django.request").warning("Forbidden (Permission denied): /y", exc_info=True,
+                                                    extra={"status_code": 403})
+    text = console_output.getvalue()
+    assert text.count("Traceback") == 1 and "RuntimeError: boom" in text
+    assert "Forbidden (Permission denied): /y" in text

@@ -56,7 +56,7 @@ def test_no_go_lists_each_blocker_and_exits_1(ready, capsys):
         call_command("preflight", "--mode", "test")
     assert exit_info.value.code == 1
     out = capsys.readouterr().out
-    assert "STRIPE_WEBHOOK_SECRET is not set" in out and "CLOUD_MASTER_KEY" in out and "NO_GO (2 blocker(s))" in out
+    assert "STRIPE_WEBHOOK_SECRET is not set" in out and "CLOUD_MASTER_KEY" in out and "NO_GO (2 blockers)" in out
 
 
 def test_live_mode_refuses_a_test_key_and_debug(ready):

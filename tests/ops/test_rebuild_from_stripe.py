@@ -92,7 +92,7 @@ def test_a_second_rebuild_creates_nothing_and_emails_nobody(paying_customers, dj
     with django_capture_on_commit_callbacks(execute=True):
         call_command("rebuild_from_stripe")
     assert console_state() == state and len(mail.outbox) == sent
-    assert "0 thing(s) created" in capsys.readouterr().out
+    assert "0 things created" in capsys.readouterr().out
 
 
 def test_dry_run_writes_and_sends_nothing(paying_customers, django_capture_on_commit_callbacks, capsys):

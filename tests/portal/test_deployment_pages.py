@@ -101,17 +101,54 @@ def test_deploy_page_connects_a_cloudflare_account(client, manage_url, cloudflar
     assert deployment.script_name == "acme-app"
     assert AuditEvent.objects.get(action="deployment.created").actor_type == "customer"
     body = client.get(manage_url(customer, "deploy/")).content.decode()
-    assert "Almost there" in body  # set up, waiting for the first push
+    assert "Almost there" in body and "on its way" in body  # the first push is queued, not yet run
 
 
-def test_deploy_page_shows_field_errors(client, manage_url, cloudflare, bundles):
+def test_connecting_an_account_publishes_the_manifests_release_at_once(client, manage_url, cloudflare, bundles,
+                                                                        django_capture_on_commit_callbacks, monkeypatch):
+    """A fresh install: no hourly run has read the manifest. Connecting reads it and pushes right after the save."""
+    from django_q.conf import Conf
+
+    from deployments.models import BundleRelease, PublishVersion
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    assert not BundleRelease.objects.exists()
     customer = SubscribedCustomerFactory()
-    response = client.post(manage_url(customer, "deploy/"), {"account_id": "nope", "script_name": "Bad Name!",
-                                                             "api_token": GOOD_TOKEN})
-    assert response.status_code == 400
-    body = response.content.decode()
-    assert "32 hexadecimal characters" in body and "lowercase letters" in body
-    assert not Deployment.objects.exists()
+    cloudflare.add_token(GOOD_TOKEN, ACCOUNT)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(manage_url(customer, "deploy/"),
+                               {"account_id": ACCOUNT, "script_name": "acme-app", "api_token": GOOD_TOKEN})
+    assert response.status_code == 303
+    deployment = Deployment.objects.get(customer=customer)
+    assert deployment.current_version == "v1.0.0" and deployment.status == Deployment.Status.ACTIVE
+    publish = deployment.publishes.get()
+    assert (publish.status, publish.version) == (PublishVersion.Status.LIVE, "v1.0.0")
+    assert [(u.account_id, u.script_name) for u in cloudflare.uploads] == [(ACCOUNT, "acme-app")]
+    body = client.get(manage_url(customer, "deploy/")).content.decode()
+    assert "readiness-live" in body and "release v1.0.0" in body
+
+
+def test_the_deploy_page_reads_the_manifest_before_any_hourly_run(client, manage_url, bundles):
+    from deployments.selectors import latest_release
+
+    assert latest_release() is None
+    assert client.get(manage_url(SubscribedCustomerFactory(), "deploy/")).status_code == 200
+    assert latest_release().version == "v1.0.0"
+
+
+def test_an_unreadable_manifest_leaves_the_deploy_page_working_and_is_retried_after_a_minute(client, manage_url, bundles):
+    from deployments import releases
+    from deployments.selectors import latest_release
+
+    bundles.unpublish_latest()
+    url = manage_url(SubscribedCustomerFactory(), "deploy/")
+    assert client.get(url).status_code == 200 and latest_release() is None
+    bundles.set_latest("v1.0.0")
+    client.get(url)
+    assert latest_release() is None  # not asked again within the minute
+    releases._failed_reads[bundles.manifest_url()] -= releases.MANIFEST_FRESH_SECONDS
+    client.get(url)
+    assert latest_release().version == "v1.0.0"
 
 
 @pytest.mark.parametrize("state,title", [("live", "Live"), ("failed", "Failed")])

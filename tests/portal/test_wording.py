@@ -41,6 +41,7 @@ def test_an_older_push_keeps_its_age(client, manage_url, bundles):
 
 @pytest.mark.django_db
 def test_almost_there_before_any_release_names_no_button_and_no_wrangler(client, manage_url, settings, bundles):
+    bundles.unpublish_latest()
     deployment = DeploymentFactory()
     body = client.get(manage_url(deployment.customer, "deploy/")).content.decode()
     assert "Almost there" in body

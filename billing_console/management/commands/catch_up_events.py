@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.stripe.catch_up import CatchUpError, catch_up_window, stripe_events_catch_up
 from billing_console.stripe.gateway import StripeGatewayError
+from billing_console.wording import counted
 
 
 def _iso(value: str) -> datetime:
@@ -37,5 +38,5 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"  failed: {stripe_id} (see Webhook events in the admin; "
                                                  "fix the cause, then `python manage.py replay_events`)"))
         if report.failed:
-            raise CommandError(f"{report.failed} event(s) failed.")
+            raise CommandError(f"{counted(report.failed, 'event')} failed.")
         self.stdout.write(self.style.SUCCESS("Caught up."))

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.ops.backups import BackupError, backup_export
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -22,5 +23,5 @@ class Command(BaseCommand):
         for name in result.pruned:
             self.stdout.write(f"  pruned old backup {name}")
         self.stdout.write(self.style.SUCCESS(
-            f"Backup of {sum(result.counts.values())} row(s) written to {result.location} "
+            f"Backup of {counted(sum(result.counts.values()), 'row')} written to {result.location} "
             f"({result.size} bytes, sha256 {result.sha256[:12]}...)."))

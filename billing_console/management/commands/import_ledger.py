@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
 from billing_console.models import AuditEvent
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         except LedgerImportError as exc:
             for error in exc.errors:
                 self.stderr.write(error)
-            raise CommandError(f"{len(exc.errors)} problem(s) in {file}; nothing was imported.") from None
+            raise CommandError(f"{counted(len(exc.errors), 'problem')} in {file}; nothing was imported.") from None
         self.stdout.write(self.style.SUCCESS(
-            f"Imported {result['rows']} row(s) from {path.name}: {result['created']} created, "
+            f"Imported {counted(result['rows'], 'row')} from {path.name}: {result['created']} created, "
             f"{result['updated']} updated, {result['unchanged']} unchanged."))

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.ops.notices import customers_notify_token_rotation
 from billing_console.vault import VaultError
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -18,11 +19,11 @@ class Command(BaseCommand):
         except VaultError as exc:
             raise CommandError(str(exc)) from exc
         if dry_run:
-            self.stdout.write(f"{counts['customers']} customer(s) with a deployment: {counts['would_send']} would be "
+            self.stdout.write(f"{counted(counts['customers'], 'customer')} with a deployment: {counts['would_send']} would be "
                               f"emailed, {counts['skipped']} already were for this master key. Nothing sent.")
             return
-        self.stdout.write(f"{counts['customers']} customer(s) with a deployment: sent {counts['sent']}, "
+        self.stdout.write(f"{counted(counts['customers'], 'customer')} with a deployment: sent {counts['sent']}, "
                           f"already emailed {counts['skipped']}, failed {counts['failed']}.")
         if counts["failed"]:
-            raise CommandError(f"{counts['failed']} email(s) failed; run the command again to retry them.")
+            raise CommandError(f"{counted(counts['failed'], 'email')} failed; run the command again to retry them.")
         self.stdout.write(self.style.SUCCESS("Done."))

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from billing_console.ops.checks import preflight_problems
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -18,6 +19,6 @@ class Command(BaseCommand):
         for pid, message in problems:
             self.stdout.write(f"  [{pid}] {message}")
         if problems:
-            self.stdout.write(self.style.ERROR(f"NO_GO ({len(problems)} blocker(s))"))
+            self.stdout.write(self.style.ERROR(f"NO_GO ({counted(len(problems), 'blocker')})"))
             raise SystemExit(1)
         self.stdout.write(self.style.SUCCESS("GO"))

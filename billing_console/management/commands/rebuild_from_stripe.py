@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.ops.rebuild import stripe_rebuild
 from billing_console.stripe.gateway import StripeGatewayError
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -27,9 +28,9 @@ class Command(BaseCommand):
             people += [f"{line.email}: {need}" for need in line.needs_person]
         people += report.errors
         counts = report.counts()
-        self.stdout.write(f"{counts['subscriptions']} subscription(s) listed, {counts['ended_skipped']} ended (not rebuilt), "
-                          f"{counts['customers']} customer(s), {counts['created']} thing(s) {verb}, "
-                          f"{counts['notices_sent']} recovery email(s) sent.")
+        self.stdout.write(f"{counted(counts['subscriptions'], 'subscription')} listed, {counts['ended_skipped']} ended (not rebuilt), "
+                          f"{counted(counts['customers'], 'customer')}, {counted(counts['created'], 'thing')} {verb}, "
+                          f"{counted(counts['notices_sent'], 'recovery email')} sent.")
         if people:
             self.stdout.write(self.style.WARNING(f"Needs a person ({len(people)}):"))
             for item in people:
@@ -37,4 +38,4 @@ class Command(BaseCommand):
         if dry_run:
             self.stdout.write("Dry run: nothing was written or sent.")
         if report.errors:
-            raise CommandError(f"{len(report.errors)} subscription(s) could not be rebuilt (listed above).")
+            raise CommandError(f"{counted(len(report.errors), 'subscription')} could not be rebuilt (listed above).")

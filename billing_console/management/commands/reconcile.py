@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.invoicing.reconciliation import ReconcileScopeError, reconcile_scope, reconciliation_run
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         if run.status == run.Status.FAILED:
             raise CommandError(f"Reconciliation run #{run.pk} failed: {run.error}")
         if run.status == run.Status.DRIFT:
-            self.stdout.write(self.style.WARNING(f"Run #{run.pk}: DRIFT, {run.drift_count} item(s); checked {checked}"))
+            self.stdout.write(self.style.WARNING(f"Run #{run.pk}: DRIFT, {counted(run.drift_count, 'item')}; checked {checked}"))
             for kind, n in sorted((run.checked.get("by_kind") or {}).items()):
                 self.stdout.write(f"  {kind}: {n}")
             raise SystemExit(2)

@@ -7,6 +7,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from billing_console.models import AuditEvent
 from billing_console.stripe.inbox import webhook_events_replay, webhook_events_selector
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         if missing:
             self.stderr.write(f"Not stored here (use catch-up from Stripe): {', '.join(sorted(missing))}")
         counts = webhook_events_replay(events=events, actor_type=AuditEvent.ActorType.SYSTEM, actor="replay_events")
-        self.stdout.write(f"{len(events)} event(s): {counts['processed']} processed, {counts['ignored']} ignored, "
+        self.stdout.write(f"{counted(len(events), 'event')}: {counts['processed']} processed, {counts['ignored']} ignored, "
                           f"{counts['failed']} failed, "
                           f"{counts['skipped']} skipped")
         if counts["failed"]:

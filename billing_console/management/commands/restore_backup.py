@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.ops.backups import BackupError, backup_restore
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -19,9 +20,9 @@ class Command(BaseCommand):
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
         if result.wiped:
-            self.stdout.write(f"Deleted {sum(result.wiped.values())} existing row(s) first (--force).")
+            self.stdout.write(f"Deleted {counted(sum(result.wiped.values()), 'existing row')} first (--force).")
         for label, count in result.counts.items():
             self.stdout.write(f"  {label}: {count}")
         for note in result.notes:
             self.stdout.write(self.style.WARNING(f"Note: {note}"))
-        self.stdout.write(self.style.SUCCESS(f"Restored {sum(result.counts.values())} row(s) from {path}."))
+        self.stdout.write(self.style.SUCCESS(f"Restored {counted(sum(result.counts.values()), 'row')} from {path}."))

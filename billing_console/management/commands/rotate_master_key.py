@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.services import vault_rotate
 from billing_console.vault import Keyring, VaultError
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -17,15 +18,15 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         try:
             keyring = Keyring.from_settings()
-            self.stdout.write(f"Current key id {keyring.current.kid}; keyring holds {len(keyring.keys)} key(s).")
+            self.stdout.write(f"Current key id {keyring.current.kid}; keyring holds {counted(len(keyring.keys), 'key')}.")
             result = vault_rotate(batch_size=batch_size, progress=self.stdout.write)
         except VaultError as exc:
             raise CommandError(str(exc)) from exc
         for label, count in result.totals.items():
             self.stdout.write(f"  {label}: {count}")
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {sum(result.totals.values())} value(s)."))
+        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {counted(sum(result.totals.values()), 'value')}."))
         if result.unreadable:
             lines = [f"  {model} {pk} {column}" for model, pk, column in result.unreadable]
             self.stdout.write("Unreadable (model, id, field):\n" + "\n".join(lines))
-            raise CommandError(f"{len(result.unreadable)} value(s) could not be read with any key in the keyring and "
+            raise CommandError(f"{counted(len(result.unreadable), 'value')} could not be read with any key in the keyring and "
                                "were left as they are; clear or re-collect them, then run again:\n" + "\n".join(lines))

@@ -7,6 +7,7 @@ from deployments import tasks
 from deployments.push import deployments_push
 from deployments.selectors import PUSH_CRON
 from deployments.services import deployment_ids
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -27,7 +28,7 @@ class Command(BaseCommand):
             for pk, current, version in report.would_push:
                 self.stdout.write(f"would push {pk}: {current or '(none)'} -> {version}")
             self._problems(report.problems)
-            self.stdout.write(f"{len(report.would_push)} deployment(s) would be pushed (dry run).")
+            self.stdout.write(f"{counted(len(report.would_push), 'deployment')} would be pushed (dry run).")
             return
         if ids is None:
             counts = tasks.push_deployments()

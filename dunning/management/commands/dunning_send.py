@@ -1,19 +1,27 @@
-"""Send one dunning step of a subscription's open case now (runbook: "Manually send dunning message")."""
+"""Send one dunning step of a subscription's open case now (runbook: "Manually send dunning message"), or,
+without arguments, run the due pass the cron runs every ten minutes (on the sandbox clock in sandbox mode)."""
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.models import AuditEvent
-from dunning.sending import dunning_step_send_now
+from dunning.sending import dunning_run, dunning_step_send_now
 from dunning.services import DunningError, dunning_case_for_subscription
 
 
 class Command(BaseCommand):
-    help = "Send a dunning step now: --subscription sub_... --step SOFT_D+3"
+    help = ("Send a dunning step now: --subscription sub_... --step SOFT_D+3; without them, send every step "
+            "that has fallen due (the cron's pass).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--subscription", required=True, help="Stripe subscription id (sub_...)")
-        parser.add_argument("--step", required=True, help="Step code of the case's policy, e.g. SOFT_D+3")
+        parser.add_argument("--subscription", help="Stripe subscription id (sub_...)")
+        parser.add_argument("--step", help="Step code of the case's policy, e.g. SOFT_D+3")
 
     def handle(self, *args, subscription, step, **options):
+        if not subscription and not step:
+            counts = dunning_run()
+            self.stdout.write(", ".join(f"{k}: {v}" for k, v in counts.items()))
+            return
+        if not subscription or not step:
+            raise CommandError("Give both --subscription and --step, or neither (send what has fallen due).")
         try:
             case = dunning_case_for_subscription(subscription.strip())
             row = dunning_step_send_now(case=case, step_code=step, actor_type=AuditEvent.ActorType.SYSTEM,

@@ -3,6 +3,7 @@ of the last 7 days (the daily and hourly schedules run the same)."""
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_console.analytics.snapshot import analytics_hourly_build, analytics_snapshot_build
+from billing_console.wording import counted
 
 
 class Command(BaseCommand):
@@ -16,5 +17,5 @@ class Command(BaseCommand):
             raise CommandError("--months must be between 1 and 120.")
         result = analytics_snapshot_build(months=months)
         hourly = analytics_hourly_build()
-        self.stdout.write(f"{result['months']} month(s) computed, {result['rows']} figure(s) stored; "
-                          f"{hourly['hours']} hour(s) of operations, {hourly['rows']} figure(s).")
+        self.stdout.write(f"{counted(result['months'], 'month')} computed, {counted(result['rows'], 'figure')} stored; "
+                          f"{counted(hourly['hours'], 'hour')} of operations, {counted(hourly['rows'], 'figure')}.")
