@@ -44,6 +44,9 @@ SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "brl": "R$", "aud
 INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
                        "invoice.payment_failed", "invoice.marked_uncollectible", "invoice.voided")
 DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
+# A resync delivers what Stripe finalized and the console never emailed (a lost invoice.finalized).
+RESYNC = "resync"
+FINALIZED_STATUSES = ("open", "paid", "uncollectible")
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -173,9 +176,10 @@ def invoice_apply_event(*, event: dict) -> Invoice:
     return invoice_apply_stripe(obj=obj, at=at, event_type=event.get("type", ""), event_id=event.get("id", ""))
 
 
-def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: str = "", force: bool = False) -> Invoice:
+def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: str = "", force: bool = False,
+                         audit: dict | None = None) -> Invoice:
     """Apply Stripe's invoice object as of `at`. `force` (a resync: Stripe's current answer) skips the
-    watermark check."""
+    watermark check. `audit` ({actor_type, actor, action}) records who asked, in the same transaction."""
     fields = invoice_fields_from_stripe(obj)
     with transaction.atomic():
         invoice, created = Invoice.objects.select_for_update().get_or_create(
@@ -194,7 +198,8 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
             invoice.customer = customer_for_stripe_object(obj)
             update.append("customer")
         # invoice.paid also queues it: if the finalized event is lost or late, the customer still gets the invoice once.
-        queue = (event_type in DELIVERY_TRIGGERS and invoice.emailed_at is None
+        triggers = event_type in DELIVERY_TRIGGERS or (event_type == RESYNC and invoice.status in FINALIZED_STATUSES)
+        queue = (triggers and invoice.emailed_at is None
                  and invoice.delivery_status == Invoice.Delivery.PENDING and invoice.next_delivery_at is None)
         if queue:
             invoice.next_delivery_at = timezone.now()
@@ -202,23 +207,32 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
         invoice.save(update_fields=update if not created else None)
         invoice_event_record(invoice, "resynced" if force else "webhook_received", event_type=event_type,
                              idempotency_key=event_id, applied=applied, status=invoice.status)
+        if audit:
+            audit_log(**audit, target=invoice, customer=invoice.customer,
+                      data={"status": invoice.status, "total": invoice.total, "currency": invoice.currency,
+                            "delivery_queued": queue})
         if queue:
             _enqueue_delivery(invoice.pk)
     return invoice
 
 
+INVOICE_ID = re.compile(r"^in_[A-Za-z0-9_]{1,250}$")
+
+
 def invoice_resync(*, stripe_id: str, actor_type: str, actor: str = "") -> Invoice:
-    """Re-read one invoice from Stripe and apply it as current (support's fix for invoice drift).
-    Raises the gateway's error when Stripe cannot answer (e.g. no such invoice)."""
+    """Re-read one invoice from Stripe (outside any transaction) and apply it as current, through the
+    same code as invoice events: status, amounts, and delivery when it is finalized and was never
+    emailed. Support's fix for a missed or late invoice event, and for invoice drift.
+    Raises ServiceError for a malformed id, the gateway's error when Stripe cannot answer."""
     from billing_console.stripe import gateway as stripe_gateway
 
+    stripe_id = (stripe_id or "").strip()
+    if not INVOICE_ID.match(stripe_id):
+        raise ServiceError("invalid", f"{stripe_id!r} is not a Stripe invoice id (in_...).")
     # stripe-python hands *_decimal fields back as Decimal; the stored copy is plain JSON like an event's.
     obj = json.loads(json.dumps(stripe_gateway.invoice_retrieve(stripe_id), default=str))
-    invoice = invoice_apply_stripe(obj=obj, at=timezone.now(), event_type="resync", force=True)
-    with transaction.atomic():
-        audit_log(actor_type=actor_type, actor=actor, action="invoice.resynced", target=invoice, customer=invoice.customer,
-                  data={"status": invoice.status, "total": invoice.total, "currency": invoice.currency})
-    return invoice
+    return invoice_apply_stripe(obj=obj, at=timezone.now(), event_type=RESYNC, force=True,
+                                audit={"actor_type": actor_type, "actor": actor, "action": "invoice.resynced"})
 
 
 def _enqueue_delivery(invoice_id: int) -> None:
