@@ -251,6 +251,9 @@ STRIPE_DJSTRIPE_SYNC = (["*"] if any(t.lower() in ("all", "*", "true") for t in 
 BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="") or f"{SITE_URL}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
 BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="") or f"{SITE_URL}/checkout/cancel"
 BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or f"{SITE_URL}/"
+# Sales on (default) or off. Off: the pricing page says sales are paused and POST /api/billing/checkout answers
+# 503 CHECKOUT_CLOSED, whatever the admin's checkout switch says (the switch can close sales but not reopen them).
+CHECKOUT_ENABLED = env.bool("CHECKOUT_ENABLED", default=True)
 # The page an abandoned checkout's follow-up email links back to.
 PRICING_URL = env.str("PRICING_URL", default="") or f"{SITE_URL}/"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
