@@ -105,6 +105,7 @@ class DriftItem(models.Model):
         REVENUE_LEAK = "revenue_leak", "Entitled without a paying subscription"
         CUSTOMER_HARMED = "customer_harmed", "Paying without entitlement"
         LEDGER_TOTAL = "ledger_total", "Legacy ledger total differs"
+        DOUBLE_CHARGE = "double_charge", "Paid twice for one service period"
 
     class Resolution(models.TextChoices):
         OPEN = "open", "Open"
