@@ -46,6 +46,7 @@ INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated"
 DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
 # A resync delivers what Stripe finalized and the console never emailed (a lost invoice.finalized).
 RESYNC = "resync"
+IMPORT = "import"  # a backfill of history: recorded and rendered, never emailed
 FINALIZED_STATUSES = ("open", "paid", "uncollectible")
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
@@ -205,7 +206,8 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
             invoice.next_delivery_at = timezone.now()
             update.append("next_delivery_at")
         invoice.save(update_fields=update if not created else None)
-        invoice_event_record(invoice, "resynced" if force else "webhook_received", event_type=event_type,
+        kind = {RESYNC: "resynced", IMPORT: "imported"}.get(event_type, "webhook_received")
+        invoice_event_record(invoice, kind, event_type=event_type,
                              idempotency_key=event_id, applied=applied, status=invoice.status)
         if audit:
             audit_log(**audit, target=invoice, customer=invoice.customer,
@@ -288,6 +290,11 @@ def invoice_render_pdf(invoice: Invoice) -> bytes:
 def invoice_pdf_path(invoice: Invoice) -> str:
     customer = _SAFE_PATH.sub("_", invoice.stripe_customer_id or "unknown")
     return f"invoices/{customer}/{_SAFE_PATH.sub('_', invoice.stripe_id)}.pdf"
+
+
+def invoice_pdf_store(invoice: Invoice) -> str:
+    """Render and store the invoice's PDF (replacing a stored one); raises DeliveryError, recorded."""
+    return _render_and_store(invoice)
 
 
 def _render_and_store(invoice: Invoice) -> str:

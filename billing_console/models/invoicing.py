@@ -127,3 +127,19 @@ class DriftItem(models.Model):
 
     class Meta:
         ordering = ["run", "kind"]
+
+
+class StripeImportCursor(models.Model):
+    """Where a paginated backfill from Stripe stopped, so the next start resumes there instead of from the top."""
+
+    name = models.CharField(max_length=64, unique=True)
+    since = models.DateField(null=True, blank=True, help_text="Only objects created on or after this day.")
+    starting_after = models.CharField(max_length=255, blank=True, help_text="Last id of the last page done.")
+    pages = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({'finished' if self.finished_at else 'at ' + (self.starting_after or 'start')})"
