@@ -44,8 +44,8 @@ class CheckoutSwitchAdmin(ReadOnlyAdmin):
     def expire_open_sessions(self, request, queryset):
         def expire(row, actor_type, actor):
             result = checkout_sessions_expire_open(actor_type=actor_type, actor=actor)
-            for error in result["errors"][:10]:
-                self.message_user(request, error, level="warning")
+            if result["errors"]:
+                self.message_user(request, "Not expired: " + "; ".join(result["errors"][:10]), level="warning")
             return result["expired"]
 
         run_for_each(self, request, queryset[:1], expire, noun=("Checkout session", "Checkout sessions"), done="expired")

@@ -15,7 +15,8 @@ from django.views.decorators.http import require_POST
 from billing_console.admin.base import ReadOnlyAdmin, ReadOnlyInline, counted, run_for_each
 from billing_console.admin.customers import register_customer_inline
 from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
-from billing_console.invoicing.reconciliation import cohort_gate, drift_item_explain, drift_item_resync
+from billing_console.invoicing.cohorts import cohort_gate
+from billing_console.invoicing.reconciliation import drift_item_explain, drift_item_resync
 from billing_console.invoicing.services import invoice_resend, invoice_resync, money_format
 from billing_console.models import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.services import actor_of

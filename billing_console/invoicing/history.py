@@ -19,6 +19,7 @@ from billing_console.invoicing.services import (FINALIZED_STATUSES, IMPORT, Deli
                                                 invoice_apply_stripe, invoice_pdf_store)
 from billing_console.models import Invoice, StripeImportCursor
 from billing_console.services import audit_log, cron_guard
+from billing_console.stripe.statuses import InvoiceStatus
 
 log = logging.getLogger("billing_console.invoicing")
 
@@ -55,7 +56,7 @@ def _cursor(since: date | None, restart: bool) -> StripeImportCursor:
 
 def _import_one(obj: dict, counts: dict) -> None:
     stripe_id = obj.get("id", "")
-    if obj.get("status") not in FINALIZED_STATUSES and obj.get("status") != "void":
+    if obj.get("status") not in FINALIZED_STATUSES | {InvoiceStatus.VOID}:
         counts["skipped_draft"] += 1  # a draft can still change; its events bring it when it is finalized
         return
     invoice = Invoice.objects.filter(stripe_id=stripe_id).first()

@@ -430,31 +430,6 @@ def drift_item_explain(*, item: DriftItem, note: str, actor_type: str, actor: st
     return item
 
 
-# --- The cohort gate --------------------------------------------------------------------------
-def cohort_gate() -> list[dict]:
-    """Per cohort: did the last finished full run find zero drift for it? (the gate to migrate the next)"""
-    cohorts = (Customer.objects.exclude(cohort="").values_list("cohort", flat=True).distinct().order_by("cohort"))
-    last_full = None
-    for run in (ReconciliationRun.objects.filter(status__in=[ReconciliationRun.Status.CLEAN, ReconciliationRun.Status.DRIFT])
-                .order_by("-started_at")[:20]):
-        if (run.checked or {}).get("full"):
-            last_full = run
-            break
-    rows = []
-    for cohort in cohorts:
-        checked = (last_full.checked or {}) if last_full else {}
-        accounts = (checked.get("cohorts") or {}).get(cohort)
-        drift = (checked.get("cohort_drift") or {}).get(cohort)
-        rows.append({
-            "cohort": cohort,
-            "run": last_full,
-            "accounts": accounts or 0,
-            "drift": drift,
-            "clean": bool(last_full) and accounts is not None and drift == 0,
-        })
-    return rows
-
-
 # --- Resync (the other way to resolve drift) --------------------------------------------------
 INVOICE_KINDS = {DriftItem.Kind.INVOICE_TOTAL, DriftItem.Kind.INVOICE_STATUS, DriftItem.Kind.INVOICE_MISSING}
 

@@ -23,12 +23,13 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing_console.errors import ServiceError
+from billing_console.invoicing.cohorts import cohort_emails_invoices
 from billing_console.models import Customer, Invoice, InvoiceEvent
 from billing_console.ops.logging import redact
 from billing_console.selectors import customer_for_stripe_object
 from billing_console.services import audit_log
 from billing_console.stripe.objects import invoice_subscription_id
-from billing_console.stripe.statuses import INVOICE_STATUS_RANK
+from billing_console.stripe.statuses import INVOICE_FINALIZED, INVOICE_STATUS_RANK
 
 log = logging.getLogger("billing_console.invoicing")
 
@@ -47,7 +48,7 @@ DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
 # A resync delivers what Stripe finalized and the console never emailed (a lost invoice.finalized).
 RESYNC = "resync"
 IMPORT = "import"  # a backfill of history: recorded and rendered, never emailed
-FINALIZED_STATUSES = ("open", "paid", "uncollectible")
+FINALIZED_STATUSES = INVOICE_FINALIZED
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -202,6 +203,12 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
         triggers = event_type in DELIVERY_TRIGGERS or (event_type == RESYNC and invoice.status in FINALIZED_STATUSES)
         queue = (triggers and invoice.emailed_at is None
                  and invoice.delivery_status == Invoice.Delivery.PENDING and invoice.next_delivery_at is None)
+        if queue and not cohort_emails_invoices(invoice.customer_id):
+            # The invoice's cohort went back to the legacy system, which emails it.
+            queue = False
+            invoice.delivery_status = Invoice.Delivery.LEGACY
+            update.append("delivery_status")
+            invoice_event_record(invoice, "delivery_skipped", reason="cohort_on_legacy")
         if queue:
             invoice.next_delivery_at = timezone.now()
             update.append("next_delivery_at")
@@ -379,6 +386,12 @@ def invoice_deliver(*, invoice_id: int) -> Invoice | None:
                                                        delivery_attempts=F("delivery_attempts") + 1):
         return None
     invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
+    if not cohort_emails_invoices(invoice.customer_id):  # switched back to legacy since it was queued
+        Invoice.objects.filter(pk=invoice.pk).update(delivery_status=Invoice.Delivery.LEGACY, next_delivery_at=None,
+                                                     updated_at=timezone.now())
+        invoice.delivery_status, invoice.next_delivery_at = Invoice.Delivery.LEGACY, None
+        invoice_event_record(invoice, "delivery_skipped", reason="cohort_on_legacy")
+        return invoice
     try:
         if not invoice.pdf_path or not default_storage.exists(invoice.pdf_path):
             _render_and_store(invoice)

@@ -3,12 +3,12 @@
 Fields, choices, constraints and small properties only; every write lives in services.
 """
 from billing_console.models.customers import E164, Customer, new_salt
-from billing_console.models.invoicing import (DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun,
-                                             StripeImportCursor)
+from billing_console.models.invoicing import (Cohort, CohortAccountReview, DriftItem, Invoice, InvoiceEvent, LedgerEntry,
+                                             ReconciliationRun, StripeImportCursor)
 from billing_console.models.ops import AuditEvent, CronRun
 from billing_console.models.stripe import CheckoutAttempt, CheckoutSwitch, WebhookEvent
 
 __all__ = [
     "E164", "new_salt", "Customer", "CheckoutAttempt", "CheckoutSwitch", "WebhookEvent", "Invoice", "InvoiceEvent", "LedgerEntry",
-    "ReconciliationRun", "DriftItem", "StripeImportCursor", "CronRun", "AuditEvent",
+    "ReconciliationRun", "DriftItem", "StripeImportCursor", "Cohort", "CohortAccountReview", "CronRun", "AuditEvent",
 ]

@@ -6,13 +6,14 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from billing_console.models import DriftItem, ReconciliationRun
+from billing_console.models import Cohort, DriftItem, ReconciliationRun
 from billing_console.invoicing.reconciliation import (
-    PagedStripeView, ReconcileScopeError, Scope, cohort_gate, reconcile_scope, reconciliation_run,
+    PagedStripeView, ReconcileScopeError, Scope, reconcile_scope, reconciliation_run,
 )
+from billing_console.invoicing.cohorts import cohort_gate
 from tests.invoicing.factories import (
     CustomerFactory, FakeStripePages, InvoiceFactory, LedgerEntryFactory, SubscribedCustomerFactory,
-    stripe_invoice, stripe_subscription, ts,
+    dt, stripe_invoice, stripe_subscription, ts,
 )
 
 pytestmark = pytest.mark.django_db
@@ -151,23 +152,9 @@ def test_cohort_ledger_totals_are_compared_per_account_and_period(matching):
     }
     assert run.checked["cohorts"] == {"cohort-1": 1} and run.checked["cohort_drift"] == {"cohort-1": 2}
     assert run.checked["ledger_periods"] == 3
+    Cohort.objects.create(name="cohort-1", started_at=dt(JAN - 86400))
     (gate,) = cohort_gate()
     assert gate["cohort"] == "cohort-1" and gate["clean"] is False and gate["drift"] == 2
-
-
-def test_cohort_gate_opens_after_a_clean_full_run(matching):
-    paying("legacy@example.com", "cus_legacy", "sub_legacy", cohort="cohort-1")
-    matching.objects["subscriptions"].append(stripe_subscription(id="sub_legacy", customer="cus_legacy"))
-    inv = stripe_invoice(id="in_l", customer="cus_legacy", subscription="sub_legacy", status="paid", created=JAN)
-    matching.objects["invoices"].append(inv)
-    InvoiceFactory(stripe_id="in_l", stripe_customer_id="cus_legacy", status="paid", total=inv["total"])
-    LedgerEntryFactory(account="cus_legacy", period="2026-01", total=inv["total"])
-    assert cohort_gate()[0]["run"] is None
-    run = run_with(matching)
-    assert run.status == "clean"
-    assert cohort_gate() == [{"cohort": "cohort-1", "run": run, "accounts": 1, "drift": 0, "clean": True}]
-    run_with(matching, stripe_customer_id="cus_a")  # a partial run does not count for the gate
-    assert cohort_gate()[0]["run"] == run
 
 
 def test_customer_and_since_scope_the_comparison(matching):
