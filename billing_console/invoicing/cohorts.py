@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from billing_console.errors import ServiceError
@@ -96,34 +96,46 @@ def cohort_account_sign_off(*, customer: Customer, actor_type: str, actor: str =
 
 
 # --- The gate ---------------------------------------------------------------------------------
-def _full_runs_since(start):
-    runs = (ReconciliationRun.objects.filter(started_at__gte=start, status__in=[
-        ReconciliationRun.Status.CLEAN, ReconciliationRun.Status.DRIFT]).order_by("started_at")
-        .only("pk", "started_at", "status", "checked"))
-    return [run for run in runs if (run.checked or {}).get("full")]
-
-
 def cohort_gate() -> list[dict]:
-    """Per cohort: may the next cohort migrate? One full billing cycle with zero drift since its start."""
+    """Per cohort: may the next cohort migrate? One full billing cycle with zero drift since its start.
+    A fixed number of queries whatever the number of cohorts and accounts (the admin lists show it)."""
     cohorts = {c.name: c for c in Cohort.objects.all()}
-    names = sorted(set(cohorts) | set(Customer.objects.exclude(cohort="").values_list("cohort", flat=True).distinct()))
-    return [_gate_row(name, cohorts.get(name)) for name in names]
+    accounts: dict[str, list[tuple[int, str]]] = {}
+    for pk, email, name in Customer.objects.exclude(cohort="").order_by("pk").values_list("pk", "email", "cohort"):
+        accounts.setdefault(name, []).append((pk, email))
+    started = [c for c in cohorts.values() if c.name in accounts]
+    first_invoice: dict[str, dict[int, object]] = {}
+    runs: list[ReconciliationRun] = []
+    reviewed: dict[str, int] = {}
+    if started:
+        since_start = Q()
+        for c in started:
+            since_start |= Q(customer__cohort=c.name, stripe_created__gte=c.started_at)
+        for pk, name, first in (Invoice.objects.filter(since_start, status__in=FINALIZED)
+                                .values_list("customer_id", "customer__cohort").annotate(first=Min("created_at"))
+                                .order_by()):
+            first_invoice.setdefault(name, {})[pk] = first
+        runs = [r for r in ReconciliationRun.objects.filter(
+            started_at__gte=min(c.started_at for c in started),
+            status__in=[ReconciliationRun.Status.CLEAN, ReconciliationRun.Status.DRIFT]).order_by("started_at")
+            .only("pk", "started_at", "status", "checked") if (r.checked or {}).get("full")]
+        reviewed = dict(CohortAccountReview.objects.filter(customer__cohort=F("cohort")).values_list("cohort")
+                        .annotate(n=Count("pk")).order_by())
+    return [_gate_row(name, cohorts.get(name), accounts.get(name, []), first_invoice.get(name, {}), runs,
+                      reviewed.get(name, 0)) for name in sorted(set(cohorts) | set(accounts))]
 
 
-def _gate_row(name: str, cohort: Cohort | None) -> dict:
-    accounts = list(Customer.objects.filter(cohort=name).values_list("pk", "email"))
+def _gate_row(name: str, cohort: Cohort | None, accounts: list, first_invoice: dict, all_runs: list,
+              reviewed: int) -> dict:
     row = {"cohort": name, "start": cohort.started_at if cohort else None, "accounts": len(accounts), "invoiced": 0,
            "runs": 0, "drift": None, "run": None, "waiting": [], "reviewed": None, "clean": False,
            "emails": cohort.console_emails_invoices if cohort else True}
     if cohort is None:
         row["reason"] = "No start date: add the cohort (admin > Cohorts) with the start of its first cycle."
         return row
-    first_invoice = dict(Invoice.objects.filter(customer__cohort=name, status__in=FINALIZED,
-                                                stripe_created__gte=cohort.started_at)
-                         .values_list("customer_id").annotate(first=Min("created_at")))
     row["invoiced"] = len(first_invoice)
     row["waiting"] = [email for pk, email in accounts if pk not in first_invoice][:WAITING_SHOWN]
-    runs = _full_runs_since(cohort.started_at)
+    runs = [r for r in all_runs if r.started_at >= cohort.started_at]
     row["runs"] = len(runs)
     row["drift"] = sum(int(((r.checked or {}).get("cohort_drift") or {}).get(name, 0) or 0) for r in runs)
     last_invoice_at = max(first_invoice.values()) if first_invoice else None
@@ -131,7 +143,7 @@ def _gate_row(name: str, cohort: Cohort | None) -> dict:
                 and last_invoice_at is not None and r.started_at >= last_invoice_at]
     row["run"] = covering[-1] if covering else (runs[-1] if runs else None)
     if cohort.requires_account_review:
-        row["reviewed"] = CohortAccountReview.objects.filter(customer__cohort=name, cohort=name).count()
+        row["reviewed"] = reviewed
     if not accounts:
         row["reason"] = "No customer is in this cohort."
     elif row["invoiced"] < len(accounts):

@@ -7,7 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing_console.models import (AuditEvent, CronRun, DriftItem, InvoiceEvent, ReconciliationRun)
+from billing_console.models import (AuditEvent, CheckoutSwitch, Cohort, CohortAccountReview, CronRun, DriftItem, InvoiceEvent,
+                                    ReconciliationRun)
 from tests.stripe.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
@@ -43,6 +44,10 @@ MAKERS = {
     "billing_console.reconciliationrun": lambda: ReconciliationRun.objects.create(status="clean"),
     "billing_console.driftitem": _drift,
     "billing_console.ledgerentry": lambda: LedgerEntryFactory(account=f"cus_{next(_seq):08d}"),
+    "billing_console.checkoutswitch": lambda: CheckoutSwitch.objects.get_or_create(pk=CheckoutSwitch.SINGLETON)[0],
+    "billing_console.cohort": lambda: Cohort.objects.create(name=f"cohort-{next(_seq)}", started_at=timezone.now()),
+    "billing_console.cohortaccountreview": lambda: CohortAccountReview.objects.create(
+        customer=CustomerFactory(cohort="c3"), cohort="c3", signed_off_by="sam", signed_off_at=timezone.now()),
     "licensing.license": LicenseFactory,
     "licensing.deviceactivation": DeviceActivationFactory,
     "deployments.deployment": DeploymentFactory,
