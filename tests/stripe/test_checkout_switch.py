@@ -1,6 +1,8 @@
 """The checkout switch: CHECKOUT_ENABLED and the admin's toggle close sales (503 CHECKOUT_CLOSED, the
 pricing page says so), a live-mode NO_GO preflight closes them by itself, and the rollback expires every
 open Checkout session at the Stripe emulator."""
+import re
+
 import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
@@ -140,3 +142,18 @@ def test_no_follow_up_email_invites_buyers_back_while_sales_are_paused():
     attempt.refresh_from_db()
     assert attempt.follow_up_status == "skipped" and not mail.outbox
     assert AuditEvent.objects.get(action="checkout.follow_up_skipped").data["reason"] == "checkout_closed"
+
+
+def test_dashboard_shows_paused_sales_and_the_admin_expires_open_sessions(admin_client, client, emulator):  # noqa: F811
+    attempt, _ = start_checkout(client)
+    sales = re.compile(r'<span class="dash-value">(\w+)</span>\s*<span class="dash-label">Sales</span>')
+    assert sales.findall(admin_client.get("/admin/").content.decode()) == ["Open"]
+    checkout_close(reason="rollback", actor_type="admin", actor="sam")
+    assert sales.findall(admin_client.get("/admin/").content.decode()) == ["Paused"]
+    url = reverse("admin:billing_console_checkoutswitch_changelist")
+    admin_client.get(url)
+    response = admin_client.post(url, {"action": "expire_open_sessions",
+                                       "_selected_action": [CheckoutSwitch.objects.get().pk]}, follow=True)
+    assert "1 Checkout session expired" in response.content.decode()
+    assert emulator.get(attempt.stripe_session_id)["status"] == "expired"
+    assert AuditEvent.objects.get(action="checkout.sessions_expired").actor == "admin"
