@@ -62,7 +62,9 @@ def _import_one(obj: dict, counts: dict) -> None:
     invoice = Invoice.objects.filter(stripe_id=stripe_id).first()
     if invoice is not None:
         counts["existing"] += 1
-        if invoice.pdf_path or invoice.status not in FINALIZED_STATUSES:
+        # Only an earlier import whose PDF failed: anything else belongs to delivery (queued, sent, legacy).
+        if (invoice.pdf_path or invoice.status not in FINALIZED_STATUSES or invoice.emailed_at is not None
+                or invoice.next_delivery_at is not None or invoice.delivery_status != Invoice.Delivery.PENDING):
             return
     else:
         try:

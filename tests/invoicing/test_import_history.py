@@ -90,3 +90,26 @@ def test_bad_input_is_refused_before_stripe_is_read(args, message, emulator):  #
         call_command("import_invoices_from_stripe", *args)
     assert len(emulator.requests) == calls and not StripeImportCursor.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_a_pdf_that_failed_is_rendered_by_the_next_run_and_delivered_invoices_are_left_alone(
+        history, monkeypatch, capsys):  # noqa: F811
+    import billing_console.invoicing.services as invoicing
+
+    real = invoicing.invoice_render_pdf
+
+    def broken(invoice):
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(invoicing, "invoice_render_pdf", broken)
+    with pytest.raises(CommandError, match="Some PDFs could not be rendered"):
+        call_command("import_invoices_from_stripe")
+    assert Invoice.objects.filter(pdf_path="").count() == 4
+    sent = Invoice.objects.get(stripe_id=history[0])
+    Invoice.objects.filter(pk=sent.pk).update(delivery_status="legacy")  # e.g. a cohort's, left to legacy
+
+    monkeypatch.setattr(invoicing, "invoice_render_pdf", real)
+    call_command("import_invoices_from_stripe", "--restart")
+    assert "0 imported, 4 already here, 3 PDFs stored" in capsys.readouterr().out
+    sent.refresh_from_db()
+    assert sent.delivery_status == "legacy" and not sent.pdf_path and mail.outbox == []
