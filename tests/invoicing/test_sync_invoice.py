@@ -1,7 +1,6 @@
 """`sync_invoice` and the admin's "Sync from Stripe": the invoice is read from the Stripe emulator and
 applied through the invoice-event code, including delivery of a finalized invoice never emailed."""
 import pytest
-from django.core import mail
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 

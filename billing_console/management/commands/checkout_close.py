@@ -8,10 +8,12 @@ from billing_console.stripe.switch import checkout_close, checkout_sessions_expi
 
 
 class Command(BaseCommand):
-    help = "Close checkout (the pricing page says sales are paused, the API answers 503); --expire-open also expires open sessions."
+    help = ("Close checkout (the pricing page says sales are paused, the API answers 503); "
+            "--expire-open also expires open sessions.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--reason", default="closed from the command line", help="Kept with the switch and the audit row.")
+        parser.add_argument("--reason", default="closed from the command line",
+                            help="Kept with the switch and the audit row.")
         parser.add_argument("--expire-open", action="store_true",
                             help="Also expire every Checkout session still open at Stripe (links already handed out).")
 
@@ -30,6 +32,7 @@ class Command(BaseCommand):
             raise CommandError(f"Open sessions could not be listed: {exc.message}") from None
         for error in result["errors"]:
             self.stderr.write(error)
-        self.stdout.write(f"{result['expired']} of {result['open']} open Checkout sessions expired, {result['failed']} failed.")
+        self.stdout.write(f"{result['expired']} of {result['open']} open Checkout sessions expired, "
+                          f"{result['failed']} failed.")
         if result["failed"]:
             raise CommandError("Some sessions could not be expired; run it again.")
