@@ -4,6 +4,7 @@ Defaults serve a local run (SQLite under var/, DEBUG on, console email). DJANGO_
 removes every default for secrets and turns on the deploy-time security settings.
 """
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -89,6 +90,7 @@ INSTALLED_APPS = [
     "djstripe",
     "django_q",
     "anymail",
+    "corsheaders",
     "billing_console",
     "licensing",
     "deployments",
@@ -98,6 +100,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "billing_console.ops.logging.RequestIdMiddleware",
+    # Answers CORS preflights itself and adds the headers, on CORS_URLS_REGEX's paths only.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The licence API's JSON views answer here, past the cookie/session/CSRF middleware below.
     "licensing.middleware.LicenseApiMiddleware",
@@ -272,6 +276,22 @@ DISPUTE_LOCKS_ACCESS = env.bool("DISPUTE_LOCKS_ACCESS", default=False)
 BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="") or f"{SITE_URL}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
 BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="") or f"{SITE_URL}/checkout/cancel"
 BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or f"{SITE_URL}/"
+# Sales on (default) or off. Off: the pricing page says sales are paused and POST /api/billing/checkout answers
+# 503 CHECKOUT_CLOSED, whatever the admin's checkout switch says (the switch can close sales but not reopen them).
+CHECKOUT_ENABLED = env.bool("CHECKOUT_ENABLED", default=True)
+# Origins of a separate front end that may call the checkout and portal APIs from the browser (CORS), comma
+# separated, each scheme://host[:port] (https://www.example.com). Empty: no cross-origin call is allowed.
+ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in env.list("ALLOWED_ORIGINS", default=[]) if o.strip()]
+for _origin in ALLOWED_ORIGINS:
+    if _origin == "*" or not re.fullmatch(r"https?://[^/\s*]+", _origin):
+        raise ImproperlyConfigured(f"ALLOWED_ORIGINS: {_origin!r} is not an origin like https://www.example.com.")
+CORS_ALLOWED_ORIGINS = ALLOWED_ORIGINS
+# Only the two browser-facing billing APIs; the webhook, the licence API and the pages never answer CORS.
+CORS_URLS_REGEX = r"^/api/billing/(checkout|portal)$"
+CORS_ALLOW_METHODS = ["POST", "OPTIONS"]
+# content-type: the APIs take application/json only (a preflighted request); authorization: device tokens.
+CORS_ALLOW_HEADERS = ["accept", "content-type", "authorization"]
+CORS_ALLOW_CREDENTIALS = False
 # The page an abandoned checkout's follow-up email links back to.
 PRICING_URL = env.str("PRICING_URL", default="") or f"{SITE_URL}/"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"

@@ -112,12 +112,23 @@ def readiness_section(request) -> Section:
     stat = (Stat("Preflight", "GO", tone=OK, note=f"{mode} mode: nothing blocks")
             if not problems else
             Stat("Preflight", "NO GO", tone=BAD, note=f"{counted(len(problems), 'blocker')} in {mode} mode"))
-    return Section("Readiness", [stat], order=10,
+    from billing_console.stripe.switch import checkout_is_open
+
+    sales = (Stat("Sales", "Open", tone=OK, url=_switch_url()) if checkout_is_open() else
+             Stat("Sales", "Paused", tone=WARN, url=_switch_url(), note="checkout closed: the pricing page says so"))
+    return Section("Readiness", [stat, sales], order=10,
                    rows=[Stat(message, pid, tone=BAD) for pid, message in problems[:8]],
                    note="manage.py preflight lists the same checks, and Stripe's webhook endpoint.")
 
 
 LATE_AFTER_MINUTES = 15  # a cron this far past its due time did not start: the cluster is down or stuck
+
+
+def _switch_url() -> str:
+    try:
+        return reverse("admin:billing_console_checkoutswitch_changelist")
+    except NoReverseMatch:
+        return ""
 
 
 def crons_section(request) -> Section:

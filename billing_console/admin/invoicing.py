@@ -15,8 +15,9 @@ from django.views.decorators.http import require_POST
 from billing_console.admin.base import ReadOnlyAdmin, ReadOnlyInline, counted, run_for_each
 from billing_console.admin.customers import register_customer_inline
 from billing_console.invoicing.ledger import LEDGER_MAX_BYTES, LedgerImportError, ledger_import
-from billing_console.invoicing.reconciliation import cohort_gate, drift_item_explain, drift_item_resync
-from billing_console.invoicing.services import invoice_resend, money_format
+from billing_console.invoicing.cohorts import cohort_gate
+from billing_console.invoicing.reconciliation import drift_item_explain, drift_item_resync
+from billing_console.invoicing.services import invoice_resend, invoice_resync, money_format
 from billing_console.models import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.services import actor_of
 
@@ -56,7 +57,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     date_hierarchy = "stripe_created"
     inlines = [InvoiceEventInline]
-    actions = ["resend_invoice"]
+    actions = ["resend_invoice", "sync_from_stripe"]
     fieldsets = (
         (None, {"fields": ("stripe_id", "number", "customer", "stripe_customer_id", "subscription_id", "status",
                            "hosted_invoice_url", "stripe_created", "state_at")}),
@@ -86,6 +87,13 @@ class InvoiceAdmin(ReadOnlyAdmin):
         run_for_each(self, request, queryset, lambda invoice, actor_type, actor: invoice_resend(
             invoice=invoice, actor_type=actor_type, actor=actor), noun=("invoice", "invoices"),
             done="queued for resending", label=lambda invoice: invoice.number or invoice.stripe_id)
+
+    @admin.action(description="Sync from Stripe (status, amounts; email it if finalized and never sent)",
+                  permissions=["resend"])
+    def sync_from_stripe(self, request, queryset):
+        run_for_each(self, request, queryset, lambda invoice, actor_type, actor: invoice_resync(
+            stripe_id=invoice.stripe_id, actor_type=actor_type, actor=actor), noun=("invoice", "invoices"),
+            done="synced from Stripe", label=lambda invoice: invoice.number or invoice.stripe_id)
 
     def get_urls(self):
         return [path("<int:pk>/pdf/", self.admin_site.admin_view(self.pdf_view), name="billing_console_invoice_pdf"),

@@ -145,6 +145,22 @@ def reconcile_scope(*, customer: str = "", since: str = "") -> Scope:
     return Scope(stripe_customer_id=row.stripe_customer_id, customer_pk=row.pk, since=since_date)
 
 
+def invoice_service_period(obj: dict) -> tuple[int, int] | None:
+    """(start, end) of the service an invoice bills, from its lines (earliest start, latest end), else the
+    invoice's own period; None when it names none."""
+    periods = [line.get("period") or {} for line in ((obj.get("lines") or {}).get("data") or [])]
+    starts = [p["start"] for p in periods if isinstance(p.get("start"), int)]
+    ends = [p["end"] for p in periods if isinstance(p.get("end"), int)]
+    if starts and ends:
+        return min(starts), max(ends)
+    start, end = obj.get("period_start"), obj.get("period_end")
+    return (start, end) if isinstance(start, int) and isinstance(end, int) else None
+
+
+def _period_text(period: tuple[int, int]) -> str:
+    return "..".join(datetime.fromtimestamp(t, tz=dt_timezone.utc).strftime("%Y-%m-%d") for t in period)
+
+
 def invoice_period(obj: dict) -> str:
     """YYYY-MM of the service period an invoice bills (first line's period, else the invoice's)."""
     lines = (obj.get("lines") or {}).get("data") or []
@@ -275,11 +291,14 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
 
     # --- invoices: stream Stripe's pages, pop each from the console's dict ---
     stripe_paid: dict[tuple[str, str, str], int] = defaultdict(int)
+    # (subscription, service period) -> the first paid invoice seen for it: a second one is a double charge.
+    paid_periods: dict[tuple[str, int, int], str] = {}
     for inv in view.invoices(customer=scope.stripe_customer_id or None, created_gte=scope.since_ts):
         checked["invoices"] += 1
         sid, status, total, currency = inv["id"], inv.get("status") or "", int(inv.get("total") or 0), inv["currency"]
         cus = inv["customer"] if isinstance(inv["customer"], str) else inv["customer"]["id"]
-        owner = by_cus.get(cus) or by_sub.get(invoice_subscription_id(inv))
+        sub_id = invoice_subscription_id(inv)
+        owner = by_cus.get(cus) or by_sub.get(sub_id)
         local = local_invoices.pop(sid, None)
         if local is None:
             add(DriftItem.Kind.INVOICE_MISSING, customer=owner, stripe_id=sid, expected=f"{status} {total}",
@@ -294,6 +313,16 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
                     delta=total - l_total, currency=currency)
             if l_status != status:
                 add(DriftItem.Kind.INVOICE_STATUS, customer=owner, stripe_id=sid, expected=status, actual=l_status)
+        if status == "paid" and sub_id and int(inv.get("amount_paid") or 0) > 0:
+            period = invoice_service_period(inv)
+            key = (sub_id, *period) if period else None
+            if key is not None and key in paid_periods:
+                add(DriftItem.Kind.DOUBLE_CHARGE, customer=owner, stripe_id=sid,
+                    expected=f"one paid invoice for {sub_id} {_period_text(period)}",
+                    actual=f"paid twice: {paid_periods[key]} and {sid}", delta=int(inv.get("amount_paid") or 0),
+                    currency=currency)
+            elif key is not None:
+                paid_periods[key] = sid
         if status == "paid" and cus in cohort_accounts:
             period = invoice_period(inv)
             if period >= scope.since_period:
@@ -302,7 +331,7 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
     for sid, (l_status, l_total, l_currency, customer_pk) in local_invoices.items():
         add(DriftItem.Kind.INVOICE_TOTAL, customer=customers_by_pk.get(customer_pk), stripe_id=sid, expected=ABSENT,
             actual=f"{l_status} {l_total}", delta=-l_total, currency=l_currency)
-    del local_invoices
+    del local_invoices, paid_periods
 
     # --- subscriptions: status per subscription, then entitlement per customer ---
     stripe_statuses: dict[int, set[str]] = defaultdict(set)
@@ -402,31 +431,6 @@ def drift_item_explain(*, item: DriftItem, note: str, actor_type: str, actor: st
     return item
 
 
-# --- The cohort gate --------------------------------------------------------------------------
-def cohort_gate() -> list[dict]:
-    """Per cohort: did the last finished full run find zero drift for it? (the gate to migrate the next)"""
-    cohorts = (Customer.objects.exclude(cohort="").values_list("cohort", flat=True).distinct().order_by("cohort"))
-    last_full = None
-    for run in (ReconciliationRun.objects.filter(status__in=[ReconciliationRun.Status.CLEAN, ReconciliationRun.Status.DRIFT])
-                .order_by("-started_at")[:20]):
-        if (run.checked or {}).get("full"):
-            last_full = run
-            break
-    rows = []
-    for cohort in cohorts:
-        checked = (last_full.checked or {}) if last_full else {}
-        accounts = (checked.get("cohorts") or {}).get(cohort)
-        drift = (checked.get("cohort_drift") or {}).get(cohort)
-        rows.append({
-            "cohort": cohort,
-            "run": last_full,
-            "accounts": accounts or 0,
-            "drift": drift,
-            "clean": bool(last_full) and accounts is not None and drift == 0,
-        })
-    return rows
-
-
 # --- Resync (the other way to resolve drift) --------------------------------------------------
 INVOICE_KINDS = {DriftItem.Kind.INVOICE_TOTAL, DriftItem.Kind.INVOICE_STATUS, DriftItem.Kind.INVOICE_MISSING}
 
@@ -440,6 +444,9 @@ def drift_item_resync(*, item: DriftItem, actor_type: str, actor: str = "") -> D
 
     if item.resolution != DriftItem.Resolution.OPEN:
         return item
+    if item.kind == DriftItem.Kind.DOUBLE_CHARGE:
+        raise ServiceError("not_fixable", "Stripe charged twice: refund one of the invoices in Stripe's dashboard, then "
+                                          "mark the item explained (with the refund's id).")
     if item.kind == DriftItem.Kind.LEDGER_TOTAL:
         raise ServiceError("not_fixable", "A legacy ledger difference cannot be fixed from Stripe: correct and re-import the ledger, "
                          "or mark it explained.")

@@ -23,13 +23,14 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing_console.errors import ServiceError
+from billing_console.invoicing.cohorts import cohort_emails_invoices
 from billing_console.models import Customer, Invoice, InvoiceEvent
 from billing_console.wording.money import currency_exponent, money_format  # noqa: F401  (re-exported: callers import it from here)
 from billing_console.ops.logging import redact
 from billing_console.selectors import customer_for_stripe_object
 from billing_console.services import audit_log
 from billing_console.stripe.objects import invoice_subscription_id
-from billing_console.stripe.statuses import INVOICE_STATUS_RANK
+from billing_console.stripe.statuses import INVOICE_FINALIZED, INVOICE_STATUS_RANK
 
 log = logging.getLogger("billing_console.invoicing")
 
@@ -39,6 +40,10 @@ DELIVER_TASK = "billing_console.invoicing.tasks.deliver_invoice"
 INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
                        "invoice.payment_failed", "invoice.marked_uncollectible", "invoice.voided")
 DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
+# A resync delivers what Stripe finalized and the console never emailed (a lost invoice.finalized).
+RESYNC = "resync"
+IMPORT = "import"  # a backfill of history: recorded and rendered, never emailed
+FINALIZED_STATUSES = INVOICE_FINALIZED
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -161,9 +166,10 @@ def invoice_apply_event(*, event: dict) -> Invoice:
     return invoice_apply_stripe(obj=obj, at=at, event_type=event.get("type", ""), event_id=event.get("id", ""))
 
 
-def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: str = "", force: bool = False) -> Invoice:
+def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: str = "", force: bool = False,
+                         audit: dict | None = None) -> Invoice:
     """Apply Stripe's invoice object as of `at`. `force` (a resync: Stripe's current answer) skips the
-    watermark check."""
+    watermark check. `audit` ({actor_type, actor, action}) records who asked, in the same transaction."""
     fields = invoice_fields_from_stripe(obj)
     with transaction.atomic():
         invoice, created = Invoice.objects.select_for_update().get_or_create(
@@ -182,31 +188,48 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
             invoice.customer = customer_for_stripe_object(obj)
             update.append("customer")
         # invoice.paid also queues it: if the finalized event is lost or late, the customer still gets the invoice once.
-        queue = (event_type in DELIVERY_TRIGGERS and invoice.emailed_at is None
+        triggers = event_type in DELIVERY_TRIGGERS or (event_type == RESYNC and invoice.status in FINALIZED_STATUSES)
+        queue = (triggers and invoice.emailed_at is None
                  and invoice.delivery_status == Invoice.Delivery.PENDING and invoice.next_delivery_at is None)
+        if queue and not cohort_emails_invoices(invoice.customer_id):
+            # The invoice's cohort went back to the legacy system, which emails it.
+            queue = False
+            invoice.delivery_status = Invoice.Delivery.LEGACY
+            update.append("delivery_status")
+            invoice_event_record(invoice, "delivery_skipped", reason="cohort_on_legacy")
         if queue:
             invoice.next_delivery_at = timezone.now()
             update.append("next_delivery_at")
         invoice.save(update_fields=update if not created else None)
-        invoice_event_record(invoice, "resynced" if force else "webhook_received", event_type=event_type,
+        kind = {RESYNC: "resynced", IMPORT: "imported"}.get(event_type, "webhook_received")
+        invoice_event_record(invoice, kind, event_type=event_type,
                              idempotency_key=event_id, applied=applied, status=invoice.status)
+        if audit:
+            audit_log(**audit, target=invoice, customer=invoice.customer,
+                      data={"status": invoice.status, "total": invoice.total, "currency": invoice.currency,
+                            "delivery_queued": queue})
         if queue:
             _enqueue_delivery(invoice.pk)
     return invoice
 
 
+INVOICE_ID = re.compile(r"^in_[A-Za-z0-9_]{1,250}$")
+
+
 def invoice_resync(*, stripe_id: str, actor_type: str, actor: str = "") -> Invoice:
-    """Re-read one invoice from Stripe and apply it as current (support's fix for invoice drift).
-    Raises the gateway's error when Stripe cannot answer (e.g. no such invoice)."""
+    """Re-read one invoice from Stripe (outside any transaction) and apply it as current, through the
+    same code as invoice events: status, amounts, and delivery when it is finalized and was never
+    emailed. Support's fix for a missed or late invoice event, and for invoice drift.
+    Raises ServiceError for a malformed id, the gateway's error when Stripe cannot answer."""
     from billing_console.stripe import gateway as stripe_gateway
 
+    stripe_id = (stripe_id or "").strip()
+    if not INVOICE_ID.match(stripe_id):
+        raise ServiceError("invalid", f"{stripe_id!r} is not a Stripe invoice id (in_...).")
     # stripe-python hands *_decimal fields back as Decimal; the stored copy is plain JSON like an event's.
     obj = json.loads(json.dumps(stripe_gateway.invoice_retrieve(stripe_id), default=str))
-    invoice = invoice_apply_stripe(obj=obj, at=timezone.now(), event_type="resync", force=True)
-    with transaction.atomic():
-        audit_log(actor_type=actor_type, actor=actor, action="invoice.resynced", target=invoice, customer=invoice.customer,
-                  data={"status": invoice.status, "total": invoice.total, "currency": invoice.currency})
-    return invoice
+    return invoice_apply_stripe(obj=obj, at=timezone.now(), event_type=RESYNC, force=True,
+                                audit={"actor_type": actor_type, "actor": actor, "action": "invoice.resynced"})
 
 
 def _enqueue_delivery(invoice_id: int) -> None:
@@ -325,6 +348,11 @@ def invoice_pdf_path(invoice: Invoice) -> str:
     return f"invoices/{customer}/{_SAFE_PATH.sub('_', invoice.stripe_id)}.pdf"
 
 
+def invoice_pdf_store(invoice: Invoice) -> str:
+    """Render and store the invoice's PDF (replacing a stored one); raises DeliveryError, recorded."""
+    return _render_and_store(invoice)
+
+
 def _render_and_store(invoice: Invoice) -> str:
     started = time.monotonic()
     try:
@@ -408,6 +436,12 @@ def invoice_deliver(*, invoice_id: int) -> Invoice | None:
                                                        delivery_attempts=F("delivery_attempts") + 1):
         return None
     invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
+    if not cohort_emails_invoices(invoice.customer_id):  # switched back to legacy since it was queued
+        Invoice.objects.filter(pk=invoice.pk).update(delivery_status=Invoice.Delivery.LEGACY, next_delivery_at=None,
+                                                     updated_at=timezone.now())
+        invoice.delivery_status, invoice.next_delivery_at = Invoice.Delivery.LEGACY, None
+        invoice_event_record(invoice, "delivery_skipped", reason="cohort_on_legacy")
+        return invoice
     try:
         if not invoice.pdf_path or not default_storage.exists(invoice.pdf_path):
             _render_and_store(invoice)

@@ -3,12 +3,14 @@
 Fields, choices, constraints and small properties only; every write lives in services.
 """
 from billing_console.models.customers import E164, Customer, ManageLinkDelivery, new_salt
+from billing_console.models.invoicing import (Cohort, CohortAccountReview, DriftItem, Invoice, InvoiceEvent, LedgerEntry,
+                                              ReconciliationRun, StripeImportCursor)
 from billing_console.models.lifecycle import Dispute, UnlinkedSubscription
-from billing_console.models.invoicing import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.models.ops import Alert, AuditEvent, CronRun, Heartbeat
-from billing_console.models.stripe import CheckoutAttempt, WebhookEvent
+from billing_console.models.stripe import CheckoutAttempt, CheckoutSwitch, WebhookEvent
 
 __all__ = [
-    "E164", "new_salt", "Customer", "ManageLinkDelivery", "CheckoutAttempt", "WebhookEvent", "Invoice", "InvoiceEvent", "LedgerEntry",
-    "ReconciliationRun", "DriftItem", "CronRun", "AuditEvent", "UnlinkedSubscription", "Dispute", "Heartbeat", "Alert",
+    "E164", "new_salt", "Customer", "ManageLinkDelivery", "CheckoutAttempt", "CheckoutSwitch", "WebhookEvent", "Invoice",
+    "InvoiceEvent", "LedgerEntry", "ReconciliationRun", "DriftItem", "StripeImportCursor", "Cohort", "CohortAccountReview",
+    "CronRun", "AuditEvent", "UnlinkedSubscription", "Dispute", "Heartbeat", "Alert",
 ]

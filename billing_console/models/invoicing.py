@@ -13,6 +13,7 @@ class Invoice(models.Model):
         RENDERED = "rendered", "PDF rendered"
         SENT = "sent", "Emailed"
         FAILED = "failed", "Failed"
+        LEGACY = "legacy", "Left to the legacy system"
 
     stripe_id = models.CharField(max_length=255, unique=True)
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices")
@@ -113,6 +114,7 @@ class DriftItem(models.Model):
         REVENUE_LEAK = "revenue_leak", "Entitled without a paying subscription"
         CUSTOMER_HARMED = "customer_harmed", "Paying without entitlement"
         LEDGER_TOTAL = "ledger_total", "Legacy ledger total differs"
+        DOUBLE_CHARGE = "double_charge", "Paid twice for one service period"
 
     class Resolution(models.TextChoices):
         OPEN = "open", "Open"
@@ -134,3 +136,57 @@ class DriftItem(models.Model):
 
     class Meta:
         ordering = ["run", "kind"]
+
+
+class StripeImportCursor(models.Model):
+    """Where a paginated backfill from Stripe stopped, so the next start resumes there instead of from the top."""
+
+    name = models.CharField(max_length=64, unique=True)
+    since = models.DateField(null=True, blank=True, help_text="Only objects created on or after this day.")
+    starting_after = models.CharField(max_length=255, blank=True, help_text="Last id of the last page done.")
+    pages = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({'finished' if self.finished_at else 'at ' + (self.starting_after or 'start')})"
+
+
+class Cohort(models.Model):
+    """A migration cohort (customers whose `Customer.cohort` is this name): when it started under the
+    console, whether the console emails its invoices (off: the legacy system does, the rollback), and
+    whether each account needs a review sign-off before it moves (custom arrangements)."""
+
+    name = models.CharField(max_length=64, unique=True, help_text="As in the customers' Cohort field.")
+    started_at = models.DateTimeField(help_text="When the cohort's first billing cycle under Stripe began.")
+    console_emails_invoices = models.BooleanField(
+        default=True, help_text="Off: the console records the cohort's invoices but the legacy system emails them.")
+    requires_account_review = models.BooleanField(
+        default=False, help_text="Each account needs a review sign-off before the cohort may move (custom arrangements).")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class CohortAccountReview(models.Model):
+    """Support's sign-off that one account of a reviewed cohort may move to the console: who and when."""
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="cohort_review")
+    cohort = models.CharField(max_length=64)
+    signed_off_by = models.CharField(max_length=255)
+    signed_off_at = models.DateTimeField()
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-signed_off_at"]
+
+    def __str__(self):
+        return f"{self.cohort} review of {self.customer_id} by {self.signed_off_by}"

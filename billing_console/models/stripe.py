@@ -96,3 +96,22 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.stripe_id}"
+
+
+class CheckoutSwitch(models.Model):
+    """The one row (pk 1) that opens or closes sales: support's toggle, the live-mode preflight guard and
+    the rollback close it; CHECKOUT_ENABLED=false closes them whatever it says."""
+
+    SINGLETON = 1
+
+    is_open = models.BooleanField(default=True)
+    reason = models.CharField(max_length=255, blank=True, help_text="Why it was last opened or closed.")
+    changed_by = models.CharField(max_length=255, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "checkout switch"
+        verbose_name_plural = "checkout switch"
+
+    def __str__(self):
+        return "Checkout open" if self.is_open else "Checkout closed"

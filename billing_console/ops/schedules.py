@@ -37,6 +37,8 @@ SCHEDULES: list[Cron] = [
          "queue due dunning steps, send them (each once), retry failures with backoff"),
     Cron("enforce_access_policies", "dunning.tasks.enforce_access_policies", "15 * * * *",
          "soft/hard lock customers past their policy's days, lift locks no unpaid case explains"),
+    Cron("checkout_preflight_guard", "billing_console.stripe.switch.checkout_preflight_guard_cron", "*/10 * * * *",
+         "In live mode, close checkout when preflight is NO_GO (reopening is a person's decision)."),
     Cron("analytics_snapshot", "billing_console.analytics.snapshot.analytics_snapshot_cron", "10 2 * * *",
          "Recompute the analytics page's monthly figures (MRR, subscribers, churn, checkouts) from the invoices."),
     Cron("analytics_hourly", "billing_console.analytics.snapshot.analytics_hourly_cron", "2 * * * *",

@@ -30,6 +30,7 @@ from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
                                              checkout_rate_limit, checkout_start)
 from billing_console.wording import counted
+from billing_console.stripe.switch import CLOSED_MESSAGE, checkout_is_open
 
 log = logging.getLogger("billing_console.pages")
 CUSTOMER = AuditEvent.ActorType.CUSTOMER
@@ -50,7 +51,8 @@ def _see_other(url: str) -> HttpResponseRedirect:
 # --- Pricing and checkout -------------------------------------------------------------------------
 @require_safe
 def pricing(request):
-    return render(request, "pages/pricing.html", {"plans": selectors.pricing_plans(), "form": CheckoutForm()})
+    return render(request, "pages/pricing.html", {"plans": selectors.pricing_plans(), "form": CheckoutForm(),
+                                                  "sales_paused": not checkout_is_open()})
 
 
 @never_cache
@@ -60,7 +62,10 @@ def checkout(request):
     form = CheckoutForm(request.POST)
     error, status = "", 400
     wait = checkout_rate_limit(client=ratelimit.client_address(request), email=request.POST.get("email"))
-    if wait:
+    paused = not checkout_is_open()
+    if paused:
+        error, status = CLOSED_MESSAGE, 503
+    elif wait:
         error, status = f"Too many checkout requests. Please try again in {counted(max(1, round(wait / 60)), 'minute')}.", 429
     elif form.is_valid():
         try:
@@ -73,8 +78,8 @@ def checkout(request):
             error, status = str(exc), 409
         except CheckoutStripeFailed as exc:
             error, status = f"Checkout could not be opened: {exc.message} Please try again in a minute.", 502
-    context = {"plans": selectors.pricing_plans(), "form": form, "error": error,
-               "chosen": request.POST.get("plan", "")}
+    context = {"plans": selectors.pricing_plans(), "form": form, "error": "" if paused else error,
+               "chosen": request.POST.get("plan", ""), "sales_paused": paused}
     response = render(request, "pages/pricing.html", context, status=status)
     if wait:
         response["Retry-After"] = str(wait)

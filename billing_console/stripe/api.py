@@ -21,6 +21,9 @@ from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
                                              checkout_rate_limit, checkout_start)
 from billing_console.stripe.inbox import WebhookRejected, webhook_event_store, webhook_payload_verify
+from billing_console.stripe.switch import CLOSED_MESSAGE, CheckoutClosed, checkout_is_open
+
+CLOSED_CODE = CheckoutClosed.code
 
 log = logging.getLogger("billing_console.api")
 MAX_JSON_BYTES = 16 * 1024
@@ -51,6 +54,8 @@ def _json_body(request: HttpRequest):
 @require_POST
 def checkout(request):
     """POST {email, plan | price, device_id?} -> 200 {url, attemptId}."""
+    if not checkout_is_open():
+        return _error(503, CLOSED_CODE, CLOSED_MESSAGE)
     try:
         data = _json_body(request)
     except CheckoutInputError as exc:

@@ -265,6 +265,15 @@ def checkout_follow_up_send(*, attempt_id) -> str:
     if not claimed:
         return "skipped"
     attempt = CheckoutAttempt.objects.get(pk=attempt_id)
+    from billing_console.stripe.switch import checkout_is_open
+
+    if not checkout_is_open():  # the email invites the buyer back to a pricing page that sells nothing now
+        CheckoutAttempt.objects.filter(pk=attempt_id).update(follow_up_status=CheckoutAttempt.FollowUp.SKIPPED,
+                                                             follow_up_sent_at=None)
+        with transaction.atomic():
+            audit_log(actor_type=AuditEvent.ActorType.SYSTEM, actor="email", action="checkout.follow_up_skipped",
+                      target=attempt, data={"reason": "checkout_closed", "to": attempt.email_hint})
+        return "skipped"
     if not _follow_up_address_claim(attempt.recovery_email):
         CheckoutAttempt.objects.filter(pk=attempt_id).update(follow_up_status=CheckoutAttempt.FollowUp.SKIPPED,
                                                              follow_up_sent_at=None)

@@ -37,3 +37,5 @@ PAYING = ENTITLED | {SubscriptionStatus.PAST_DUE}
 # An invoice moves only forward through these ranks (paid and void are both final).
 INVOICE_STATUS_RANK = {InvoiceStatus.DRAFT: 0, InvoiceStatus.OPEN: 1, InvoiceStatus.UNCOLLECTIBLE: 2,
                        InvoiceStatus.PAID: 3, InvoiceStatus.VOID: 3}
+# Finalized and not voided: an invoice the customer is billed by (it has a number and can be emailed).
+INVOICE_FINALIZED = frozenset({InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE, InvoiceStatus.PAID})

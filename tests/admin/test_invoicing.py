@@ -105,7 +105,15 @@ def test_viewer_cannot_run_a_reconciliation(viewer):
 
 
 def test_cohort_gate_is_shown(admin_client):
-    CustomerFactory(cohort="cohort-1", stripe_customer_id="cus_1")
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing_console.models import Cohort
+
+    Cohort.objects.create(name="cohort-1", started_at=timezone.now() - timedelta(days=40))
+    customer = CustomerFactory(cohort="cohort-1", stripe_customer_id="cus_1")
+    InvoiceFactory(customer=customer, status="paid", stripe_created=timezone.now() - timedelta(days=3))
     ReconciliationRun.objects.create(status="clean", checked={"full": True, "cohorts": {"cohort-1": 1},
                                                               "cohort_drift": {"cohort-1": 0}})
     for model in ("reconciliationrun", "ledgerentry"):

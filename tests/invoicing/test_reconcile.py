@@ -6,13 +6,14 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from billing_console.models import DriftItem, ReconciliationRun
+from billing_console.models import Cohort, DriftItem, ReconciliationRun
 from billing_console.invoicing.reconciliation import (
-    PagedStripeView, ReconcileScopeError, Scope, cohort_gate, reconcile_scope, reconciliation_run,
+    PagedStripeView, ReconcileScopeError, Scope, reconcile_scope, reconciliation_run,
 )
+from billing_console.invoicing.cohorts import cohort_gate
 from tests.invoicing.factories import (
     CustomerFactory, FakeStripePages, InvoiceFactory, LedgerEntryFactory, SubscribedCustomerFactory,
-    stripe_invoice, stripe_subscription, ts,
+    dt, stripe_invoice, stripe_subscription, ts,
 )
 
 pytestmark = pytest.mark.django_db
@@ -151,23 +152,9 @@ def test_cohort_ledger_totals_are_compared_per_account_and_period(matching):
     }
     assert run.checked["cohorts"] == {"cohort-1": 1} and run.checked["cohort_drift"] == {"cohort-1": 2}
     assert run.checked["ledger_periods"] == 3
+    Cohort.objects.create(name="cohort-1", started_at=dt(JAN - 86400))
     (gate,) = cohort_gate()
     assert gate["cohort"] == "cohort-1" and gate["clean"] is False and gate["drift"] == 2
-
-
-def test_cohort_gate_opens_after_a_clean_full_run(matching):
-    paying("legacy@example.com", "cus_legacy", "sub_legacy", cohort="cohort-1")
-    matching.objects["subscriptions"].append(stripe_subscription(id="sub_legacy", customer="cus_legacy"))
-    inv = stripe_invoice(id="in_l", customer="cus_legacy", subscription="sub_legacy", status="paid", created=JAN)
-    matching.objects["invoices"].append(inv)
-    InvoiceFactory(stripe_id="in_l", stripe_customer_id="cus_legacy", status="paid", total=inv["total"])
-    LedgerEntryFactory(account="cus_legacy", period="2026-01", total=inv["total"])
-    assert cohort_gate()[0]["run"] is None
-    run = run_with(matching)
-    assert run.status == "clean"
-    assert cohort_gate() == [{"cohort": "cohort-1", "run": run, "accounts": 1, "drift": 0, "clean": True}]
-    run_with(matching, stripe_customer_id="cus_a")  # a partial run does not count for the gate
-    assert cohort_gate()[0]["run"] == run
 
 
 def test_customer_and_since_scope_the_comparison(matching):
@@ -265,3 +252,59 @@ def test_failed_run_marks_the_cron_as_errors(monkeypatch):
     monkeypatch.setattr("billing_console.invoicing.reconciliation.default_stripe_view", lambda: PagedStripeView(broken))
     reconcile()
     assert CronRun.objects.get(name="reconcile").status == "errors"
+
+
+# --- Double charges -----------------------------------------------------------------------------
+def test_two_paid_invoices_of_one_subscription_for_the_same_period_are_a_double_charge(matching):
+    feb = JAN + 31 * 86400
+    twice = [stripe_invoice(id=f"in_dup{n}", customer="cus_a", subscription="sub_a", status="paid",
+                            created=feb + n * 3600, period_start=feb) for n in range(2)]
+    # Same subscription, next period; another subscription, same period; an unpaid retry; a refund-free $0:
+    # none of these is a double charge.
+    others = [stripe_invoice(id="in_next", customer="cus_a", subscription="sub_a", status="paid", created=feb + 9,
+                             period_start=feb + 30 * 86400),
+              stripe_invoice(id="in_b_same", customer="cus_b", subscription="sub_b", status="paid", created=feb + 5,
+                             period_start=feb),
+              stripe_invoice(id="in_open", customer="cus_a", subscription="sub_a", status="open", created=feb + 7,
+                             period_start=feb),
+              stripe_invoice(id="in_zero", customer="cus_a", subscription="sub_a", status="paid", created=feb + 8,
+                             period_start=feb, lines=[("Credit", 0)])]
+    for inv in twice + others:
+        matching.objects["invoices"].append(inv)
+        InvoiceFactory(stripe_id=inv["id"], stripe_customer_id=inv["customer"], status=inv["status"], total=inv["total"])
+    run = run_with(matching)
+    (item,) = run.items.all()
+    assert (item.kind, item.delta, item.currency) == ("double_charge", 1234, "usd")
+    assert item.customer.email == "a@example.com"
+    # Stripe lists newest first: the later invoice is named as the second charge.
+    assert item.stripe_id == "in_dup0" and item.actual == "paid twice: in_dup1 and in_dup0"
+    assert item.expected.startswith("one paid invoice for sub_a 2026-02-05..")
+    assert run.checked["by_kind"] == {"double_charge": 1}
+
+
+def test_period_comes_from_the_lines_not_the_invoice_dates():
+    from billing_console.invoicing.reconciliation import invoice_service_period
+
+    inv = stripe_invoice(period_start=JAN, lines=[("Seat", 100), ("Seat", 200)])
+    inv["lines"]["data"][1]["period"] = {"start": JAN - 86400, "end": JAN + 40 * 86400}
+    inv["period_start"], inv["period_end"] = 1, 2
+    assert invoice_service_period(inv) == (JAN - 86400, JAN + 40 * 86400)
+    inv["lines"]["data"] = []
+    assert invoice_service_period(inv) == (1, 2)
+    inv["period_start"] = None
+    assert invoice_service_period(inv) is None
+
+
+def test_a_double_charge_is_not_resynced_but_refunded_and_explained(matching):
+    from billing_console.errors import ServiceError
+    from billing_console.invoicing.reconciliation import drift_item_explain, drift_item_resync
+
+    run = run_with(matching)
+    item = DriftItem.objects.create(run=run, kind="double_charge", stripe_id="in_dup0", delta=1234, currency="usd")
+    with pytest.raises(ServiceError, match="refund one of the invoices"):
+        drift_item_resync(item=item, actor_type="admin", actor="sam")
+    item.refresh_from_db()
+    assert item.resolution == "open"
+    drift_item_explain(item=item, note="refunded re_123", actor_type="admin", actor="sam")
+    item.refresh_from_db()
+    assert item.resolution == "explained"

@@ -57,6 +57,12 @@ def populate_core() -> dict:
     run = core.ReconciliationRun.objects.create(status="drift", drift_count=1, checked={"invoices": 1})
     core.DriftItem.objects.create(run=run, kind="invoice_total", customer=other, stripe_id="in_drill1",
                                   expected="900", actual="800", delta=100, currency="usd")
+    core.CheckoutSwitch.objects.create(pk=core.CheckoutSwitch.SINGLETON, is_open=False, reason="drill",
+                                       changed_by="admin:support", changed_at=now)
+    core.Cohort.objects.create(name="2026-a", started_at=now - timedelta(days=30), console_emails_invoices=False,
+                               requires_account_review=True)
+    core.CohortAccountReview.objects.create(customer=customer, cohort="2026-a", signed_off_by="support", signed_off_at=now)
+    core.StripeImportCursor.objects.create(name="invoices", starting_after="in_drill0", pages=2, counts={"imported": 3})
     with cron_guard("drill") as cron:
         cron.counts = {"rows": 3}
     audit_log(actor_type="admin", actor="support", action="customer.noted", target=customer, data={"why": "drill"})

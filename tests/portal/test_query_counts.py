@@ -7,8 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing_console.models import (Alert, AuditEvent, CronRun, Dispute, DriftItem, InvoiceEvent, ReconciliationRun,
-                                    UnlinkedSubscription)
+from billing_console.models import (Alert, AuditEvent, CheckoutSwitch, Cohort, CohortAccountReview, CronRun, Dispute,
+                                    DriftItem, InvoiceEvent, ReconciliationRun, UnlinkedSubscription)
 from tests.stripe.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
@@ -50,6 +50,10 @@ MAKERS = {
                                                               amount=900, currency="usd", opened_at=timezone.now()),
     "billing_console.alert": lambda: Alert.objects.create(key=f"cron_late:c{next(_seq)}", title="Cron c is late.",
                                                           last_seen_at=timezone.now(), runbook="Cron late"),
+    "billing_console.checkoutswitch": lambda: CheckoutSwitch.objects.get_or_create(pk=CheckoutSwitch.SINGLETON)[0],
+    "billing_console.cohort": lambda: Cohort.objects.create(name=f"cohort-{next(_seq)}", started_at=timezone.now()),
+    "billing_console.cohortaccountreview": lambda: CohortAccountReview.objects.create(
+        customer=CustomerFactory(cohort="c3"), cohort="c3", signed_off_by="sam", signed_off_at=timezone.now()),
     "licensing.license": LicenseFactory,
     "licensing.deviceactivation": DeviceActivationFactory,
     "deployments.deployment": DeploymentFactory,

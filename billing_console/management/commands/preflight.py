@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from billing_console.models import AuditEvent
 from billing_console.ops.checks import preflight_problems
 from billing_console.wording import counted
+from billing_console.stripe.switch import checkout_close_on_no_go
 
 
 class Command(BaseCommand):
@@ -18,6 +20,11 @@ class Command(BaseCommand):
         self.stdout.write(f"Preflight for {mode} mode")
         for pid, message in problems:
             self.stdout.write(f"  [{pid}] {message}")
+        if problems and mode == "live":
+            # In live mode a NO_GO closes sales by itself (reopening stays a person's decision).
+            closed = checkout_close_on_no_go(problems=problems, actor_type=AuditEvent.ActorType.SYSTEM, actor="preflight")
+            if closed is not None:
+                self.stdout.write(self.style.WARNING(f"Checkout closed: {closed.reason}"))
         if problems:
             self.stdout.write(self.style.ERROR(f"NO_GO ({counted(len(problems), 'blocker')})"))
             raise SystemExit(1)
