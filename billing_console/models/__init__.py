@@ -6,8 +6,9 @@ from billing_console.models.customers import E164, Customer, new_salt
 from billing_console.models.invoicing import DriftItem, Invoice, InvoiceEvent, LedgerEntry, ReconciliationRun
 from billing_console.models.ops import AuditEvent, CronRun
 from billing_console.models.stripe import CheckoutAttempt, WebhookEvent
+from billing_console.models.usage import UsageEvent, UsageReport
 
 __all__ = [
     "E164", "new_salt", "Customer", "CheckoutAttempt", "WebhookEvent", "Invoice", "InvoiceEvent", "LedgerEntry",
-    "ReconciliationRun", "DriftItem", "CronRun", "AuditEvent",
+    "ReconciliationRun", "DriftItem", "CronRun", "AuditEvent", "UsageEvent", "UsageReport",
 ]

@@ -104,6 +104,7 @@ class DriftItem(models.Model):
         REVENUE_LEAK = "revenue_leak", "Entitled without a paying subscription"
         CUSTOMER_HARMED = "customer_harmed", "Paying without entitlement"
         LEDGER_TOTAL = "ledger_total", "Legacy ledger total differs"
+        USAGE_TOTAL = "usage_total", "Reported usage differs from Stripe's meter"
 
     class Resolution(models.TextChoices):
         OPEN = "open", "Open"

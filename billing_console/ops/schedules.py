@@ -5,6 +5,8 @@ through `billing_console.services.cron_guard`, so two starts never overlap.
 """
 from typing import NamedTuple
 
+from django.conf import settings
+
 
 class Cron(NamedTuple):
     name: str
@@ -35,4 +37,6 @@ SCHEDULES: list[Cron] = [
          "Recompute the analytics page's monthly figures (MRR, subscribers, churn, checkouts) from the invoices."),
     Cron("analytics_hourly", "billing_console.analytics.snapshot.analytics_hourly_cron", "2 * * * *",
          "Recompute the analytics page's hourly operations figures (Stripe events, pushes) of the last 7 days."),
+    Cron("report_usage", "billing_console.invoicing.usage.usage_report_usage_cron", settings.USAGE_REPORT_SCHEDULE,
+         "Claim unreported usage into windows and send their totals to Stripe's meters (each once)."),
 ]
