@@ -444,7 +444,7 @@ def usage_meter_ids() -> dict[str, str]:
 
 
 # --- Reading the numbers ----------------------------------------------------------------------------
-def _month_back(moment: datetime) -> datetime:
+def month_back(moment: datetime) -> datetime:
     """Stripe's monthly anchor one month earlier (the day clamped to the month's length)."""
     import calendar
 
@@ -459,7 +459,7 @@ def customer_usage_period(customer: Customer, *, now: datetime | None = None) ->
     if end is None:
         end = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         end = end.replace(year=end.year + (end.month == 12), month=end.month % 12 + 1)
-    return _month_back(end), end
+    return month_back(end), end
 
 
 def plan_usage_price(customer: Customer) -> tuple[str, str]:
