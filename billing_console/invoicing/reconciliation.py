@@ -374,58 +374,16 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
     # --- usage: what the console sent to Stripe's meters against Stripe's meter summaries ---
     meter_usage = getattr(view, "meter_usage", None)
     if settings.USAGE_METERS and meter_usage is not None:
-        checked["usage_periods"] = _compare_usage(add, meter_usage, scope, customers_by_pk, now)
+        from billing_console.invoicing.usage_selectors import usage_compare
+
+        checked["usage_periods"] = usage_compare(add, meter_usage, customer_pk=scope.customer_pk,
+                                                 customers_by_pk=customers_by_pk, now=now)
 
     checked["cohorts"] = dict(cohorts)
     checked["cohort_drift"] = {c: writer.by_cohort.get(c, 0) for c in cohorts}
     checked["full"] = scope.full
     checked["by_kind"] = dict(writer.by_kind)
     return checked, writer
-
-
-def _minute(moment: datetime) -> int:
-    return int(moment.timestamp()) // 60 * 60
-
-
-def _compare_usage(add, meter_usage, scope: Scope, customers_by_pk: dict, now: datetime) -> int:
-    """Per customer with reported usage, per meter, for the current and the previous billing period:
-    the quantities the console recorded as sent against the sum of Stripe's meter event summaries over
-    the same minute-aligned bounds. One query and one Stripe read per customer, meter and period."""
-    from billing_console.invoicing.usage import month_back, customer_usage_period
-    from billing_console.models import UsageReport
-
-    reporting = UsageReport.objects.values_list("customer_id", flat=True).distinct().order_by()
-    if scope.customer_pk:
-        reporting = reporting.filter(customer_id=scope.customer_pk)
-    checked = 0
-    for customer_pk in reporting:
-        customer = customers_by_pk.get(customer_pk)
-        if customer is None or not customer.stripe_customer_id:
-            continue
-        start, end = customer_usage_period(customer, now=now)
-        periods = [(_minute(month_back(start)), _minute(start)), (_minute(start), _minute(end))]
-        sums = {}
-        rows = UsageReport.objects.filter(customer_id=customer_pk, state=UsageReport.State.SENT,
-                                          event_timestamp__gte=datetime.fromtimestamp(periods[0][0], tz=dt_timezone.utc),
-                                          event_timestamp__lt=datetime.fromtimestamp(periods[1][1], tz=dt_timezone.utc))
-        for meter, ts, quantity in rows.order_by().values_list("meter", "event_timestamp", "quantity"):
-            moment = int(ts.timestamp())
-            for index, (p_start, p_end) in enumerate(periods):
-                if p_start <= moment < p_end:
-                    sums[(meter, index)] = sums.get((meter, index), Decimal(0)) + quantity
-        for meter in settings.USAGE_METERS:
-            for index, (p_start, p_end) in enumerate(periods):
-                console = sums.get((meter, index), Decimal(0))
-                stripe = meter_usage(meter=meter, customer=customer.stripe_customer_id, start=p_start, end=p_end)
-                if stripe is None:
-                    continue
-                checked += 1
-                if Decimal(stripe) != console:
-                    period = datetime.fromtimestamp(p_start, tz=dt_timezone.utc).strftime("%Y-%m-%d %H:%M")
-                    add(DriftItem.Kind.USAGE_TOTAL, customer=customer,
-                        stripe_id=f"{customer.stripe_customer_id} {meter} from {period}",
-                        expected=f"{Decimal(stripe).normalize():f}", actual=f"{console.normalize():f}")
-    return checked
 
 
 def _notify_drift(run: ReconciliationRun, writer: _DriftWriter) -> None:

@@ -287,7 +287,7 @@ def _line_usage_tiers(line: dict, currency: str) -> list[str]:
     """A tiered (usage) line's tiers as the invoice shows them: "101 to 1,000: 150 x $0.02 = $3.00"."""
     from decimal import Decimal
 
-    from billing_console.invoicing.usage import price_tiers, tiered_breakdown
+    from billing_console.invoicing.usage_selectors import price_tiers, tiered_breakdown
 
     price = ((line.get("pricing") or {}).get("price_details") or {}).get("price") or (line.get("price") or {})
     price_id = price.get("id", "") if isinstance(price, dict) else price

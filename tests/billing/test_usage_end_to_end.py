@@ -8,8 +8,9 @@ from django.core.management import call_command
 
 from billing_console.invoicing.reconciliation import reconciliation_run
 from billing_console.invoicing.services import invoice_pdf_context
-from billing_console.invoicing.usage import customer_usage_summary, usage_meters_setup, usage_meter_ids, \
-    usage_events_ingest, usage_reports_claim
+from billing_console.invoicing.usage import usage_events_ingest, usage_meter_ids, usage_meters_setup, \
+    usage_reports_claim
+from billing_console.invoicing.usage_selectors import customer_usage_summary
 from billing_console.models import Customer, DriftItem, Invoice, UsageReport
 from billing_console.stripe import gateway
 from tests.billing.test_checkout_flow import start_checkout

@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from billing_console.invoicing import usage
+from billing_console.invoicing.usage_selectors import usage_ops_section
 from billing_console.models import AuditEvent, Customer, UsageEvent, UsageReport
 from billing_console.stripe import gateway
 from tests.billing.conftest import emulator, stripe_settings  # noqa: F401  (fixtures)
@@ -154,7 +155,7 @@ def test_a_customer_stripe_does_not_know_is_surfaced_to_support(metered, setting
     report = UsageReport.objects.get()
     assert (report.state, report.error_code) == ("failed", "meter_event_customer_not_found")
     assert AuditEvent.objects.filter(action="usage.report_failed", customer=ghost).exists()
-    section = usage.usage_ops_section()
+    section = usage_ops_section()
     assert section["reportsFailed"] == 1
     assert "customer Stripe does not know" in section["problems"][0]
     # Support fixes the customer, then retries: the same identifier goes out.
