@@ -4,4 +4,4 @@ customer page's actions (console).
 
 Django's autodiscover imports this package; importing the modules below registers their ModelAdmins.
 """
-from billing_console.admin import customers, invoicing  # noqa: F401  registers the ModelAdmins
+from billing_console.admin import customers, invoicing, usage  # noqa: F401  registers the ModelAdmins

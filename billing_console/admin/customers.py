@@ -53,7 +53,7 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ("entitlement", "stripe_customer_id", "subscription_id", "subscription_status", "plan",
                        "price_id", "current_period_end", "cancel_at_period_end", "subscription_state_at",
                        "access_state", "access_state_changed_at", "created_at", "updated_at", "recent_stripe_events",
-                       "recent_audit_events")
+                       "recent_audit_events", "usage")
     fieldsets = (
         ("Identity", {"fields": ("email", "name", "phone", "cohort", "stripe_customer_id", "created_at",
                                  "updated_at")}),
@@ -62,6 +62,7 @@ class CustomerAdmin(admin.ModelAdmin):
         ("Subscription (as Stripe last said)", {"classes": ("collapse",), "fields": (
             "subscription_id", "subscription_status", "plan", "price_id", "current_period_end",
             "cancel_at_period_end", "subscription_state_at")}),
+        ("Usage this period", {"fields": ("usage",)}),
         ("Recent Stripe events", {"fields": ("recent_stripe_events",)}),
         ("Recent audit events", {"fields": ("recent_audit_events",)}),
     )
@@ -77,6 +78,12 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.display(description="May use the product now?")
     def entitlement(self, obj):
         return entitlement_in_words(customer_entitlement(obj))
+
+    @admin.display(description="Usage and reporting")
+    def usage(self, obj):
+        from billing_console.admin.usage import customer_usage_html
+
+        return customer_usage_html(obj)
 
     @admin.display(description="Stripe events")
     def recent_stripe_events(self, obj):

@@ -121,8 +121,9 @@ def customer_usage_summary(customer: Customer, *, now: datetime | None = None) -
         customer=customer, timestamp__gte=start, timestamp__lt=end).order_by().values("meter").annotate(
         quantity=Sum("quantity"), events=Count("id"), unreported=Count("id", filter=Q(report__isnull=True)))}
     S = UsageReport.State
-    states = {row["meter"]: row for row in UsageReport.objects.filter(customer=customer).order_by().values(
-        "meter").annotate(sent=Sum("quantity", filter=Q(state=S.SENT)),
+    # Reports of this period and the previous one: a failure there still changes an invoice.
+    states = {row["meter"]: row for row in UsageReport.objects.filter(
+        customer=customer, event_timestamp__gte=month_back(start)).order_by().values("meter").annotate(
                           pending=Count("id", filter=Q(state__in=[S.PENDING, S.SENDING, S.RETRY])),
                           failed=Count("id", filter=Q(state=S.FAILED)), last_sent=Max("sent_at"))}
     price_id, priced_meter = plan_usage_price(customer)
@@ -132,7 +133,8 @@ def customer_usage_summary(customer: Customer, *, now: datetime | None = None) -
         state = states.get(key, {})
         formula_qty = Decimal(total.get("events") or 0) if spec["formula"] == "count" else (
             total.get("quantity") or Decimal(0))
-        row = {"key": key, "name": spec["display_name"], "quantity": formula_qty.normalize() if formula_qty else 0,
+        row = {"key": key, "name": spec["display_name"], "quantity": formula_qty,
+               "quantity_text": f"{Decimal(formula_qty).normalize():f}",
                "events": total.get("events") or 0, "unreported_events": total.get("unreported") or 0,
                "reports_pending": state.get("pending") or 0, "reports_failed": state.get("failed") or 0,
                "last_sent_at": state.get("last_sent"), "estimate": None, "currency": "", "tiers": []}

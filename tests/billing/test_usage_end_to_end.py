@@ -5,9 +5,11 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from billing_console.invoicing.reconciliation import reconciliation_run
 from billing_console.invoicing.services import invoice_pdf_context
+from billing_console.manage_links import manage_link_make
 from billing_console.invoicing.usage import usage_events_ingest, usage_meter_ids, usage_meters_setup, \
     usage_reports_claim
 from billing_console.invoicing.usage_selectors import customer_usage_summary
@@ -41,7 +43,8 @@ def post_usage(client, body):
                        HTTP_AUTHORIZATION=f"Bearer {SECRET}")
 
 
-def test_usage_is_billed_on_the_renewal_at_its_tiers_and_reconciled(client, emulator, deliver, metered_plan):
+def test_usage_is_billed_on_the_renewal_at_its_tiers_and_reconciled(client, emulator, deliver, metered_plan, admin_client,
+                                                                   admin_user):
     attempt, _ = start_checkout(client, email="meter@example.com")
     result = emulator.pay_checkout(attempt.stripe_session_id)
     assert result["ok"], result
@@ -61,6 +64,15 @@ def test_usage_is_billed_on_the_renewal_at_its_tiers_and_reconciled(client, emul
     summary = customer_usage_summary(customer)["meters"][0]
     # graduated: 100 x 5 + 150 x 2 + 100 flat = 900 cents
     assert (summary["quantity"], summary["estimate"], summary["currency"]) == (250, 900, "usd")
+
+    # The customer and support see the same numbers.
+    manage = client.get(manage_link_make(customer).replace("https://console.test", ""))
+    assert manage.status_code == 200
+    page = manage.content.decode()
+    assert "Usage this period" in page and ">250<" in page and "9.00 USD" in page
+    admin_client.force_login(admin_user)
+    admin_page = admin_client.get(reverse("admin:billing_console_customer_change", args=[customer.pk])).content.decode()
+    assert "<b>API calls</b>: 250 (10 events); estimate $9.00; 10 event(s) not yet reported" in admin_page
 
     call_command("report_usage")
     assert set(UsageReport.objects.values_list("state", flat=True)) == {"sent"}
