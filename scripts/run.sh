@@ -99,6 +99,10 @@ try:
     call_command('setup_webhook_endpoint')
 except CommandError as exc:
     print(f'Webhook endpoint not recorded ({exc}): set STRIPE_WEBHOOK_SECRET (see README, Stripe).')
+try:
+    call_command('setup_meters')
+except CommandError as exc:
+    print(f'Usage meters not ready ({exc}): see README, Usage billing.')
 "
 
 stage "Starting the web server and the task cluster ..."
