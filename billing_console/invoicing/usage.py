@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -140,8 +141,9 @@ def _customers_by_ref(refs: set[str]) -> dict[str, Customer]:
     """The console customers named by email or Stripe id, in one query."""
     ids = {r for r in refs if r.startswith("cus_")}
     emails = {r.lower() for r in refs - ids}
-    found = Customer.objects.filter(Q(stripe_customer_id__in=ids) | Q(email__in=emails)).only(
-        "id", "email", "stripe_customer_id")
+    # lower(email) is what the unique index holds: the lookup is two index probes, never a scan.
+    found = Customer.objects.annotate(email_lower=Lower("email")).filter(
+        Q(stripe_customer_id__in=ids) | Q(email_lower__in=emails)).only("id", "email", "stripe_customer_id")
     by_ref = {}
     for customer in found:
         by_ref[customer.email] = customer
@@ -198,20 +200,28 @@ def usage_events_ingest(*, events: list, atomic: bool = False, now: datetime | N
 
 def _insert_ignoring_duplicates(rows: list[tuple]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING: the number of rows actually stored (PostgreSQL and
-    SQLite >= 3.35 both answer only the inserted rows)."""
+    SQLite >= 3.35 both answer only the inserted rows). On PostgreSQL the rows travel as seven arrays
+    (unnest), so a 1,000-event batch binds 7 parameters instead of 7,000."""
     if not rows:
         return 0
     table = connection.ops.quote_name(UsageEvent._meta.db_table)
     columns = "customer_id, meter, quantity, timestamp, window_start, idempotency_key, received_at"
-    adapt_dt = connection.ops.adapt_datetimefield_value
-    adapt_dec = connection.ops.adapt_decimalfield_value
-    params = []
-    for customer_id, meter, quantity, timestamp, window, key, received in rows:
-        params += [customer_id, meter, adapt_dec(quantity, 24, 6), adapt_dt(timestamp), window, key, adapt_dt(received)]
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    conflict = "ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING 1"
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values} "
-                       f"ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING id", params)
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::numeric[], "
+                f"%s::timestamptz[], %s::bigint[], %s::varchar[], %s::timestamptz[]) {conflict}",
+                [list(column) for column in zip(*rows)])
+        else:
+            adapt_dt = connection.ops.adapt_datetimefield_value
+            adapt_dec = connection.ops.adapt_decimalfield_value
+            params = []
+            for customer_id, meter, quantity, timestamp, window, key, received in rows:
+                params += [customer_id, meter, adapt_dec(quantity, 24, 6), adapt_dt(timestamp), window, key,
+                           adapt_dt(received)]
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values} {conflict}", params)
         return len(cursor.fetchall())
 
 

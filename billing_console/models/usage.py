@@ -65,9 +65,9 @@ class UsageEvent(models.Model):
             # Idempotency: INSERT ... ON CONFLICT DO NOTHING on this pair accepts a repeated key once.
             models.UniqueConstraint(fields=["customer", "idempotency_key"], name="usage_event_idempotency"),
         ]
+        # Few indexes on purpose: every one is written by each ingested event. Reads per customer and
+        # period go through the reports (one row per window) plus the unreported rows.
         indexes = [
-            # Usage per customer, meter and period (manage page, admin, reconciliation).
-            models.Index(fields=["customer", "meter", "timestamp"], name="usage_event_customer_period"),
             # The report run's scan: only unreported rows are in it, so it stays small however big the table grows.
             models.Index(fields=["customer", "meter", "window_start"], name="usage_event_unreported",
                          condition=Q(report__isnull=True)),
