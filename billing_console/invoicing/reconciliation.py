@@ -464,6 +464,9 @@ def drift_item_resync(*, item: DriftItem, actor_type: str, actor: str = "") -> D
     if item.kind == DriftItem.Kind.LEDGER_TOTAL:
         raise ValueError("A legacy ledger difference cannot be fixed from Stripe: correct and re-import the ledger, "
                          "or mark it explained.")
+    if item.kind == DriftItem.Kind.USAGE_TOTAL:
+        raise ValueError("A usage difference is not fixed by re-reading Stripe: check the customer's usage reports "
+                         "(resend failed ones) and mark it explained once settled.")
     customer = item.customer
     if item.kind in INVOICE_KINDS and item.stripe_id.startswith("in_"):
         customer = invoice_resync(stripe_id=item.stripe_id, actor_type=actor_type, actor=actor).customer or customer

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from billing_console.invoicing.reconciliation import reconciliation_run
+from billing_console.invoicing.reconciliation import drift_item_resync, reconciliation_run
 from billing_console.invoicing.services import invoice_pdf_context
 from billing_console.manage_links import manage_link_make
 from billing_console.invoicing.usage import usage_events_ingest, usage_meter_ids, usage_meters_setup, \
@@ -104,3 +104,5 @@ def test_usage_is_billed_on_the_renewal_at_its_tiers_and_reconciled(client, emul
     assert run.status == "drift"
     item = run.items.get()
     assert (item.kind, item.customer, item.expected, item.actual) == (DriftItem.Kind.USAGE_TOTAL, customer, "250", "257")
+    with pytest.raises(ValueError, match="usage difference"):
+        drift_item_resync(item=item, actor_type="admin", actor="support")

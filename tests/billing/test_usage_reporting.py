@@ -193,3 +193,28 @@ def test_report_usage_is_scheduled(settings):
 
     cron = next(c for c in SCHEDULES if c.name == "report_usage")
     assert (cron.func, cron.cron) == ("billing_console.invoicing.usage.usage_report_usage_cron", "* * * * *")
+
+
+@pytest.mark.django_db
+def test_ops_summary_shows_the_lags(metered):
+    from billing_console.ops.summary import ops_summary
+
+    buyer = stripe_customer("buyer@example.com")
+    UsageEvent.objects.create(customer=buyer, meter="api_calls", quantity=1, timestamp=timezone.now(),
+                              window_start=0, idempotency_key="old", received_at=timezone.now() - timedelta(minutes=20))
+    section = ops_summary()["usage"]
+    assert section["ingestionLagSeconds"] >= 20 * 60
+    assert any("wait 20 minutes" in p for p in ops_summary()["problems"])
+    usage.usage_report_run()
+    assert ops_summary()["usage"]["ingestionLagSeconds"] == 0
+
+
+@pytest.mark.django_db
+def test_setup_meters_without_meters_or_stripe(settings, capsys):
+    settings.USAGE_METERS = {}
+    call_command("setup_meters")
+    assert "usage billing is off" in capsys.readouterr().out
+    settings.USAGE_METERS = METERS
+    with pytest.raises(CommandError, match="Stripe is not configured"):
+        call_command("setup_meters")
+    assert usage.usage_report_run() == {"claimed": 0, "skipped": "Stripe is not configured"}
