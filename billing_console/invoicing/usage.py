@@ -219,7 +219,7 @@ def _insert_ignoring_duplicates(rows: list[tuple], *, received: datetime) -> int
     columns = "customer_id, meter, quantity, timestamp, window_start, idempotency_key, received_at"
     conflict = "ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING 1"
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if connection.vendor == "postgresql" and len(rows) > 1:
             customer_ids, meters, quantities, stamps, windows, keys = zip(*rows)
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) SELECT c, m, q::numeric, t::timestamptz, w, k, %s "
