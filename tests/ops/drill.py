@@ -56,6 +56,11 @@ def populate_core() -> dict:
     run = core.ReconciliationRun.objects.create(status="drift", drift_count=1, checked={"invoices": 1})
     core.DriftItem.objects.create(run=run, kind="invoice_total", customer=other, stripe_id="in_drill1",
                                   expected="900", actual="800", delta=100, currency="usd")
+    report = core.UsageReport.objects.create(customer=customer, meter="api_calls", window_start=0, event_timestamp=now,
+                                             quantity=3, event_count=1, identifier="bcu_drill1", state="sent",
+                                             claimed_at=now, sent_at=now)
+    core.UsageEvent.objects.create(customer=customer, meter="api_calls", quantity=3, timestamp=now, window_start=0,
+                                   idempotency_key="drill-1", received_at=now, report=report)
     with cron_guard("drill") as cron:
         cron.counts = {"rows": 3}
     audit_log(actor_type="admin", actor="support", action="customer.noted", target=customer, data={"why": "drill"})

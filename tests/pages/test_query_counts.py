@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing_console.models import (AuditEvent, CronRun, DriftItem, InvoiceEvent, ReconciliationRun)
+from billing_console.models import (AuditEvent, CronRun, DriftItem, InvoiceEvent, ReconciliationRun, UsageReport)
 from tests.billing.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
@@ -43,6 +43,9 @@ MAKERS = {
     "billing_console.reconciliationrun": lambda: ReconciliationRun.objects.create(status="clean"),
     "billing_console.driftitem": _drift,
     "billing_console.ledgerentry": lambda: LedgerEntryFactory(account=f"cus_{next(_seq):08d}"),
+    "billing_console.usagereport": lambda: UsageReport.objects.create(
+        customer=CustomerFactory(), meter="api_calls", window_start=0, event_timestamp=timezone.now(), quantity=1,
+        identifier=f"bcu_{next(_seq)}", claimed_at=timezone.now()),
     "licensing.license": LicenseFactory,
     "licensing.deviceactivation": DeviceActivationFactory,
     "deployments.deployment": DeploymentFactory,
