@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.core.management.base import CommandError
 from django.utils import timezone
 
@@ -218,3 +219,37 @@ def test_setup_meters_without_meters_or_stripe(settings, capsys):
     with pytest.raises(CommandError, match="Stripe is not configured"):
         call_command("setup_meters")
     assert usage.usage_report_run() == {"claimed": 0, "skipped": "Stripe is not configured"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="concurrent report runs need PostgreSQL (SQLite serializes every writer)")
+def test_concurrent_report_runs_send_each_window_once(metered):
+    import threading
+
+    customers = [stripe_customer(f"c{i}@example.com") for i in range(6)]
+    at = timezone.now() - timedelta(minutes=2)
+    for n, customer in enumerate(customers):
+        ingest(customer, *[("api_calls", 1 + n, f"k{i}", at + timedelta(seconds=i * 30)) for i in range(4)])
+    barrier = threading.Barrier(4)
+    results = []
+
+    def run():
+        from django.db import connection as thread_connection
+        try:
+            barrier.wait()
+            results.append(usage.usage_report_run())
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reports = UsageReport.objects.count()
+    assert sum(r.get("claimed", 0) for r in results) == reports
+    assert sum(r.get("sent", 0) + r.get("duplicate", 0) for r in results) == reports
+    assert not UsageEvent.objects.filter(report=None).exists()
+    for n, customer in enumerate(customers):
+        assert stripe_total(metered, customer, "api_calls", int(at.timestamp()), int(at.timestamp()) + 120) == 4 * (1 + n)
