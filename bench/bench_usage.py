@@ -67,7 +67,7 @@ def reset_tables() -> None:
 
 def seed(n: int) -> list[dict]:
     """n customers in the sandbox and in the console, and the meter."""
-    from billing_console.invoicing.usage import usage_meters_setup
+    from billing_console.invoicing.usage_meters import usage_meters_setup
     from billing_console.models import Customer
     from billing_console.stripe import gateway
 

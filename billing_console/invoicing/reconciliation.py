@@ -100,7 +100,7 @@ def default_stripe_view() -> StripeView:
     from billing_console.stripe import gateway as stripe_gateway
 
     def meter_usage(*, meter: str, customer: str, start: int, end: int) -> Decimal | None:
-        from billing_console.invoicing.usage import usage_meter_ids
+        from billing_console.invoicing.usage_meters import usage_meter_ids
 
         meter_id = usage_meter_ids().get(meter)
         if not meter_id:

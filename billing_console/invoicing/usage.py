@@ -27,15 +27,14 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q
-from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from billing_console.models import AuditEvent, Customer, UsageEvent, UsageReport
 from billing_console.ops.logging import redact
+from billing_console.invoicing.usage_meters import CUSTOMER_KEY, VALUE_KEY
 from billing_console.services import audit_log
 from billing_console.stripe import gateway as stripe_gateway
 
@@ -45,9 +44,6 @@ MAX_PAST = timedelta(days=35)
 MAX_FUTURE = timedelta(minutes=5)
 QUANTITY = re.compile(r"^\d{1,18}(\.\d{1,6})?$")
 KEY_MAX = 255
-# Stripe payload keys of the meters the console creates.
-CUSTOMER_KEY = "stripe_customer_id"
-VALUE_KEY = "value"
 _CLAIM_LOCK = 0x75736167  # "usag": one claimer at a time (PostgreSQL advisory lock key)
 
 
@@ -138,21 +134,15 @@ def _clean_event(index: int, event, now: datetime, errors: list[dict]) -> _Clean
 
 
 def _customers_by_ref(refs: set[str]) -> dict[str, tuple[int, str]]:
-    """ref (lower-case email or cus_ id) -> (customer pk, Stripe customer id), in one query through the
-    lower(email) unique index and the Stripe id index; plain tuples, no model instances (a batch names
-    up to 1,000 customers)."""
+    """SQLite's path: ref (lower-case email or cus_ id) -> (customer pk, Stripe customer id), in one query;
+    plain tuples, no model instances (a batch names up to 1,000 customers)."""
     ids = [r for r in refs if r.startswith("cus_")]
     emails = list({r.lower() for r in refs if not r.startswith("cus_")})
     table = connection.ops.quote_name(Customer._meta.db_table)
-    if connection.vendor == "postgresql":
-        sql = (f"SELECT id, lower(email), stripe_customer_id FROM {table} "
-               f"WHERE lower(email) = ANY(%s) OR stripe_customer_id = ANY(%s)")
-        params = [emails, ids]
-    else:
-        marks = lambda n: ", ".join(["%s"] * n) or "NULL"  # noqa: E731
-        sql = (f"SELECT id, lower(email), stripe_customer_id FROM {table} "
-               f"WHERE lower(email) IN ({marks(len(emails))}) OR stripe_customer_id IN ({marks(len(ids))})")
-        params = emails + ids
+    marks = lambda n: ", ".join(["%s"] * n) or "NULL"  # noqa: E731
+    sql = (f"SELECT id, lower(email), stripe_customer_id FROM {table} "
+           f"WHERE lower(email) IN ({marks(len(emails))}) OR stripe_customer_id IN ({marks(len(ids))})")
+    params = emails + ids
     by_ref = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -188,6 +178,8 @@ def usage_events_ingest(*, events: list, atomic: bool = False, now: datetime | N
         raise UsageError("invalid_input", "Some fields need attention; nothing was stored.", errors=errors)
 
     meters = settings.USAGE_METERS
+    if connection.vendor == "postgresql":
+        return _ingest_postgresql(clean, atomic=atomic, received=now)
     customers = _customers_by_ref({c.customer_ref for c in clean})
     rows, rejected = [], []
     for c in clean:
@@ -209,33 +201,79 @@ def usage_events_ingest(*, events: list, atomic: bool = False, now: datetime | N
     return {"accepted": accepted, "duplicate": len(rows) - accepted, "errors": rejected}
 
 
+def _unknown_meter(index: int) -> dict:
+    return _item_error(index, "meter", "unknown_meter",
+                       f"Unknown meter; configured: {', '.join(sorted(settings.USAGE_METERS)) or 'none'}.", 422)
+
+
+def _customer_error(index: int, known: bool) -> dict:
+    if known:
+        return _item_error(index, "customer", "customer_not_billable",
+                           "This customer has no Stripe billing account yet.", 422)
+    return _item_error(index, "customer", "unknown_customer", "No such customer.", 422)
+
+
+def _ingest_postgresql(clean: list[_Clean], *, atomic: bool, received: datetime) -> dict:
+    """One statement and one round trip: resolve each event's customer (by Stripe id, or by lower(email)
+    through the unique index), insert the resolvable ones with ON CONFLICT DO NOTHING (none at all
+    when `atomic` and any is not), and answer the counts and the unresolved items."""
+    rejected = [_unknown_meter(c.index) for c in clean if c.meter not in settings.USAGE_METERS]
+    if rejected and atomic:
+        raise UsageError("unprocessable", "Nothing was stored: some events name an unknown customer or meter.",
+                         status=422, errors=rejected)
+    items = [c for c in clean if c.meter in settings.USAGE_METERS]
+    accepted = eligible = 0
+    if items:
+        events = connection.ops.quote_name(UsageEvent._meta.db_table)
+        customers = connection.ops.quote_name(Customer._meta.db_table)
+        sql = (
+            f"WITH u AS (SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            f"%s::bigint[], %s::text[]) AS u(i, ref, m, q, t, w, k)), "
+            f"r AS (SELECT DISTINCT ON (u.i) u.*, COALESCE(s.id, e.id) AS cid, "
+            f"COALESCE(s.stripe_customer_id, e.stripe_customer_id, '') AS sid FROM u "
+            f"LEFT JOIN {customers} s ON u.ref LIKE 'cus\\_%%' AND s.stripe_customer_id = u.ref "
+            f"LEFT JOIN {customers} e ON u.ref NOT LIKE 'cus\\_%%' AND lower(e.email) = lower(u.ref) "
+            f"ORDER BY u.i, s.id, e.id), "
+            f"ok AS (SELECT * FROM r WHERE cid IS NOT NULL AND sid <> ''), "
+            f"ins AS (INSERT INTO {events} (customer_id, meter, quantity, timestamp, window_start, idempotency_key, "
+            f"received_at) SELECT cid, m, q::numeric, t::timestamptz, w, k, %s FROM ok "
+            f"WHERE NOT %s OR NOT EXISTS (SELECT 1 FROM r WHERE cid IS NULL OR sid = '') "
+            f"ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING 1) "
+            f"SELECT -1, (SELECT count(*) FROM ok)::int, (SELECT count(*) FROM ins)::int "
+            f"UNION ALL SELECT i, CASE WHEN cid IS NULL THEN 0 ELSE 1 END, 0 FROM r WHERE cid IS NULL OR sid = ''")
+        params = [[c.index for c in items], [c.customer_ref for c in items], [c.meter for c in items],
+                  [str(c.quantity) for c in items], [c.timestamp.isoformat() for c in items],
+                  [window_of(c.timestamp) for c in items], [c.key for c in items], received, atomic]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for index, known, inserted in cursor.fetchall():
+                if index == -1:
+                    eligible, accepted = known, inserted
+                else:
+                    rejected.append(_customer_error(index, bool(known)))
+    rejected.sort(key=lambda e: e["index"])
+    if rejected and (atomic or not eligible):
+        raise UsageError("unprocessable", "Nothing was stored: some events name an unknown customer or meter.",
+                         status=422, errors=rejected)
+    return {"accepted": accepted, "duplicate": eligible - accepted, "errors": rejected}
+
+
 def _insert_ignoring_duplicates(rows: list[tuple], *, received: datetime) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING: the number of rows actually stored (PostgreSQL and
-    SQLite >= 3.35 both answer only the inserted rows). On PostgreSQL the rows travel as six text or
-    bigint arrays (unnest), so a 1,000-event batch binds 7 parameters instead of 7,000."""
+    """SQLite's path: INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLite >= 3.35 answers only the
+    inserted rows), so the returned rows are the accepted count."""
     if not rows:
         return 0
     table = connection.ops.quote_name(UsageEvent._meta.db_table)
-    columns = "customer_id, meter, quantity, timestamp, window_start, idempotency_key, received_at"
-    conflict = "ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING 1"
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    adapt_dec = connection.ops.adapt_decimalfield_value
+    params = []
+    for customer_id, meter, quantity, timestamp, window, key in rows:
+        params += [customer_id, meter, adapt_dec(quantity, 24, 6), adapt_dt(timestamp), window, key, adapt_dt(received)]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and len(rows) > 1:
-            customer_ids, meters, quantities, stamps, windows, keys = zip(*rows)
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT c, m, q::numeric, t::timestamptz, w, k, %s "
-                f"FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[]) "
-                f"AS u(c, m, q, t, w, k) {conflict}",
-                [received, list(customer_ids), list(meters), [str(q) for q in quantities],
-                 [t.isoformat() for t in stamps], list(windows), list(keys)])
-        else:
-            adapt_dt = connection.ops.adapt_datetimefield_value
-            adapt_dec = connection.ops.adapt_decimalfield_value
-            params = []
-            for customer_id, meter, quantity, timestamp, window, key in rows:
-                params += [customer_id, meter, adapt_dec(quantity, 24, 6), adapt_dt(timestamp), window, key,
-                           adapt_dt(received)]
-            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values} {conflict}", params)
+        cursor.execute(f"INSERT INTO {table} (customer_id, meter, quantity, timestamp, window_start, idempotency_key, "
+                       f"received_at) VALUES {values} ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING 1",
+                       params)
         return len(cursor.fetchall())
 
 
@@ -417,51 +455,3 @@ def usage_report_usage_cron():
         counts = usage_report_run()
         run.counts = {k: v for k, v in counts.items() if isinstance(v, int)}
         return counts
-
-
-# --- Meters at setup -----------------------------------------------------------------------------
-def usage_meters_setup(*, dry_run: bool = False) -> list[dict]:
-    """Create the meters of USAGE_METERS that Stripe lacks; check the ones it has (active, summing, the
-    payload keys the console sends). Returns one {key, event_name, meter_id, status, problem} per meter."""
-    existing = {m["event_name"]: m for m in stripe_gateway.meters_list()}
-    results = []
-    for key, spec in settings.USAGE_METERS.items():
-        meter = existing.get(spec["event_name"])
-        result = {"key": key, "event_name": spec["event_name"], "meter_id": meter["id"] if meter else "",
-                  "status": "ok", "problem": ""}
-        if meter is None:
-            if dry_run:
-                result["status"] = "missing"
-            else:
-                meter = stripe_gateway.meter_create(params={
-                    "display_name": spec["display_name"], "event_name": spec["event_name"],
-                    "default_aggregation": {"formula": "sum"},
-                    "customer_mapping": {"type": "by_id", "event_payload_key": CUSTOMER_KEY},
-                    "value_settings": {"event_payload_key": VALUE_KEY}}, idempotency_key=f"bc-meter-{spec['event_name']}")
-                result.update(meter_id=meter["id"], status="created")
-        else:
-            problems = []
-            if meter.get("status") != "active":
-                problems.append("the meter is inactive in Stripe")
-            if (meter.get("default_aggregation") or {}).get("formula") != "sum":
-                problems.append("its aggregation is not sum (the console sends totals)")
-            if (meter.get("customer_mapping") or {}).get("event_payload_key") != CUSTOMER_KEY:
-                problems.append(f"its customer payload key is not {CUSTOMER_KEY}")
-            if (meter.get("value_settings") or {}).get("event_payload_key") != VALUE_KEY:
-                problems.append(f"its value payload key is not {VALUE_KEY}")
-            if problems:
-                result.update(status="mismatch", problem="; ".join(problems))
-        results.append(result)
-    cache.set("bc:usage:meter_ids", {r["key"]: r["meter_id"] for r in results if r["meter_id"]}, 3600)
-    return results
-
-
-def usage_meter_ids() -> dict[str, str]:
-    """USAGE_METERS key -> Stripe meter id (one list call, cached for an hour)."""
-    ids = cache.get("bc:usage:meter_ids")
-    if ids is None:
-        by_name = {m["event_name"]: m["id"] for m in stripe_gateway.meters_list()}
-        ids = {key: by_name[spec["event_name"]] for key, spec in settings.USAGE_METERS.items()
-               if spec["event_name"] in by_name}
-        cache.set("bc:usage:meter_ids", ids, 3600)
-    return ids

@@ -10,8 +10,8 @@ from django.urls import reverse
 from billing_console.invoicing.reconciliation import drift_item_resync, reconciliation_run
 from billing_console.invoicing.services import invoice_pdf_context
 from billing_console.manage_links import manage_link_make
-from billing_console.invoicing.usage import usage_events_ingest, usage_meter_ids, usage_meters_setup, \
-    usage_reports_claim
+from billing_console.invoicing.usage import usage_events_ingest, usage_reports_claim
+from billing_console.invoicing.usage_meters import usage_meter_ids, usage_meters_setup
 from billing_console.invoicing.usage_selectors import customer_usage_summary
 from billing_console.models import Customer, DriftItem, Invoice, UsageReport
 from billing_console.stripe import gateway

@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from billing_console.invoicing import usage
+from billing_console.invoicing.usage_meters import usage_meter_ids, usage_meters_setup
 from billing_console.invoicing.usage_selectors import usage_ops_section
 from billing_console.models import AuditEvent, Customer, UsageEvent, UsageReport
 from billing_console.stripe import gateway
@@ -23,7 +24,7 @@ def metered(emulator, settings):
     settings.USAGE_METERS = METERS
     settings.USAGE_REPORT_WINDOW_SECONDS = 60
     settings.USAGE_REPORT_RETRY_BASE_SECONDS = 60
-    usage.usage_meters_setup()
+    usage_meters_setup()
     return emulator
 
 
@@ -39,7 +40,7 @@ def ingest(customer, *items):
 
 
 def stripe_total(emu, customer, meter_key, start, end):
-    meter_id = usage.usage_meter_ids()[meter_key]
+    meter_id = usage_meter_ids()[meter_key]
     return sum(Decimal(str(s["aggregated_value"])) for s in gateway.meter_event_summaries(
         meter_id, customer=customer.stripe_customer_id, start_time=start // 60 * 60, end_time=(end // 60 + 1) * 60))
 
@@ -61,7 +62,7 @@ def test_setup_meters_flags_a_meter_that_does_not_sum(emulator, settings):
                                  "default_aggregation": {"formula": "last"}}, idempotency_key="bc-test-seats")
     with pytest.raises(CommandError, match="1 meter"):
         call_command("setup_meters")
-    assert usage.usage_meters_setup()[0]["status"] == "mismatch"
+    assert usage_meters_setup()[0]["status"] == "mismatch"
 
 
 @pytest.mark.django_db

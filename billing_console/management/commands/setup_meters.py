@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_console.invoicing.usage import usage_meters_setup
+from billing_console.invoicing.usage_meters import usage_meters_setup
 from billing_console.stripe import gateway as stripe_gateway
 
 
