@@ -14,5 +14,9 @@ class BillingConsoleConfig(AppConfig):
         from billing_console.ops.logging import connect_task_ids
         from billing_console.ops.support import support_group_on_migrate
 
+        from billing_console.invoicing.usage_selectors import usage_ops_section
+        from billing_console.ops.summary import register_ops_section
+
+        register_ops_section("usage", usage_ops_section)
         connect_task_ids()
         post_migrate.connect(support_group_on_migrate, sender=self, dispatch_uid="billing_console.support_group")

@@ -305,6 +305,9 @@ PLANS = {
     "pro": {
         "name": "Pro",
         "price_id": env.str("STRIPE_PRICE_PRO", default=""),
+        # A metered (tiered) price billed in arrears beside the flat one, and the USAGE_METERS key it bills.
+        "usage_price_id": env.str("STRIPE_PRICE_PRO_USAGE", default=""),
+        "usage_meter": env.str("PLAN_PRO_USAGE_METER", default=""),
         "max_devices": env.int("PLAN_PRO_MAX_DEVICES", default=3),
         "offline_grace_days": env.int("PLAN_PRO_OFFLINE_GRACE_DAYS", default=7),
         "managed_deployment": True,
@@ -314,12 +317,60 @@ PLANS = {
     "team": {
         "name": "Team",
         "price_id": env.str("STRIPE_PRICE_TEAM", default=""),
+        # A metered (tiered) price billed in arrears beside the flat one, and the USAGE_METERS key it bills.
+        "usage_price_id": env.str("STRIPE_PRICE_TEAM_USAGE", default=""),
+        "usage_meter": env.str("PLAN_TEAM_USAGE_METER", default=""),
         "max_devices": env.int("PLAN_TEAM_MAX_DEVICES", default=10),
         "offline_grace_days": env.int("PLAN_TEAM_OFFLINE_GRACE_DAYS", default=14),
         "managed_deployment": True,
         "deployments": env.int("PLAN_TEAM_DEPLOYMENTS", default=1),
     },
 }
+
+# --- Usage billing -------------------------------------------------------------------------
+# Bearer secret the product's backend sends to POST /api/billing/usage (constant-time compare); unset: 503.
+USAGE_API_SECRET = env.str("USAGE_API_SECRET", default="")
+
+
+def _usage_meters(raw: str) -> dict[str, dict]:
+    """USAGE_METERS: a comma list `key:formula` (api_calls:sum,exports:count), or a JSON object
+    {"key": {"event_name": ..., "formula": ..., "display_name": ...}}. The key is what the API takes as
+    `meter`; the Stripe meter's event_name defaults to the key. sum adds the quantities, count counts the
+    events; the console aggregates either and sends totals, so the Stripe meter always sums."""
+    import json
+
+    raw = (raw or "").strip()
+    if not raw:
+        return {}
+    items = json.loads(raw) if raw.startswith("{") else {
+        part.split(":")[0].strip(): {"formula": (part.split(":") + ["sum"])[1].strip() or "sum"}
+        for part in raw.split(",") if part.strip()}
+    meters = {}
+    for key, spec in items.items():
+        spec = dict(spec or {})
+        formula = spec.get("formula", "sum")
+        if formula not in ("sum", "count"):
+            raise ValueError(f"USAGE_METERS: meter {key!r} has formula {formula!r}; use sum or count.")
+        meters[key] = {"event_name": spec.get("event_name") or key, "formula": formula,
+                       "display_name": spec.get("display_name") or key.replace("_", " ").capitalize()}
+    return meters
+
+
+USAGE_METERS = _usage_meters(env.str("USAGE_METERS", default=""))
+# Events per request and body size (413 past it); requests per window per client address (429 past it).
+USAGE_MAX_EVENTS_PER_REQUEST = env.int("USAGE_MAX_EVENTS_PER_REQUEST", default=1000)
+USAGE_MAX_BODY_BYTES = env.int("USAGE_MAX_BODY_BYTES", default=512 * 1024)
+USAGE_RATE_LIMIT_WINDOW_SECONDS = env.int("USAGE_RATE_LIMIT_WINDOW_SECONDS", default=60)
+USAGE_RATE_LIMIT_PER_CLIENT = env.int("USAGE_RATE_LIMIT_PER_CLIENT", default=6000)
+# Reporting: cron expression of the report run, width of a window (seconds), reports sent per batch,
+# retries of a transient error (doubling from the base, capped), and how long a send may hold a report.
+USAGE_REPORT_SCHEDULE = env.str("USAGE_REPORT_SCHEDULE", default="* * * * *")
+USAGE_REPORT_WINDOW_SECONDS = env.int("USAGE_REPORT_WINDOW_SECONDS", default=60)
+USAGE_REPORT_BATCH_SIZE = env.int("USAGE_REPORT_BATCH_SIZE", default=500)
+USAGE_REPORT_MAX_ATTEMPTS = env.int("USAGE_REPORT_MAX_ATTEMPTS", default=8)
+USAGE_REPORT_RETRY_BASE_SECONDS = env.int("USAGE_REPORT_RETRY_BASE_SECONDS", default=60)
+USAGE_REPORT_RETRY_MAX_SECONDS = env.int("USAGE_REPORT_RETRY_MAX_SECONDS", default=3600)
+USAGE_REPORT_LEASE_SECONDS = env.int("USAGE_REPORT_LEASE_SECONDS", default=300)
 
 # --- Vault (AES-256-GCM for customers' cloud tokens and recovery emails) ---------------------
 CLOUD_MASTER_KEY = _secret("CLOUD_MASTER_KEY")

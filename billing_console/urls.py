@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from billing_console.admin import console as console_admin
 from billing_console.ops import metrics
+from billing_console.invoicing import api as invoicing_api
 from billing_console.ops import summary as ops
 from billing_console.ops import views
 from billing_console.stripe import api
@@ -21,6 +22,7 @@ urlpatterns = [
     path("api/billing/checkout", api.checkout, name="billing-checkout"),
     path("api/billing/portal", api.portal, name="billing-portal"),
     path("api/billing/webhook", api.webhook, name="billing-webhook"),
+    path("api/billing/usage", invoicing_api.usage, name="billing-usage"),
     path("api/license/", include("licensing.urls")),
     path("", include("deployments.urls")),
     path("", include("dunning.urls")),

@@ -104,6 +104,10 @@ try:
     call_command('sync_catalog')
 except CommandError as exc:
     print(f'Products and prices not mirrored ({exc}): the pricing page shows no amounts until they are.')
+try:
+    call_command('setup_meters')
+except CommandError as exc:
+    print(f'Usage meters not ready ({exc}): see README, Usage billing.')
 "
 
 stage "Starting the web server and the task cluster ..."

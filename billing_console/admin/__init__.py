@@ -5,4 +5,4 @@ customer page's actions (console).
 Django's autodiscover imports this package; importing the modules below registers their ModelAdmins.
 """
 # cohorts after invoicing: its inline follows the invoices on the customer page.
-from billing_console.admin import checkout, customers, invoicing, lifecycle, lockouts, cohorts  # noqa: F401,I001  registers the ModelAdmins
+from billing_console.admin import checkout, customers, invoicing, lifecycle, lockouts, cohorts, usage  # noqa: F401,I001  registers the ModelAdmins

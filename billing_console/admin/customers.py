@@ -130,7 +130,7 @@ class CustomerAdmin(admin.ModelAdmin):
                        "recent_audit_events",
                        # Changed only through customer_change_phone ("Change phone"), which audits old and new.
                        "phone", "phone_invalid", "phone_consent_at", "trial_end", "collection_paused", "quantity",
-                       "discount_shown", "dispute_open", "payments_mirrored")
+                       "discount_shown", "dispute_open", "payments_mirrored", "usage")
     fieldsets = (
         ("Identity", {"fields": ("email", "name", "phone", "phone_invalid", "phone_consent_at", "cohort", "stripe_customer_id", "created_at",
                                  "updated_at")}),
@@ -141,6 +141,7 @@ class CustomerAdmin(admin.ModelAdmin):
             "cancel_at_period_end", "subscription_state_at", "trial_end", "collection_paused", "quantity",
             "discount_shown")}),
         ("Payments, refunds and disputes", {"fields": ("dispute_open", "payments_mirrored")}),
+        ("Usage this period", {"fields": ("usage",)}),
         ("Recent Stripe events", {"fields": ("recent_stripe_events",)}),
         ("Recent audit events", {"fields": ("recent_audit_events",)}),
     )
@@ -172,6 +173,12 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.display(description="May use the product now?")
     def entitlement(self, obj):
         return entitlement_in_words(customer_entitlement(obj))
+
+    @admin.display(description="Usage and reporting")
+    def usage(self, obj):
+        from billing_console.admin.usage import customer_usage_html
+
+        return customer_usage_html(obj)
 
     @admin.display(description="Stripe events")
     def recent_stripe_events(self, obj):

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
+from billing_console.wording import counted
 from billing_console.errors import ServiceError
 from billing_console.models import (Cohort, CohortAccountReview, Customer, Invoice, InvoiceEvent, LedgerEntry,
                                     ReconciliationRun, WebhookEvent)
@@ -147,13 +148,13 @@ def _gate_row(name: str, cohort: Cohort | None, accounts: list, first_invoice: d
     if not accounts:
         row["reason"] = "No customer is in this cohort."
     elif row["invoiced"] < len(accounts):
-        row["reason"] = f"{len(accounts) - row['invoiced']} account(s) have no invoice finalized since the start yet."
+        row["reason"] = f"{counted(len(accounts) - row['invoiced'], 'account')} without an invoice finalized since the start yet."
     elif row["drift"]:
-        row["reason"] = f"Full runs since the start found {row['drift']} drift item(s) for this cohort: investigate."
+        row["reason"] = f"Full runs since the start found {counted(row['drift'], 'drift item')} for this cohort: investigate."
     elif not covering:
         row["reason"] = "No full reconciliation has run since the last of these invoices."
     elif row["reviewed"] is not None and row["reviewed"] < len(accounts):
-        row["reason"] = f"{len(accounts) - row['reviewed']} account(s) still need a review sign-off."
+        row["reason"] = f"{counted(len(accounts) - row['reviewed'], 'account')} waiting for a review sign-off."
     else:
         row["clean"] = True
         row["reason"] = "One full cycle reconciled with zero drift: the next cohort may migrate."
@@ -185,7 +186,7 @@ def _flat_price_check(accounts: list[Customer]) -> tuple[str, str]:
     if mismatched:
         return FAIL, "Differs: " + "; ".join(mismatched[:WAITING_SHOWN])
     if unknown or not accounts:
-        return UNKNOWN, (f"No Stripe price or no ledger rate for {len(unknown)} account(s) (import the ledger; "
+        return UNKNOWN, (f"No Stripe price or no ledger rate for {counted(len(unknown), 'account')} (import the ledger; "
                          "prices come from dj-stripe's mirror): " + ", ".join(unknown[:WAITING_SHOWN])) if unknown \
             else "No account in the cohort."
     return OK, f"All {len(accounts)} accounts pay their ledger rate."

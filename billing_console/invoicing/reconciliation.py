@@ -16,6 +16,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time as dt_time, timezone as dt_timezone
+from decimal import Decimal
 from typing import Callable, Iterable, Iterator, Protocol
 
 from django.conf import settings
@@ -69,8 +70,11 @@ def paginate(fetch_page: Callable[[dict], dict], params: dict) -> Iterator[dict]
 class PagedStripeView:
     """Stripe's view from `fetch(resource, params) -> list envelope`, resource "invoices" or "subscriptions"."""
 
-    def __init__(self, fetch: PageFetcher):
+    def __init__(self, fetch: PageFetcher, meter_usage: Callable[..., Decimal] | None = None):
         self.fetch = fetch
+        if meter_usage is not None:
+            # meter_usage(meter=key, customer=cus_id, start=ts, end=ts): Stripe's total for the window.
+            self.meter_usage = meter_usage
 
     def invoices(self, *, customer: str | None = None, created_gte: int | None = None) -> Iterator[dict]:
         params: dict = {}
@@ -92,7 +96,16 @@ def default_stripe_view() -> StripeView:
     per call, through the same paginated reader the benchmark's recorded pages go through."""
     from billing_console.stripe import gateway as stripe_gateway
 
-    return PagedStripeView(stripe_gateway.list_page)
+    def meter_usage(*, meter: str, customer: str, start: int, end: int) -> Decimal | None:
+        from billing_console.invoicing.usage_meters import usage_meter_ids
+
+        meter_id = usage_meter_ids().get(meter)
+        if not meter_id:
+            return None
+        return sum((Decimal(str(summary.get("aggregated_value") or 0)) for summary in stripe_gateway.meter_event_summaries(
+            meter_id, customer=customer, start_time=start, end_time=end)), Decimal(0))
+
+    return PagedStripeView(stripe_gateway.list_page, meter_usage=meter_usage)
 
 
 # --- Scope ------------------------------------------------------------------------------------
@@ -387,6 +400,14 @@ def _compare(run: ReconciliationRun, scope: Scope, view: StripeView, now: dateti
             add(DriftItem.Kind.LEDGER_TOTAL, customer=customer, stripe_id=f"{account} {period}",
                 expected=paid, actual=ABSENT if legacy is None else legacy, delta=paid - (legacy or 0),
                 currency=currency)
+    # --- usage: what the console sent to Stripe's meters against Stripe's meter summaries ---
+    meter_usage = getattr(view, "meter_usage", None)
+    if settings.USAGE_METERS and meter_usage is not None:
+        from billing_console.invoicing.usage_selectors import usage_compare
+
+        checked["usage_periods"] = usage_compare(add, meter_usage, customer_pk=scope.customer_pk,
+                                                 customers_by_pk=customers_by_pk, now=now)
+
     checked["cohorts"] = dict(cohorts)
     checked["cohort_drift"] = {c: writer.by_cohort.get(c, 0) for c in cohorts}
     checked["full"] = scope.full
@@ -450,6 +471,9 @@ def drift_item_resync(*, item: DriftItem, actor_type: str, actor: str = "") -> D
     if item.kind == DriftItem.Kind.LEDGER_TOTAL:
         raise ServiceError("not_fixable", "A legacy ledger difference cannot be fixed from Stripe: correct and re-import the ledger, "
                          "or mark it explained.")
+    if item.kind == DriftItem.Kind.USAGE_TOTAL:
+        raise ServiceError("not_fixable", "A usage difference is not fixed by re-reading Stripe: check the customer's usage reports "
+                         "(resend failed ones) and mark it explained once settled.")
     customer = item.customer
     if item.kind in INVOICE_KINDS and item.stripe_id.startswith("in_"):
         customer = invoice_resync(stripe_id=item.stripe_id, actor_type=actor_type, actor=actor).customer or customer

@@ -306,6 +306,7 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
             "amount": money_format(int(line.get("amount") or 0), line.get("currency") or currency),
             "period_start": _ts(period.get("start")),
             "period_end": _ts(period.get("end")),
+            "usage_tiers": _line_usage_tiers(line, line.get("currency") or currency),
         })
     customer = invoice.customer
     refunded = invoice_amount_refunded(invoice)
@@ -334,6 +335,34 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
         "stamp": stamp,
         "currency": currency.upper(),
     }
+
+
+def _line_usage_tiers(line: dict, currency: str) -> list[str]:
+    """A tiered (usage) line's tiers as the invoice shows them: "101 to 1,000: 150 x $0.02 = $3.00"."""
+    from decimal import Decimal
+
+    from billing_console.invoicing.usage_selectors import price_tiers, tiered_breakdown
+
+    price = ((line.get("pricing") or {}).get("price_details") or {}).get("price") or (line.get("price") or {})
+    price_id = price.get("id", "") if isinstance(price, dict) else price
+    priced = price_tiers(price_id) if price_id else None
+    if not priced:
+        return []
+    quantity = Decimal(str(line.get("quantity_decimal") or line.get("quantity") or 0))
+    _, rows = tiered_breakdown(priced["tiers"], priced["tiers_mode"], quantity)
+    scale = Decimal(10) ** currency_exponent(currency)
+    texts, lower = [], 0
+    for row in rows:
+        upper = row["up_to"]
+        bounds = (f"{lower + 1:,} and up" if upper in (None, "inf") else f"{lower + 1:,} to {int(upper):,}") \
+            if priced["tiers_mode"] != "volume" else f"all units (volume tier up to {upper or 'any'})"
+        unit = (row["unit_amount"] / scale).normalize()
+        text = f"{bounds}: {row['units'].normalize():f} x {unit:f} {currency.upper()}"
+        if row["flat_amount"]:
+            text += f" + {money_format(int(row['flat_amount']), currency)} flat"
+        texts.append(f"{text} = {money_format(row['amount'], currency)}")
+        lower = int(upper) if upper not in (None, "inf") else lower
+    return texts
 
 
 def invoice_render_pdf(invoice: Invoice) -> bytes:

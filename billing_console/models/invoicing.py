@@ -115,6 +115,7 @@ class DriftItem(models.Model):
         CUSTOMER_HARMED = "customer_harmed", "Paying without entitlement"
         LEDGER_TOTAL = "ledger_total", "Legacy ledger total differs"
         DOUBLE_CHARGE = "double_charge", "Paid twice for one service period"
+        USAGE_TOTAL = "usage_total", "Reported usage differs from Stripe's meter"
 
     class Resolution(models.TextChoices):
         OPEN = "open", "Open"

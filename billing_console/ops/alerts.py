@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from billing_console.wording import counted
 from billing_console.models import Alert, CronRun, Invoice, WebhookEvent
 from billing_console.ops.logging import redact
 
@@ -99,10 +100,10 @@ def stripe_event_problems(now: datetime) -> list[Problem]:
                                received_at__lt=now - timedelta(minutes=settings.ALERT_EVENT_WAIT_MINUTES)).count()
     problems = []
     if failed:
-        problems.append(Problem("stripe_events_failed", f"{failed} Stripe event(s) failed to apply.",
+        problems.append(Problem("stripe_events_failed", f"{counted(failed, 'Stripe event')} failed to apply.",
                                 runbook="Stripe events failed"))
     if waiting:
-        problems.append(Problem("stripe_events_waiting", f"{waiting} Stripe event(s) waiting for more than "
+        problems.append(Problem("stripe_events_waiting", f"{counted(waiting, 'Stripe event')} waiting for more than "
                                 f"{settings.ALERT_EVENT_WAIT_MINUTES} minutes.", runbook="Stripe events waiting"))
     return problems
 
@@ -110,7 +111,7 @@ def stripe_event_problems(now: datetime) -> list[Problem]:
 def invoice_problems(now: datetime) -> list[Problem]:
     gave_up = Invoice.objects.filter(delivery_status=Invoice.Delivery.FAILED).count()
     if gave_up:
-        return [Problem("invoice_delivery_failed", f"{gave_up} invoice(s) could not be delivered (retries exhausted).",
+        return [Problem("invoice_delivery_failed", f"{counted(gave_up, 'invoice')} could not be delivered (retries exhausted).",
                         runbook="Invoice delivery gave up")]
     return []
 
@@ -167,10 +168,10 @@ def alerts_check(*, now: datetime | None = None) -> dict:
 def _message(opened: list[Alert], resolved: list[Alert]) -> str:
     lines = []
     if opened:
-        lines.append(f"{len(opened)} new problem(s) in {settings.SITE_NAME}:")
+        lines.append(f"{counted(len(opened), 'new problem')} in {settings.SITE_NAME}:")
         lines += [f"  - {a.title}" + (f" (runbook: {a.runbook})" if a.runbook else "") for a in opened]
     if resolved:
-        lines.append(f"{len(resolved)} problem(s) resolved:")
+        lines.append(f"{counted(len(resolved), 'problem')} resolved:")
         lines += [f"  - {a.title}" for a in resolved]
     lines.append(f"Admin: {settings.SITE_URL}/admin/billing_console/alert/  Runbook: docs/runbook.md")
     return redact("\n".join(lines))
@@ -181,8 +182,8 @@ def alerts_notify(*, opened: list[Alert], resolved: list[Alert]) -> bool:
     text = _message(opened, resolved)
     ok = True
     if settings.OPS_EMAIL:
-        subject = (f"[{settings.SITE_NAME}] {len(opened)} new problem(s)" if opened
-                   else f"[{settings.SITE_NAME}] {len(resolved)} problem(s) resolved")
+        subject = (f"[{settings.SITE_NAME}] {counted(len(opened), 'new problem')}" if opened
+                   else f"[{settings.SITE_NAME}] {counted(len(resolved), 'problem')} resolved")
         try:
             send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [settings.OPS_EMAIL])
         except Exception as exc:

@@ -5,6 +5,8 @@ through `billing_console.services.cron_guard`, so two starts never overlap.
 """
 from typing import NamedTuple
 
+from django.conf import settings
+
 
 class Cron(NamedTuple):
     name: str
@@ -48,4 +50,6 @@ SCHEDULES: list[Cron] = [
     Cron("alert_check", "billing_console.ops.alerts.alert_check_cron", "*/10 * * * *",
          "Find late or failing crons, failed or waiting Stripe events, undelivered invoices, failure spikes; "
          "announce each problem once when it starts and once when it ends (OPS_EMAIL, ALERT_WEBHOOK_URL)."),
+    Cron("report_usage", "billing_console.invoicing.usage.usage_report_usage_cron", settings.USAGE_REPORT_SCHEDULE,
+         "Claim unreported usage into windows and send their totals to Stripe's meters (each once)."),
 ]

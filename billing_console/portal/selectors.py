@@ -127,7 +127,20 @@ def manage_context(customer: Customer) -> dict:
         "deployments": _deployments(customer),
         "managed_deployment": bool(plan.get("managed_deployment")),
         "has_portal": bool(customer.stripe_customer_id),
+        "usage": _usage(customer),
     }
+
+
+def _usage(customer: Customer) -> dict | None:
+    """This period's usage per meter and the estimate at the plan's current tiers (None: usage billing off)."""
+    from billing_console.invoicing.usage_selectors import customer_usage_summary
+
+    if not settings.USAGE_METERS or not customer.stripe_customer_id:
+        return None
+    summary = customer_usage_summary(customer)
+    for row in summary["meters"]:
+        row["estimate_text"] = money(row["estimate"], row["currency"]) if row["estimate"] is not None else ""
+    return summary
 
 
 def deploy_context(customer: Customer) -> dict:

@@ -121,6 +121,15 @@ def checkout_input_clean(data) -> dict:
     return {"email": email, "plan": plan, "price_id": price_id, "device_id": device_id}
 
 
+def checkout_line_items(plan: str, price_id: str) -> list[dict]:
+    """The flat price, and the plan's metered price beside it (no quantity: usage decides the amount)."""
+    items = [{"price": price_id, "quantity": 1}]
+    usage_price_id = settings.PLANS.get(plan, {}).get("usage_price_id")
+    if usage_price_id:
+        items.append({"price": usage_price_id})
+    return items
+
+
 def checkout_start(*, email: str, plan: str, price_id: str, device_id: str = "") -> tuple[CheckoutAttempt, str]:
     """Create the pending attempt (committed before Stripe is called), then the Checkout Session.
     Returns (attempt, checkout URL). Raises CheckoutStripeFailed (the attempt stays, for support)."""
@@ -137,7 +146,7 @@ def checkout_start(*, email: str, plan: str, price_id: str, device_id: str = "")
         token_data["device_id"] = device_id
     params = {
         "mode": "subscription",
-        "line_items": [{"price": price_id, "quantity": 1}],
+        "line_items": checkout_line_items(plan, price_id),
         "client_reference_id": attempt.token,
         "metadata": token_data,
         "subscription_data": {"metadata": token_data},

@@ -241,3 +241,33 @@ def sandbox_clock_now() -> int:
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         raise StripeGatewayError(f"The sandbox clock did not answer ({type(exc).__name__}).", code="sandbox_clock",
                                  retryable=True) from None
+
+
+# --- Billing meters (usage) ---------------------------------------------------------------------
+def meters_list(params: dict | None = None) -> Iterator[dict]:
+    return _paginate("list billing meters", lambda p: client().v1.billing.meters.list(params=p), params)
+
+
+def meter_create(*, params: dict, idempotency_key: str) -> dict:
+    return _call("create a billing meter", lambda: client().v1.billing.meters.create(
+        params=params, options=_post_options(idempotency_key)))
+
+
+def meter_event_create(*, event_name: str, stripe_customer_id: str, value: str, timestamp: int, identifier: str,
+                       customer_key: str = "stripe_customer_id", value_key: str = "value") -> dict:
+    """One meter event. Stripe deduplicates on `identifier` (24 hours); the idempotency key is derived
+    from it, so stripe-python's own retries replay the first answer instead of a duplicate error."""
+    params = {"event_name": event_name, "identifier": identifier, "timestamp": timestamp,
+              "payload": {customer_key: stripe_customer_id, value_key: value}}
+    return _call("report usage", lambda: client().v1.billing.meter_events.create(
+        params=params, options=_post_options(f"bc-usage-{identifier}")))
+
+
+def meter_event_summaries(meter_id: str, *, customer: str, start_time: int, end_time: int) -> Iterator[dict]:
+    return _paginate("read meter event summaries", lambda p: client().v1.billing.meters.event_summaries.list(
+        meter_id, params=p), {"customer": customer, "start_time": start_time, "end_time": end_time})
+
+
+def price_retrieve(price_id: str, *, expand: list[str] | None = None) -> dict:
+    return _call("read a price", lambda: client().v1.prices.retrieve(
+        price_id, params={"expand": expand} if expand else None))

@@ -63,6 +63,11 @@ def populate_core() -> dict:
                                requires_account_review=True)
     core.CohortAccountReview.objects.create(customer=customer, cohort="2026-a", signed_off_by="support", signed_off_at=now)
     core.StripeImportCursor.objects.create(name="invoices", starting_after="in_drill0", pages=2, counts={"imported": 3})
+    report = core.UsageReport.objects.create(customer=customer, meter="api_calls", window_start=0, event_timestamp=now,
+                                             quantity=3, event_count=1, identifier="bcu_drill1", state="sent",
+                                             claimed_at=now, sent_at=now)
+    core.UsageEvent.objects.create(customer=customer, meter="api_calls", quantity=3, timestamp=now, window_start=0,
+                                   idempotency_key="drill-1", received_at=now, report=report)
     with cron_guard("drill") as cron:
         cron.counts = {"rows": 3}
     audit_log(actor_type="admin", actor="support", action="customer.noted", target=customer, data={"why": "drill"})

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing_console.models import (Alert, AuditEvent, CheckoutSwitch, Cohort, CohortAccountReview, CronRun, Dispute,
-                                    DriftItem, InvoiceEvent, ReconciliationRun, UnlinkedSubscription)
+                                    DriftItem, InvoiceEvent, ReconciliationRun, UnlinkedSubscription, UsageReport)
 from tests.stripe.factories import CheckoutAttemptFactory, WebhookEventFactory
 from tests.core.factories import CustomerFactory, SubscribedCustomerFactory
 from tests.deployments.factories import BundleReleaseFactory, DeploymentFactory, PublishVersionFactory
@@ -54,6 +54,9 @@ MAKERS = {
     "billing_console.cohort": lambda: Cohort.objects.create(name=f"cohort-{next(_seq)}", started_at=timezone.now()),
     "billing_console.cohortaccountreview": lambda: CohortAccountReview.objects.create(
         customer=CustomerFactory(cohort="c3"), cohort="c3", signed_off_by="sam", signed_off_at=timezone.now()),
+    "billing_console.usagereport": lambda: UsageReport.objects.create(
+        customer=CustomerFactory(), meter="api_calls", window_start=0, event_timestamp=timezone.now(), quantity=1,
+        identifier=f"bcu_{next(_seq)}", claimed_at=timezone.now()),
     "licensing.license": LicenseFactory,
     "licensing.deviceactivation": DeviceActivationFactory,
     "deployments.deployment": DeploymentFactory,

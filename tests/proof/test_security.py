@@ -285,6 +285,7 @@ def test_an_admin_session_opens_nothing_outside_the_admin(client, users, setting
     """The customer pages and APIs answer a signed-in staff member exactly as they answer anyone."""
     for name in ("OPS_SECRET", "STRIPE_WEBHOOK_SECRET", "LICENSE_SIGNING_KEY"):  # configured: no 503 by design
         setattr(settings, name, SECRETS[name])
+    settings.USAGE_API_SECRET = "usage-proof-secret-0123456789"  # unset, the usage API answers 503 by design
     routes = console_routes()
     assert len(routes) >= 20
 

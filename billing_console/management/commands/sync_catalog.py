@@ -2,6 +2,7 @@
 page shows amounts on a fresh install (webhooks only bring later changes)."""
 from django.core.management.base import BaseCommand, CommandError
 
+from billing_console.wording import counted
 from billing_console.stripe.gateway import StripeGatewayError
 from billing_console.stripe.mirror import catalog_sync
 
@@ -14,7 +15,7 @@ class Command(BaseCommand):
             counts = catalog_sync()
         except StripeGatewayError as exc:
             raise CommandError(f"Stripe did not answer: {exc.message}") from exc
-        self.stdout.write(f"Mirrored {counts['products']} product(s) and {counts['prices']} price(s) from Stripe"
+        self.stdout.write(f"Mirrored {counted(counts['products'], 'product')} and {counted(counts['prices'], 'price')} from Stripe"
                           + (f"; {counts['failed']} could not be mirrored (see the log)." if counts["failed"] else "."))
         if counts["failed"]:
-            raise CommandError(f"{counts['failed']} object(s) not mirrored.")
+            raise CommandError(f"{counted(counts['failed'], 'object')} not mirrored.")
