@@ -269,3 +269,26 @@ def test_voiding_the_failed_renewal_closes_the_dunning_case(live):
     page = live.manage_page(customer)
     assert "Amount due now" not in page, page
     live.assert_all_applied()
+
+
+def test_after_the_run_dj_stripe_holds_the_mirrored_objects(live, stripe_settings):
+    from djstripe.models import Charge as DjCharge, Customer as DjCustomer, Invoice as DjInvoice
+    from djstripe.models import Refund as DjRefund, Subscription as DjSubscription
+
+    from billing_console.stripe.mirror import webhook_events_mirror
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = ["*"]
+    cus, sub = subscribe(live, "mirror@example.com")
+    live.run(stripe.Refund.create, charge=paid_charge(live, cus.id).id, amount=300)
+    live.advance(days=31)
+    live.assert_all_applied()
+
+    webhook_events_mirror()
+    assert not WebhookEvent.objects.filter(mirror=WebhookEvent.Mirror.FAILED).values_list("type", "mirror_error").exists()
+    assert not WebhookEvent.objects.filter(mirror=WebhookEvent.Mirror.DUE).exists()
+    assert DjCustomer.objects.get(id=cus.id).email == "mirror@example.com"
+    assert DjSubscription.objects.get(id=sub.id).status == "active"
+    assert DjInvoice.objects.filter(subscription_id=sub.id).count() == 2
+    charges = {c.id: c.stripe_data for c in DjCharge.objects.filter(customer_id=cus.id)}
+    assert len(charges) == 2 and sorted(c["amount_refunded"] for c in charges.values()) == [0, 300]
+    assert DjRefund.objects.filter(charge_id__in=charges).count() == 1
