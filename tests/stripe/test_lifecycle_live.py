@@ -214,6 +214,8 @@ def test_a_renewal_needing_3d_secure_asks_the_customer_then_pays(live):
     assert case.action_required_at is not None
     renewal = stripe.Invoice.retrieve(case.invoice_id, api_key=API_KEY)
     assert renewal.hosted_invoice_url in ask.body and "not declined" in ask.body
+    # The card was not declined: no "could not collect your payment" email beside the request to confirm.
+    assert not [m.subject for m in emails_to("sca@example.com") if "did not go through" in m.subject]
     page = live.manage_page(customer)
     assert renewal.hosted_invoice_url in page and "$9.00" in page, page
 
