@@ -68,6 +68,16 @@ def emails_to(address):
     return [m for m in mail.outbox if address in m.to]
 
 
+def invoice_emails(address):
+    return [m for m in emails_to(address) if m.subject.startswith("Invoice ")]
+
+
+def assert_paid_invoice_email(message, amount):
+    """A paid invoice's email says it is paid and asks for nothing."""
+    assert f"Amount paid: {amount}" in message.body and "Nothing more is due" in message.body, message.body
+    assert "Amount due" not in message.body and "pay it online" not in message.body, message.body
+
+
 def new_stripe_customer(live, email, card="pm_card_visa", **params):
     cus = live.run(stripe.Customer.create, email=email, name="Live Buyer", payment_method=card,
                    invoice_settings={"default_payment_method": card}, **params)
@@ -85,6 +95,9 @@ def test_a_subscription_made_from_the_api_becomes_an_entitled_customer(live):
     assert customer_entitlement(customer).reason == Reason.VALID
     assert License.objects.filter(customer=customer, subscription_id=sub.id).exists()
     assert any("account link" in m.subject for m in emails_to("api@example.com")), [m.subject for m in mail.outbox]
+    assert any("licence key" in m.subject for m in emails_to("api@example.com"))
+    [bill] = invoice_emails("api@example.com")
+    assert_paid_invoice_email(bill, "$9.00")
     page = live.manage_page(customer)
     assert "Next payment" in page and "$9.00" in page, page
     live.assert_all_applied()
@@ -121,6 +134,10 @@ def test_trial_then_active(live):
     assert customer_entitlement(customer).reason == Reason.VALID
     page = live.manage_page(customer)
     assert "Pro is active" in page and "Next payment" in page and "$9.00" in page and "Trial ends" not in page, page
+    trial_bill, first_bill = invoice_emails("trial@example.com")
+    assert "Total: $0.00" in trial_bill.body and "Amount due" not in trial_bill.body
+    assert "pay it online" not in trial_bill.body
+    assert_paid_invoice_email(first_bill, "$9.00")
     live.assert_all_applied()
 
 
@@ -142,6 +159,10 @@ def test_upgrade_with_proration_moves_plan_and_devices_at_once(live):
     assert proration.status == "paid" and 1300 <= proration.total <= 1400, proration.total
     page = live.manage_page(customer)
     assert "Team is active" in page and "Next payment" in page, page
+    _, bill = invoice_emails("upgrade@example.com")
+    assert bill.subject == f"Invoice {proration.number} from Billing Console Sandbox"
+    assert_paid_invoice_email(bill, f"${proration.total // 100}.{proration.total % 100:02d}")
+    assert "Remaining time" in bill.body or "Unused time" in bill.body or "Total:" in bill.body
     live.assert_all_applied()
 
 
@@ -155,6 +176,9 @@ def test_coupon_is_on_the_customer_the_invoice_and_the_manage_page(live):
     assert (first.subtotal, first.discount, first.total, first.status) == (900, 225, 675, "paid")
     page = live.manage_page(customer)
     assert "$6.75" in page, page
+    [bill] = invoice_emails("coupon@example.com")
+    assert "Subtotal: $9.00" in bill.body and "Discount: -$2.25" in bill.body and "Total: $6.75" in bill.body
+    assert_paid_invoice_email(bill, "$6.75")
     live.assert_all_applied()
 
 
@@ -177,6 +201,7 @@ def test_partial_then_full_refund_is_on_the_invoice(live):
 
     cus, sub = subscribe(live, "refund@example.com")
     charge = paid_charge(live, cus.id)
+    sent = len(mail.outbox)
     live.run(stripe.Refund.create, charge=charge.id, amount=300)
     inv = Invoice.objects.get(subscription_id=sub.id)
     assert inv.amount_refunded == 300 and inv.refunded_at is not None
@@ -185,8 +210,9 @@ def test_partial_then_full_refund_is_on_the_invoice(live):
     assert inv.amount_refunded == 900
     assert AuditEvent.objects.filter(action="invoice.refunded", customer__email="refund@example.com").count() == 2
     customer = live.customer("refund@example.com")
+    assert len(mail.outbox) == sent  # a refund is support's act: the console sends no email of its own
     page = live.manage_page(customer)
-    assert "Pro is active" in page, page
+    assert "Pro is active" in page and "Refunded" in page, page
     live.assert_all_applied()
 
 
@@ -255,13 +281,16 @@ def test_pause_and_resume(live, stripe_settings):
     ent = customer_entitlement(customer)
     assert (ent.entitled, ent.reason) == (False, Reason.PAUSED)
     page = live.manage_page(customer)
-    assert "Pro is paused" in page and "Next payment" not in page, page
+    assert "Pro is paused" in page and "Next payment" not in page and "Access is stopped" in page, page
+    assert len(invoice_emails("pause@example.com")) == 1  # a paused subscription bills nothing
 
     live.run(stripe.Subscription.resume, sub.id, billing_cycle_anchor="now")
     customer.refresh_from_db()
     assert customer.subscription_status == "active" and customer_entitlement(customer).reason == Reason.VALID
     page = live.manage_page(customer)
     assert "Pro is active" in page and "paused" not in page, page
+    _, resumed_bill = invoice_emails("pause@example.com")  # resuming bills a new period at once
+    assert_paid_invoice_email(resumed_bill, "$9.00")
     live.assert_all_applied()
 
 
@@ -277,13 +306,17 @@ def test_voiding_the_failed_renewal_closes_the_dunning_case(live):
     case = DunningCase.objects.get(customer=customer)
     assert case.status == DunningCase.Status.OPEN
     assert "Amount due now" in live.manage_page(customer)
+    [failed] = [m for m in emails_to("void@example.com") if "did not go through" in m.subject]
+    _, renewal_bill = invoice_emails("void@example.com")
+    assert "Amount due: $9.00" in renewal_bill.body and "pay it online" in renewal_bill.body  # truly owed then
 
     live.run(stripe.Invoice.void_invoice, case.invoice_id)
     case.refresh_from_db()
     assert (case.status, case.close_reason) == (DunningCase.Status.CANCELED, "invoice_voided")
     assert Invoice.objects.get(stripe_id=case.invoice_id).status == "void"
     page = live.manage_page(customer)
-    assert "Amount due now" not in page, page
+    assert "Amount due now" not in page and "Void" in page, page
+    assert not [m for m in emails_to("void@example.com") if m is not failed and "did not go through" in m.subject]
     live.assert_all_applied()
 
 
