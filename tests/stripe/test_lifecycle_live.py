@@ -162,7 +162,6 @@ def test_upgrade_with_proration_moves_plan_and_devices_at_once(live):
     _, bill = invoice_emails("upgrade@example.com")
     assert bill.subject == f"Invoice {proration.number} from Billing Console Sandbox"
     assert_paid_invoice_email(bill, f"${proration.total // 100}.{proration.total % 100:02d}")
-    assert "Remaining time" in bill.body or "Unused time" in bill.body or "Total:" in bill.body
     live.assert_all_applied()
 
 
