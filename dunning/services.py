@@ -110,7 +110,8 @@ def dunning_policy_steps(policy_id: int, cache: dict) -> list[DunningStep]:
     return cache[policy_id]
 
 
-def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") -> DunningCase | None:
+def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "",
+                      action_required: bool = False) -> DunningCase | None:
     """A payment of `invoice` failed: open its case once (keyed by invoice id), queue the steps due now,
     put the customer in grace. A repeat (Stripe's retries, duplicate events) only updates the counters.
 
@@ -118,6 +119,10 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
     (a late failure event), it is a subscription's first invoice (the subscription stays incomplete
     and never granted access), or no console customer matches (e.g. a checkout declined before it
     completed). Failing the event instead would also roll back the other apps' receivers.
+
+    `action_required`: the payment waits for 3-D Secure. The case is marked so from the start and the
+    steps due now are skipped: the customer was just emailed the link to authenticate, and a "could not
+    collect your payment" email beside it would say the card was declined when it was not.
     """
     invoice_id = invoice.get("id") if isinstance(invoice.get("id"), str) else ""
     if not invoice_id.startswith("in_"):
@@ -153,12 +158,18 @@ def dunning_case_open(*, invoice: dict, failed_at: datetime, actor: str = "") ->
             with transaction.atomic():
                 case = DunningCase.objects.create(
                     customer=customer, policy=policy, invoice_id=invoice_id, subscription_id=subscription_id,
-                    stripe_customer_id=stripe_customer_id, opened_at=failed_at, last_failure_at=failed_at, **fields)
+                    stripe_customer_id=stripe_customer_id, opened_at=failed_at, last_failure_at=failed_at,
+                    action_required_at=failed_at if action_required else None, **fields)
         except IntegrityError:  # the same event applied concurrently: the other one opened it
             case = DunningCase.objects.select_for_update().get(invoice_id=invoice_id)
             return _case_note_failure(case, fields, failed_at)
         logs, case.next_step_at = dunning_steps_plan(case, dunning_policy_steps(policy.pk, {}), set(), excluded=excluded,
                                               now=failed_at)
+        if action_required:
+            for row in logs:
+                if row.status == DunningStepLog.Status.QUEUED:
+                    row.status, row.reason = DunningStepLog.Status.SKIPPED, "action_required"
+                    row.detail = "The customer was emailed the link to authenticate the payment instead."
         DunningStepLog.objects.bulk_create(logs)
         case.save(update_fields=["next_step_at", "updated_at"])
         audit_log(actor_type=AuditEvent.ActorType.STRIPE, actor=actor, action="dunning.case_opened", target=case,
@@ -250,7 +261,7 @@ def dunning_invoice_action_required(*, invoice: dict, at: datetime, actor: str =
     """invoice.payment_action_required: the payment waits for the customer to authenticate (3-D Secure).
     The case is opened as for a failure (reminders carry the pay link) and marked "action required",
     so support and the reminders know the card was not declined."""
-    case = dunning_case_open(invoice=invoice, failed_at=at, actor=actor)
+    case = dunning_case_open(invoice=invoice, failed_at=at, actor=actor, action_required=True)
     if case is None:
         return None
     with transaction.atomic():

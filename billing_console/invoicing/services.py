@@ -38,12 +38,26 @@ DELIVER_TASK = "billing_console.invoicing.tasks.deliver_invoice"
 
 # A late event must never move an invoice backwards: paid or void never return to open.
 INVOICE_EVENT_TYPES = ("invoice.created", "invoice.finalized", "invoice.updated", "invoice.paid",
-                       "invoice.payment_failed", "invoice.marked_uncollectible", "invoice.voided")
-DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid")
+                       "invoice.payment_failed", "invoice.payment_action_required", "invoice.marked_uncollectible",
+                       "invoice.voided")
+DELIVERY_TRIGGERS = ("invoice.finalized", "invoice.paid", "invoice.payment_failed", "invoice.payment_action_required")
 # A resync delivers what Stripe finalized and the console never emailed (a lost invoice.finalized).
 RESYNC = "resync"
 IMPORT = "import"  # a backfill of history: recorded and rendered, never emailed
 FINALIZED_STATUSES = INVOICE_FINALIZED
+
+
+def _delivery_due(event_type: str, obj: dict) -> bool:
+    """Whether this event sends the invoice. One Stripe charges automatically is sent once the charge is
+    decided (paid, failed, or waiting for 3-D Secure), not at finalization: sent then, it would ask the
+    customer to pay an invoice that Stripe pays a second later."""
+    if event_type not in DELIVERY_TRIGGERS:
+        return False
+    if event_type != "invoice.finalized":
+        return True
+    owed = int(obj.get("amount_remaining", obj.get("amount_due")) or 0)
+    return not (obj.get("collection_method", "charge_automatically") == "charge_automatically"
+                and obj.get("status") == "open" and owed > 0)
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -187,8 +201,9 @@ def invoice_apply_stripe(*, obj: dict, at: datetime, event_type: str, event_id: 
         if invoice.customer_id is None:
             invoice.customer = customer_for_stripe_object(obj)
             update.append("customer")
-        # invoice.paid also queues it: if the finalized event is lost or late, the customer still gets the invoice once.
-        triggers = event_type in DELIVERY_TRIGGERS or (event_type == RESYNC and invoice.status in FINALIZED_STATUSES)
+        # Several events may queue it (a lost or late one must not lose the email); it is sent once. A resync
+        # delivers what Stripe finalized and the console never emailed.
+        triggers = _delivery_due(event_type, obj) or (event_type == RESYNC and invoice.status in FINALIZED_STATUSES)
         queue = (triggers and invoice.emailed_at is None
                  and invoice.delivery_status == Invoice.Delivery.PENDING and invoice.next_delivery_at is None)
         if queue and not cohort_emails_invoices(invoice.customer_id):

@@ -22,7 +22,8 @@ def next_id(prefix: str) -> str:
 def stripe_invoice(*, id: str | None = None, customer: str = "cus_test000001", subscription: str | None = "sub_test000001",
                    status: str = "open", number: str | None = "INV-0001", currency: str = "usd",
                    lines: list[tuple[str, int]] | None = None, tax: int = 0, amount_paid: int | None = None,
-                   created: int | None = None, customer_email: str | None = None, period_start: int | None = None) -> dict:
+                   created: int | None = None, customer_email: str | None = None, period_start: int | None = None,
+                   collection_method: str = "charge_automatically") -> dict:
     created = created or int(time.time()) - 3600
     period_start = period_start or created
     invoice_id = id or next_id("in_")
@@ -34,7 +35,7 @@ def stripe_invoice(*, id: str | None = None, customer: str = "cus_test000001", s
         "id": invoice_id, "object": "invoice", "account_country": "US", "account_name": "Billing Console Sandbox",
         "customer": customer, "customer_email": customer_email, "customer_name": None,
         "created": created, "currency": currency, "status": status, "number": number if status != "draft" else None,
-        "billing_reason": "subscription_cycle", "collection_method": "charge_automatically",
+        "billing_reason": "subscription_cycle", "collection_method": collection_method,
         "subtotal": subtotal, "subtotal_excluding_tax": subtotal, "total": total, "total_excluding_tax": subtotal,
         "total_taxes": [{"amount": tax, "tax_behavior": "exclusive", "tax_rate_details": {"tax_rate": "txr_1"},
                          "taxability_reason": "standard_rated", "taxable_amount": subtotal, "type": "tax_rate_details"}]

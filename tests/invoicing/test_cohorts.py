@@ -125,7 +125,7 @@ def test_cohort_save_refuses_a_blank_name_or_start():
 def test_a_cohort_sent_back_to_legacy_gets_no_invoice_email_from_the_console(
         accounts, cohort, deliver_events, invoice_settings):
     cohort_set_invoice_emails(cohort=cohort, enabled=False, actor_type="admin", actor="jeffrey")
-    obj = stripe_invoice(customer="cus_ann", subscription="sub_ann", status="open")
+    obj = stripe_invoice(collection_method="send_invoice", customer="cus_ann", subscription="sub_ann", status="open")
     deliver_events(stripe_event("invoice.finalized", obj))
     invoice = Invoice.objects.get(stripe_id=obj["id"])
     assert invoice.delivery_status == "legacy" and mail.outbox == []
@@ -134,7 +134,7 @@ def test_a_cohort_sent_back_to_legacy_gets_no_invoice_email_from_the_console(
     assert mail.outbox == []
 
     cohort_set_invoice_emails(cohort=cohort, enabled=True, actor_type="admin", actor="jeffrey")
-    other = stripe_invoice(customer="cus_ben", subscription="sub_ben", status="open")
+    other = stripe_invoice(collection_method="send_invoice", customer="cus_ben", subscription="sub_ben", status="open")
     deliver_events(stripe_event("invoice.finalized", other))
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["ben@legacy.example.com"]
     assert list(AuditEvent.objects.order_by("at").values_list("action", flat=True)) == [
@@ -150,7 +150,7 @@ def test_switching_back_after_the_invoice_was_queued_still_stops_the_email(accou
 
 def test_customers_outside_any_cohort_are_emailed_as_always(deliver_events, invoice_settings):
     CustomerFactory(email="plain@example.com", stripe_customer_id="cus_plain")
-    deliver_events(stripe_event("invoice.finalized", stripe_invoice(customer="cus_plain", subscription=None)))
+    deliver_events(stripe_event("invoice.finalized", stripe_invoice(collection_method="send_invoice", customer="cus_plain", subscription=None)))
     assert len(mail.outbox) == 1
 
 

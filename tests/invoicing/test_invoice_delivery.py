@@ -33,7 +33,7 @@ def customer():
 
 
 def test_finalized_invoice_is_rendered_stored_and_emailed_with_pdf_and_bcc(deliver_events, invoice_settings, customer):
-    obj = stripe_invoice(customer="cus_bob", subscription="sub_bob", number="BOB-0042", lines=[("Pro plan", 1900)], tax=361)
+    obj = stripe_invoice(collection_method="send_invoice", customer="cus_bob", subscription="sub_bob", number="BOB-0042", lines=[("Pro plan", 1900)], tax=361)
     deliver_events(stripe_event("invoice.finalized", obj))
 
     invoice = Invoice.objects.get(stripe_id=obj["id"])
@@ -56,14 +56,14 @@ def test_finalized_invoice_is_rendered_stored_and_emailed_with_pdf_and_bcc(deliv
 
 
 def test_zero_decimal_currency_is_printed_without_minor_units(deliver_events, invoice_settings, customer):
-    obj = stripe_invoice(customer="cus_bob", currency="jpy", number="JP-1", lines=[("Pro plan", 1000)])
+    obj = stripe_invoice(collection_method="send_invoice", customer="cus_bob", currency="jpy", number="JP-1", lines=[("Pro plan", 1000)])
     deliver_events(stripe_event("invoice.finalized", obj))
     text = pdf_text(Invoice.objects.get().pdf_path)
     assert "¥1,000" in text and "¥10.00" not in text
 
 
 def test_replayed_finalized_event_never_emails_twice(deliver_events, invoice_settings, customer):
-    evt = stripe_event("invoice.finalized", stripe_invoice(customer="cus_bob"))
+    evt = stripe_event("invoice.finalized", stripe_invoice(collection_method="send_invoice", customer="cus_bob"))
     deliver_events(evt)
     deliver_events(evt)  # replay from the admin, or Stripe's duplicate delivery
     deliver_events(stripe_event("invoice.paid", {**evt["data"]["object"], "status": "paid"}))
@@ -82,7 +82,7 @@ def test_a_second_worker_cannot_take_an_invoice_being_delivered(customer):
 
 
 def test_failed_send_is_retried_with_backoff_then_succeeds(deliver_events, invoice_settings, customer):
-    obj = stripe_invoice(customer="cus_bob")
+    obj = stripe_invoice(collection_method="send_invoice", customer="cus_bob")
     with mock.patch("django.core.mail.backends.locmem.EmailBackend.send_messages",
                     side_effect=smtplib.SMTPServerDisconnected("Connection unexpectedly closed")):
         deliver_events(stripe_event("invoice.finalized", obj))
@@ -105,7 +105,7 @@ def test_failed_send_is_retried_with_backoff_then_succeeds(deliver_events, invoi
 
 def test_render_failure_is_recorded_and_retried(deliver_events, invoice_settings, customer):
     with mock.patch("billing_console.invoicing.services.invoice_render_pdf", side_effect=OSError("cairo exploded")):
-        deliver_events(stripe_event("invoice.finalized", stripe_invoice(customer="cus_bob")))
+        deliver_events(stripe_event("invoice.finalized", stripe_invoice(collection_method="send_invoice", customer="cus_bob")))
     invoice = Invoice.objects.get()
     assert invoice.delivery_status == Invoice.Delivery.PENDING and not invoice.pdf_path
     failed = invoice.events.get(kind="pdf_render_failed").data
@@ -119,7 +119,7 @@ def test_render_failure_is_recorded_and_retried(deliver_events, invoice_settings
 
 def test_delivery_gives_up_after_the_last_attempt_and_shows_failed(invoice_settings, customer):
     invoice = Invoice.objects.create(stripe_id="in_nomail", stripe_customer_id="cus_x", currency="usd", status="open",
-                                     next_delivery_at=timezone.now(), data=stripe_invoice(customer="cus_x"))
+                                     next_delivery_at=timezone.now(), data=stripe_invoice(collection_method="send_invoice", customer="cus_x"))
     for _ in range(invoice_settings.INVOICE_DELIVERY_MAX_ATTEMPTS):
         Invoice.objects.filter(pk=invoice.pk).exclude(delivery_status="failed").update(next_delivery_at=timezone.now())
         invoice_delivery_retry()
@@ -133,7 +133,7 @@ def test_delivery_gives_up_after_the_last_attempt_and_shows_failed(invoice_setti
 
 
 def test_resend_emails_again_and_is_audited(deliver_events, invoice_settings, customer, django_capture_on_commit_callbacks):
-    deliver_events(stripe_event("invoice.finalized", stripe_invoice(customer="cus_bob")))
+    deliver_events(stripe_event("invoice.finalized", stripe_invoice(collection_method="send_invoice", customer="cus_bob")))
     invoice = Invoice.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
         invoice_resend(invoice=invoice, actor_type="admin", actor="support1")
@@ -154,7 +154,7 @@ def test_draft_invoice_cannot_be_resent(customer):
 
 def test_customer_text_is_escaped_and_the_renderer_fetches_nothing(deliver_events, invoice_settings):
     CustomerFactory(email="eve@example.com", name='<img src="http://127.0.0.1:9/x.png">Eve', stripe_customer_id="cus_eve")
-    obj = stripe_invoice(customer="cus_eve", number="EVE-1",
+    obj = stripe_invoice(collection_method="send_invoice", customer="cus_eve", number="EVE-1",
                          lines=[('<link rel="stylesheet" href="file:///etc/passwd">Pro', 100)])
     with mock.patch("billing_console.invoicing.services._refuse_fetch", side_effect=AssertionError("fetched")) as fetch:
         deliver_events(stripe_event("invoice.finalized", obj))
@@ -165,13 +165,30 @@ def test_customer_text_is_escaped_and_the_renderer_fetches_nothing(deliver_event
 
 
 def test_invoice_ids_cannot_escape_the_storage_folder(deliver_events, invoice_settings):
-    obj = stripe_invoice(id="in_../../etc/x", customer="cus_../..", customer_email="z@example.com")
+    obj = stripe_invoice(collection_method="send_invoice", id="in_../../etc/x", customer="cus_../..", customer_email="z@example.com")
     deliver_events(stripe_event("invoice.finalized", obj))
     assert Invoice.objects.get().pdf_path == "invoices/cus______/in_______etc_x.pdf"
 
 
 def test_paid_event_delivers_an_invoice_whose_finalized_event_never_came(deliver_events, invoice_settings, customer):
-    obj = stripe_invoice(customer="cus_bob", status="paid")
+    obj = stripe_invoice(collection_method="send_invoice", customer="cus_bob", status="paid")
     deliver_events(stripe_event("invoice.paid", obj))
     deliver_events(stripe_event("invoice.finalized", {**obj, "status": "open"}, created=obj["created"]))  # late
     assert len(mail.outbox) == 1 and Invoice.objects.get().status == "paid"
+
+
+def test_an_invoice_charged_automatically_is_sent_once_the_charge_is_decided(deliver_events, invoice_settings,
+                                                                            customer):
+    paid = stripe_invoice(customer="cus_bob")
+    deliver_events(stripe_event("invoice.finalized", paid))
+    assert not mail.outbox and Invoice.objects.get(stripe_id=paid["id"]).next_delivery_at is None  # Stripe charges it next
+    deliver_events(stripe_event("invoice.paid", {**paid, "status": "paid", "amount_paid": paid["total"],
+                                                 "amount_remaining": 0}, created=paid["created"] + 5))
+    [message] = mail.outbox
+    assert "This invoice is paid" in message.body and "Amount due" not in message.body
+
+    failed = stripe_invoice(customer="cus_bob", number="INV-0002")
+    deliver_events(stripe_event("invoice.finalized", failed))
+    deliver_events(stripe_event("invoice.payment_failed", failed, created=failed["created"] + 5))
+    [owed] = [m for m in mail.outbox if "INV-0002" in m.subject]
+    assert "Amount due" in owed.body and "pay it online" in owed.body

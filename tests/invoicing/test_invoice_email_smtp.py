@@ -23,7 +23,7 @@ def smtp(settings):
 
 def test_invoice_reaches_a_real_smtp_server_with_pdf_and_bcc(smtp, deliver_events, invoice_settings):
     CustomerFactory(email="carol@example.com", stripe_customer_id="cus_carol")
-    obj = stripe_invoice(customer="cus_carol", number="CAR-0007", lines=[("Team plan", 4900)], currency="eur")
+    obj = stripe_invoice(collection_method="send_invoice", customer="cus_carol", number="CAR-0007", lines=[("Team plan", 4900)], currency="eur")
     deliver_events(stripe_event("invoice.finalized", obj))
 
     mail = smtp.wait_for(lambda m: "carol@example.com" in m.to, timeout=10)
