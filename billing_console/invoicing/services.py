@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from billing_console.errors import ServiceError
 from billing_console.invoicing.cohorts import cohort_emails_invoices
+from billing_console.invoicing.pdf import (  # noqa: F401  (callers import them from here too)
+    invoice_discounts, invoice_amount_refunded, invoice_stamp, invoice_pdf_context, invoice_render_pdf, invoice_pdf_path)
 from billing_console.models import Customer, Invoice, InvoiceEvent
 from billing_console.wording.money import currency_exponent, money_format  # noqa: F401  (re-exported: callers import it from here)
 from billing_console.ops.logging import redact
@@ -251,145 +253,6 @@ def _enqueue_delivery(invoice_id: int) -> None:
     from django_q.tasks import async_task
 
     transaction.on_commit(lambda: async_task(DELIVER_TASK, invoice_id, task_name=f"invoice-delivery-{invoice_id}"))
-
-
-# --- PDF --------------------------------------------------------------------------------------
-def _refuse_fetch(url, *args, **kwargs):
-    # The template is self-contained; the renderer must never reach the network or the disk.
-    raise ServiceError("external_resource", f"External resource refused: {url}")
-
-
-def invoice_discounts(invoice: Invoice) -> list[tuple[str, int]]:
-    """(name, amount in minor units) per discount, from Stripe's `total_discount_amounts`."""
-    rows = []
-    for item in ((invoice.data or {}).get("total_discount_amounts") or []):
-        if not isinstance(item, dict) or not isinstance(item.get("amount"), int) or not item["amount"]:
-            continue
-        discount = item.get("discount")
-        name = "Discount"
-        if isinstance(discount, dict):  # expanded: the coupon's name or code
-            coupon = discount.get("coupon") or (discount.get("source") or {}).get("coupon") or {}
-            if isinstance(coupon, dict):
-                name = coupon.get("name") or coupon.get("id") or name
-                if coupon.get("percent_off"):
-                    name = f"{name} ({coupon['percent_off']:g}% off)"
-        rows.append((name, item["amount"]))
-    stored = getattr(invoice, "discount", 0) or 0
-    if not rows and stored:
-        rows.append(("Discount", stored))
-    return rows
-
-
-def invoice_amount_refunded(invoice: Invoice) -> int:
-    """Refunded on the invoice's payment: the stored figure when the refund receivers keep one, else the
-    payload's `amount_refunded`, else the credit notes issued after payment."""
-    stored = getattr(invoice, "amount_refunded", 0) or 0
-    if stored:
-        return stored
-    data = invoice.data or {}
-    for key in ("amount_refunded", "post_payment_credit_notes_amount"):
-        value = data.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return 0
-
-
-def invoice_stamp(invoice: Invoice, refunded: int) -> str:
-    """PAID, VOID, UNCOLLECTIBLE or REFUNDED (the whole payment returned); "" while open or draft."""
-    if invoice.status == "void":
-        return "VOID"
-    if invoice.status == "uncollectible":
-        return "UNCOLLECTIBLE"
-    if invoice.status == "paid":
-        return "REFUNDED" if invoice.amount_paid and refunded >= invoice.amount_paid else "PAID"
-    return ""
-
-
-def invoice_pdf_context(invoice: Invoice) -> dict:
-    """What the PDF and the invoice email say. "Amount due" and the pay link appear only while something is
-    still owed; the service period comes from the lines."""
-    from billing_console.wording.subscription import invoice_amount_remaining, invoice_service_period
-
-    data = invoice.data or {}
-    currency = invoice.currency
-    lines = []
-    for line in ((data.get("lines") or {}).get("data") or []):
-        period = line.get("period") or {}
-        lines.append({
-            "description": line.get("description") or "Subscription",
-            "quantity": line.get("quantity") or 1,
-            "amount": money_format(int(line.get("amount") or 0), line.get("currency") or currency),
-            "period_start": _ts(period.get("start")),
-            "period_end": _ts(period.get("end")),
-            "usage_tiers": _line_usage_tiers(line, line.get("currency") or currency),
-        })
-    customer = invoice.customer
-    refunded = invoice_amount_refunded(invoice)
-    remaining = invoice_amount_remaining(invoice)
-    period_start, period_end = invoice_service_period(invoice)
-    stamp = invoice_stamp(invoice, refunded)
-    return {
-        "invoice": invoice,
-        "number": invoice.number or invoice.stripe_id,
-        "issued": invoice.stripe_created,
-        "customer_name": (customer.name if customer else "") or data.get("customer_name") or "",
-        "customer_email": (customer.email if customer else "") or data.get("customer_email") or "",
-        "seller": data.get("account_name") or "Billing Console",
-        "lines": lines,
-        "period_start": period_start,
-        "period_end": period_end,
-        "subtotal": money_format(invoice.subtotal, currency),
-        "discounts": [{"name": name, "amount": money_format(-amount, currency)} for name, amount in invoice_discounts(invoice)],
-        "tax": money_format(invoice.tax, currency),
-        "total": money_format(invoice.total, currency),
-        "amount_paid": money_format(invoice.amount_paid, currency),
-        "refunded": money_format(refunded, currency) if refunded else "",
-        "owed": remaining > 0,
-        "amount_due": money_format(remaining, currency),
-        "pay_url": invoice.hosted_invoice_url if remaining > 0 else "",
-        "stamp": stamp,
-        "currency": currency.upper(),
-    }
-
-
-def _line_usage_tiers(line: dict, currency: str) -> list[str]:
-    """A tiered (usage) line's tiers as the invoice shows them: "101 to 1,000: 150 x $0.02 = $3.00"."""
-    from decimal import Decimal
-
-    from billing_console.invoicing.usage_selectors import price_tiers, tiered_breakdown
-
-    price = ((line.get("pricing") or {}).get("price_details") or {}).get("price") or (line.get("price") or {})
-    price_id = price.get("id", "") if isinstance(price, dict) else price
-    priced = price_tiers(price_id) if price_id else None
-    if not priced:
-        return []
-    quantity = Decimal(str(line.get("quantity_decimal") or line.get("quantity") or 0))
-    _, rows = tiered_breakdown(priced["tiers"], priced["tiers_mode"], quantity)
-    scale = Decimal(10) ** currency_exponent(currency)
-    texts, lower = [], 0
-    for row in rows:
-        upper = row["up_to"]
-        bounds = (f"{lower + 1:,} and up" if upper in (None, "inf") else f"{lower + 1:,} to {int(upper):,}") \
-            if priced["tiers_mode"] != "volume" else f"all units (volume tier up to {upper or 'any'})"
-        unit = (row["unit_amount"] / scale).normalize()
-        text = f"{bounds}: {row['units'].normalize():f} x {unit:f} {currency.upper()}"
-        if row["flat_amount"]:
-            text += f" + {money_format(int(row['flat_amount']), currency)} flat"
-        texts.append(f"{text} = {money_format(row['amount'], currency)}")
-        lower = int(upper) if upper not in (None, "inf") else lower
-    return texts
-
-
-def invoice_render_pdf(invoice: Invoice) -> bytes:
-    import weasyprint  # heavy import; only the worker that renders pays for it
-
-    html = render_to_string("invoices/invoice.html", invoice_pdf_context(invoice))
-    return weasyprint.HTML(string=html, url_fetcher=_refuse_fetch).write_pdf()
-
-
-def invoice_pdf_path(invoice: Invoice) -> str:
-    customer = _SAFE_PATH.sub("_", invoice.stripe_customer_id or "unknown")
-    return f"invoices/{customer}/{_SAFE_PATH.sub('_', invoice.stripe_id)}.pdf"
 
 
 def invoice_pdf_store(invoice: Invoice) -> str:

@@ -156,7 +156,7 @@ def test_customer_text_is_escaped_and_the_renderer_fetches_nothing(deliver_event
     CustomerFactory(email="eve@example.com", name='<img src="http://127.0.0.1:9/x.png">Eve', stripe_customer_id="cus_eve")
     obj = stripe_invoice(collection_method="send_invoice", customer="cus_eve", number="EVE-1",
                          lines=[('<link rel="stylesheet" href="file:///etc/passwd">Pro', 100)])
-    with mock.patch("billing_console.invoicing.services._refuse_fetch", side_effect=AssertionError("fetched")) as fetch:
+    with mock.patch("billing_console.invoicing.pdf._refuse_fetch", side_effect=AssertionError("fetched")) as fetch:
         deliver_events(stripe_event("invoice.finalized", obj))
     assert not fetch.called
     invoice = Invoice.objects.get()
