@@ -240,6 +240,12 @@ STRIPE_EVENT_MAX_ATTEMPTS = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
 STRIPE_EVENT_PROCESSING_LEASE_SECONDS = env.int("STRIPE_EVENT_PROCESSING_LEASE_SECONDS", default=600)
 # A stored event still unprocessed after this many seconds (its enqueue was lost) is picked up by the retry cron.
 STRIPE_EVENT_ENQUEUE_GRACE_SECONDS = env.int("STRIPE_EVENT_ENQUEUE_GRACE_SECONDS", default=120)
+# Events a worker claims and applies per round (each in its own transaction): larger batches spread
+# django-q2's per-task cost over more events, smaller ones let more workers share a short burst.
+STRIPE_EVENT_BATCH_SIZE = env.int("STRIPE_EVENT_BATCH_SIZE", default=50)
+# Applied events older than this many days (Stripe's time) are deleted by the nightly stripe_events_prune
+# cron (manage.py prune_webhook_events); 0 keeps them forever. Unapplied and failed events are always kept.
+STRIPE_EVENT_RETENTION_DAYS = env.int("STRIPE_EVENT_RETENTION_DAYS", default=90)
 # Which events are mirrored into dj-stripe's tables (its sync, which re-reads the object from Stripe)
 # before the console's receivers run: type prefixes, "all" or "none". The console keeps its own state,
 # and reads dj-stripe's mirror only for products and prices (the pricing page); mirroring everything

@@ -77,8 +77,23 @@ class WebhookEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["stripe_id"], name="webhookevent_stripe_id_unique")]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhookevent_status_next"),
                    models.Index(fields=["type"], name="webhookevent_type"),
-                   models.Index(fields=["object_id"], name="webhookevent_object_id")]
+                   models.Index(fields=["object_id"], name="webhookevent_object_id"),
+                   # The queue the workers claim from, oldest first: only the received rows, so it stays
+                   # small however many applied events the inbox keeps.
+                   models.Index(fields=["stripe_created", "id"], name="webhookevent_received",
+                                condition=models.Q(status="received"))]
         ordering = ["-stripe_created"]
 
     def __str__(self):
         return f"{self.type} {self.stripe_id}"
+
+
+class InboxWake(models.Model):
+    """Present while a drain of the event inbox is queued: the webhook view enqueues a drain only when
+    it creates (or finds stale) this one row, and a drain deletes it as it starts."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    requested_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"inbox drain requested at {self.requested_at:%Y-%m-%d %H:%M:%S}"

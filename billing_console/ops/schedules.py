@@ -27,6 +27,8 @@ SCHEDULES: list[Cron] = [
          "Log the ops summary; email OPS_EMAIL when something is wrong."),
     Cron("stripe_events_retry", "billing_console.stripe.tasks.stripe_events_retry", "* * * * *",
          "Apply Stripe events whose retry is due, whose worker died, or whose enqueue was lost."),
+    Cron("stripe_events_prune", "billing_console.stripe.tasks.stripe_events_prune", "40 3 * * *",
+         "Delete applied Stripe events older than STRIPE_EVENT_RETENTION_DAYS, in batches (0 keeps them)."),
     Cron("dunning_send", "dunning.tasks.dunning_send", "*/10 * * * *",
          "queue due dunning steps, send them (each once), retry failures with backoff"),
     Cron("enforce_access_policies", "dunning.tasks.enforce_access_policies", "15 * * * *",
