@@ -6,7 +6,8 @@ The inbox rows are the queue: no task per event.
                                                        unless one is queued already (the InboxWake row)
     worker: webhook_events_drain()  deletes the wake row (a later event wakes another drain), then until
             no received event is left: claim a batch, oldest Stripe time first (FOR UPDATE SKIP LOCKED:
-            concurrent drains take disjoint batches) -> each event: dispatch.prepare() (Stripe reads, no
+            concurrent drains take disjoint batches; a full batch wakes one more drain, so a backlog
+            spreads over the free workers) -> each event: dispatch.prepare() (Stripe reads, no
             transaction) -> its own transaction: dj-stripe sync, for the STRIPE_DJSTRIPE_SYNC types
             (savepoint; a failure is only a warning) -> dispatch.dispatch() -> processed
             a receiver exception rolls that event back -> failed, attempts+1, next_attempt_at (backoff);
@@ -275,6 +276,8 @@ def webhook_events_drain(*, batch_size: int | None = None) -> dict:
         rows, lease_until = webhook_events_claim(limit=batch_size)
         if not rows:
             return counts
+        if len(rows) == batch_size:  # a backlog: let another free worker drain beside this one
+            webhook_events_wake()
         claimed_at = time.monotonic()
         for i, row in enumerate(rows):
             if time.monotonic() - claimed_at > budget:  # the lease may be running out: give the rest back

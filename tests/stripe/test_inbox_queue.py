@@ -76,7 +76,9 @@ def test_one_bad_event_in_a_batch_does_not_block_the_others(stripe_settings, app
     assert statuses == ["past_due", "active", "past_due"]  # the bad event's effects were rolled back alone
 
 
-def test_a_drain_takes_batch_after_batch_until_the_queue_is_empty(stripe_settings, applied):
+def test_a_drain_takes_batch_after_batch_until_the_queue_is_empty(stripe_settings, applied, monkeypatch):
+    woken = []
+    monkeypatch.setattr(inbox, "webhook_events_wake", lambda: woken.append(1))
     for i in range(7):
         stored(stripe_event("customer.subscription.updated", obj={"id": f"sub_none{i}"}, event_id=f"evt_many_{i}",
                             created=NOW - 100 + i))
@@ -94,6 +96,7 @@ def test_a_drain_takes_batch_after_batch_until_the_queue_is_empty(stripe_setting
     finally:
         inbox.webhook_events_claim = real_claim
     assert claims == [3, 3, 1, 0]
+    assert woken == [1, 1]  # each full batch woke one more drain for the free workers
     assert counts["processed"] + counts["failed"] == 7
     assert applied == [f"evt_many_{i}" for i in range(7)]
     assert not WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED).exists()
@@ -176,7 +179,8 @@ def test_a_claim_skips_the_rows_another_worker_holds(stripe_settings):
 
 @requires_postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_drains_never_apply_the_same_event(stripe_settings):
+def test_concurrent_drains_never_apply_the_same_event(stripe_settings, monkeypatch):
+    monkeypatch.setattr(inbox, "webhook_events_wake", lambda: False)  # exactly these four drains
     n = 120
     for i in range(n):
         stored(stripe_event("price.updated", obj={"id": f"price_{i}"}, event_id=f"evt_race_{i:03d}",
