@@ -6,7 +6,7 @@ import logging
 from typing import Callable
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -15,11 +15,11 @@ from django.views.decorators.http import require_POST
 from billing_console import ratelimit
 from billing_console.errors import error_body
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
-from billing_console.models import Customer
+from billing_console.models import Customer, WebhookEvent
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
                                              checkout_rate_limit, checkout_start)
-from billing_console.stripe.inbox import WebhookRejected, webhook_event_store, webhook_payload_verify
+from billing_console.stripe.inbox import WebhookRejected, webhook_event_store, webhook_events_wake, webhook_payload_verify
 
 log = logging.getLogger("billing_console.api")
 MAX_JSON_BYTES = 16 * 1024
@@ -148,8 +148,13 @@ def webhook(request):
     except WebhookRejected as exc:
         return _error(exc.status, "WEBHOOK_REJECTED", exc.message)
     try:
-        row, created = webhook_event_store(event=event)
+        row, created = webhook_event_store(event=event, enqueue=False)
     except DatabaseError:
         log.exception("could not store Stripe event %s", event.get("id"))
         return _error(503, "STORE_FAILED", "The event could not be stored; Stripe will retry.")
-    return JsonResponse({"received": True, "duplicate": not created})
+    response = JsonResponse({"received": True, "duplicate": not created})
+    if row.status == WebhookEvent.Status.RECEIVED:
+        # Stripe waits for the stored row only: the drain is woken once the answer is sent (the server
+        # closes the response), and from the request's commit when the view runs inside a transaction.
+        response._resource_closers.append(lambda: transaction.on_commit(webhook_events_wake))
+    return response

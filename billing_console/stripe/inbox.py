@@ -151,9 +151,12 @@ def webhook_events_wake() -> bool:
     adapt = connection.ops.adapt_datetimefield_value
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {table} (id, requested_at) VALUES (1, %s) ON CONFLICT (id) DO UPDATE "
+            # Nothing is written (nor locked, nor flushed at commit) while a fresh wake row is there:
+            # ON CONFLICT DO UPDATE would lock the row even when its WHERE is false.
+            cursor.execute(f"INSERT INTO {table} (id, requested_at) SELECT 1, %s WHERE NOT EXISTS "
+                           f"(SELECT 1 FROM {table} WHERE requested_at >= %s) ON CONFLICT (id) DO UPDATE "
                            f"SET requested_at = excluded.requested_at WHERE {table}.requested_at < %s",
-                           [adapt(now), adapt(now - WAKE_STALE_AFTER)])
+                           [adapt(now), adapt(now - WAKE_STALE_AFTER), adapt(now - WAKE_STALE_AFTER)])
             if cursor.rowcount != 1:
                 return False
         from django_q.tasks import async_task
