@@ -18,6 +18,7 @@ The inbox rows are the queue: no task per event.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 
 import stripe
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -116,16 +117,8 @@ def webhook_event_store(*, event: dict, enqueue: bool = True) -> tuple[WebhookEv
         stripe_created=so.event_created(event) or timezone.now(),
         object_id=str(obj.get("id") or "")[:255], payload=event,
     )
-    # The first delivery is one INSERT that commits itself: this is the hot path Stripe waits on.
-    try:
-        if connection.in_atomic_block:  # a caller's transaction: a duplicate must not break it
-            with transaction.atomic():
-                row.save(force_insert=True)
-        else:
-            row.save(force_insert=True)
-    except IntegrityError:
-        pass
-    else:
+    row.pk = _insert_once(row)
+    if row.pk is not None:
         if enqueue:
             transaction.on_commit(webhook_events_wake)
         return row, True
@@ -135,6 +128,25 @@ def webhook_event_store(*, event: dict, enqueue: bool = True) -> tuple[WebhookEv
         if enqueue and row.status == WebhookEvent.Status.RECEIVED:
             transaction.on_commit(webhook_events_wake)
     return row, False
+
+
+@functools.cache
+def _insert_statement(vendor: str) -> tuple[list, str]:
+    fields = [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    return fields, (f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+                    f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({quote('stripe_id')}) DO NOTHING "
+                    f"RETURNING {quote(WebhookEvent._meta.pk.column)}")
+
+
+def _insert_once(row: WebhookEvent) -> int | None:
+    """The hot path Stripe waits on: one INSERT ... ON CONFLICT (stripe_id) DO NOTHING that commits
+    itself (outside a caller's transaction), every column of the model. The new id, None for a duplicate."""
+    fields, sql = _insert_statement(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields])
+        found = cursor.fetchone()
+    return found[0] if found else None
 
 
 DRAIN_TASK = "billing_console.stripe.tasks.webhook_events_drain"

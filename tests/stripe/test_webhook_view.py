@@ -111,10 +111,10 @@ def test_get_is_not_allowed(client):
 def test_database_failure_answers_503(stripe_settings, post_event, monkeypatch):
     from django.db import DatabaseError
 
-    def broken(self, *args, **kwargs):
+    def broken(row):
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(WebhookEvent, "save", broken)
+    monkeypatch.setattr("billing_console.stripe.inbox._insert_once", broken)
     response = post_event(an_event())
     assert response.status_code == 503 and response.json()["error"]["code"] == "STORE_FAILED"
 
