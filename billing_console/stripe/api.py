@@ -152,9 +152,6 @@ def webhook(request):
     except DatabaseError:
         log.exception("could not store Stripe event %s", event.get("id"))
         return _error(503, "STORE_FAILED", "The event could not be stored; Stripe will retry.")
-    response = JsonResponse({"received": True, "duplicate": not created})
     if row.status == WebhookEvent.Status.RECEIVED:
-        # Stripe waits for the stored row only: the drain is woken once the answer is sent (the server
-        # closes the response), and from the request's commit when the view runs inside a transaction.
-        response._resource_closers.append(lambda: transaction.on_commit(webhook_events_wake))
-    return response
+        transaction.on_commit(webhook_events_wake)
+    return JsonResponse({"received": True, "duplicate": not created})
