@@ -1,6 +1,6 @@
 """gunicorn's configuration: `gunicorn -c gunicorn.conf.py billing_console.wsgi`.
 
-Every value comes from the console's settings (billing_console/settings.py, read through django-environ
+Every value comes from the console's settings (billing_console/settings/, read through django-environ
 like every other setting), so .env and the environment configure the web server too.
 """
 import os

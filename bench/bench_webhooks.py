@@ -1,18 +1,25 @@
 """Webhook ingestion: acknowledged events/s and p99 of the console's /api/billing/webhook under 8
 concurrent clients (10% duplicates, some reordered), against a bare Django view inserting one ~3 KB
-JSON row on the same server in the same run; then the fully-applied rate (qcluster workers draining
-the inbox) against stock dj-stripe 2.11 processing the same kind of events synchronously in its own
-webhook view (WebhookEventTrigger: verify, store, re-read the object from the API, sync).
+JSON row on the same server in the same run, at 1, 2 and 4 gunicorn workers; then the fully-applied
+rate (qcluster workers draining the inbox) against stock dj-stripe 2.11 processing the same kind of
+events synchronously in its own webhook view (WebhookEventTrigger: verify, store, re-read the object
+from the API, sync); the applied rate at 1 and 2 qclusters, and with a million applied rows already
+in the inbox (against the same run's rate without them); and the RSS of every gunicorn and qcluster
+worker after --rss-events events acknowledged and applied.
 
-Everything on PostgreSQL and loopback: gunicorn gthread 2x4 with bench-only URLs
+Everything on PostgreSQL and loopback: gunicorn gthread Nx4 with bench-only URLs
 (bench/webhook_urls.py), the Stripe sandbox in its own process answering the API re-reads.
 Events are `customer.updated` built from the fixtures3 customer and event shapes, padded to ~3 KB,
-for customers that exist in the sandbox and in the console.
+for customers that exist in the sandbox and in the console. The million filler rows are applied
+`customer.updated` events of the same customers with a small payload (the indexes, not the payload
+bytes, are what a claim or an INSERT meets).
 
     .venv/bin/python bench/bench_webhooks.py [--events 1500] [--rounds 2] [--stock-events 600]
-                                             [--clusters 1] [--workers 4] [--djstripe-sync none]
+        [--web-workers 1,2,4] [--workers 4] [--apply-events 3000] [--inbox-rows 1000000]
+        [--rss-events 100000]      (--inbox-rows 0 / --rss-events 0 skip those phases)
 
-Targets (DESIGN.md): ack >= 1/3 of the bare insert rate with p99 < 250 ms; applied >= 2x stock.
+Targets (issue 22): ack >= 0.6x the bare insert with p99 < 100 ms (at 2 gunicorn workers, the
+deployment default); applied >= 3x stock; with a million rows, applied within 10%.
 Prints one line and writes var/bench/webhooks.json.
 """
 import argparse
@@ -35,6 +42,7 @@ from bench.harness import (  # noqa: E402
     OUT, PY, ROOT, Gunicorn, Request, bench_database_url, django_env, ensure_database, free_port, run_load, stop,
     wait_port, write_result,
 )
+from bench.rss import rss_of_children  # noqa: E402
 
 API_KEY = "sk_test_bench" + "W3bh00kB3nch0123456789ab"
 SECRET = "whsec_bench" + "Q7s9d2LkPz4mX8vN1cR6tY0w"
@@ -137,46 +145,135 @@ def seed(emu_url: str, n: int) -> tuple[list[dict], str]:
     return customers, str(endpoint.djstripe_uuid)
 
 
-def drain(env: dict, total: int, clusters: int, timeout: float) -> dict:
-    """Start the qclusters and wait until every stored event is processed (or failed)."""
+class Clusters:
+    """n `manage.py qcluster` processes, stopped on exit."""
+
+    def __init__(self, env: dict, n: int):
+        self.env, self.n, self.procs = env, n, []
+
+    def __enter__(self) -> "Clusters":
+        self.procs = [subprocess.Popen([PY, "manage.py", "qcluster"], cwd=ROOT, env=self.env,
+                                       stdout=(OUT / f"qcluster{i}.log").open("ab"), stderr=subprocess.STDOUT)
+                      for i in range(self.n)]
+        return self
+
+    def rss(self) -> list[float]:
+        return sorted((r for proc in self.procs for r in rss_of_children(proc.pid)), reverse=True)
+
+    def __exit__(self, *exc) -> None:
+        for proc in self.procs:
+            stop(proc)
+
+
+def wait_applied(total: int, timeout: float, started: float) -> float:
+    """Until `total` events of the inbox are processed or failed; returns the wall seconds."""
     from django.db import connection
+
+    from billing_console.models import WebhookEvent
+
+    while time.perf_counter() - started < timeout:
+        done = WebhookEvent.objects.filter(status__in=["processed", "failed"]).count()
+        connection.close()
+        if done >= total:
+            break
+        time.sleep(0.25)
+    return time.perf_counter() - started
+
+
+def applied_figures(total: int, wall: float, since) -> dict:
+    """The rate over the processed_at span of the events applied after `since`."""
     from django.db.models import Count, Max, Min
 
     from billing_console.models import WebhookEvent
 
-    procs = []
-    started = time.perf_counter()
-    for i in range(clusters):
-        procs.append(subprocess.Popen([PY, "manage.py", "qcluster"], cwd=ROOT, env=env,
-                                      stdout=(OUT / f"qcluster{i}.log").open("ab"), stderr=subprocess.STDOUT))
-    try:
-        while time.perf_counter() - started < timeout:
-            done = WebhookEvent.objects.filter(status__in=["processed", "ignored", "failed"]).count()
-            connection.close()
-            if done >= total:
-                break
-            time.sleep(0.25)
-        wall = time.perf_counter() - started
-        # dj-stripe's mirror runs in its own tasks after each event is applied: wait for it too, to read its lag.
-        while time.perf_counter() - started < timeout and WebhookEvent.objects.filter(mirror="due").exists():
-            connection.close()
-            time.sleep(0.25)
-    finally:
-        for proc in procs:
-            stop(proc)
-    statuses = dict(WebhookEvent.objects.values_list("status").annotate(n=Count("pk")))
-    span = WebhookEvent.objects.filter(status="processed").aggregate(first=Min("processed_at"), last=Max("processed_at"))
+    batch = WebhookEvent.objects.filter(received_at__gte=since)
+    statuses = dict(batch.values_list("status").annotate(n=Count("pk")).order_by())
+    span = batch.filter(status="processed").aggregate(first=Min("processed_at"), last=Max("processed_at"))
     active = (span["last"] - span["first"]).total_seconds() if span["first"] else 0
     processed = statuses.get("processed", 0)
-    errors = list(WebhookEvent.objects.filter(status="failed").values_list("last_error", flat=True)[:3])
-    from billing_console.stripe.mirror import mirror_lag_seconds
-
-    mirror = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in mirror_lag_seconds().items()}
-    mirror["failed"] = WebhookEvent.objects.filter(mirror="failed").count()
+    errors = list(batch.filter(status="failed").values_list("last_error", flat=True)[:3])
     return {"events": total, "statuses": statuses, "wall_s": round(wall, 2), "active_s": round(active, 2),
-            "mirror": mirror,
             "per_second": round(processed / active, 1) if active else 0.0,
             "per_second_wall": round(processed / wall, 1) if wall else 0.0, "sample_errors": errors}
+
+
+def drain(env: dict, clusters: int, timeout: float, since) -> dict:
+    """Start the qclusters and wait until every stored event is processed (or failed)."""
+    from billing_console.models import WebhookEvent
+
+    total = WebhookEvent.objects.count()
+    started = time.perf_counter()
+    with Clusters(env, clusters) as running:
+        wall = wait_applied(total, timeout, started)
+        rss = running.rss()
+    return {**applied_figures(total - WebhookEvent.objects.filter(received_at__lt=since).count(), wall, since),
+            "clusters": clusters, "rss_mib": rss}
+
+
+def store_direct(events: list[dict]) -> None:
+    """Store events as the webhook view does (and wake the drain), without HTTP: the applied phases
+    measure the workers, not the acknowledgement."""
+    from billing_console.stripe.inbox import webhook_event_store
+
+    for event in events:
+        webhook_event_store(event=event)
+
+
+def fill_inbox(rows: int, customers: list[dict], start_created: int) -> float:
+    """`rows` applied customer.updated events of the bench's customers, copied in SQL from one template
+    row (every column the model has, whatever they are), then ANALYZE. Returns the seconds taken."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from billing_console.models import WebhookEvent
+
+    started = time.perf_counter()
+    template = WebhookEvent.objects.create(
+        stripe_id="evt_fill_template", type="customer.updated", api_version="2026-05-27.dahlia",
+        stripe_created=timezone.now(), object_id=customers[0]["id"], status="processed", attempts=1,
+        processed_at=timezone.now(), payload={"id": "evt_fill", "object": "event", "type": "customer.updated"})
+    columns = [f.column for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+    ids = [c["id"] for c in customers]
+    generated = {"stripe_id": ("'evt_fill' || g", []), "object_id": ("(%s::text[])[1 + g %% %s]", [ids, len(ids)]),
+                 "stripe_created": ("to_timestamp(%s + g)", [start_created - rows])}
+    select, params = [], []
+    for column in columns:
+        sql, values = generated.get(column, (f"t.{connection.ops.quote_name(column)}", []))
+        select.append(sql)
+        params += values
+    with connection.cursor() as cur:
+        cur.execute(f"INSERT INTO {WebhookEvent._meta.db_table} ({', '.join(connection.ops.quote_name(c) for c in columns)}) "
+                    f"SELECT {', '.join(select)} FROM {WebhookEvent._meta.db_table} t, generate_series(1, %s) g "
+                    f"WHERE t.id = %s", [*params, rows, template.pk])
+        cur.execute(f"ANALYZE {WebhookEvent._meta.db_table}")
+    template.delete()
+    return time.perf_counter() - started
+
+
+def rss_phase(env: dict, customers: list[dict], n: int, clients: int, clusters: int, base_created: int,
+              timeout: float) -> dict:
+    """`n` events acknowledged through gunicorn (2 workers) while the qclusters apply them; the RSS of
+    every worker when they start and after the last one is applied."""
+    from django.utils import timezone
+
+    from billing_console.models import WebhookEvent
+
+    since = timezone.now()
+    before_total = WebhookEvent.objects.count()
+    events = build_events("rss_", n, customers, base_created)
+    started = time.perf_counter()
+    with Gunicorn(env) as server, Clusters(env, clusters) as running:
+        time.sleep(3)  # imports done
+        rss_start = {"gunicorn": rss_of_children(server.proc.pid), "qcluster": running.rss()}
+        ack = run_load(server.port, encode("/api/billing/webhook", events, clients))
+        wall = wait_applied(before_total + n, timeout, started)
+        rss_end = {"gunicorn": rss_of_children(server.proc.pid), "qcluster": running.rss()}
+    return {"events": n, "ack": ack.summary(), "applied": applied_figures(n, wall, since),
+            "rss_mib_start": rss_start, "rss_mib_end": rss_end}
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else 0.0
 
 
 def main():
@@ -187,15 +284,18 @@ def main():
     parser.add_argument("--bare-seconds", type=float, default=8.0)
     parser.add_argument("--stock-events", type=int, default=600)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--clusters", type=int, default=1)
+    parser.add_argument("--web-workers", default="1,2,4", help="gunicorn worker counts for the ack rounds")
     parser.add_argument("--workers", type=int, default=4, help="django-q2 workers per cluster")
+    parser.add_argument("--apply-events", type=int, default=3000, help="events per applied phase (1/2 clusters)")
+    parser.add_argument("--inbox-rows", type=int, default=1_000_000, help="applied rows already in the inbox")
+    parser.add_argument("--rss-events", type=int, default=100_000)
     parser.add_argument("--duplicates", type=float, default=0.10)
     parser.add_argument("--reorder", type=float, default=0.05)
     parser.add_argument("--drain-timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--djstripe-sync", default="", help="STRIPE_DJSTRIPE_SYNC of the console (default: its own)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    web_workers = [int(w) for w in args.web_workers.split(",")]
 
     url = bench_database_url()
     ensure_database(url)
@@ -203,59 +303,96 @@ def main():
     emulator, emu_url = start_emulator()
     env = django_env(url, DJANGO_SETTINGS_MODULE="bench.webhook_settings", STRIPE_SECRET_KEY=API_KEY,
                      STRIPE_WEBHOOK_SECRET=SECRET, STRIPE_API_HOST=emu_url, ALLOWED_HOSTS="127.0.0.1,localhost",
-                     CLOUD_MASTER_KEY="bench-master-key-0123456789abcdef", Q_WORKERS=str(args.workers),
-                     **({"STRIPE_DJSTRIPE_SYNC": args.djstripe_sync} if args.djstripe_sync else {}))
+                     CLOUD_MASTER_KEY="bench-master-key-0123456789abcdef", Q_WORKERS=str(args.workers))
     os.environ.update(env)
     import django
 
     django.setup()
+    from django.utils import timezone
+
+    by_workers: dict[int, dict] = {}
+    applied_phases: dict[str, dict] = {}
     try:
         reset_tables()
         customers, endpoint_uuid = seed(emu_url, args.customers)
         base_created = int(time.time()) - 3600
-        rounds_bare, rounds_ack = [], []
-        unique_total = 0
-        with Gunicorn(env) as server:
-            warm = build_events("warm", 80, customers, base_created - 1000)
-            run_load(server.port, encode("/api/billing/webhook", warm, args.clients))
-            run_load(server.port, encode("/bench/insert", warm, args.clients, signed=False), repeat_for=1.0)
-            unique_total += len(warm)
-            for r in range(args.rounds):
-                events = build_events(f"r{r}_", args.events, customers, base_created + r * args.events)
-                unique_total += len(events)
-                bare = run_load(server.port, encode("/bench/insert", events, args.clients, signed=False),
-                                repeat_for=args.bare_seconds)
-                ack = run_load(server.port, encode("/api/billing/webhook",
-                                                   deliveries(events, duplicates=args.duplicates, reorder=args.reorder,
-                                                              rng=rng), args.clients))
-                rounds_bare.append(bare)
-                rounds_ack.append(ack)
-            stock_events = build_events("stock", args.stock_events, customers, base_created + 10 ** 6)
-            stock = run_load(server.port, encode(f"/bench/djstripe/{endpoint_uuid}/", stock_events, args.clients))
-        applied = drain(env, unique_total, args.clusters, args.drain_timeout)
+        run_start = timezone.now()
+        for w in web_workers:
+            rounds_bare, rounds_ack = [], []
+            with Gunicorn(env, workers=w) as server:
+                warm = build_events(f"warm{w}_", 80, customers, base_created - 1000)
+                run_load(server.port, encode("/api/billing/webhook", warm, args.clients))
+                run_load(server.port, encode("/bench/insert", warm, args.clients, signed=False), repeat_for=1.0)
+                for r in range(args.rounds):
+                    events = build_events(f"w{w}r{r}_", args.events, customers, base_created + r * args.events)
+                    bare = run_load(server.port, encode("/bench/insert", events, args.clients, signed=False),
+                                    repeat_for=args.bare_seconds)
+                    ack = run_load(server.port, encode("/api/billing/webhook",
+                                                       deliveries(events, duplicates=args.duplicates,
+                                                                  reorder=args.reorder, rng=rng), args.clients))
+                    rounds_bare.append(bare)
+                    rounds_ack.append(ack)
+                if w == 2:
+                    stock_events = build_events("stock", args.stock_events, customers, base_created + 10 ** 6)
+                    stock = run_load(server.port, encode(f"/bench/djstripe/{endpoint_uuid}/", stock_events,
+                                                         args.clients))
+            bare_rate = statistics.median(b.rate for b in rounds_bare)
+            ack_rate = statistics.median(a.rate for a in rounds_ack)
+            by_workers[w] = {"bare_insert_per_s": round(bare_rate, 1), "ack_per_s": round(ack_rate, 1),
+                             "ack_p99_ms": round(statistics.median(a.pct(99) for a in rounds_ack) * 1000, 1),
+                             "ack_to_bare": ratio(ack_rate, bare_rate),
+                             "rounds": {"bare": [b.summary() for b in rounds_bare],
+                                        "ack": [a.summary() for a in rounds_ack]}}
+        # Everything the ack rounds stored, drained by one cluster: the headline applied rate.
+        applied = drain(env, 1, args.drain_timeout, run_start)
+        for clusters in (1, 2):
+            since = timezone.now()
+            store_direct(build_events(f"c{clusters}_", args.apply_events, customers, base_created + 2 * 10 ** 6))
+            applied_phases[f"clusters_{clusters}"] = drain(env, clusters, args.drain_timeout, since)
+        if args.inbox_rows:
+            fill_seconds = fill_inbox(args.inbox_rows, customers, base_created - 10 ** 7)
+            since = timezone.now()
+            store_direct(build_events("full_", args.apply_events, customers, base_created + 3 * 10 ** 6))
+            applied_phases["inbox_full"] = {**drain(env, 1, args.drain_timeout, since),
+                                            "inbox_rows": args.inbox_rows, "fill_s": round(fill_seconds, 1)}
+        rss = (rss_phase(env, customers, args.rss_events, args.clients, 1, base_created + 4 * 10 ** 6,
+                         args.drain_timeout * 3) if args.rss_events else None)
     finally:
         stop(emulator)
 
-    bare_rate = statistics.median(b.rate for b in rounds_bare)
-    ack_rate = statistics.median(a.rate for a in rounds_ack)
-    ack_p99 = statistics.median(a.pct(99) for a in rounds_ack) * 1000
-    ratio = ack_rate / bare_rate if bare_rate else 0.0
-    applied_ratio = applied["per_second"] / stock.rate if stock.rate else 0.0
+    main_w = 2 if 2 in by_workers else web_workers[0]
+    headline = by_workers[main_w]
+    applied_ratio = ratio(applied["per_second"], stock.rate)
+    one, two = applied_phases["clusters_1"]["per_second"], applied_phases["clusters_2"]["per_second"]
+    full = applied_phases.get("inbox_full", {}).get("per_second")
+    figures = {"bare_insert_per_s": headline["bare_insert_per_s"], "ack_per_s": headline["ack_per_s"],
+               "ack_p99_ms": headline["ack_p99_ms"], "ack_to_bare": headline["ack_to_bare"],
+               "stock_djstripe_per_s": round(stock.rate, 1), "stock_djstripe_p99_ms": round(stock.pct(99) * 1000, 1),
+               "applied_per_s": applied["per_second"], "applied_to_stock": applied_ratio,
+               "ack_by_gunicorn_workers": {w: {k: v for k, v in f.items() if k != "rounds"} for w, f in by_workers.items()},
+               "applied_1_cluster_per_s": one, "applied_2_clusters_per_s": two, "two_to_one_cluster": ratio(two, one),
+               "applied_with_full_inbox_per_s": full, "full_to_empty_inbox": ratio(full, one) if full else None}
+    if rss:
+        figures["rss_mib_after"] = rss["rss_mib_end"]
+    met = {"ack": headline["ack_to_bare"] >= 0.6 and headline["ack_p99_ms"] < 100,
+           "applied": applied_ratio >= 3.0, "full_inbox": None if full is None else full >= 0.9 * one}
     result = {
-        "config": vars(args), "server": "gunicorn gthread 2 workers x 4 threads", "unique_events": unique_total,
-        "bare_insert": [b.summary() for b in rounds_bare], "ack": [a.summary() for a in rounds_ack],
-        "stock_djstripe": stock.summary(), "applied": applied,
-        "figures": {"bare_insert_per_s": round(bare_rate, 1), "ack_per_s": round(ack_rate, 1),
-                    "ack_p99_ms": round(ack_p99, 1), "ack_to_bare": round(ratio, 2),
-                    "stock_djstripe_per_s": round(stock.rate, 1), "stock_djstripe_p99_ms": round(stock.pct(99) * 1000, 1),
-                    "applied_per_s": applied["per_second"], "applied_to_stock": round(applied_ratio, 2)},
-        "targets": {"ack_to_bare_min": 1 / 3, "ack_p99_ms_max": 250, "applied_to_stock_min": 2.0},
-        "met": {"ack": ratio >= 1 / 3 and ack_p99 < 250, "applied": applied_ratio >= 2.0},
+        "config": vars(args), "server": f"gunicorn gthread {web_workers} workers x 4 threads", "by_workers": by_workers,
+        "stock_djstripe": stock.summary(), "applied": applied, "applied_phases": applied_phases, "rss": rss,
+        "figures": figures, "targets": {"ack_to_bare_min": 0.6, "ack_p99_ms_max": 100, "applied_to_stock_min": 3.0,
+                                        "full_to_empty_inbox_min": 0.9},
+        "met": met, "loadavg": os.getloadavg(),
     }
     write_result("webhooks", result)
-    print(f"webhooks: ack {ack_rate:.0f}/s p99 {ack_p99:.0f} ms = {ratio:.2f}x bare insert {bare_rate:.0f}/s "
-          f"(target >= 0.33, p99 < 250); applied {applied['per_second']:.0f}/s = {applied_ratio:.2f}x stock dj-stripe "
-          f"{stock.rate:.0f}/s p99 {stock.pct(99) * 1000:.0f} ms (target >= 2x); dj-stripe mirror lag {applied['mirror']}")
+    scaling = ", ".join(f"{w}w {f['ack_per_s']:.0f}/s {f['ack_to_bare']:.2f}x" for w, f in by_workers.items())
+    print(f"webhooks: ack {headline['ack_per_s']:.0f}/s p99 {headline['ack_p99_ms']:.0f} ms = "
+          f"{headline['ack_to_bare']:.2f}x bare insert {headline['bare_insert_per_s']:.0f}/s (target >= 0.6, p99 < 100; "
+          f"{scaling}); applied {applied['per_second']:.0f}/s = {applied_ratio:.2f}x stock dj-stripe {stock.rate:.0f}/s "
+          f"p99 {stock.pct(99) * 1000:.0f} ms (target >= 3x); 1 cluster {one:.0f}/s, 2 clusters {two:.0f}/s"
+          + (f"; {args.inbox_rows:,} rows in the inbox {full:.0f}/s = {ratio(full, one):.2f}x (target >= 0.9)" if full else "")
+          + (f"; RSS after {args.rss_events:,} events: gunicorn {rss['rss_mib_end']['gunicorn']} MiB, "
+             f"qcluster {rss['rss_mib_end']['qcluster']} MiB" if rss else "")
+          + f"; load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

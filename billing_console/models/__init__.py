@@ -7,11 +7,11 @@ from billing_console.models.invoicing import (Cohort, CohortAccountReview, Drift
                                               ReconciliationRun, StripeImportCursor)
 from billing_console.models.lifecycle import Dispute, UnlinkedSubscription
 from billing_console.models.ops import Alert, AuditEvent, CronRun, Heartbeat
-from billing_console.models.stripe import CheckoutAttempt, CheckoutSwitch, WebhookEvent
+from billing_console.models.stripe import CheckoutAttempt, CheckoutSwitch, InboxWake, WebhookEvent
 from billing_console.models.usage import UsageEvent, UsageReport
 
 __all__ = [
-    "E164", "new_salt", "Customer", "ManageLinkDelivery", "CheckoutAttempt", "CheckoutSwitch", "WebhookEvent", "Invoice",
+    "E164", "new_salt", "Customer", "ManageLinkDelivery", "CheckoutAttempt", "CheckoutSwitch", "WebhookEvent", "InboxWake", "Invoice",
     "InvoiceEvent", "LedgerEntry", "ReconciliationRun", "DriftItem", "StripeImportCursor", "Cohort", "CohortAccountReview",
     "CronRun", "AuditEvent", "UnlinkedSubscription", "Dispute", "Heartbeat", "Alert", "UsageEvent", "UsageReport",
 ]

@@ -91,7 +91,11 @@ class WebhookEvent(models.Model):
                    models.Index(fields=["object_id"], name="webhookevent_object_id"),
                    # Only the events waiting for the mirror: empty in a steady state, never touched by the INSERT.
                    models.Index(fields=["stripe_created"], name="webhookevent_mirror_due",
-                                condition=models.Q(mirror="due"))]
+                                condition=models.Q(mirror="due")),
+                   # The queue the workers claim from, oldest first: only the received rows, so it stays
+                   # small however many applied events the inbox keeps.
+                   models.Index(fields=["stripe_created", "id"], name="webhookevent_received",
+                                condition=models.Q(status="received"))]
         ordering = ["-stripe_created"]
 
     def __str__(self):
@@ -115,3 +119,14 @@ class CheckoutSwitch(models.Model):
 
     def __str__(self):
         return "Checkout open" if self.is_open else "Checkout closed"
+
+
+class InboxWake(models.Model):
+    """Present while a drain of the event inbox is queued: the webhook view enqueues a drain only when
+    it creates (or finds stale) this one row, and a drain deletes it as it starts."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    requested_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"inbox drain requested at {self.requested_at:%Y-%m-%d %H:%M:%S}"

@@ -35,6 +35,8 @@ SCHEDULES: list[Cron] = [
          "Apply Stripe events whose retry is due, whose worker died, or whose enqueue was lost."),
     Cron("stripe_events_mirror", "billing_console.stripe.tasks.stripe_events_mirror", "* * * * *",
          "Mirror applied Stripe events into dj-stripe's tables when the on-commit kick was lost."),
+    Cron("stripe_events_prune", "billing_console.stripe.tasks.stripe_events_prune", "40 3 * * *",
+         "Delete applied Stripe events older than STRIPE_EVENT_RETENTION_DAYS, in batches (0 keeps them)."),
     Cron("dunning_send", "dunning.tasks.dunning_send", "*/10 * * * *",
          "queue due dunning steps, send them (each once), retry failures with backoff"),
     Cron("enforce_access_policies", "dunning.tasks.enforce_access_policies", "15 * * * *",

@@ -15,12 +15,12 @@ from django.views.decorators.http import require_POST
 from billing_console import ratelimit
 from billing_console.errors import error_body
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
-from billing_console.models import AuditEvent, Customer
+from billing_console.models import AuditEvent, Customer, WebhookEvent
 from billing_console.services import audit_log
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe.checkout import (CheckoutInputError, CheckoutStripeFailed, PlanNotAvailable, checkout_input_clean,
                                              checkout_rate_limit, checkout_start)
-from billing_console.stripe.inbox import WebhookRejected, webhook_event_store, webhook_payload_verify
+from billing_console.stripe.inbox import WebhookRejected, webhook_event_store, webhook_events_wake, webhook_payload_verify
 from billing_console.stripe.switch import CLOSED_MESSAGE, CheckoutClosed, checkout_is_open
 
 CLOSED_CODE = CheckoutClosed.code
@@ -158,8 +158,10 @@ def webhook(request):
     except WebhookRejected as exc:
         return _error(exc.status, "WEBHOOK_REJECTED", exc.message)
     try:
-        row, created = webhook_event_store(event=event)
+        row, created = webhook_event_store(event=event, enqueue=False)
     except DatabaseError:
         log.exception("could not store Stripe event %s", event.get("id"))
         return _error(503, "STORE_FAILED", "The event could not be stored; Stripe will retry.")
+    if row.status == WebhookEvent.Status.RECEIVED:
+        transaction.on_commit(webhook_events_wake)
     return JsonResponse({"received": True, "duplicate": not created})

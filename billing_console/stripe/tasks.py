@@ -9,10 +9,23 @@ def webhook_event_process(webhook_event_id: int) -> str:
     return stripe_events.webhook_event_process(webhook_event_id=webhook_event_id)
 
 
+def webhook_events_drain() -> dict:
+    return stripe_events.webhook_events_drain()
+
+
 def stripe_events_retry() -> None:
     with cron_guard("stripe_events_retry") as run:
         if run is not None:
             run.counts = stripe_events.webhook_events_retry_due()
+
+
+def stripe_events_prune() -> None:
+    from django.conf import settings
+
+    with cron_guard("stripe_events_prune") as run:
+        if run is not None:
+            days = settings.STRIPE_EVENT_RETENTION_DAYS
+            run.counts = {"deleted": stripe_events.webhook_events_prune(older_than_days=days) if days else 0}
 
 
 def checkout_follow_up_send(attempt_id: str) -> str:

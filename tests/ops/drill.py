@@ -48,6 +48,7 @@ def populate_core() -> dict:
     core.WebhookEvent.objects.create(stripe_id="evt_drill1", type="invoice.paid", stripe_created=now,
                                      payload={"id": "evt_drill1", "data": {"object": {"amount_paid": 900}}},
                                      status="processed", processed_at=now)
+    core.InboxWake.objects.create(requested_at=now)  # a drain queued when the backup was taken
     invoice = core.Invoice.objects.create(stripe_id="in_drill1", customer=customer, stripe_customer_id="cus_drill1",
                                           subscription_id=customer.subscription_id, currency="usd", total=900,
                                           amount_paid=900, period_end=now + timedelta(days=30), data={"k": [1, 2]})

@@ -1,4 +1,4 @@
-"""With the Redis broker the task is sent after the event commits (no outbox): an enqueue that never
+"""The drain task is sent after the event commits (the inbox row is the queue): a wake that never
 reaches Redis (it is down, or restarts and loses its list) must not lose the event. The retry cron
 finds events stored but never applied once STRIPE_EVENT_ENQUEUE_GRACE_SECONDS have passed."""
 import json
@@ -46,7 +46,7 @@ def test_an_event_whose_task_never_reached_the_queue_is_applied_by_the_retry_cro
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(WEBHOOK_URL, data=body, content_type="application/json", **signed_headers(body))
     assert response.status_code == 200  # acknowledged: Stripe will not send it again
-    assert sent == [("billing_console.stripe.tasks.webhook_event_process", (WebhookEvent.objects.get().pk,))]
+    assert sent == [(inbox.DRAIN_TASK, ())]  # the drain's wake, the one task that was lost
     row = WebhookEvent.objects.get(stripe_id="evt_redis_drop")
     assert row.status == WebhookEvent.Status.RECEIVED
 
@@ -61,14 +61,14 @@ def test_an_event_whose_task_never_reached_the_queue_is_applied_by_the_retry_cro
     assert Customer.objects.get(pk=customer.pk).subscription_status == "past_due"
 
 
-def test_with_the_redis_broker_the_task_is_sent_only_after_the_event_commits(
+def test_with_the_redis_broker_the_drain_is_woken_only_after_the_event_commits(
         client, stripe_settings, redis_broker, monkeypatch, django_capture_on_commit_callbacks):
     customer = SubscribedCustomerFactory(stripe_customer_id="cus_redis_commit", subscription_id="sub_redis_commit")
-    monkeypatch.setattr(inbox, "_enqueue_process", lambda pk, raise_errors=False: calls.append(pk))
     calls = []
+    monkeypatch.setattr("billing_console.stripe.api.webhook_events_wake", lambda: calls.append("wake"))
     body = json.dumps(subscription_event(customer, event_id="evt_redis_commit")).encode()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         client.post(WEBHOOK_URL, data=body, content_type="application/json", **signed_headers(body))
     assert calls == [] and len(callbacks) == 1  # nothing sent before the commit
     callbacks[0]()
-    assert calls == [WebhookEvent.objects.get(stripe_id="evt_redis_commit").pk]
+    assert calls == ["wake"] and WebhookEvent.objects.get(stripe_id="evt_redis_commit").status == "received"

@@ -111,10 +111,10 @@ def test_get_is_not_allowed(client):
 def test_database_failure_answers_503(stripe_settings, post_event, monkeypatch):
     from django.db import DatabaseError
 
-    def broken(self, *args, **kwargs):
+    def broken(row):
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(WebhookEvent, "save", broken)
+    monkeypatch.setattr("billing_console.stripe.inbox._insert_once", broken)
     response = post_event(an_event())
     assert response.status_code == 503 and response.json()["error"]["code"] == "STORE_FAILED"
 
@@ -129,26 +129,65 @@ def queued(settings, monkeypatch):
     monkeypatch.setattr(Conf, "ORM", "default")
 
 
-def test_event_and_its_task_are_stored_together(stripe_settings, queued, post_event):
+def test_acknowledging_is_one_insert_and_one_drain_task_serves_many_events(stripe_settings, queued, post_event):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
     from django_q.models import OrmQ
 
-    response = post_event(an_event())
-    assert response.status_code == 200
-    row = WebhookEvent.objects.get()
-    assert row.status == WebhookEvent.Status.RECEIVED
-    task = OrmQ.objects.get().task  # one transaction made both rows
-    assert task["func"] == "billing_console.stripe.tasks.webhook_event_process" and task["args"] == (row.pk,)
+    from billing_console.models import InboxWake
+    from billing_console.stripe.inbox import DRAIN_TASK, webhook_events_drain
+
+    with CaptureQueriesContext(connection) as first:
+        assert post_event(an_event("evt_queue_1")).status_code == 200
+    assert OrmQ.objects.get().task["func"] == DRAIN_TASK  # woken once the event committed
+    with CaptureQueriesContext(connection) as second:
+        assert post_event(an_event("evt_queue_2")).status_code == 200
+        assert post_event(an_event("evt_queue_3")).status_code == 200
+    assert OrmQ.objects.count() == 1  # a drain is queued already: no task row per event
+    inserts = [q["sql"] for q in second.captured_queries if q["sql"].startswith("INSERT")]
+    assert len([sql for sql in inserts if "webhookevent" in sql]) == 2 and not any("django_q" in sql for sql in inserts)
+    assert any("django_q_ormq" in q["sql"] for q in first.captured_queries)
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {WebhookEvent.Status.RECEIVED}
+
+    # product.created has no receiver: each is applied as ignored (stored, never failed).
+    assert webhook_events_drain() == {"processed": 0, "ignored": 3, "failed": 0, "released": 0}
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {WebhookEvent.Status.IGNORED}
+    assert not InboxWake.objects.exists()  # the drain started: the next event wakes another
+    post_event(an_event("evt_queue_4"))
+    assert OrmQ.objects.count() == 2
 
 
-def test_queue_failure_stores_nothing_and_answers_503_so_stripe_retries(stripe_settings, queued, post_event,
-                                                                         monkeypatch):
+def test_queue_failure_still_acknowledges_and_the_retry_cron_applies_the_event(stripe_settings, queued, post_event,
+                                                                            monkeypatch):
+    from datetime import timedelta
+
     from django.db import OperationalError
+    from django.utils import timezone
     from django_q.brokers.orm import ORM
+    from django_q.models import OrmQ
+
+    from billing_console.models import InboxWake
+    from billing_console.stripe.inbox import WAKE_STALE_AFTER, webhook_events_retry_due
 
     def down(self, task):
         raise OperationalError("queue table unavailable")
 
-    monkeypatch.setattr(ORM, "enqueue", down)
-    response = post_event(an_event())
-    assert response.status_code == 503 and response.json()["error"]["code"] == "STORE_FAILED"
-    assert not WebhookEvent.objects.exists()
+    with monkeypatch.context() as patch:
+        patch.setattr(ORM, "enqueue", down)
+        response = post_event(an_event("evt_queue_down"))
+    assert response.status_code == 200  # stored: the worker side catches up without Stripe's help
+    row = WebhookEvent.objects.get()
+    assert row.status == WebhookEvent.Status.RECEIVED and not OrmQ.objects.exists()
+
+    # The wake that was lost looks pending until it is stale; then the next event wakes a drain again.
+    post_event(an_event("evt_queue_next"))
+    assert not OrmQ.objects.exists()
+    InboxWake.objects.update(requested_at=timezone.now() - WAKE_STALE_AFTER - timedelta(seconds=1))
+    post_event(an_event("evt_queue_later"))
+    assert OrmQ.objects.count() == 1
+
+    WebhookEvent.objects.filter(pk=row.pk).update(
+        received_at=timezone.now() - timedelta(seconds=stripe_settings.STRIPE_EVENT_ENQUEUE_GRACE_SECONDS + 1))
+    assert webhook_events_retry_due()["ignored"] == 1
+    row.refresh_from_db()
+    assert row.status == WebhookEvent.Status.IGNORED
