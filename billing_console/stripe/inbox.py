@@ -322,7 +322,7 @@ def webhook_events_replay(*, events: QuerySet | list[WebhookEvent], actor_type: 
 
 # Applied events kept this long are enough to answer support and to replay; older ones only slow the
 # table down. Events not applied (received, processing, failed) are kept whatever their age.
-PRUNABLE = (WebhookEvent.Status.PROCESSED,)
+PRUNABLE = (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED)
 
 
 def webhook_events_prune(*, older_than_days: int, batch_size: int = 5000) -> int:

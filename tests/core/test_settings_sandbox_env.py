@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from billing_console.settings import _sandbox_values
+from billing_console.settings.base import _sandbox_values
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_LINES = {

@@ -3,6 +3,7 @@ the same with STRIPE_EVENT_RETENTION_DAYS)."""
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from billing_console.wording import counted
 from billing_console.errors import ServiceError
 from billing_console.stripe.inbox import webhook_events_prune
 
@@ -25,4 +26,4 @@ class Command(BaseCommand):
             deleted = webhook_events_prune(older_than_days=days, batch_size=batch_size)
         except ServiceError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(f"{deleted} applied event(s) older than {days} day(s) deleted.")
+        self.stdout.write(f"{counted(deleted, 'applied event')} older than {counted(days, 'day')} deleted.")
