@@ -149,7 +149,8 @@ def checkout(port: int, emu, email: str, card: str) -> dict | None:
     if response.status != 200:
         return {"error": response.status, "body": body}
     session_id = body["url"].rstrip("/").split("/")[-1]
-    return emu.pay_checkout(session_id, card=card)
+    # Checkout asks for a phone when WhatsApp dunning is configured (the sandbox env configures it).
+    return emu.pay_checkout(session_id, card=card, phone="+15555550123")
 
 
 def run(args) -> int:
