@@ -25,3 +25,17 @@ def update_rows(model, rows: list, fields: list[str]) -> None:
            + f" WHERE t.{columns[0]} = v.{columns[0]}")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def retry_on_deadlock(fn, *, attempts: int = 3):
+    """Run `fn()` (which owns its whole transaction) again when PostgreSQL picked it as a deadlock's
+    victim: the database rolled all of it back, so a second run starts clean. Other errors pass."""
+    from django.db import OperationalError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except OperationalError as exc:
+            cause = exc.__cause__
+            if attempt == attempts or type(cause).__name__ != "DeadlockDetected":
+                raise

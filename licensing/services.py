@@ -136,6 +136,16 @@ def _email_key(license_id: int, key: str, *, reissued: bool) -> None:
 # --- Devices --------------------------------------------------------------------------------
 def license_activate_device(*, license: License, device_id: str, name: str = "", platform: str = "",
                             actor_type: str = API, actor: str = "") -> tuple[DeviceActivation, bool]:
+    """See _license_activate_device; a deadlock with a webhook applying the same customer's events at the
+    same moment is retried (the first attempt was rolled back whole)."""
+    from billing_console.db import retry_on_deadlock
+
+    return retry_on_deadlock(lambda: _license_activate_device(
+        license=license, device_id=device_id, name=name, platform=platform, actor_type=actor_type, actor=actor))
+
+
+def _license_activate_device(*, license: License, device_id: str, name: str = "", platform: str = "",
+                             actor_type: str = API, actor: str = "") -> tuple[DeviceActivation, bool]:
     """Activate a device within the licence's limit. Re-activating an active device changes nothing.
 
     Returns (activation, created). Raises LicenseError when the licence is not usable and

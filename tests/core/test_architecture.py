@@ -268,3 +268,4 @@ def test_apis_answer_errors_through_the_one_shape():
                                                       for k in body.keys):
                     literal.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert literal == []
+
