@@ -66,6 +66,9 @@ def production_env(database_url: str, redis_url: str, stripe_url: str, static_ro
         "EMAIL_URL": "smtp://127.0.0.1:1", "STATIC_ROOT": str(static_root),
         "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4",
         "Q_WORKERS": "2", "LOG_LEVEL": "WARNING",
+        # What production requires besides secrets (preflight BC018, BC019): a support inbox, and the hop
+        # count of the TLS proxy the deploy recipe puts in front.
+        "SUPPORT_EMAIL": "support@" + HOST, "TRUSTED_PROXY_HOPS": "1",
     }
 
 
