@@ -40,10 +40,11 @@ def seed(customers: int, invoices: int) -> None:
         cur.execute("""
             INSERT INTO billing_console_invoice
               (stripe_id, customer_id, stripe_customer_id, subscription_id, number, status, currency, subtotal, tax,
-               total, amount_due, amount_paid, period_start, period_end, hosted_invoice_url, stripe_created,
-               state_at, data, pdf_path, delivery_status, delivery_attempts, delivery_error, created_at, updated_at)
+               total, amount_due, amount_paid, discount, amount_refunded, period_start, period_end,
+               hosted_invoice_url, stripe_created, state_at, data, pdf_path, delivery_status, delivery_attempts,
+               delivery_error, created_at, updated_at)
             SELECT 'in_bench' || g.i, %(first)s + c, 'cus_bench' || c, 'sub_bench' || lpad(c::text, 6, '0'), '',
-                   st, ccy, amt, 0, amt, amt, CASE WHEN st = 'paid' THEN amt ELSE 0 END, ps, pe, '', ps, ps,
+                   st, ccy, amt, 0, amt, amt, CASE WHEN st = 'paid' THEN amt ELSE 0 END, 0, 0, ps, pe, '', ps, ps,
                    jsonb_build_object('object', 'invoice', 'id', 'in_bench' || g.i, 'status', st, 'currency', ccy,
                      'lines', jsonb_build_object('object', 'list', 'data', jsonb_build_array(jsonb_build_object(
                         'object', 'line_item', 'amount', amt, 'currency', ccy, 'quantity', 1, 'discount_amounts', '[]'::jsonb,

@@ -5,7 +5,9 @@ rate (qcluster workers draining the inbox) against stock dj-stripe 2.11 processi
 events synchronously in its own webhook view (WebhookEventTrigger: verify, store, re-read the object
 from the API, sync); the applied rate at 1 and 2 qclusters, and with a million applied rows already
 in the inbox (against the same run's rate without them); and the RSS of every gunicorn and qcluster
-worker after --rss-events events acknowledged and applied.
+worker after --rss-events events acknowledged and applied. Each applied phase then waits for dj-stripe's
+mirror (its own background task, off the applied path) and reports its lag: mirrored_at - processed_at
+per event, under the drain's load.
 
 Everything on PostgreSQL and loopback: gunicorn gthread Nx4 with bench-only URLs
 (bench/webhook_urls.py), the Stripe sandbox in its own process answering the API re-reads.
@@ -197,17 +199,38 @@ def applied_figures(total: int, wall: float, since) -> dict:
             "per_second_wall": round(processed / wall, 1) if wall else 0.0, "sample_errors": errors}
 
 
-def drain(env: dict, clusters: int, timeout: float, since) -> dict:
-    """Start the qclusters and wait until every stored event is processed (or failed)."""
+def wait_mirrored(timeout: float) -> float:
+    """Until no applied event waits for dj-stripe's mirror (its own task, after the apply); returns seconds."""
+    from django.db import connection
+
     from billing_console.models import WebhookEvent
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        due = WebhookEvent.objects.filter(mirror=WebhookEvent.Mirror.DUE).exists()
+        connection.close()
+        if not due:
+            break
+        time.sleep(0.25)
+    return time.perf_counter() - started
+
+
+def drain(env: dict, clusters: int, timeout: float, since) -> dict:
+    """Start the qclusters and wait until every stored event is processed (or failed), then until the
+    mirror has caught up; the applied rate is over the processed_at span, the mirror's lag per event."""
+    from billing_console.models import WebhookEvent
+    from billing_console.stripe.mirror import mirror_lag_seconds
 
     total = WebhookEvent.objects.count()
     started = time.perf_counter()
     with Clusters(env, clusters) as running:
         wall = wait_applied(total, timeout, started)
         rss = running.rss()
+        mirror_wait = wait_mirrored(timeout)
+    lag = {k: round(v, 2) if isinstance(v, float) else v for k, v in mirror_lag_seconds(since=since).items()}
     return {**applied_figures(total - WebhookEvent.objects.filter(received_at__lt=since).count(), wall, since),
-            "clusters": clusters, "rss_mib": rss}
+            "clusters": clusters, "rss_mib": rss, "mirror_lag_s": lag,
+            "mirror_after_applied_s": round(mirror_wait, 2)}
 
 
 def store_direct(events: list[dict]) -> None:
@@ -371,7 +394,8 @@ def main():
                "applied_per_s": applied["per_second"], "applied_to_stock": applied_ratio,
                "ack_by_gunicorn_workers": {w: {k: v for k, v in f.items() if k != "rounds"} for w, f in by_workers.items()},
                "applied_1_cluster_per_s": one, "applied_2_clusters_per_s": two, "two_to_one_cluster": ratio(two, one),
-               "applied_with_full_inbox_per_s": full, "full_to_empty_inbox": ratio(full, one) if full else None}
+               "applied_with_full_inbox_per_s": full, "full_to_empty_inbox": ratio(full, one) if full else None,
+               "mirror_lag_s": applied["mirror_lag_s"], "mirror_after_applied_s": applied["mirror_after_applied_s"]}
     if rss:
         figures["rss_mib_after"] = rss["rss_mib_end"]
     met = {"ack": headline["ack_to_bare"] >= 0.6 and headline["ack_p99_ms"] < 100,
@@ -392,6 +416,8 @@ def main():
           + (f"; {args.inbox_rows:,} rows in the inbox {full:.0f}/s = {ratio(full, one):.2f}x (target >= 0.9)" if full else "")
           + (f"; RSS after {args.rss_events:,} events: gunicorn {rss['rss_mib_end']['gunicorn']} MiB, "
              f"qcluster {rss['rss_mib_end']['qcluster']} MiB" if rss else "")
+          + (f"; dj-stripe mirror lag p50 {lag['p50']:.1f} s, p95 {lag['p95']:.1f} s, max {lag['max']:.1f} s "
+             f"({lag['count']:,} mirrored)" if (lag := applied["mirror_lag_s"]).get("count") else "; nothing mirrored")
           + f"; load {os.getloadavg()[0]:.1f}")
 
 

@@ -116,10 +116,46 @@ def test_licence_api_answers_are_counted_in_redis(client, settings):
         del caches._connections.default
     except AttributeError:
         pass
+    from licensing.metrics import license_request_counts_flush
+
+    license_request_counts_flush()  # answers tallied by earlier tests of this process
+    redis.Redis.from_url(url).flushdb()
     for _ in range(2):
         client.post("/api/license/status", data="{}", content_type="application/json")
     client.get("/api/license/status")
     s = _samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
     counted = {labels[0][1]: v for (name, labels), v in s.items() if name == "billing_license_api_requests_total"}
-    assert counted and sum(counted.values()) == 3
+    assert counted["405"] == 2 and sum(counted.values()) == 3
     redis.Redis.from_url(url).flushdb()
+
+
+def test_licence_api_answers_reach_redis_once_a_second_not_once_a_call(client, settings, monkeypatch):
+    """The tally is sent by the first answer after FLUSH_SECONDS, in one write: no Redis write per call."""
+    import redis
+
+    from licensing import metrics
+
+    url = "redis://127.0.0.1:6379/11"
+    try:
+        server = redis.Redis.from_url(url)
+        server.flushdb()
+    except redis.ConnectionError:
+        pytest.skip("needs the local Redis")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+    from django.core.cache import caches
+    caches._settings = caches.settings = settings.CACHES
+    try:
+        del caches._connections.default
+    except AttributeError:
+        pass
+    metrics.license_request_counts_flush()
+    server.flushdb()
+    key = caches["default"].make_and_validate_key(metrics.KEY.format(status=405))
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)
+    for _ in range(5):
+        assert client.post("/api/license/status").status_code == 405
+    assert server.get(key) is None  # tallied in the process, not written per call
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.0)
+    client.post("/api/license/status")  # the first answer after the interval sends the whole tally
+    assert int(server.get(key)) == 6
+    server.flushdb()
