@@ -1,7 +1,7 @@
 """The tests' one way to build Stripe events: Stripe's own example objects, with the fields a test needs set.
 
-`stripe_shapes.json` holds the `event`, `subscription`, `invoice`, `checkout.session`, `customer`
-and `product` resources of ../shared/stripe/fixtures3.json (Stripe's OpenAPI fixtures), so an
+`stripe_shapes.json` holds the `event`, `subscription`, `invoice`, `checkout.session`, `customer`,
+`product`, `charge` and `payment_method` resources of ../shared/stripe/fixtures3.json (Stripe's OpenAPI fixtures), so an
 event carries every field dj-stripe's sync and the receivers may read, not a hand-picked few.
 
     stripe_event("invoice.payment_failed", {"id": "in_1", "customer": "cus_1"})   # example invoice, these set
@@ -42,6 +42,11 @@ def _example(kind: str) -> dict:
                    client_reference_id=None)
     elif kind == "customer":
         obj.update(metadata={})
+    elif kind == "charge":  # the example links a balance transaction, a source and a Connect account
+        obj.update(customer=None, payment_intent=None, payment_method=None, balance_transaction=None, source=None,
+                   transfer_data=None, review=None, metadata={})
+    elif kind == "payment_method":
+        obj.update(customer=None, metadata={})
     return obj
 
 

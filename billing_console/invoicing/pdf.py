@@ -76,15 +76,34 @@ def invoice_stamp(invoice: Invoice, refunded: int) -> str:
     return ""
 
 
+def invoice_status_label(invoice: Invoice, *, refunded: int | None = None) -> str:
+    """The word an invoice is shown with (the PDF's badge, the manage page's list): its stamp, else Stripe's
+    status, except "nothing due" for an open invoice nothing is owed on (a $0 one Stripe marks paid a
+    moment later, or one the account credit covers), which must not read "open"."""
+    from billing_console.wording.subscription import invoice_amount_remaining
+
+    stamp = invoice_stamp(invoice, invoice_amount_refunded(invoice) if refunded is None else refunded)
+    if stamp:
+        return stamp
+    if invoice.status == "open" and invoice_amount_remaining(invoice) <= 0:
+        return "nothing due"
+    return invoice.status or "draft"
+
+
 def invoice_pdf_context(invoice: Invoice) -> dict:
     """What the PDF and the invoice email say. "Amount due" and the pay link appear only while something is
-    still owed; the service period comes from the lines."""
+    still owed; the service period comes from the lines; "Amount paid" only when a payment brought something
+    in (or something is owed); a closing note for every state where nothing is owed (billing_console.wording
+    .invoice: a trial's $0 invoice says when the first payment is, a credit-paid one says so)."""
+    from billing_console.wording.invoice import invoice_credit, invoice_note, invoice_trial
     from billing_console.wording.subscription import invoice_amount_remaining, invoice_service_period
 
     data = invoice.data or {}
     currency = invoice.currency
     lines = []
     for line in ((data.get("lines") or {}).get("data") or []):
+        if not isinstance(line, dict):
+            continue
         period = line.get("period") or {}
         lines.append({
             "description": line.get("description") or "Subscription",
@@ -99,6 +118,9 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
     remaining = invoice_amount_remaining(invoice)
     period_start, period_end = invoice_service_period(invoice)
     stamp = invoice_stamp(invoice, refunded)
+    credit, carried = invoice_credit(invoice)
+    trial = invoice_trial(invoice)
+    note = invoice_note(invoice, stamp=stamp, owed=remaining > 0, credit=credit, trial=trial)
     return {
         "invoice": invoice,
         "number": invoice.number or invoice.stripe_id,
@@ -113,12 +135,18 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
         "discounts": [{"name": name, "amount": money_format(-amount, currency)} for name, amount in invoice_discounts(invoice)],
         "tax": money_format(invoice.tax, currency),
         "total": money_format(invoice.total, currency),
+        "credit_applied": money_format(-credit, currency) if credit else "",
+        "balance_added": money_format(carried, currency) if carried else "",
         "amount_paid": money_format(invoice.amount_paid, currency),
+        "show_amount_paid": bool(invoice.amount_paid) or remaining > 0,
         "refunded": money_format(refunded, currency) if refunded else "",
         "owed": remaining > 0,
         "amount_due": money_format(remaining, currency),
         "pay_url": invoice.hosted_invoice_url if remaining > 0 else "",
         "stamp": stamp,
+        "status_label": invoice_status_label(invoice, refunded=refunded),  # the badge when no stamp applies
+        "trial": trial,
+        "note": note,
         "currency": currency.upper(),
     }
 
@@ -129,8 +157,9 @@ def _line_usage_tiers(line: dict, currency: str) -> list[str]:
 
     from billing_console.invoicing.usage_selectors import price_tiers, tiered_breakdown
 
-    price = ((line.get("pricing") or {}).get("price_details") or {}).get("price") or (line.get("price") or {})
-    price_id = price.get("id", "") if isinstance(price, dict) else price
+    from billing_console.wording.invoice import line_price_id
+
+    price_id = line_price_id(line)
     priced = price_tiers(price_id) if price_id else None
     if not priced:
         return []

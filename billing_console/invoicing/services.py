@@ -52,14 +52,16 @@ FINALIZED_STATUSES = INVOICE_FINALIZED
 def _delivery_due(event_type: str, obj: dict) -> bool:
     """Whether this event sends the invoice. One Stripe charges automatically is sent once the charge is
     decided (paid, failed, or waiting for 3-D Secure), not at finalization: sent then, it would ask the
-    customer to pay an invoice that Stripe pays a second later."""
+    customer to pay an invoice that Stripe pays a second later. A $0 one (a trial, a credit that covers
+    it) waits for invoice.paid too, which Stripe sends at once: sent open, its PDF would read "open"."""
     if event_type not in DELIVERY_TRIGGERS:
         return False
-    if event_type != "invoice.finalized":
+    if event_type != "invoice.finalized" or obj.get("status") != "open":
         return True
-    owed = int(obj.get("amount_remaining", obj.get("amount_due")) or 0)
-    return not (obj.get("collection_method", "charge_automatically") == "charge_automatically"
-                and obj.get("status") == "open" and owed > 0)
+    owed = obj.get("amount_remaining", obj.get("amount_due"))
+    if not isinstance(owed, int) or isinstance(owed, bool):
+        return True
+    return owed > 0 and obj.get("collection_method", "charge_automatically") != "charge_automatically"
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_\-]")
 
 

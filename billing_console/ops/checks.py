@@ -27,9 +27,11 @@ def register_preflight_check(fn: PreflightCheck) -> PreflightCheck:
     return fn
 
 
-def preflight_problems(mode: str | None = None, *, online: bool = True) -> list[tuple[str, str]]:
+def preflight_problems(mode: str | None = None, *, online: bool = True,
+                       warnings: list | None = None) -> list[tuple[str, str]]:
     """[(id, message)] of every blocker for going live (mode "live") or running in test mode. `online`: also
-    ask Stripe, the apps' checks and the database (what `manage.py check` must not need)."""
+    ask Stripe, the apps' checks and the database (what `manage.py check` must not need). `warnings`: a list
+    that receives what is worth fixing but blocks nothing (the mirror's event types on the endpoint)."""
     from billing_console.ops.schedules import SCHEDULES
 
     mode = mode or ("live" if settings.STRIPE_LIVE_MODE else "test")
@@ -83,7 +85,7 @@ def preflight_problems(mode: str | None = None, *, online: bool = True) -> list[
     if key and KEY_SHAPE.match(key):  # Stripe is only asked once the key itself is right
         from billing_console.stripe.endpoint import webhook_endpoint_problems
 
-        problems += webhook_endpoint_problems()
+        problems += webhook_endpoint_problems(warnings=warnings)
     problems += _schedule_problems(SCHEDULES)
     problems += _migration_problems()
     problems += _backup_problems()

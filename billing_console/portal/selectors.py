@@ -104,10 +104,11 @@ def _deployments(customer: Customer) -> list[dict]:
 
 
 def _invoice_status(invoice: Invoice) -> str:
-    """The invoice's stamp as the PDF prints it (Paid, Refunded, Void, Uncollectible), else its Stripe status."""
-    from billing_console.invoicing.services import invoice_amount_refunded, invoice_stamp
+    """The invoice's word as the PDF prints it (Paid, Refunded, Void, Uncollectible, Nothing due), else its
+    Stripe status."""
+    from billing_console.invoicing.pdf import invoice_status_label
 
-    return (invoice_stamp(invoice, invoice_amount_refunded(invoice)) or invoice.status or "draft").capitalize()
+    return invoice_status_label(invoice).capitalize()
 
 
 def manage_context(customer: Customer) -> dict:

@@ -267,6 +267,7 @@ STRIPE_EVENT_RETENTION_DAYS = env.int("STRIPE_EVENT_RETENTION_DAYS", default=90)
 # Which events are mirrored into dj-stripe's tables: type prefixes, "all" or "none". The mirror is built from
 # each event's payload (no re-read) by its own task after the event is applied, so it never slows or
 # blocks the console (billing_console.stripe.mirror). Default: every billing type the console receives.
+# setup_webhook_endpoint subscribes the endpoint to the selected types (stored and ignored by the console).
 _MIRROR_DEFAULT = ["customer", "invoice", "invoiceitem", "price", "product", "payment_method", "charge", "refund",
                   "coupon"]
 _sync = [t.strip() for t in env.list("STRIPE_DJSTRIPE_SYNC", default=[]) if t.strip()] or _MIRROR_DEFAULT

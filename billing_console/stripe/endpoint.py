@@ -1,11 +1,14 @@
 """The console's webhook endpoint in Stripe: registered through the API, checked by preflight.
 
     webhook_endpoint_sync()      create or update ours (SITE_URL/api/billing/webhook) so that Stripe sends
-                                 exactly the event types the console handles, in the pinned API version
-    webhook_endpoint_problems()  what preflight blocks on: ours missing, disabled, elsewhere, short of a type
+                                 exactly the event types the console needs, in the pinned API version
+    webhook_endpoint_problems()  what preflight blocks on: ours missing, disabled, elsewhere, short of a
+                                 handled type; short of a mirror-only type is a warning (BC056)
 
-The event types come from the receivers (billing_console.stripe.dispatch), plus the catalogue types
-dj-stripe mirrors for the pricing page (STRIPE_DJSTRIPE_SYNC), so a new receiver needs no list edited.
+The event types are those the receivers handle (billing_console.stripe.dispatch), so a new receiver
+needs no list edited, plus every type whose object dj-stripe's mirror keeps, as STRIPE_DJSTRIPE_SYNC
+selects them (billing_console.stripe.mirror.MIRROR_EVENT_TYPES): charge.succeeded,
+payment_method.attached... have no receiver, are stored and ignored by the console, and are mirrored.
 """
 from __future__ import annotations
 
@@ -20,8 +23,6 @@ from billing_console.stripe import dispatch, gateway
 # leaving Stripe calling the old host).
 MARK_KEY = "billing_console"
 MARK_VALUE = "webhook"
-# dj-stripe's mirror (products, prices, plans) is fed by these events; they have no console receiver.
-CATALOGUE_TYPES = tuple(f"{obj}.{verb}" for obj in ("product", "price", "plan") for verb in ("created", "updated", "deleted"))
 
 
 def webhook_endpoint_url() -> str:
@@ -29,10 +30,10 @@ def webhook_endpoint_url() -> str:
 
 
 def webhook_event_types() -> list[str]:
-    """Every type a receiver is registered for, and the mirrored catalogue types; sorted."""
-    from billing_console.stripe.mirror import mirror_wanted
+    """Every type a receiver is registered for, and every type dj-stripe's mirror is set to take; sorted."""
+    from billing_console.stripe.mirror import mirror_event_types
 
-    return sorted(set(dispatch.handled_event_types()) | {t for t in CATALOGUE_TYPES if mirror_wanted(t)})
+    return sorted(set(dispatch.handled_event_types()) | set(mirror_event_types()))
 
 
 def _ours(endpoints: list[dict]) -> dict | None:
@@ -102,8 +103,12 @@ def _audit(result: EndpointSync, actor: str) -> None:
                                   data={"url": result.endpoint.get("url"), "changed": result.changed})
 
 
-def webhook_endpoint_problems() -> list[tuple[str, str]]:
-    """Preflight's view of Stripe's endpoints: [(id, message)]; [] when ours is right."""
+def webhook_endpoint_problems(*, warnings: list | None = None) -> list[tuple[str, str]]:
+    """Preflight's view of Stripe's endpoints: [(id, message)] of blockers; [] when ours is right.
+
+    A type only the mirror needs is not a blocker: without it the console applies every event it acts on
+    and only dj-stripe's tables (support's view, the pricing page's amounts) go stale, so it is appended
+    to `warnings` (BC056) instead."""
     try:
         endpoints = gateway.webhook_endpoints_list()
     except gateway.StripeGatewayError as exc:
@@ -121,9 +126,13 @@ def webhook_endpoint_problems() -> list[tuple[str, str]]:
         problems.append(("BC052", f"The webhook endpoint {endpoint.get('id')} is disabled in Stripe ({fix})."))
     enabled = set(endpoint.get("enabled_events") or [])
     missing = [t for t in webhook_event_types() if t not in enabled and "*" not in enabled]
-    if missing:
+    handled = set(dispatch.handled_event_types())
+    if blocking := [t for t in missing if t in handled]:
         problems.append(("BC054", f"The webhook endpoint {endpoint.get('id')} does not send "
-                                  f"{', '.join(missing)} ({fix})."))
+                                  f"{', '.join(blocking)} ({fix})."))
+    if (mirror_only := [t for t in missing if t not in handled]) and warnings is not None:
+        warnings.append(("BC056", f"The webhook endpoint {endpoint.get('id')} does not send "
+                                  f"{', '.join(mirror_only)}: dj-stripe's mirror misses those objects ({fix})."))
     version = endpoint.get("api_version")
     if version and version != settings.STRIPE_API_VERSION:
         problems.append(("BC055", f"The webhook endpoint {endpoint.get('id')} sends API version {version}, the "

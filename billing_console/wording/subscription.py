@@ -160,21 +160,32 @@ def _owed(invoices: list[Invoice]) -> tuple[int, str, str, Invoice | None]:
     return total, currency, first.hosted_invoice_url if first else "", owed[0]
 
 
-def _price_amount(customer: Customer) -> str:
-    """The subscription price times its seats, from dj-stripe's mirror when it has the price."""
-    if not customer.price_id:
-        return ""
+def price_unit_amount(price_id: str) -> tuple[int, str] | None:
+    """(unit amount in minor units, currency) of a price in dj-stripe's mirror; None when it is not there."""
+    if not price_id:
+        return None
     try:
         from djstripe.models import Price
 
         # dj-stripe 2.11 keeps a price's amount only in the Stripe object it stores.
-        row = Price.objects.filter(id=customer.price_id).values_list("currency", "stripe_data").first()
+        row = Price.objects.filter(id=price_id).values_list("currency", "stripe_data").first()
     except Exception:  # the mirror is optional: the words stand without the amount
-        return ""
+        return None
     amount = ((row[1] or {}).get("unit_amount") if row else None)
     if not isinstance(amount, int) or isinstance(amount, bool):
-        return ""
-    return money_format(amount * max(int(getattr(customer, "quantity", 1) or 1), 1), row[0])
+        return None
+    return amount, row[0]
+
+
+def price_amount(price_id: str, quantity: int = 1) -> str:
+    """A price times a quantity, formatted, from dj-stripe's mirror when it has the price; "" otherwise."""
+    found = price_unit_amount(price_id)
+    return money_format(found[0] * max(int(quantity or 1), 1), found[1]) if found else ""
+
+
+def _price_amount(customer: Customer) -> str:
+    """The subscription price times its seats, from dj-stripe's mirror when it has the price."""
+    return price_amount(customer.price_id, getattr(customer, "quantity", 1) or 1)
 
 
 def _next_amount(customer: Customer, invoices: list[Invoice], *, price_lookup: bool) -> str:

@@ -218,6 +218,46 @@ def test_preflight_blocks_an_endpoint_missing_a_handled_type(ready):
     assert list(problems) == ["BC054"] and "invoice.payment_failed" in problems["BC054"]
 
 
+MIRRORED = ["customer", "invoice", "invoiceitem", "price", "product", "payment_method", "charge", "refund", "coupon"]
+
+
+def test_an_endpoint_short_of_a_mirror_only_type_is_a_warning_not_a_blocker(ready, capsys):
+    """charge.succeeded only feeds dj-stripe's mirror: without it the console still applies everything it acts on."""
+    ready.STRIPE_DJSTRIPE_SYNC = MIRRORED
+    webhook_endpoint_sync()
+    endpoint = _our_endpoint()
+    assert "charge.succeeded" in endpoint.enabled_events
+    stripe_api().v1.webhook_endpoints.update(endpoint.id, params={
+        "enabled_events": [t for t in endpoint.enabled_events if t not in ("charge.succeeded", "payment_method.attached")]})
+    warnings = []
+    assert [p for p in preflight_problems("test", warnings=warnings) if p[0].startswith("BC05")] == []
+    [(pid, message)] = warnings
+    assert pid == "BC056" and "charge.succeeded, payment_method.attached" in message and "mirror" in message
+    call_command("preflight", "--mode", "test")  # no SystemExit: GO
+    out = capsys.readouterr().out
+    assert "[BC056] warning:" in out and out.strip().endswith("GO") and "NO_GO" not in out
+
+
+def test_a_missing_handled_type_still_blocks_beside_missing_mirror_types(ready):
+    ready.STRIPE_DJSTRIPE_SYNC = MIRRORED
+    webhook_endpoint_sync()
+    endpoint = _our_endpoint()
+    stripe_api().v1.webhook_endpoints.update(endpoint.id, params={
+        "enabled_events": [t for t in endpoint.enabled_events if t not in ("invoice.payment_failed", "charge.updated")]})
+    warnings = []
+    problems = {pid: msg for pid, msg in preflight_problems("test", warnings=warnings) if pid.startswith("BC05")}
+    assert list(problems) == ["BC054"] and "invoice.payment_failed" in problems["BC054"]
+    assert "charge.updated" not in problems["BC054"]
+    assert [pid for pid, _ in warnings] == ["BC056"] and "charge.updated" in warnings[0][1]
+
+
+def test_an_endpoint_set_up_with_the_mirror_on_has_nothing_to_say(ready):
+    ready.STRIPE_DJSTRIPE_SYNC = ["*"]
+    webhook_endpoint_sync()
+    warnings = []
+    assert not [p for p in preflight_problems("test", warnings=warnings) if p[0].startswith("BC05")] and not warnings
+
+
 def test_preflight_blocks_in_live_mode_too(ready):
     stripe_api().v1.webhook_endpoints.delete(_our_endpoint().id)
     assert "BC051" in _endpoint_ids("live")

@@ -173,3 +173,14 @@ def test_open_invoice_gets_a_pay_button(client, manage_url):
                            stripe_created=timezone.now() - timedelta(days=1))
     body = client.get(manage_url(customer)).content.decode()
     assert "Pay $9.00 now" in body and "https://invoice.stripe.com/i/x" in body
+
+
+def test_an_open_invoice_nothing_is_owed_on_reads_nothing_due_and_asks_for_no_payment(client, manage_url):
+    """A $0 invoice (a trial's, or one the account credit covers) is open for a moment before Stripe marks it paid."""
+    customer = SubscribedCustomerFactory(subscription_status="trialing")
+    Invoice.objects.create(stripe_id="in_zero", number="INV-0000", customer=customer, stripe_customer_id="cus_1",
+                           currency="usd", total=0, amount_due=0, status="open", data={"amount_remaining": 0},
+                           hosted_invoice_url="https://invoice.stripe.com/i/zero", stripe_created=timezone.now())
+    body = " ".join(client.get(manage_url(customer)).content.decode().split())
+    assert "INV-0000" in body and ">Nothing due<" in body and ">Open<" not in body
+    assert "Pay $" not in body

@@ -56,7 +56,79 @@ def test_setup_webhook_endpoint_adds_the_mirrored_catalogue_types(emulator, stri
     call_command("setup_webhook_endpoint")
     [endpoint] = _endpoints()
     assert {"product.updated", "price.created", "price.deleted"} <= set(endpoint["enabled_events"])
-    assert "plan.updated" not in endpoint["enabled_events"]
+    assert "plan.updated" not in endpoint["enabled_events"] and "charge.succeeded" not in endpoint["enabled_events"]
+
+
+# The production default of STRIPE_DJSTRIPE_SYNC (billing_console/settings/base.py).
+MIRROR_DEFAULT = ["customer", "invoice", "invoiceitem", "price", "product", "payment_method", "charge", "refund",
+                  "coupon"]
+# Types only dj-stripe's mirror needs: no receiver handles them.
+MIRROR_ONLY = {"charge.succeeded", "charge.updated", "charge.failed", "charge.captured", "payment_method.attached",
+               "payment_method.detached", "payment_method.updated", "payment_method.automatically_updated",
+               "refund.failed", "coupon.created", "coupon.updated", "coupon.deleted", "invoiceitem.created",
+               "invoiceitem.deleted", "customer.created", "customer.deleted", "invoice.payment_succeeded",
+               "invoice.sent", "price.updated", "product.updated"}
+
+
+def stripe_event_types() -> set[str]:
+    """Every event type Stripe's own library lets an endpoint subscribe to."""
+    import typing
+
+    from stripe.params._webhook_endpoint_create_params import WebhookEndpointCreateParams
+
+    return set(typing.get_args(typing.get_args(WebhookEndpointCreateParams.__annotations__["enabled_events"])[0]))
+
+
+def test_the_default_mirror_subscribes_the_types_only_dj_stripe_needs(emulator, stripe_settings):
+    from billing_console.stripe.dispatch import handled_event_types
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = MIRROR_DEFAULT
+    call_command("setup_webhook_endpoint")
+    [endpoint] = _endpoints()
+    events = set(endpoint["enabled_events"])
+    assert MIRROR_ONLY <= events and not MIRROR_ONLY & set(handled_event_types())
+    assert set(handled_event_types()) <= events
+    # Subscriptions and disputes come under "customer" and "charge", as dj-stripe's mirror selects them.
+    assert {"customer.subscription.created", "charge.dispute.created", "charge.refund.updated"} <= events
+    # Real names only, nothing the mirror cannot use, never "*".
+    assert events <= stripe_event_types() and "*" not in events
+    assert not {"invoice.upcoming", "plan.updated", "customer.source.created", "payment_intent.succeeded"} & events
+
+
+def test_mirror_all_subscribes_every_mirrored_type_by_name_not_the_wildcard(emulator, stripe_settings):
+    from billing_console.stripe.mirror import MIRROR_EVENT_TYPES, MIRRORED_OBJECTS
+
+    assert set(MIRROR_EVENT_TYPES) == set(MIRRORED_OBJECTS)
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = ["*"]
+    call_command("setup_webhook_endpoint")
+    [endpoint] = _endpoints()
+    every = {t for types in MIRROR_EVENT_TYPES.values() for t in types}
+    assert every <= set(endpoint["enabled_events"]) <= stripe_event_types() - {"*"}
+
+
+def test_an_endpoint_registered_by_an_older_version_gets_the_mirror_types_when_the_command_runs_again(
+        emulator, stripe_settings, capsys):
+    from billing_console.models import AuditEvent
+    from billing_console.stripe.dispatch import handled_event_types
+    from billing_console.stripe.endpoint import MARK_KEY, MARK_VALUE
+
+    # What the previous release registered: the handled types and the catalogue types, nothing more.
+    old = sorted(set(handled_event_types()) | {f"{o}.{v}" for o in ("product", "price", "plan")
+                                               for v in ("created", "updated", "deleted")})
+    created = stripe_api().v1.webhook_endpoints.create(params={
+        "url": "https://console.test/api/billing/webhook", "enabled_events": old,
+        "api_version": "2026-05-27.dahlia", "metadata": {MARK_KEY: MARK_VALUE}})
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = MIRROR_DEFAULT
+    call_command("setup_webhook_endpoint")
+    out = capsys.readouterr().out
+    [after] = _endpoints()
+    assert "updated" in out and "changed: enabled_events" in out and "Signing secret" not in out
+    assert after["id"] == created.id and emulator.store.table("webhook_endpoint.secrets")[after["id"]] == created.secret
+    assert MIRROR_ONLY <= set(after["enabled_events"]) and "plan.updated" not in after["enabled_events"]
+    audit = AuditEvent.objects.get(action="webhook_endpoint.updated")
+    assert audit.target_id == created.id and audit.data["changed"] == ["enabled_events"]
+    call_command("setup_webhook_endpoint")
+    assert "unchanged" in capsys.readouterr().out
 
 
 def test_setup_webhook_endpoint_leaves_other_endpoints_alone(emulator):

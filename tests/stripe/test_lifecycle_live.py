@@ -1,6 +1,8 @@
 """Every lifecycle path driven through the Stripe sandbox's own API with the real stripe client: the
 emulator runs in-process, each event it emits is delivered signed to /api/billing/webhook and processed
 (the worker runs on commit), and each test reads what the console then holds, sends and shows."""
+from datetime import datetime, timezone as dt_timezone
+
 import pytest
 import stripe
 from django.conf import settings
@@ -78,6 +80,24 @@ def assert_paid_invoice_email(message, amount):
     assert "Amount due" not in message.body and "pay it online" not in message.body, message.body
 
 
+def assert_trial_invoice_email(message, amount, trial_end):
+    """A trial's $0 invoice says nothing is charged and when the first payment is, never "Amount paid: $0.00";
+    its PDF (attached) says the same."""
+    import io
+
+    from pypdf import PdfReader
+
+    from billing_console.wording.subscription import day
+
+    (_, pdf, _), = message.attachments
+    pdf_words = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
+    for shown in (message.body, pdf_words):
+        assert "Trial started: nothing is charged today." in shown, shown
+        assert f"The first payment of {amount} is on {day(trial_end)}, when the trial ends." in shown, shown
+        assert "Amount paid" not in shown and "Amount due" not in shown and "pay it online" not in shown, shown
+    assert "Total: $0.00" in message.body and "PAID" in pdf_words
+
+
 def new_stripe_customer(live, email, card="pm_card_visa", **params):
     cus = live.run(stripe.Customer.create, email=email, name="Live Buyer", payment_method=card,
                    invoice_settings={"default_payment_method": card}, **params)
@@ -115,6 +135,9 @@ def paid_charge(live, customer_id):
 
 
 def test_trial_then_active(live):
+    from django.core.management import call_command
+
+    call_command("sync_catalog")  # the price the trial's invoice names, as on an installed console
     cus, sub = subscribe(live, "trial@example.com", trial_period_days=7)
     assert sub.status == "trialing"
     customer = live.customer("trial@example.com")
@@ -135,8 +158,7 @@ def test_trial_then_active(live):
     page = live.manage_page(customer)
     assert "Pro is active" in page and "Next payment" in page and "$9.00" in page and "Trial ends" not in page, page
     trial_bill, first_bill = invoice_emails("trial@example.com")
-    assert "Total: $0.00" in trial_bill.body and "Amount due" not in trial_bill.body
-    assert "pay it online" not in trial_bill.body
+    assert_trial_invoice_email(trial_bill, "$9.00", datetime.fromtimestamp(sub.trial_end, tz=dt_timezone.utc))
     assert_paid_invoice_email(first_bill, "$9.00")
     live.assert_all_applied()
 

@@ -90,3 +90,53 @@ def test_sync_catalog_without_stripe_says_so(stripe_settings):
     stripe_settings.STRIPE_SECRET_KEY = ""
     with pytest.raises(CommandError, match="Stripe did not answer"):
         call_command("sync_catalog")
+
+
+def test_events_only_the_mirror_needs_are_ignored_by_the_console_and_still_mirrored(emulator, stripe_settings):
+    """customer.created, payment_method.attached and charge.succeeded have no receiver: each is stored, marked
+    ignored (never failed) and due for the mirror, which lands them in dj-stripe's tables from the payload."""
+    from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
+    from tests.stripe_events import stripe_event, stripe_object
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = BILLING_TYPES
+    at = 1_790_000_000
+    customer = stripe_object("customer", {"id": "cus_mirrorOnly1", "email": "only@example.com", "discount": None,
+                                          "created": at})
+    card = stripe_object("payment_method", {"id": "pm_mirrorOnly1", "customer": customer["id"], "created": at + 1})
+    charge = stripe_object("charge", {"id": "ch_mirrorOnly1", "customer": customer["id"], "payment_method": card["id"],
+                                      "amount": 900, "amount_captured": 900, "captured": True, "created": at + 2,
+                                      "description": "Subscription creation"})
+    events = [stripe_event("customer.created", obj=customer, created=at),
+              stripe_event("payment_method.attached", obj=card, created=at + 1),
+              stripe_event("charge.succeeded", obj=charge, created=at + 2)]
+    for event in events:
+        row, _ = webhook_event_store(event=event, enqueue=False)
+        assert webhook_event_process(webhook_event_id=row.pk) == "ignored"
+    rows = WebhookEvent.objects.filter(stripe_id__in=[e["id"] for e in events])
+    assert {(r.status, r.mirror, r.last_error) for r in rows} == {(WebhookEvent.Status.IGNORED, WebhookEvent.Mirror.DUE, "")}
+    before = len(emulator.requests)
+
+    assert webhook_events_mirror() == {"done": 3, "failed": 0, "skipped": 0}
+    assert dj.Customer.objects.get(id="cus_mirrorOnly1").email == "only@example.com"
+    mirrored_card = dj.PaymentMethod.objects.get(id="pm_mirrorOnly1")
+    assert mirrored_card.customer_id == "cus_mirrorOnly1" and mirrored_card.stripe_data["card"]["last4"] == "4242"
+    mirrored_charge = dj.Charge.objects.get(id="ch_mirrorOnly1")
+    assert (mirrored_charge.customer_id, mirrored_charge.payment_method_id, mirrored_charge.status) == (
+        "cus_mirrorOnly1", "pm_mirrorOnly1", "succeeded")
+    assert mirrored_charge.amount == 9  # dj-stripe keeps a charge's amount in major units
+    assert set(rows.values_list("mirror", "status")) == {(WebhookEvent.Mirror.DONE, WebhookEvent.Status.IGNORED)}
+    # Built from the payloads: none of the three objects was read back from Stripe.
+    reads = [r["path"] for r in emulator.requests[before:] if r["method"] == "GET"]
+    assert not [p for p in reads if p.startswith(("/v1/customers", "/v1/payment_methods", "/v1/charges"))], reads
+
+
+def test_a_mirror_only_event_is_ignored_and_not_mirrored_when_the_mirror_is_off(stripe_settings):
+    from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
+    from tests.stripe_events import stripe_event, stripe_object
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = ["invoice"]
+    event = stripe_event("charge.succeeded", obj=stripe_object("charge", {"id": "ch_notMirrored1"}))
+    row, _ = webhook_event_store(event=event, enqueue=False)
+    assert webhook_event_process(webhook_event_id=row.pk) == "ignored"
+    row.refresh_from_db()
+    assert row.status == WebhookEvent.Status.IGNORED and row.mirror == ""

@@ -16,10 +16,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, mode=None, **options):
         mode = mode or ("live" if settings.STRIPE_LIVE_MODE else "test")
-        problems = preflight_problems(mode)
+        warnings: list[tuple[str, str]] = []
+        problems = preflight_problems(mode, warnings=warnings)
         self.stdout.write(f"Preflight for {mode} mode")
         for pid, message in problems:
             self.stdout.write(f"  [{pid}] {message}")
+        for pid, message in warnings:  # shown, never a NO_GO
+            self.stdout.write(self.style.WARNING(f"  [{pid}] warning: {message}"))
         if problems and mode == "live":
             # In live mode a NO_GO closes sales by itself (reopening stays a person's decision).
             closed = checkout_close_on_no_go(problems=problems, actor_type=AuditEvent.ActorType.SYSTEM, actor="preflight")

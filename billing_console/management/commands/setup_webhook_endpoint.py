@@ -7,7 +7,8 @@ from billing_console.stripe.gateway import StripeGatewayError
 
 class Command(BaseCommand):
     help = ("Register the console's webhook endpoint with Stripe: SITE_URL/api/billing/webhook, exactly the event "
-            "types the console handles, the pinned API version. Prints the signing secret when it creates one.")
+            "types the console handles plus those dj-stripe's mirror takes (STRIPE_DJSTRIPE_SYNC), the pinned API "
+            "version. Prints the signing secret when it creates one.")
 
     def handle(self, *args, **options):
         try:
