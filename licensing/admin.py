@@ -3,16 +3,16 @@ reports counts. Neither a key nor its hash is ever shown: support sees and searc
 and can paste a whole key into the search box to find its licence by hash.
 """
 from django.contrib import admin, messages
-from django.db.models import Count, Q
 
 from billing_console.admin.base import ReadOnlyInline, run_for_each
 from billing_console.admin.customers import register_customer_inline
+from billing_console.selectors import customer_entitlement
+from billing_console.wording import counted
 from billing_console.wording.subscription import licence_status_words, subscription_copy
 from licensing import services
 from licensing.keys import key_hash, key_normalize
 from licensing.models import DeviceActivation, License
-
-ACTIVE_DEVICES = Count("activations", filter=Q(activations__deactivated_at__isnull=True), distinct=True)
+from licensing.selectors import license_limit_words
 
 
 class DeviceActivationInline(ReadOnlyInline):
@@ -24,20 +24,20 @@ class LicenseCustomerInline(ReadOnlyInline):
     """The customer page's licence section."""
 
     model = License
-    fields = readonly_fields = ("key_prefix", "plan", "shown_status", "active_devices", "max_devices", "key_delivery",
+    fields = readonly_fields = ("key_prefix", "plan", "shown_status", "devices", "key_delivery",
                                 "needs_reissue", "issued_at", "reissued_at")
     verbose_name_plural = "Licences"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("customer").annotate(active_device_count=ACTIVE_DEVICES)
+        return super().get_queryset(request).select_related("customer")
 
     @admin.display(description="Status")
     def shown_status(self, obj):
         return shown_licence_status(obj)
 
     @admin.display(description="Active devices")
-    def active_devices(self, obj):
-        return obj.active_device_count
+    def devices(self, obj):
+        return shown_devices(obj)
 
 
 register_customer_inline(LicenseCustomerInline)
@@ -48,6 +48,15 @@ def shown_licence_status(obj: License) -> str:
     copy = subscription_copy(obj.customer, invoices=[], price_lookup=False)
     words, _ = licence_status_words(obj, copy, current=obj.subscription_id == obj.customer.subscription_id)
     return words
+
+
+def shown_devices(obj: License) -> str:
+    """"3 of 1 device", with what the customer is told when a downgrade left more active than the limit."""
+    shown = f"{obj.active_devices} of {counted(obj.max_devices, 'device')}"
+    if not obj.devices_over_limit:
+        return shown
+    words = license_limit_words(obj, customer_entitlement(obj.customer))
+    return f"{shown}. Customer told: {words}" if words else f"{shown} ({obj.devices_over_limit} over the limit)"
 
 
 def _each(modeladmin, request, queryset, service, noun: tuple[str, str], done: str, **kwargs) -> None:
@@ -66,14 +75,11 @@ class LicenseAdmin(admin.ModelAdmin):
     search_help_text = "Key prefix (BCL-XXXXX), a whole key, customer email, subscription id or device id."
     list_select_related = ("customer",)
     show_full_result_count = False
-    fields = readonly_fields = ("customer", "subscription_id", "key_prefix", "plan", "max_devices", "offline_grace_days",
-                                "status", "shown_status", "status_reason", "key_delivery", "key_generation", "needs_reissue",
+    fields = readonly_fields = ("customer", "subscription_id", "key_prefix", "plan", "max_devices", "devices",
+                                "offline_grace_days", "status", "shown_status", "status_reason", "key_delivery", "key_generation", "needs_reissue",
                                 "issued_at", "reissued_at", "updated_at")
     inlines = [DeviceActivationInline]
     actions = ["suspend", "unsuspend", "revoke", "reissue_key", "reset_activations"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(active_device_count=ACTIVE_DEVICES)
 
     def get_search_results(self, request, queryset, search_term):
         normalized = key_normalize(search_term)
@@ -95,9 +101,9 @@ class LicenseAdmin(admin.ModelAdmin):
     def customer_email(self, obj):
         return obj.customer.email
 
-    @admin.display(description="Active devices", ordering="active_device_count")
-    def active_devices(self, obj):
-        return obj.active_device_count
+    @admin.display(description="Active devices")
+    def devices(self, obj):
+        return shown_devices(obj)
 
     @admin.action(description="Suspend selected licences", permissions=["change"])
     def suspend(self, request, queryset):

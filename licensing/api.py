@@ -24,7 +24,8 @@ from licensing.models import DeviceActivation, License
 from billing_console.wording.subscription import licence_status_words, subscription_copy
 from licensing.metrics import license_request_count
 from licensing.selectors import (
-    LicenseState, activation_for, activation_from_row, activation_row, license_by_key, license_state,
+    LicenseState, activation_for, activation_from_row, activation_row, license_by_key, license_limit_words,
+    license_state,
 )
 from licensing.services import (
     API, CHECKIN_WRITE_INTERVAL, DeviceNotFound, LicenseError, TooManyDevices, device_activation_touch,
@@ -248,6 +249,10 @@ def _status_body(state: LicenseState, now=None) -> dict:
         "lock": ent.locked or None,
         "licenseKeyPrefix": lic.key_prefix,
         "maxDevices": lic.max_devices,
+        # From the licence row (no query): after a downgrade the devices already active keep working.
+        "activeDevices": lic.active_devices,
+        "devicesOverLimit": lic.devices_over_limit,
+        "deviceLimitMessage": license_limit_words(lic, ent) or None,
         "currentPeriodEnd": iso(ent.current_period_end),
         "cancelAtPeriodEnd": lic.customer.cancel_at_period_end,
         "offlineGraceDays": ent.offline_grace_days,

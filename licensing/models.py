@@ -32,6 +32,10 @@ class License(models.Model):
     key_delivery = models.CharField(max_length=16, choices=KeyDelivery.choices, default=KeyDelivery.PENDING)
     plan = models.CharField(max_length=32)
     max_devices = models.PositiveIntegerField()
+    # Devices active now. Kept in the licence's own row, written under its lock by every service that activates
+    # or deactivates a device (licensing/services.py), so the status call reads it in its one statement and a
+    # change is part of its cached answer's version. Can exceed max_devices after a downgrade.
+    active_devices = models.PositiveIntegerField(default=0, editable=False)
     offline_grace_days = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.CharField(max_length=255, blank=True)
@@ -49,6 +53,11 @@ class License(models.Model):
 
     def __str__(self):
         return f"{self.key_prefix}… ({self.plan}, {self.status})"
+
+    @property
+    def devices_over_limit(self) -> int:
+        """Active devices beyond the limit: a downgrade keeps them working until the customer deactivates some."""
+        return max(self.active_devices - self.max_devices, 0)
 
 
 class DeviceActivation(models.Model):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from billing_console.models import Customer
 from billing_console.selectors import Entitlement, Reason as CoreReason, customer_entitlement
+from billing_console.wording import device_limit_words
 from licensing.keys import key_hash, key_normalize
 from licensing.models import DeviceActivation, License
 
@@ -195,6 +196,8 @@ def _prepared_cursor_class():
 
 
 def active_device_count(license: License) -> int:
+    """Counted from the activation rows (the write paths, under the licence's lock); readers use
+    License.active_devices, which those paths keep equal to it."""
     return DeviceActivation.objects.filter(license=license, deactivated_at__isnull=True).count()
 
 
@@ -210,13 +213,22 @@ def license_entitlement_reason(license: License, entitlement: Entitlement) -> tu
     return entitlement.entitled, entitlement.reason
 
 
+def license_limit_words(license: License, entitlement: Entitlement) -> str:
+    """The customer's words for a licence with more active devices than its limit (after a downgrade); ""
+    within the limit, or when the licence does not work now (its devices do not "keep working" then)."""
+    if license.active_devices <= license.max_devices or not license_entitlement_reason(license, entitlement)[0]:
+        return ""
+    return device_limit_words(license.active_devices, license.max_devices)
+
+
 def license_state(*, license: License, activation: DeviceActivation | None, now: datetime | None = None,
                   device_count: int | None = None) -> LicenseState:
-    """The status a device sees. `device_count` is only read when the device is not active."""
+    """The status a device sees. A device that is not active is told TOO_MANY_DEVICES or NO_DEVICE from the
+    licence's active_devices (in its row, no query), or `device_count` when given."""
     entitlement = customer_entitlement(license.customer, now=now)
     active, reason = license_entitlement_reason(license, entitlement)
     if active and (activation is None or not activation.is_active):
-        count = active_device_count(license) if device_count is None else device_count
+        count = license.active_devices if device_count is None else device_count
         active, reason = False, Reason.TOO_MANY_DEVICES if count >= license.max_devices else Reason.NO_DEVICE
     return LicenseState(license, activation, entitlement, active, reason)
 

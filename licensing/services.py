@@ -20,6 +20,7 @@ from billing_console.errors import ServiceError
 from billing_console.models import AuditEvent, Customer
 from billing_console.selectors import customer_entitlement, plan_settings
 from billing_console.services import audit_log
+from billing_console.wording import counted, device_limit_words
 from licensing.keys import key_generate, key_hash, key_normalize, key_prefix
 from licensing.models import DeviceActivation, License
 from licensing.selectors import active_device_count, license_entitlement_reason
@@ -40,7 +41,9 @@ class TooManyDevices(LicenseError):
     code = "TOO_MANY_DEVICES"
 
     def __init__(self, *, count: int, max_devices: int):
-        super().__init__(None, f"This licence is active on {count} of {max_devices} devices; deactivate one first.")
+        # Past the limit after a downgrade, one deactivation is not enough: say how many.
+        super().__init__(None, device_limit_words(count, max_devices) or
+                         f"This licence is active on {count} of {counted(max_devices, 'device')}; deactivate one first.")
         self.count, self.max_devices = count, max_devices
 
 
@@ -99,10 +102,8 @@ def license_ensure(*, customer: Customer, actor_type: str, actor: str = "", rebu
         lic.save(update_fields=[*changed, "updated_at"])
         data = {"from": before, "to": changed}
         if "max_devices" in changed:
-            from licensing.selectors import active_device_count
-
-            data["active_devices"] = active = active_device_count(lic)
-            data["over_limit_kept"] = max(active - lic.max_devices, 0)
+            data["active_devices"] = _devices_recount(lic)
+            data["over_limit_kept"] = lic.devices_over_limit
         audit_log(actor_type=actor_type, actor=actor, action="license.plan_changed", target=lic, customer=customer,
                   data=data)
         return lic
@@ -134,6 +135,16 @@ def _email_key(license_id: int, key: str, *, reissued: bool) -> None:
 
 
 # --- Devices --------------------------------------------------------------------------------
+def _devices_recount(lic: License) -> int:
+    """Write the licence's active_devices from its activation rows. The caller holds the licence's row lock,
+    which every write of an activation takes first, so the count is exact when the transaction commits."""
+    count = active_device_count(lic)
+    if lic.active_devices != count:
+        lic.active_devices = count
+        lic.save(update_fields=["active_devices"])
+    return count
+
+
 def license_activate_device(*, license: License, device_id: str, name: str = "", platform: str = "",
                             actor_type: str = API, actor: str = "") -> tuple[DeviceActivation, bool]:
     """See _license_activate_device; a deadlock with a webhook applying the same customer's events at the
@@ -173,6 +184,8 @@ def _license_activate_device(*, license: License, device_id: str, name: str = ""
             activation.name, activation.platform = name or activation.name, platform or activation.platform
             activation.activated_at, activation.last_checked_at, activation.deactivated_at = now, now, None
             activation.save()
+        lic.active_devices = count + 1
+        lic.save(update_fields=["active_devices"])
         audit_log(actor_type=actor_type, actor=actor or f"device:{device_id}", action="device_activation.activated",
                   target=activation, customer=lic.customer,
                   data={"license": lic.pk, "device_id": device_id, "name": name, "platform": platform,
@@ -182,17 +195,30 @@ def _license_activate_device(*, license: License, device_id: str, name: str = ""
 
 def device_activation_deactivate(*, activation: DeviceActivation, actor_type: str, actor: str = "",
                                  action: str = "device_activation.deactivated") -> DeviceActivation:
-    """Free the device's seat. Idempotent; its tokens are refused online from now on."""
+    """Free the device's seat. Idempotent; its tokens are refused online from now on. Like an activation it
+    locks the licence first (its active_devices changes), so a deadlock with a webhook applying the same
+    customer's plan change is run again."""
+    from billing_console.db import retry_on_deadlock
+
+    return retry_on_deadlock(lambda: _device_activation_deactivate(
+        activation=activation, actor_type=actor_type, actor=actor, action=action))
+
+
+def _device_activation_deactivate(*, activation: DeviceActivation, actor_type: str, actor: str,
+                                  action: str) -> DeviceActivation:
     with transaction.atomic():
-        activation = (DeviceActivation.objects.select_for_update(of=("self",))
-                      .select_related("license__customer").get(pk=activation.pk))
+        lic = License.objects.select_for_update(of=("self",)).select_related("customer").get(pk=activation.license_id)
+        activation = DeviceActivation.objects.select_for_update().get(pk=activation.pk)
+        activation.license = lic
         if not activation.is_active:
             return activation
         activation.deactivated_at = timezone.now()
         activation.save(update_fields=["deactivated_at"])
+        count = _devices_recount(lic)
         audit_log(actor_type=actor_type, actor=actor or f"device:{activation.device_id}", action=action,
-                  target=activation, customer=activation.license.customer,
-                  data={"license": activation.license_id, "device_id": activation.device_id})
+                  target=activation, customer=lic.customer,
+                  data={"license": lic.pk, "device_id": activation.device_id, "active_devices": count,
+                        "max_devices": lic.max_devices})
         return activation
 
 
@@ -230,6 +256,7 @@ def license_reset_activations(*, license: License, actor_type: str, actor: str =
         if not devices:
             return 0
         lic.activations.filter(deactivated_at__isnull=True).update(deactivated_at=now)
+        _devices_recount(lic)
         audit_log(actor_type=actor_type, actor=actor, action="license.activations_reset", target=lic,
                   customer=lic.customer, data={"devices": devices})
         return len(devices)

@@ -14,8 +14,10 @@ the commit reads the old row and gets the old answer, as the database told it. A
 changes the key id. The only column left out of the version is the device's check-in time, which
 each call fills in itself.
 
-Only active devices are cached: a device that is not active is told NO_DEVICE or TOO_MANY_DEVICES
-from a count of the licence's other devices, which is not in the row.
+The licence's count of active devices (``License.active_devices``, which the answer reports with the
+device limit) is a column of that row, written in the transaction of every activation and
+deactivation: another device freeing a seat changes this device's version too. Only active devices
+are cached: an inactive device's answer signs no device token, so there is little to save.
 
 The store is per process and bounded (a few kB an entry): being keyed by the row, it needs nothing
 shared between workers to be right; each worker signs at most once per device and state per half

@@ -6,9 +6,10 @@ from django.conf import settings
 from django.db.models import Prefetch
 
 from billing_console.models import Customer, Invoice
+from billing_console.wording import counted
 from billing_console.wording.money import money_format
 from billing_console.portal.wording import deployment_error_words, deployment_stop_words
-from billing_console.selectors import customer_entitlement, plan_settings
+from billing_console.selectors import Entitlement, customer_entitlement, plan_settings
 from billing_console.wording.subscription import SubscriptionCopy, licence_status_words, subscription_copy
 
 RECENT_INVOICES = 5
@@ -65,17 +66,22 @@ def pricing_plans() -> list[dict]:
     return plans
 
 
-def _licences(customer: Customer, copy: SubscriptionCopy) -> list[dict]:
+def _licences(customer: Customer, copy: SubscriptionCopy, ent: Entitlement) -> list[dict]:
     from licensing.models import DeviceActivation, License
+    from licensing.selectors import license_limit_words
 
     active = DeviceActivation.objects.filter(deactivated_at__isnull=True).order_by("-activated_at")
     licences = (License.objects.filter(customer=customer).order_by("-issued_at")
-                .prefetch_related(Prefetch("activations", queryset=active, to_attr="active_devices")))
+                .prefetch_related(Prefetch("activations", queryset=active, to_attr="active_rows")))
     rows = []
     for lic in licences:
+        lic.customer = customer
         current = lic.subscription_id == customer.subscription_id
         words, tone = licence_status_words(lic, copy, current=current)
-        rows.append({"licence": lic, "devices": lic.active_devices[:RECENT_DEVICES], "count": len(lic.active_devices),
+        rows.append({"licence": lic, "devices": lic.active_rows[:RECENT_DEVICES], "count": lic.active_devices,
+                     "count_words": f"{lic.active_devices} of {counted(lic.max_devices, 'device')}",
+                     # The licence API's words: a downgrade keeps the active devices, and says so.
+                     "limit_words": license_limit_words(lic, ent),
                      "current": current, "status_words": words, "status_tone": tone})
     return rows
 
@@ -124,7 +130,7 @@ def manage_context(customer: Customer) -> dict:
         "plan": plan,
         "invoices": [{"invoice": i, "total": money_format(i.total, i.currency), "status": _invoice_status(i)}
                      for i in invoices[:RECENT_INVOICES]],
-        "licences": _licences(customer, copy),
+        "licences": _licences(customer, copy, ent),
         "deployments": _deployments(customer),
         "managed_deployment": bool(plan.get("managed_deployment")),
         "has_portal": bool(customer.stripe_customer_id),

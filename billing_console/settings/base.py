@@ -276,8 +276,9 @@ STRIPE_DJSTRIPE_SYNC = (["*"] if any(t.lower() in ("all", "*", "true") for t in 
 # A paused subscription (status "paused" after a trial without a card, or pause_collection set): whether
 # the customer keeps the product meanwhile. Off: a pause stops access until it is resumed.
 PAUSED_SUBSCRIPTION_ENTITLED = env.bool("PAUSED_SUBSCRIPTION_ENTITLED", default=False)
-# Whether an open dispute (chargeback) locks the customer out (hard lock) until it is closed. Off: support
-# is alerted and the customer page is flagged, access is unchanged.
+# Whether an open dispute (chargeback) takes access away until it is closed (won or lost): the entitlement
+# selector answers DISPUTED and the customer is told why. Off: support is alerted and the customer page is
+# flagged; the customer sees nothing of it and access is unchanged.
 DISPUTE_LOCKS_ACCESS = env.bool("DISPUTE_LOCKS_ACCESS", default=False)
 # Where Stripe sends the buyer after Checkout and the Customer Portal ({CHECKOUT_SESSION_ID} is filled by Stripe).
 BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="") or f"{SITE_URL}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"

@@ -419,8 +419,9 @@ def _mirrored_charge_owner(charge_id: str) -> Customer | None:
 
 
 def _customer_dispute_flag(customer: Customer, *, actor: str) -> None:
-    from billing_console.services import customer_set_access_state
-
+    """The flag alone is the lock: with DISPUTE_LOCKS_ACCESS on, the entitlement selector answers DISPUTED while
+    it is set, and access returns when the last open dispute closes. Not dunning's access_state: its daily
+    policy lifts any lock no unpaid invoice explains, and the customer would be told to pay an invoice."""
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     is_open = Dispute.objects.filter(customer=customer, outcome=Dispute.Outcome.OPEN).exists()
     if customer.dispute_open == is_open:
@@ -429,9 +430,6 @@ def _customer_dispute_flag(customer: Customer, *, actor: str) -> None:
     customer.save(update_fields=["dispute_open", "updated_at"])
     audit_log(actor_type=STRIPE, actor=actor, action="customer.dispute_flag", target=customer,
               data={"dispute_open": is_open, "locks_access": settings.DISPUTE_LOCKS_ACCESS})
-    if settings.DISPUTE_LOCKS_ACCESS and is_open and customer.access_state != Customer.AccessState.CANCELED:
-        customer_set_access_state(customer=customer, state=Customer.AccessState.HARD_LOCKED, actor_type=STRIPE,
-                                  actor=actor, reason="dispute opened")
 
 
 def _ops_alert_on_commit(dispute: Dispute) -> None:

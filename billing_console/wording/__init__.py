@@ -32,3 +32,13 @@ def stripe_dashboard_urls(*, stripe_customer_id: str, subscription_id: str) -> d
 def counted(count: int, singular: str, plural: str = "") -> str:
     """"1 deployment", "2 deployments"."""
     return f"{count:,} {singular if count == 1 else (plural or singular + 's')}"
+
+
+def device_limit_words(active: int, max_devices: int) -> str:
+    """What a licence with more active devices than its limit says (after a plan or quantity downgrade), ""
+    within it. Those devices keep working; a new one is refused until fewer than the limit are active."""
+    if active <= max_devices:
+        return ""
+    verbs = "is active and keeps" if active == 1 else "are active and keep"
+    return (f"Your plan now allows {counted(max_devices, 'device')}. {counted(active, 'device')} {verbs} working; "
+            f"deactivate {active - max_devices + 1} to activate a new one.")

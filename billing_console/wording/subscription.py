@@ -13,7 +13,7 @@ from datetime import datetime, timezone as dt_timezone
 from django.conf import settings
 from django.utils import timezone
 
-from billing_console.models import Customer, Invoice
+from billing_console.models import Customer, Dispute, Invoice
 from billing_console.wording.money import money_format
 from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 from billing_console.stripe.statuses import SubscriptionStatus
@@ -28,6 +28,7 @@ class State:
     PAST_DUE = SubscriptionStatus.PAST_DUE.value
     UNPAID = SubscriptionStatus.UNPAID.value
     LOCKED = "locked"  # dunning hard lock
+    DISPUTED = "disputed"  # a payment is disputed and DISPUTE_LOCKS_ACCESS is on
     PAUSED = SubscriptionStatus.PAUSED.value
     INCOMPLETE = "incomplete"
     EXPIRED = "expired"  # period and offline grace ran out with no renewal we know of
@@ -44,6 +45,7 @@ LICENCE_WORDS = {
     State.PAST_DUE: ("Active (payment overdue)", "warn"),
     State.UNPAID: ("Suspended (unpaid)", "suspended"),
     State.LOCKED: ("Suspended (payment overdue)", "suspended"),
+    State.DISPUTED: ("Paused (payment disputed)", "suspended"),
     State.PAUSED: ("Paused", "suspended"),
     State.INCOMPLETE: ("Not started (first payment missing)", "suspended"),
     State.EXPIRED: ("Expired", "ended"),
@@ -210,6 +212,8 @@ def subscription_state(customer: Customer, ent: Entitlement) -> str:
         return State.ENDED
     if ent.reason == Reason.HARD_LOCKED:
         return State.LOCKED
+    if ent.reason == Reason.DISPUTED:
+        return State.DISPUTED
     if ent.reason == Reason.INCOMPLETE:
         return State.INCOMPLETE
     if status == SubscriptionStatus.UNPAID:
@@ -232,7 +236,7 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
     """The words for the customer's subscription state, with what is owed, the pay link and what they may do.
 
     `invoices`: the customer's recent invoices (read here when None; [] words it without amounts owed).
-    `price_lookup=False` reads nothing more (the licence API's hot path)."""
+    `price_lookup=False` reads nothing more: no price, no disputed payment (the licence API's hot path)."""
     ent = ent or customer_entitlement(customer, now=now)
     if invoices is None:
         invoices = list(Invoice.objects.filter(customer=customer).order_by("-stripe_created")[:24]) if customer.pk else []
@@ -279,6 +283,8 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
                     [f"{owed_text} is overdue." if owed_text else "An invoice is overdue.",
                      "Licences and deployment updates are stopped until it is paid.", pay_line],
                     "bad", facts=owed_facts, actions=pay | portal)
+    if state == State.DISPUTED:
+        return _disputed(make, customer, invoices, portal, read=price_lookup)
     if state == State.UNPAID:
         return make("Subscription unpaid",
                     [f"{owed_text} is still owed and Stripe has stopped retrying the card." if owed_text else
@@ -334,3 +340,31 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
     next_fact = f"{next_amount} on {end}" if next_amount else end
     return make(f"{plan} is active", [f"Renews on {end}." if end else "Your subscription is active."], "ok",
                 facts=[("Next payment", next_fact)] if end else [], actions=portal, next_payment=next_fact)
+
+
+def _disputed(make, customer: Customer, invoices: list[Invoice], portal: frozenset, *, read: bool) -> SubscriptionCopy:
+    """DISPUTE_LOCKS_ACCESS is on and a payment is disputed: which one (when `read` allows the query), that
+    access is paused until the dispute closes, and who to talk to."""
+    dispute = (Dispute.objects.filter(customer=customer, outcome=Dispute.Outcome.OPEN).order_by("-opened_at").first()
+               if read and customer.pk else None)
+    payment, paid_on = "", ""
+    if dispute is not None and dispute.amount > 0 and dispute.currency:
+        payment = money_format(dispute.amount, dispute.currency)
+        # The invoice it paid, when the dispute is linked to one (a dispute opened before its invoice was
+        # recorded is not): the date is said only when known.
+        invoice = next((i for i in invoices if i.stripe_id == dispute.invoice_id), None) if dispute.invoice_id else None
+        if invoice is None and dispute.invoice_id:
+            invoice = Invoice.objects.filter(stripe_id=dispute.invoice_id).first()
+        paid_at = ((invoice.data or {}).get("status_transitions") or {}).get("paid_at") if invoice else None
+        if isinstance(paid_at, int) and not isinstance(paid_at, bool):
+            paid_on = day(datetime.fromtimestamp(paid_at, tz=dt_timezone.utc))
+        elif invoice is not None and invoice.stripe_created:
+            paid_on = day(invoice.stripe_created)
+    what = f"A payment of {payment}" + (f" on {paid_on}" if paid_on else "") if payment else "A payment"
+    support = f"contact support at {settings.SUPPORT_EMAIL}" if settings.SUPPORT_EMAIL else "contact support"
+    return make("Access paused: a payment is disputed",
+                [f"{what} is disputed with your bank.",
+                 "Access is paused until the dispute is resolved; it comes back by itself when the dispute is closed.",
+                 f"If you did not mean to dispute it, {support}."],
+                "bad", facts=[("Disputed payment", f"{payment} on {paid_on}" if paid_on else payment)] if payment else [],
+                actions=portal)

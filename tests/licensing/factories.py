@@ -41,3 +41,12 @@ class DeviceActivationFactory(factory.django.DjangoModelFactory):
     platform = "macos"
     activated_at = factory.LazyFunction(timezone.now)
     last_checked_at = factory.LazyFunction(timezone.now)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        obj = super()._create(model_class, *args, **kwargs)
+        # As the services do: the licence's row carries its count of active devices.
+        count = DeviceActivation.objects.filter(license_id=obj.license_id, deactivated_at__isnull=True).count()
+        License.objects.filter(pk=obj.license_id).update(active_devices=count)
+        obj.license.active_devices = count
+        return obj

@@ -258,6 +258,94 @@ def test_dispute_alerts_support_and_records_the_loss(live, stripe_settings):
     live.assert_all_applied()
 
 
+def test_a_dispute_locks_access_when_the_setting_says_so_and_winning_it_gives_access_back(live, stripe_settings):
+    from billing_console.models import Dispute
+    from billing_console.wording.subscription import day
+
+    stripe_settings.DISPUTE_LOCKS_ACCESS = True
+    stripe_settings.SUPPORT_EMAIL = "help@console.test"
+    cus, sub = subscribe(live, "won@example.com")
+    charge = paid_charge(live, cus.id)
+    live.advance(days=3)
+    live.emu.open_dispute(charge.id)  # the cardholder's bank, days later
+    live.sync()
+    customer = live.customer("won@example.com")
+    row = Dispute.objects.get(customer=customer)
+    assert row.invoice_id and customer_entitlement(customer).reason == Reason.DISPUTED
+    page = live.manage_page(customer)
+    paid_on = day(datetime.fromtimestamp(charge.created, tz=dt_timezone.utc))
+    assert "Access paused: a payment is disputed" in page, page
+    assert f"A payment of $9.00 on {paid_on} is disputed with your bank." in page, page
+    assert "Access is paused until the dispute is resolved" in page and "help@console.test" in page, page
+    assert "Paused (payment disputed)" in page and "Next payment" not in page and "overdue" not in page, page
+
+    live.run(stripe.Dispute.modify, row.stripe_id, evidence={"uncategorized_text": "winning_evidence"}, submit=True)
+    row.refresh_from_db()
+    customer.refresh_from_db()
+    assert row.outcome == Dispute.Outcome.WON and not customer.dispute_open
+    assert customer_entitlement(customer).reason == Reason.VALID
+    page = live.manage_page(customer)
+    assert "Pro is active" in page and "disput" not in page.lower(), page
+    live.assert_all_applied()
+
+
+def test_a_first_payment_disputed_at_once_gets_its_licence_when_the_dispute_is_won(live, stripe_settings):
+    """The test card disputes the charge before the invoice is paid: the subscription turns active while the
+    dispute locks access, so no licence yet; winning the dispute issues it and emails the key."""
+    from billing_console.models import Dispute
+
+    stripe_settings.DISPUTE_LOCKS_ACCESS = True
+    subscribe(live, "first@example.com", card="pm_card_createDispute")
+    customer = live.customer("first@example.com")
+    assert customer_entitlement(customer).reason == Reason.DISPUTED
+    assert not License.objects.filter(customer=customer).exists()
+    page = live.manage_page(customer)
+    assert "A payment of $9.00 is disputed with your bank." in page, page  # not linked to its invoice: no date
+
+    row = Dispute.objects.get(customer=customer)
+    live.run(stripe.Dispute.modify, row.stripe_id, evidence={"uncategorized_text": "winning_evidence"}, submit=True)
+    assert License.objects.filter(customer=customer, subscription_id=customer.subscription_id).exists()
+    assert any("licence key" in m.subject for m in emails_to("first@example.com"))
+    assert "Pro is active" in live.manage_page(customer)
+    live.assert_all_applied()
+
+
+def test_a_downgrade_keeps_the_active_devices_and_says_so(live, stripe_settings, client):
+    from tests.licensing.conftest import new_signing_key
+
+    stripe_settings.LICENSE_SIGNING_KEY, _ = new_signing_key()
+    stripe_settings.LICENSE_VERIFY_KEYS_PREVIOUS = []
+    stripe_settings.PLANS["pro"]["max_devices"] = 1
+    cus = new_stripe_customer(live, "down@example.com")
+    sub = live.run(stripe.Subscription.create, customer=cus.id, items=[{"price": "price_sandbox_team"}])
+    [key_email] = [m for m in emails_to("down@example.com") if "licence key" in m.subject]
+    key = next(line.strip() for line in key_email.body.splitlines() if line.strip().startswith("BCL-"))
+    tokens = [client.post("/api/license/activate", {"key": key, "device_id": f"mac-{n}"},
+                          content_type="application/json").json()["deviceAccessToken"] for n in range(3)]
+
+    live.run(stripe.Subscription.modify, sub.id, items=[{"id": sub["items"]["data"][0]["id"],
+                                                         "price": "price_sandbox_pro"}],
+             proration_behavior="always_invoice")
+    customer = live.customer("down@example.com")
+    lic = License.objects.get(subscription_id=sub.id)
+    assert (customer.plan, lic.max_devices, lic.active_devices) == ("pro", 1, 3)
+    told = ("Your plan now allows 1 device. 3 devices are active and keep working; "
+            "deactivate 3 to activate a new one.")
+    body = client.get("/api/license/status", HTTP_AUTHORIZATION=f"Bearer {tokens[0]}").json()
+    assert (body["active"], body["activeDevices"], body["devicesOverLimit"], body["deviceLimitMessage"]) == (
+        True, 3, 2, told)
+    page = live.manage_page(customer)
+    assert told in page and "Pro is active" in page, page
+    refused = client.post("/api/license/activate", {"key": key, "device_id": "mac-new"}, content_type="application/json")
+    assert refused.status_code == 409 and refused.json()["error"] == told
+
+    client.post("/api/license/deactivate", {"device_id": "mac-2"}, content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {tokens[2]}")
+    body = client.get("/api/license/status", HTTP_AUTHORIZATION=f"Bearer {tokens[0]}").json()
+    assert (body["activeDevices"], body["devicesOverLimit"]) == (2, 1)
+    live.assert_all_applied()
+
+
 def test_a_renewal_needing_3d_secure_asks_the_customer_then_pays(live):
     from dunning.models import DunningCase
 
