@@ -142,7 +142,7 @@ def test_mirror_failure_is_a_warning_that_never_touches_the_applied_event(custom
     customer.refresh_from_db()
     assert row.status == WebhookEvent.Status.PROCESSED and row.mirror == WebhookEvent.Mirror.DUE
     assert customer.subscription_status == "past_due"
-    assert webhook_events_mirror() == {"done": 0, "failed": 1, "skipped": 0}
+    assert webhook_events_mirror() == {"done": 0, "failed": 1, "skipped": 0, "synced": 1}
     row.refresh_from_db()
     assert row.status == WebhookEvent.Status.PROCESSED and row.mirror == WebhookEvent.Mirror.FAILED
     assert row.mirror_error.startswith("ZeroDivisionError")

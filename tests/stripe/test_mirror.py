@@ -70,7 +70,7 @@ def test_the_mirror_is_off_the_applied_path(client, emulator, stripe_settings, m
 
 
 def test_a_run_with_nothing_due_does_nothing(stripe_settings):
-    assert webhook_events_mirror() == {"done": 0, "failed": 0, "skipped": 0}
+    assert webhook_events_mirror() == {"done": 0, "failed": 0, "skipped": 0, "synced": 0}
 
 
 def test_sync_catalog_fills_the_price_list_the_pricing_page_reads(client, emulator, capsys):
@@ -116,7 +116,7 @@ def test_events_only_the_mirror_needs_are_ignored_by_the_console_and_still_mirro
     assert {(r.status, r.mirror, r.last_error) for r in rows} == {(WebhookEvent.Status.IGNORED, WebhookEvent.Mirror.DUE, "")}
     before = len(emulator.requests)
 
-    assert webhook_events_mirror() == {"done": 3, "failed": 0, "skipped": 0}
+    assert webhook_events_mirror() == {"done": 3, "failed": 0, "skipped": 0, "synced": 3}
     assert dj.Customer.objects.get(id="cus_mirrorOnly1").email == "only@example.com"
     mirrored_card = dj.PaymentMethod.objects.get(id="pm_mirrorOnly1")
     assert mirrored_card.customer_id == "cus_mirrorOnly1" and mirrored_card.stripe_data["card"]["last4"] == "4242"
@@ -140,3 +140,57 @@ def test_a_mirror_only_event_is_ignored_and_not_mirrored_when_the_mirror_is_off(
     assert webhook_event_process(webhook_event_id=row.pk) == "ignored"
     row.refresh_from_db()
     assert row.status == WebhookEvent.Status.IGNORED and row.mirror == ""
+
+
+def test_a_burst_of_updates_to_one_object_is_one_sync_of_its_newest_state(emulator, stripe_settings, monkeypatch):
+    """Five customer.updated for one customer and one for another: two syncs, every event marked done, and
+    the mirror holds each customer's newest payload; the first-seen object is synced first."""
+    from billing_console.stripe import mirror
+    from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
+    from tests.stripe_events import stripe_event, stripe_object
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = BILLING_TYPES
+    at = 1_790_000_000
+    events = [stripe_event("customer.updated", created=at + n,
+                           obj=stripe_object("customer", {"id": "cus_burst1", "email": f"v{n}@example.com",
+                                                          "discount": None, "created": at}))
+              for n in range(5)]
+    events.insert(2, stripe_event("customer.updated", created=at + 1, obj=stripe_object(
+        "customer", {"id": "cus_burst2", "email": "other@example.com", "discount": None, "created": at})))
+    for event in events:
+        row, _ = webhook_event_store(event=event, enqueue=False)
+        webhook_event_process(webhook_event_id=row.pk)
+    synced = []
+    real = mirror.event_mirror
+    monkeypatch.setattr(mirror, "event_mirror", lambda payload: synced.append(payload["id"]) or real(payload))
+
+    assert webhook_events_mirror() == {"done": 6, "failed": 0, "skipped": 0, "synced": 2}
+    assert synced == [events[-1]["id"], events[2]["id"]]  # cus_burst1 first seen first, at its newest payload
+    assert dj.Customer.objects.get(id="cus_burst1").email == "v4@example.com"
+    assert dj.Customer.objects.get(id="cus_burst2").email == "other@example.com"
+    rows = WebhookEvent.objects.filter(stripe_id__in=[e["id"] for e in events])
+    assert set(rows.values_list("mirror", flat=True)) == {WebhookEvent.Mirror.DONE}
+    assert all(r.mirrored_at is not None for r in rows)
+
+
+def test_a_run_stops_when_its_time_is_up_and_kicks_the_next(emulator, stripe_settings, monkeypatch):
+    """A backlog is worked in runs that each end well inside django-q2's timeout (a run killed by the
+    timeout left the running flag for ten minutes and the mirror stalled), each kicking the next."""
+    from billing_console.stripe import mirror
+    from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
+    from tests.stripe_events import stripe_event, stripe_object
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = BILLING_TYPES
+    for n in range(3):
+        event = stripe_event("customer.updated", created=1_790_000_000 + n, obj=stripe_object(
+            "customer", {"id": f"cus_budget{n}", "email": f"b{n}@example.com", "discount": None}))
+        row, _ = webhook_event_store(event=event, enqueue=False)
+        webhook_event_process(webhook_event_id=row.pk)
+    clock = iter([0.0, 0.0, 10_000.0])  # started, first check, the check after one batch
+    monkeypatch.setattr(mirror.time, "monotonic", lambda: next(clock, 10_000.0))
+    kicks = []
+    monkeypatch.setattr(mirror, "mirror_kick", lambda: kicks.append(1))
+
+    assert mirror.webhook_events_mirror(limit=2) == {"done": 2, "failed": 0, "skipped": 0, "synced": 2}
+    assert kicks == [1]
+    assert WebhookEvent.objects.filter(mirror=WebhookEvent.Mirror.DUE).count() == 1
