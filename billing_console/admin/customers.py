@@ -22,6 +22,7 @@ from billing_console.ops.logging import redact
 from billing_console.phones import customer_change_phone
 from billing_console.selectors import Reason, customer_entitlement
 from billing_console.services import actor_of, customer_change_email, customer_rotate_manage_salt
+from billing_console.wording.discount import discount_words
 from billing_console.stripe.inbox import webhook_events_replay
 from billing_console.stripe.mirror import webhook_events_mirror_again
 from billing_console.stripe.subscriptions import customer_resync
@@ -156,13 +157,14 @@ class CustomerAdmin(admin.ModelAdmin):
 
     @admin.display(description="Discount")
     def discount_shown(self, obj):
+        """The customer's words (wording.discount), then what support looks up in Stripe."""
         d = obj.discount or {}
         if not d:
             return "-"
-        off = f"{d['percent_off']}% off" if d.get("percent_off") else (
-            money_format(int(d["amount_off"]), d.get("currency") or "usd") + " off" if d.get("amount_off") else "")
-        return " ".join(x for x in (d.get("name") or d.get("coupon") or d.get("discount") or "", off,
-                                    f"({d['duration']})" if d.get("duration") else "") if x)
+        owner = f"subscription {d['subscription']}" if d.get("subscription") else "the customer's own"
+        ids = ", ".join(x for x in (f"coupon {d['coupon']}" if d.get("coupon") else "", d.get("discount") or "",
+                                    owner) if x)
+        return f"{discount_words(d) or 'Coupon details not known yet'} ({ids})"
 
     @admin.display(description="From Stripe")
     def payments_mirrored(self, obj):

@@ -57,8 +57,14 @@ class Customer(models.Model):
     trial_end = models.DateTimeField(null=True, blank=True)
     quantity = models.PositiveIntegerField(default=1, help_text="Seats on the subscription's price.")
     # The discount Stripe applies to the subscription or customer, as shown to the customer and support:
-    # {"coupon", "name", "percent_off", "amount_off" (minor units), "currency", "duration", "end"}.
+    # {"discount" (di_ id), "subscription" (empty: the customer's own), "coupon", "name", "percent_off",
+    # "amount_off" (minor units), "currency", "duration", "duration_in_months", "start", "end"} (see
+    # billing_console/stripe/discounts.py); {} when none.
     discount = models.JSONField(default=dict, blank=True)
+    # Its watermark (the Stripe time of the newest discount state applied) and the discounts Stripe deleted
+    # (ids are never reused: a late event never brings one back), newest last, a few kept.
+    discount_state_at = models.DateTimeField(null=True, blank=True)
+    discounts_deleted = models.JSONField(default=list, blank=True)
     # An open dispute (chargeback) on one of the customer's payments (see DISPUTE_LOCKS_ACCESS).
     dispute_open = models.BooleanField(default=False)
     # Watermark: the Stripe timestamp of the newest state applied, so a late event never moves back.

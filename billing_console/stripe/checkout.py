@@ -25,6 +25,7 @@ from billing_console.phones import customer_apply_stripe_phone, whatsapp_configu
 from billing_console.services import audit_log
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
+from billing_console.stripe.discounts import EXPAND as DISCOUNTS_EXPANDED
 from billing_console.stripe.subscriptions import customer_apply_subscription, customer_link_stripe
 
 log = logging.getLogger("billing_console.checkout")
@@ -191,7 +192,7 @@ def checkout_session_subscription(session: dict) -> dict | None:
     sub_id = so.obj_id(subscription)
     if not sub_id or Customer.objects.filter(subscription_id=sub_id).exists():
         return None
-    return stripe_gateway.subscription_retrieve(sub_id)
+    return stripe_gateway.subscription_retrieve(sub_id, expand=DISCOUNTS_EXPANDED)  # with its discounts' coupons
 
 
 def checkout_session_complete(*, session: dict, event_created: datetime | None,

@@ -136,8 +136,13 @@ def customer_retrieve(customer_id: str) -> dict:
     return _call("read a customer", lambda: client().v1.customers.retrieve(customer_id))
 
 
-def subscription_retrieve(subscription_id: str) -> dict:
-    return _call("read a subscription", lambda: client().v1.subscriptions.retrieve(subscription_id))
+def subscription_retrieve(subscription_id: str, *, expand: list[str] | None = None) -> dict:
+    return _call("read a subscription", lambda: client().v1.subscriptions.retrieve(
+        subscription_id, params={"expand": expand} if expand else None))
+
+
+def coupon_retrieve(coupon_id: str) -> dict:
+    return _call("read a coupon", lambda: client().v1.coupons.retrieve(coupon_id))
 
 
 def subscription_update(subscription_id: str, *, params: dict, idempotency_key: str) -> dict:

@@ -5,7 +5,8 @@
   Stripe's customer (for the email) happens in a preparer, before the event's transaction. No email:
   an UnlinkedSubscription row for support, never a failed event.
 - Emails the customer must get: trial ending, subscription ended, payment needs authentication.
-- Refunds, disputes and discounts recorded where the customer page, invoices and audit show them.
+- Refunds and disputes recorded where the customer page, invoices and audit show them (discounts:
+  discounts.py).
 
 Every receiver reads the payload defensively: a field Stripe left out is logged and skipped.
 """
@@ -75,6 +76,7 @@ def _stripe_customer_of(event: dict, sub: dict) -> dict:
 def subscription_event_receive(*, event: dict) -> Customer | None:
     """customer.subscription.* : apply the state to its console customer, linking or creating one for a
     subscription made outside Checkout; record it for support when its Stripe customer has no email."""
+    from billing_console.stripe.discounts import subscription_with_prepared_discounts
     from billing_console.stripe.subscriptions import (customer_apply_subscription, subscription_customer_ensure,
                                                       customer_link_stripe)
 
@@ -82,6 +84,7 @@ def subscription_event_receive(*, event: dict) -> Customer | None:
     if not isinstance(sub, dict) or not isinstance(sub.get("id"), str) or not sub["id"]:
         log.warning("subscription event %s without a subscription id ignored", event.get("id"))
         return None
+    sub = subscription_with_prepared_discounts(sub, event)  # coupons the preparer read for discounts named by id
     state_at = so.event_created(event)
     with transaction.atomic(savepoint=False):
         customer = subscription_customer_ensure(sub)
@@ -256,26 +259,6 @@ def payment_action_required_receive(*, event: dict) -> None:
     _email_on_commit(customer, "payment_action_required", hosted_invoice_url=url, invoice=invoice.get("id") or "",
                      amount_due=int(invoice.get("amount_remaining", invoice.get("amount_due")) or 0),
                      currency=(invoice.get("currency") or "")[:3])
-
-
-# --- Discounts ------------------------------------------------------------------------------------
-def customer_discount_receive(*, event: dict) -> Customer | None:
-    """customer.discount.*: keep the customer's discount for the manage page and support."""
-    discount = so.event_object(event)
-    customer = customer_by_stripe_keys(subscription_id=so.obj_id(discount.get("subscription")),
-                                        stripe_customer_id=so.obj_id(discount.get("customer")))
-    if customer is None:
-        return None
-    summary = {} if event.get("type") == "customer.discount.deleted" else so.discount_summary(discount)
-    with transaction.atomic(savepoint=False):
-        customer = Customer.objects.select_for_update().get(pk=customer.pk)
-        if customer.discount != summary:
-            before = customer.discount
-            customer.discount = summary
-            customer.save(update_fields=["discount", "updated_at"])
-            audit_log(actor_type=STRIPE, actor=event.get("id", ""), action="customer.discount_changed",
-                      target=customer, data={"from": before, "to": summary})
-    return customer
 
 
 # --- Refunds --------------------------------------------------------------------------------------

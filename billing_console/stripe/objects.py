@@ -42,7 +42,7 @@ def event_created(event: dict) -> datetime | None:
 
 
 def metadata(obj: dict) -> dict:
-    return obj.get("metadata") or {}
+    return _mapping(obj.get("metadata"))
 
 
 # --- Subscriptions ------------------------------------------------------------------------------
@@ -83,31 +83,76 @@ def subscription_quantity(sub: dict) -> int:
     return 1
 
 
+# --- Discounts -----------------------------------------------------------------------------------
+COUPON_DURATIONS = ("once", "repeating", "forever")
+
+
+def _number(value) -> int | float | None:
+    """A JSON number as Stripe sends it (never a bool), else None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _timestamp(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def discount_coupon(discount: dict):
+    """A discount's coupon: the current API's `source.coupon`, else the older top-level `coupon`; an id, an
+    expanded coupon (dict), or None."""
+    source = _mapping(discount.get("source"))
+    coupon = source.get("coupon") or discount.get("coupon")
+    return coupon if isinstance(coupon, (str, dict)) and coupon else None
+
+
+def coupon_summary(coupon: dict) -> dict:
+    """What a page needs of an expanded coupon; a field of the wrong type is left out, never trusted."""
+    name, currency = coupon.get("name"), coupon.get("currency")
+    summary = {"coupon": obj_id(coupon)[:255], "name": name[:120] if isinstance(name, str) else "",
+               "duration": coupon.get("duration") if coupon.get("duration") in COUPON_DURATIONS else "",
+               "percent_off": _number(coupon.get("percent_off")), "amount_off": None, "currency": "",
+               "duration_in_months": None}
+    amount_off = _number(coupon.get("amount_off"))
+    if summary["percent_off"] is None and isinstance(amount_off, int) and isinstance(currency, str) and currency:
+        summary.update(amount_off=amount_off, currency=currency[:3].lower())
+    months = coupon.get("duration_in_months")
+    if summary["duration"] == "repeating" and isinstance(months, int) and not isinstance(months, bool) and months > 0:
+        summary["duration_in_months"] = months
+    return summary
+
+
 def discount_summary(discount) -> dict:
-    """What a page needs of a Stripe discount (expanded coupon, or the current API's `source.coupon`)."""
+    """What the console keeps of a Stripe discount (Customer.discount): its id, its subscription (empty: the
+    customer's own discount), its coupon (the id; name, percent or amount off, duration when the coupon is
+    expanded), start and end. {} when it names neither an id nor a coupon."""
     if not isinstance(discount, dict):
         return {}
-    coupon = discount.get("coupon") or (discount.get("source") or {}).get("coupon")
-    if not isinstance(coupon, dict):
-        return {"coupon": obj_id(coupon)} if coupon else {}
-    return {"coupon": coupon.get("id") or "", "name": coupon.get("name") or "",
-            "percent_off": coupon.get("percent_off"), "amount_off": coupon.get("amount_off"),
-            "currency": coupon.get("currency") or "", "duration": coupon.get("duration") or "",
-            "end": discount.get("end")}
+    coupon = discount_coupon(discount)
+    discount_id = obj_id(discount.get("id"))
+    if not discount_id.startswith("di_"):
+        discount_id = ""
+    if not discount_id and not coupon:
+        return {}
+    summary = {"discount": discount_id[:255], "subscription": obj_id(discount.get("subscription"))[:255],
+               "coupon": obj_id(coupon)[:255] if coupon else "", "start": _timestamp(discount.get("start")),
+               "end": _timestamp(discount.get("end"))}
+    if isinstance(coupon, dict):
+        summary.update(coupon_summary(coupon))
+    return summary
 
 
-def subscription_discount(sub: dict) -> dict:
-    """The subscription's first discount ({} when none; a discount only named by id gives its id)."""
-    discounts = sub.get("discounts") or []
-    if sub.get("discount"):
-        discounts = [sub["discount"], *discounts]
-    for discount in discounts:
-        if isinstance(discount, str):
-            return {"discount": discount}
-        summary = discount_summary(discount)
-        if summary:
-            return summary
-    return {}
+def discount_has_coupon_details(summary: dict) -> bool:
+    """Whether a kept discount already says what it takes off (its coupon was expanded once)."""
+    return bool(summary.get("duration")) and (summary.get("percent_off") is not None or bool(summary.get("amount_off")))
+
+
+def subscription_discounts(sub: dict) -> list:
+    """The subscription's discounts in Stripe's order: ids (the current API's `discounts`) or expanded
+    discounts; the older single `discount` first."""
+    found = [d for d in (sub.get("discounts") if isinstance(sub.get("discounts"), list) else [])
+             if (isinstance(d, str) and d) or isinstance(d, dict)]
+    if isinstance(sub.get("discount"), dict):
+        found = [sub["discount"], *[d for d in found if obj_id(d) != obj_id(sub["discount"])]]
+    return found
 
 
 def subscription_customer_id(sub: dict) -> str:

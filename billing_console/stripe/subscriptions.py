@@ -26,6 +26,8 @@ from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 from billing_console.services import audit_log, customer_set_access_state
 from billing_console.stripe import gateway as stripe_gateway
 from billing_console.stripe import objects as so
+from billing_console.stripe.discounts import EXPAND as DISCOUNTS_EXPANDED
+from billing_console.stripe.discounts import subscription_discount_stamp, subscription_discount_wanted
 from billing_console.stripe.statuses import ENDED, SubscriptionStatus
 
 log = logging.getLogger("billing_console.stripe")
@@ -123,14 +125,6 @@ def _state_is_newer(customer: Customer, subscription: dict, state_at: datetime |
     return True, ""
 
 
-def _discount(customer: Customer, subscription: dict) -> dict:
-    """The subscription's discount; one only named by id keeps the details customer.discount.* gave."""
-    discount = so.subscription_discount(subscription)
-    if set(discount) == {"discount"} and customer.discount.get("coupon"):
-        return customer.discount
-    return discount
-
-
 def customer_apply_subscription(*, customer: Customer, subscription: dict, state_at: datetime | None,
                                 actor_type: str = STRIPE, actor: str = "", force: bool = False) -> tuple[Customer, bool]:
     """Make the customer's subscription fields match `subscription` (a Stripe object as of `state_at`;
@@ -158,8 +152,12 @@ def customer_apply_subscription(*, customer: Customer, subscription: dict, state
             "collection_paused": bool(subscription.get("pause_collection")),
             "trial_end": so.to_datetime(subscription.get("trial_end")) if status == SubscriptionStatus.TRIALING else None,
             "quantity": so.subscription_quantity(subscription),
-            "discount": _discount(customer, subscription),
         }
+        # The discount has its own watermark and rules (discounts.py): None leaves the one kept.
+        discount = subscription_discount_wanted(customer, subscription, state_at)
+        if discount is not None:
+            wanted["discount"] = discount
+            subscription_discount_stamp(customer, state_at)
         changes = {k: [str(getattr(customer, k) or ""), str(v or "")] for k, v in wanted.items() if getattr(customer, k) != v}
         for key, value in wanted.items():
             setattr(customer, key, value)
@@ -167,7 +165,7 @@ def customer_apply_subscription(*, customer: Customer, subscription: dict, state
             customer.subscription_state_at = state_at
         elif state_at is None and customer.subscription_state_at is None:
             customer.subscription_state_at = so.subscription_state_time(subscription)
-        customer.save(update_fields=[*SUBSCRIPTION_FIELDS, "subscription_state_at", "updated_at"])
+        customer.save(update_fields=[*SUBSCRIPTION_FIELDS, "subscription_state_at", "discount_state_at", "updated_at"])
         if changes:
             audit_log(actor_type=actor_type, actor=actor, action="customer.subscription_changed", target=customer,
                       data={"subscription": wanted["subscription_id"], "changes": changes})
@@ -296,7 +294,7 @@ def customer_resync(*, customer: Customer, actor_type: str, actor: str = "") -> 
     "resync from Stripe"; reconciliation's fix). Raises StripeGatewayError when Stripe cannot answer."""
     subscription = None
     if customer.subscription_id:
-        subscription = stripe_gateway.subscription_retrieve(customer.subscription_id)
+        subscription = stripe_gateway.subscription_retrieve(customer.subscription_id, expand=DISCOUNTS_EXPANDED)
     if customer.stripe_customer_id:
         stripe_customer = stripe_gateway.customer_retrieve(customer.stripe_customer_id)
         if not stripe_customer.get("deleted"):
@@ -304,7 +302,9 @@ def customer_resync(*, customer: Customer, actor_type: str, actor: str = "") -> 
                                                       actor_type=actor_type, actor=actor)
         if subscription is None or subscription.get("status") in ENDED:
             # The newest live subscription of this Stripe customer, if there is one.
-            live = next(iter(stripe_gateway.subscriptions_list({"customer": customer.stripe_customer_id})), None)
+            expand = [f"data.{path}" for path in DISCOUNTS_EXPANDED]
+            live = next(iter(stripe_gateway.subscriptions_list({"customer": customer.stripe_customer_id,
+                                                                "expand": expand})), None)
             subscription = live or subscription
     if subscription is not None:
         customer, _ = customer_apply_subscription(customer=customer, subscription=subscription, state_at=None,

@@ -1,12 +1,13 @@
 """The core's Stripe receivers: checkout attempts, customers and their subscription fields, and the
-lifecycle (trials, refunds, disputes, discounts, subscriptions made outside Checkout: lifecycle.py).
+lifecycle (trials, refunds, disputes, subscriptions made outside Checkout: lifecycle.py) and discounts
+(discounts.py).
 
 They run first for their event types (Stage.CORE), inside the worker's transaction; licensing,
 deployments and dunning receivers for the same event run after and find the Customer through
 `customer_for_stripe_object`. invoice.* events are left to the invoices and dunning receivers (the
 dispatcher passes every type through; a type nobody handles is stored and marked ignored).
 """
-from billing_console.stripe import lifecycle
+from billing_console.stripe import discounts, lifecycle
 from billing_console.stripe import objects as so
 from billing_console.stripe.checkout import (checkout_session_complete, checkout_session_expire_apply,
                                              checkout_session_subscription)
@@ -36,8 +37,10 @@ def checkout_expired(event: dict) -> None:
     checkout_session_expire_apply(session=so.event_object(event))
 
 
-# Outside the transaction: reads Stripe's customer when a subscription from elsewhere needs its email.
+# Outside the transaction: reads Stripe's customer when a subscription from elsewhere needs its email, and
+# the subscription's discounts with their coupons when it names them by id and the console lacks them.
 preparer(*SUBSCRIPTION_EVENTS)(lifecycle.subscription_customer_prepare)
+preparer(*SUBSCRIPTION_EVENTS)(discounts.subscription_discounts_prepare)
 
 
 @receiver(*SUBSCRIPTION_EVENTS, stage=Stage.CORE)
@@ -70,9 +73,14 @@ def payment_action_required(event: dict) -> None:
     lifecycle.payment_action_required_receive(event=event)
 
 
-@receiver("customer.discount.created", "customer.discount.updated", "customer.discount.deleted", stage=Stage.CORE)
+DISCOUNT_EVENTS = ("customer.discount.created", "customer.discount.updated", "customer.discount.deleted")
+# Outside the transaction: the coupon's details, which the pinned API sends by id only.
+preparer(*DISCOUNT_EVENTS)(discounts.discount_coupon_prepare)
+
+
+@receiver(*DISCOUNT_EVENTS, stage=Stage.CORE)
 def discount_changed(event: dict) -> None:
-    lifecycle.customer_discount_receive(event=event)
+    discounts.customer_discount_receive(event=event)
 
 
 @receiver("charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", stage=Stage.CORE)

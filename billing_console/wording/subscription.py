@@ -14,6 +14,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing_console.models import Customer, Dispute, Invoice
+from billing_console.wording.discount import (discount_in_force, discount_used_since_start, discount_words,
+                                              discounted_amount)
 from billing_console.wording.money import money_format
 from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 from billing_console.stripe.statuses import SubscriptionStatus
@@ -185,19 +187,62 @@ def price_amount(price_id: str, quantity: int = 1) -> str:
     return money_format(found[0] * max(int(quantity or 1), 1), found[1]) if found else ""
 
 
-def _price_amount(customer: Customer) -> str:
-    """The subscription price times its seats, from dj-stripe's mirror when it has the price."""
-    return price_amount(customer.price_id, getattr(customer, "quantity", 1) or 1)
+def _price(customer: Customer) -> tuple[int, str] | None:
+    """(amount, currency): the subscription price times its seats, from dj-stripe's mirror when it has the price."""
+    found = price_unit_amount(customer.price_id)
+    return (found[0] * max(int(getattr(customer, "quantity", 1) or 1), 1), found[1]) if found else None
 
 
-def _next_amount(customer: Customer, invoices: list[Invoice], *, price_lookup: bool) -> str:
-    """The next renewal's amount when known: the last paid, non-zero invoice of this subscription, else the
-    price (a trial has no paid invoice yet)."""
+def _discount_applies(customer: Customer, invoices: list[Invoice], at: datetime) -> bool:
+    discount = customer.discount if isinstance(getattr(customer, "discount", None), dict) else {}
+    used = (discount.get("duration") == "once"
+            and discount_used_since_start(discount, invoices, customer.subscription_id))
+    return discount_in_force(discount, at=at, used=used)
+
+
+def _paid_with(invoice: Invoice, discount: dict) -> bool:
+    """Whether the invoice was reduced by this discount (by none when `discount` is {})."""
+    if not discount:
+        return invoice.discount <= 0
+    if invoice.discount <= 0:
+        return False
+    ids = set()
+    for item in (invoice.data or {}).get("total_discount_amounts") or []:
+        named = item.get("discount") if isinstance(item, dict) else None
+        named = named.get("id") if isinstance(named, dict) else named
+        if isinstance(named, str) and named:
+            ids.add(named)
+    # Not named on either side (older shapes): the discount is taken to be the same.
+    return not discount.get("discount") or not ids or discount["discount"] in ids
+
+
+def _next_amount(customer: Customer, invoices: list[Invoice], *, price_lookup: bool, renews_at: datetime | None) -> str:
+    """The next renewal's amount when known: the last paid, non-zero invoice of this subscription when the
+    discount (or none) it had still applies at the renewal, else the price (a trial has no paid invoice yet),
+    less the discount that will apply. Never a pre-discount price for a discounted renewal: when the
+    discount's amount is not known, no amount."""
+    applies = _discount_applies(customer, invoices, renews_at or timezone.now())
     for invoice in sorted(invoices, key=lambda i: i.stripe_created or timezone.now(), reverse=True):
         if (invoice.status == "paid" and invoice.total > 0
                 and (not customer.subscription_id or invoice.subscription_id in ("", customer.subscription_id))):
-            return money_format(invoice.total, invoice.currency)
-    return _price_amount(customer) if price_lookup else ""
+            if _paid_with(invoice, customer.discount if applies else {}):
+                return money_format(invoice.total, invoice.currency)  # its total already has the discount taken off
+            break
+    price = _price(customer) if price_lookup else None
+    if price is None:
+        return ""
+    amount, currency = price
+    if applies:
+        amount = discounted_amount(amount, currency, customer.discount)
+        if amount is None:
+            return ""
+    return money_format(amount, currency)
+
+
+def _discount_facts(customer: Customer, invoices: list[Invoice], now: datetime) -> list[tuple[str, str]]:
+    """("Discount", words) while the customer's discount still takes something off."""
+    words = discount_words(getattr(customer, "discount", None))
+    return [("Discount", words)] if words and _discount_applies(customer, invoices, now) else []
 
 
 def _pricing_url() -> str:
@@ -250,8 +295,13 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
     amounts = {"owed": owed_text} if owed_text else {}
     entitled = ent.entitled
 
+    # The discount is said while the subscription runs (an ended one takes nothing off anything).
+    discount_facts = ([] if state in (State.NONE, State.ENDED)
+                      else _discount_facts(customer, invoices, now or timezone.now()))
+
     def make(headline, lines, tone, facts=(), actions=frozenset(), **extra_amounts):
-        return SubscriptionCopy(state, headline, tuple(line for line in lines if line), tone, tuple(facts),
+        return SubscriptionCopy(state, headline, tuple(line for line in lines if line), tone,
+                                (*facts, *discount_facts),
                                 {**amounts, **{k: v for k, v in extra_amounts.items() if v}},
                                 pay_url if "pay" in actions else "", frozenset(actions), entitled)
 
@@ -319,7 +369,9 @@ def subscription_copy(customer: Customer, *, invoices: list[Invoice] | None = No
                     [f"The paid period ended on {end}" + (f" and the offline grace on {grace}." if grace else "."),
                      "Renew from the billing portal to get access back."],
                     "bad", actions=portal | {"resubscribe"})
-    next_amount = _next_amount(customer, invoices, price_lookup=price_lookup)
+    renews_at = ((getattr(customer, "trial_end", None) if state == State.TRIALING else None)
+                 or ent.current_period_end)
+    next_amount = _next_amount(customer, invoices, price_lookup=price_lookup, renews_at=renews_at)
     if state == State.TRIALING:
         trial_end = getattr(customer, "trial_end", None) or ent.current_period_end
         if customer.cancel_at_period_end:

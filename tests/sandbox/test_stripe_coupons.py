@@ -194,6 +194,89 @@ def test_customer_discount_applies_to_their_invoices_and_can_be_removed(emu, api
         api.v1.customers.delete_discount(cus.id)
 
 
+def discount_events(emu, start):
+    return [(e["type"], e["data"]["object"], e["data"].get("previous_attributes")) for e in emu.events[start:]
+            if e["type"].startswith("customer.discount.")]
+
+
+def paying_customer(api, email):
+    return api.v1.customers.create(params={"email": email, "payment_method": "pm_card_visa",
+                                           "invoice_settings": {"default_payment_method": "pm_card_visa"}})
+
+
+def test_a_subscription_gaining_changing_and_losing_a_discount_emits_customer_discount_events(emu, api):
+    api.v1.coupons.create(params={"id": "LIVE25", "percent_off": 25, "duration": "forever", "name": "Live 25"})
+    api.v1.coupons.create(params={"id": "FIVE", "amount_off": 500, "currency": "usd", "duration": "repeating",
+                                  "duration_in_months": 3})
+    cus = paying_customer(api, "sub-discount@example.com")
+    start = len(emu.events)
+    sub = api.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": "price_sandbox_pro"}],
+                                              "discounts": [{"coupon": "LIVE25"}]})
+    [(kind, created, _)] = discount_events(emu, start)
+    assert kind == "customer.discount.created" and sub.discounts == [created["id"]]
+    assert (created["customer"], created["subscription"], created["source"]) == (
+        cus.id, sub.id, {"coupon": "LIVE25", "type": "coupon"})  # the current API: the coupon by id, not expanded
+    assert created["start"] and created["end"] is None and created["promotion_code"] is None
+    types = [e["type"] for e in emu.events[start:]]
+    assert types.index("customer.discount.created") < types.index("customer.subscription.created")
+    assert_stripe_shape(created)
+
+    # The subscription names its discounts by id; expand[] gives the discount and its coupon.
+    expanded = api.v1.subscriptions.retrieve(sub.id, params={"expand": ["discounts.source.coupon"]})
+    assert expanded.discounts[0].id == created["id"]
+    assert (expanded.discounts[0].source.coupon.name, expanded.discounts[0].source.coupon.percent_off) == ("Live 25", 25)
+    assert api.v1.subscriptions.retrieve(sub.id, params={"expand": ["discounts"]}).discounts[0].source.coupon == "LIVE25"
+
+    start = len(emu.events)
+    api.v1.subscriptions.update(sub.id, params={"coupon": "FIVE"})
+    [(kind, updated, previous)] = discount_events(emu, start)
+    assert kind == "customer.discount.updated" and previous == {"source": {"coupon": "LIVE25", "type": "coupon"}}
+    assert updated["source"]["coupon"] == "FIVE" and updated["end"] > updated["start"]  # repeating: it ends
+    assert emu.events[-1]["type"] == "customer.subscription.updated"
+
+    start = len(emu.events)
+    removed = api.v1.subscriptions.delete_discount(sub.id)
+    assert removed.deleted is True and removed.id == updated["id"]
+    [(kind, deleted, _)] = discount_events(emu, start)
+    assert (kind, deleted["id"]) == ("customer.discount.deleted", updated["id"])
+    last = emu.events[-1]
+    assert last["type"] == "customer.subscription.updated" and last["data"]["object"]["discounts"] == []
+    assert last["data"]["previous_attributes"] == {"discounts": [updated["id"]]}
+    assert api.v1.subscriptions.retrieve(sub.id).discounts == []
+    with pytest.raises(stripe.InvalidRequestError, match="No active discount"):
+        api.v1.subscriptions.delete_discount(sub.id)
+
+    start = len(emu.events)
+    api.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": "LIVE25"}]})
+    api.v1.subscriptions.update(sub.id, params={"discounts": ""})
+    assert [kind for kind, _, _ in discount_events(emu, start)] == ["customer.discount.created",
+                                                                   "customer.discount.deleted"]
+
+
+def test_a_once_discount_is_used_by_the_first_invoice_and_leaves_the_subscription(emu, api):
+    api.v1.coupons.create(params={"id": "HALF", "percent_off": 50, "duration": "once"})
+    cus = paying_customer(api, "once@example.com")
+    start = len(emu.events)
+    sub = api.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": "price_sandbox_pro"}],
+                                              "coupon": "HALF"})
+    assert [kind for kind, _, _ in discount_events(emu, start)] == ["customer.discount.created",
+                                                                   "customer.discount.deleted"]
+    assert api.v1.invoices.retrieve(sub.latest_invoice).total == 450
+    assert api.v1.subscriptions.retrieve(sub.id).discounts == []
+
+
+def test_a_checkout_with_a_coupon_emits_the_subscription_discount(emu, api):
+    api.v1.coupons.create(params={"id": "CHK20", "percent_off": 20, "duration": "forever"})
+    session = api.v1.checkout.sessions.create(params={
+        "mode": "subscription", "line_items": [{"price": "price_sandbox_pro"}], "success_url": "https://x.test/ok",
+        "customer_email": "chk@example.com", "discounts": [{"coupon": "CHK20"}]})
+    start = len(emu.events)
+    result = emu.pay_checkout(session.id)
+    [(kind, created, _)] = discount_events(emu, start)
+    assert (kind, created["subscription"], created["customer"]) == (
+        "customer.discount.created", result["subscription"], result["customer"])
+
+
 
 def test_inclusive_tax_is_the_rounded_tax_and_the_base_is_what_is_left(api):
     cus = api.v1.customers.create(params={"email": "r@example.com"})

@@ -112,6 +112,7 @@ def _complete_subscription(emu, session, customer, number, name) -> dict:
             if source["promotion_code"] and not source["coupon"]:
                 source["coupon"] = emu.store.objects[source["promotion_code"]]["promotion"]["coupon"]
         sub["discounts"] = coupons.create_discounts(emu, sources, customer=customer["id"], subscription=sub["id"])
+        coupons.announce_discounts(emu, [], sub["discounts"])
     invoice = subscriptions._invoice_for_period(emu, sub, "subscription_create", sub["current_period_start"],
                                                 sub["current_period_end"])
     session.update(subscription=sub["id"], invoice=invoice["id"],

@@ -307,6 +307,39 @@ def create_discounts(emu, sources: list[dict], **owner) -> list[str]:
     return [s["discount"] or new_discount(emu, s, **owner)["id"] for s in sources]
 
 
+def announce_discounts(emu, before: list, after: list):
+    """The customer.discount.* events for an owner's discounts going from `before` to `after` (ids), as
+    Stripe emits them when a subscription gains, changes or loses a discount: one replaced by another is
+    `updated` (the new discount, the old one's `source` in previous_attributes, as for a customer's coupon),
+    a new one `created`, one gone `deleted`. The objects carry the current API's shape: the coupon under
+    `source.coupon`, by id (Stripe expands it in no event)."""
+    objects = emu.store.objects
+    removed = [d for d in before if isinstance(d, str) and d not in after and d in objects]
+    added = [d for d in after if isinstance(d, str) and d not in before and d in objects]
+    for old_id, new_id in zip(removed, added):
+        emu.emit("customer.discount.updated", objects[new_id], {"source": copy.deepcopy(objects[old_id]["source"])})
+    for old_id in removed[len(added):]:
+        emu.emit("customer.discount.deleted", objects[old_id])
+    for new_id in added[len(removed):]:
+        emu.emit("customer.discount.created", objects[new_id])
+
+
+def subscription_discount_delete(emu, params, id):
+    """DELETE /v1/subscriptions/{id}/discount: the subscription's discounts removed (customer.discount.deleted
+    for each, then customer.subscription.updated); answers the (first) deleted discount."""
+    sub = emu.store.get("subscription", id)
+    gone = [d for d in sub.get("discounts") or [] if isinstance(d, str) and d in emu.store.objects]
+    if not gone:
+        raise StripeError(404, f"No active discount for subscription: '{id}'", code="resource_missing")
+    from .test_clocks import on_customer_clock  # noqa: PLC0415 (the subscriptions family imports this one)
+    previous = list(sub["discounts"])
+    sub["discounts"] = []
+    with on_customer_clock(emu, emu.store.objects[sub["customer"]]):
+        announce_discounts(emu, previous, [])
+        emu.emit("customer.subscription.updated", sub, {"discounts": previous})
+    return {**copy.deepcopy(emu.store.objects[gone[0]]), "deleted": True}
+
+
 def apply_customer_discount(emu, customer: dict, source: dict) -> dict:
     """Give the customer a discount (replacing any): `customer.discount.created` or `.updated`."""
     table = emu.store.table(CUSTOMER_DISCOUNT)
@@ -417,3 +450,4 @@ def register(api):
     api.add("GET", "/v1/promotion_codes/{id}", promotion_code_retrieve)
     api.add("POST", "/v1/promotion_codes/{id}", promotion_code_update)
     api.add("DELETE", "/v1/customers/{id}/discount", customer_discount_delete)
+    api.add("DELETE", "/v1/subscriptions/{id}/discount", subscription_discount_delete)

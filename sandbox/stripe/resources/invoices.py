@@ -196,14 +196,15 @@ def subscription_discounts(emu, sub: dict, at: int) -> list[str]:
 
 def retire_used_discounts(emu, sub: dict, used: list[str]):
     """Count the invoice against its discounts; one that has run out (a `once` discount after its invoice, a
-    `repeating` one after its months) leaves the subscription, as Stripe consumes it (the subscription event
-    that follows shows it gone), or the customer (`customer.discount.deleted`)."""
+    `repeating` one after its months) leaves the subscription, as Stripe consumes it (`customer.discount.deleted`,
+    and the subscription event that follows shows it gone), or the customer (`customer.discount.deleted`)."""
     coupons.count_use(emu, used)
     later = emu.now() + 1
     kept = [d for d in sub.get("discounts") or []
             if not isinstance(d, str) or d not in emu.store.objects
             or coupons.discount_active(emu, emu.store.objects[d], later)]
     if sub.get("discounts") and kept != sub["discounts"]:
+        coupons.announce_discounts(emu, sub["discounts"], kept)
         sub["discounts"] = kept
     discount = coupons.customer_discount(emu, sub["customer"])
     if discount and not coupons.discount_active(emu, discount, later):

@@ -525,6 +525,7 @@ def subscription_create(emu, params):
             from . import coupons  # noqa: PLC0415
             sub["discounts"] = coupons.create_discounts(emu, sources, customer=customer["id"],
                                                         subscription=sub["id"])
+            coupons.announce_discounts(emu, [], sub["discounts"])
         sub["default_tax_rates"] = default_rates
         for item, rates in zip(sub["items"]["data"], item_rates):
             item["tax_rates"] = rates
@@ -685,8 +686,10 @@ def _update(emu, sub, customer, params, proration):
     discounts = _discounts(emu, params, customer, sub["currency"], sub["id"])
     if discounts is not None:
         if discounts != sub["discounts"]:
+            from . import coupons  # noqa: PLC0415
             previous["discounts"] = sub["discounts"]
             sub["discounts"] = discounts
+            coupons.announce_discounts(emu, previous["discounts"], discounts)
     details = params.get("cancellation_details")
     if isinstance(details, dict):
         old = copy.deepcopy(sub["cancellation_details"])
