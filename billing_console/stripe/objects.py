@@ -34,7 +34,9 @@ def to_datetime(timestamp) -> datetime | None:
 
 
 def event_object(event: dict) -> dict:
-    return (event.get("data") or {}).get("object") or {}
+    """The event's object; {} when a signed event carries something else there (stored, then ignored)."""
+    obj = (event.get("data") or {}).get("object")
+    return obj if isinstance(obj, dict) else {}
 
 
 def event_created(event: dict) -> datetime | None:

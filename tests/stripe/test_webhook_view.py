@@ -191,3 +191,19 @@ def test_queue_failure_still_acknowledges_and_the_retry_cron_applies_the_event(s
     assert webhook_events_retry_due()["ignored"] == 1
     row.refresh_from_db()
     assert row.status == WebhookEvent.Status.IGNORED
+
+
+@pytest.mark.parametrize("obj", [[{"id": "cus_1"}], "cus_1", 42, None])
+@pytest.mark.parametrize("event_type", ["customer.subscription.updated", "invoice.paid", "customer.discount.created",
+                                        "charge.dispute.created", "product.created"])
+def test_a_signed_event_whose_object_is_not_an_object_is_stored_and_never_a_500(stripe_settings, post_event, obj,
+                                                                                event_type):
+    """Stripe always sends an object there; a signed event that does not is stored once and applied or
+    ignored, never a 500 (Stripe would retry it for days) and never a failed event."""
+    event = stripe_event(event_type, {"id": "x_1"}, event_id="evt_test_notobject")
+    event["data"]["object"] = obj
+    response = post_event(event)
+    assert response.status_code == 200, response.content
+    row = WebhookEvent.objects.get(stripe_id="evt_test_notobject")
+    assert row.object_id == "" and row.status in (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED), (
+        row.status, row.last_error)
