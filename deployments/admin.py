@@ -15,7 +15,7 @@ from billing_console.errors import ServiceError
 from billing_console.services import actor_of
 from deployments import services
 from deployments.models import BundleRelease, Deployment, PublishVersion
-from deployments.selectors import deployments_behind, latest_release
+from deployments.selectors import deployment_updates_words, deployments_behind, latest_release
 
 
 def token_display(obj: Deployment) -> str:
@@ -85,10 +85,10 @@ class DeploymentAdmin(admin.ModelAdmin):
     search_fields = ("script_name", "account_id", "customer__email", "=id")
     show_full_result_count = False
     ordering = ("-created_at",)
-    fields = ("customer", "slot", "account_id", "script_name", "token", "rotation_due_at", "status", "paused", "paused_by", "paused_reason",
-              "paused_at", "pinned_version", "current_version", "last_error_code", "last_error_message", "last_error_at",
-              "consecutive_failures", "consecutive_auth_failures", "next_attempt_at", "last_push_at", "created_at",
-              "updated_at")
+    fields = ("customer", "slot", "account_id", "script_name", "token", "rotation_due_at", "status", "updates", "paused",
+              "paused_by", "paused_reason", "paused_at", "pinned_version", "current_version", "last_error_code",
+              "last_error_message", "last_error_at", "consecutive_failures", "consecutive_auth_failures", "next_attempt_at",
+              "last_push_at", "created_at", "updated_at")
     readonly_fields = fields
     inlines = [PublishVersionInline]
     actions = ["pause", "resume", "push_now", "requeue_failed", "rollback", "follow_latest", "verify_token",
@@ -112,6 +112,10 @@ class DeploymentAdmin(admin.ModelAdmin):
     @admin.display(description="API token")
     def token(self, obj):
         return token_display(obj)
+
+    @admin.display(description="updates")
+    def updates(self, obj):
+        return deployment_updates_words(obj)
 
     # -- actions --------------------------------------------------------------------------------------
     def _each(self, request, queryset, call, done: str) -> None:
@@ -280,11 +284,14 @@ class DeploymentInline(admin.TabularInline):
     """The customer's deployments on the customer page (one query, whatever their number)."""
 
     model = Deployment
-    fields = ("link", "account_id", "status", "current_version", "pinned_version", "last_error_code", "paused_by",
+    fields = ("link", "account_id", "status", "updates", "current_version", "pinned_version", "last_error_code", "paused_by",
               "token", "last_push_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("customer")  # the updates column reads the customer
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -300,6 +307,10 @@ class DeploymentInline(admin.TabularInline):
     @admin.display(description="API token")
     def token(self, obj):
         return token_display(obj)
+
+    @admin.display(description="updates")
+    def updates(self, obj):
+        return deployment_updates_words(obj)
 
 
 register_customer_inline(DeploymentInline)

@@ -10,10 +10,12 @@ from django.utils import timezone
 
 from billing_console.models import CronRun, Customer
 from billing_console.ops.health import config_flags
-from billing_console.selectors import Reason, customer_entitlement
+from billing_console.selectors import Entitlement, Reason, customer_entitlement
 from billing_console.stripe.statuses import ENDED as ENDED_STATUSES
 from deployments.models import BundleRelease, Deployment, PublishVersion
 from billing_console.wording import counted
+from billing_console.wording.deployment import deployment_updates_stopped
+from billing_console.wording.subscription import SubscriptionCopy, subscription_copy
 
 PUSH_CRON = "push_deployments"
 LOCK_REASONS = {Reason.HARD_LOCKED, Reason.CANCELED}
@@ -22,6 +24,31 @@ LOCK_REASONS = {Reason.HARD_LOCKED, Reason.CANCELED}
 def latest_release() -> BundleRelease | None:
     """The release the manifest named most recently (pinning the manifest URL back makes an old one latest)."""
     return BundleRelease.objects.filter(last_seen_at__isnull=False).order_by("-last_seen_at").first()
+
+
+def customer_updates_stopped(customer: Customer, *, ent: Entitlement | None = None,
+                             copy: SubscriptionCopy | None = None) -> str:
+    """Why the hourly push skips this customer's deployments, in the subscription's words ("" when entitled).
+    No query: the words need only the customer row (and `copy`, when the caller already has it)."""
+    ent = ent or customer_entitlement(customer)
+    if ent.entitled:
+        return ""
+    copy = copy or subscription_copy(customer, invoices=[], ent=ent, price_lookup=False)
+    return deployment_updates_stopped(copy, ent)
+
+
+def deployment_updates_words(deployment: Deployment) -> str:
+    """What support reads beside a deployment (change page, customer page): the subscription's words when the
+    push skips the customer, the same the customer reads; else the pause; else that the hourly push serves it.
+    Reads `deployment.customer`: select it with the deployment."""
+    stopped = customer_updates_stopped(deployment.customer)
+    pause = ""
+    if deployment.paused and not (stopped and deployment.paused_by == Deployment.PausedBy.AUTO_LOCK):
+        pause = f"Paused ({deployment.get_paused_by_display()})" + (
+            f": {deployment.paused_reason}" if deployment.paused_reason else "") + "."
+    if stopped:
+        return f"{stopped} {pause}".strip()
+    return pause or "Updated by the hourly push."
 
 
 def customer_lock_reason(customer: Customer) -> str:
@@ -66,6 +93,15 @@ def deployment_resume_block(deployment: Deployment, *, by: str = Deployment.Paus
         if lock:
             return ResumeBlock.LOCKED
     return ResumeBlock.NONE
+
+
+def resume_offered(deployment: Deployment, block: str, *, entitled: bool, by: str) -> bool:
+    """Whether a page offers `by` a Resume button: never for a pause `by` may not lift (a ResumeBlock), and,
+    while the customer is not entitled, only for `by`'s own pause (lifting it succeeds; updates then wait for
+    the subscription). An automatic pause is the subscription's to lift, never a button's."""
+    if not deployment.paused or block:
+        return False
+    return entitled or deployment.paused_by == by
 
 
 def with_wanted_version(qs: QuerySet, latest_version: str) -> QuerySet:

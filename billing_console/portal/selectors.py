@@ -86,25 +86,42 @@ def _licences(customer: Customer, copy: SubscriptionCopy, ent: Entitlement) -> l
     return rows
 
 
-def _deployments(customer: Customer) -> list[dict]:
+def _deployments(customer: Customer, *, ent: Entitlement | None = None,
+                 copy: SubscriptionCopy | None = None) -> list[dict]:
     from deployments.models import Deployment
-    from deployments.selectors import Readiness, deploy_readiness, deployment_resume_block
+    from deployments.selectors import (Readiness, customer_updates_stopped, deploy_readiness, deployment_resume_block,
+                                       resume_offered)
 
+    # The hourly push skips a customer who is not entitled, paused row or not: the subscription says why,
+    # for every deployment of the customer (words from the customer row, no query per deployment).
+    stopped = customer_updates_stopped(customer, ent=ent, copy=copy)
     rows = []
     for d in Deployment.objects.filter(customer=customer).select_related("customer").order_by("created_at"):
         d.customer = customer
         block = deployment_resume_block(d, by=resume_origin())
-        stop = deployment_stop_words(block) if d.paused else ""
+        # The subscription's words replace the automatic lock's ("ended", "locked"); a stop of the
+        # deployment's own (token, support) is still said, since it needs its own fix.
+        stop = deployment_stop_words(block) if d.paused and not (stopped and block in ("ended", "locked")) else ""
         readiness = deploy_readiness(d)
-        if block in ("ended", "locked") and readiness.state == Readiness.LIVE:
-            # Not "Live": the Worker still runs what it has, but nothing reaches it any more.
-            readiness = Readiness("stopped", "Updates stopped", stop)
+        if stopped and (readiness.state != Readiness.FAILED or d.status == Deployment.Status.ERRORED):
+            # Not "Live" nor "at the next hourly push": the Worker still runs what it has, but nothing reaches it.
+            readiness = Readiness("stopped", "Updates stopped", stopped)
+        elif stopped:  # the panel says deployments are not set up here: the subscription's words still show
+            stop = f"{stopped} {stop}".strip()
         rows.append({
             "deployment": d,
             "error": deployment_error_words(d.last_error_code, d.last_error_message) if d.last_error_code else "",
             "readiness": readiness,
-            "can_resume": d.paused and not block,
+            "can_resume": resume_offered(d, block, entitled=not stopped, by=resume_origin()),
             "stop": stop,
+            "stopped": stopped,
+            # "Updates are paused" for a pause the page has no other words for (an automatic lock pause is
+            # the subscription's, said by `stopped`).
+            "paused_note": d.paused and not stop and not (stopped and d.paused_by == Deployment.PausedBy.AUTO_LOCK),
+            # The row's own status says "Active" (green) while the push skips it: the pill follows the truth.
+            **({"status_words": "Updates stopped", "status_tone": "stopped"}
+               if stopped and not d.paused and d.status == Deployment.Status.ACTIVE
+               else {"status_words": d.get_status_display(), "status_tone": d.status}),
         })
     return rows
 
@@ -131,7 +148,7 @@ def manage_context(customer: Customer) -> dict:
         "invoices": [{"invoice": i, "total": money_format(i.total, i.currency), "status": _invoice_status(i)}
                      for i in invoices[:RECENT_INVOICES]],
         "licences": _licences(customer, copy, ent),
-        "deployments": _deployments(customer),
+        "deployments": _deployments(customer, ent=ent, copy=copy),
         "managed_deployment": bool(plan.get("managed_deployment")),
         "has_portal": bool(customer.stripe_customer_id),
         "usage": _usage(customer),
@@ -155,13 +172,14 @@ def deploy_context(customer: Customer) -> dict:
     from deployments.selectors import deploy_readiness
 
     release_latest_read()  # a release published since the hourly run shows here at once
-    deployments = _deployments(customer)
+    ent = customer_entitlement(customer)
+    deployments = _deployments(customer, ent=ent)
     plan = plan_settings(customer.plan)
     return {
         "customer": customer,
         "deployments": deployments,
         "readiness": deployments[0]["readiness"] if deployments else deploy_readiness(None),
-        "entitled": customer_entitlement(customer).entitled,
+        "entitled": ent.entitled,
         "managed_deployment": bool(plan.get("managed_deployment")),
         "plan": plan,
         # A plan with more than one deployment shows the connect form until its count is reached.

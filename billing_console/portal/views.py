@@ -24,6 +24,7 @@ from billing_console.errors import ServiceError
 from billing_console.manage_links import ManageLinkInvalid, manage_link_read
 from billing_console.models import AuditEvent, Customer
 from billing_console.portal import selectors
+from billing_console.selectors import customer_entitlement
 from billing_console.phones import customer_change_phone, whatsapp_configured
 from billing_console.portal.forms import CheckoutForm, DeploymentForm, PhoneForm, RecoverForm, TokenForm, add_service_errors
 from billing_console.stripe import gateway as stripe_gateway
@@ -246,7 +247,9 @@ def deployment_resume(request, customer, deployment_id):
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, "Updates are back on. The next hourly run brings your Worker up to date.")
+        messages.success(request, "Updates are back on. The next hourly run brings your Worker up to date."
+                         if customer_entitlement(customer).entitled else
+                         "Your pause is lifted. Updates come back once the subscription gives access again.")
     return _see_other(_manage_url(request))
 
 

@@ -22,12 +22,9 @@ def deployment_error_words(code: str, message: str) -> str:
 
 
 # Why updates are stopped, in the customer's words, per deployments.selectors.ResumeBlock code. Each says what
-# brings updates back, since the page offers no Resume button for these.
+# brings updates back, since the page offers no Resume button for these. The automatic pauses ("ended",
+# "locked") are the subscription's: billing_console.wording.deployment says those, for every state.
 DEPLOYMENT_STOP_WORDS = {
-    "ended": "Updates stopped because your subscription ended. Your Worker keeps running the version it has; "
-             "subscribe again and updates start again by themselves.",
-    "locked": "Updates stopped because an invoice is overdue. Your Worker keeps running the version it has; "
-              "pay the open invoice and updates start again by themselves.",
     "token_stop": "Updates stopped because Cloudflare rejected the API token several times. Paste a fresh token "
                   "below and updates start again.",
     "no_token": "Updates wait for a Cloudflare API token. Paste one below and updates start.",

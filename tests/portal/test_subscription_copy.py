@@ -185,7 +185,7 @@ def test_canceled_customer_sees_ended_everywhere_and_no_button_that_would_refuse
         assert "Next payment" not in text and "Renews on" not in text
     assert '<span class="pill pill-ended">Ended</span>' in body and ">Active<" not in body
     assert "readiness-live" not in body and ">Live<" not in body and "✓" not in body
-    assert "Updates stopped because your subscription ended." in body
+    assert f"Updates stopped: the subscription ended on {day(ended)}." in body
     assert "Resume updates" not in body and "deployment-resume" not in body and "/resume" not in body
 
     # The button is gone because the service would refuse: the same rule, asked directly.
@@ -299,7 +299,7 @@ def test_a_canceled_while_locked_deployment_says_the_subscription_ended(client, 
     deployments_sync_pauses(customer=customer)
     deployment.refresh_from_db()
     body = page(client, manage_url, customer)
-    assert deployment.paused and "Updates stopped because your subscription ended." in body
+    assert deployment.paused and "Updates stopped: the subscription ended" in body
     assert "an invoice is overdue" not in body and "Resume updates" not in body
 
 
