@@ -77,10 +77,10 @@ def seed(customers: int, invoices: int) -> None:
         cur.execute("""
             INSERT INTO billing_console_webhookevent
               (stripe_id, type, livemode, api_version, stripe_created, object_id, payload, status, attempts, last_error,
-               next_attempt_at, received_at, processed_at, deliveries)
+               next_attempt_at, received_at, processed_at, deliveries, mirror, mirror_error)
             SELECT 'evt_bench' || g, 'invoice.paid', false, '', now() - make_interval(secs => g * 12), 'in_bench' || g,
                    '{}'::jsonb, CASE WHEN g % 97 = 0 THEN 'failed' ELSE 'processed' END, 1, '', NULL,
-                   now() - make_interval(secs => g * 12), now() - make_interval(secs => g * 12 - 1 - g % 5), 1
+                   now() - make_interval(secs => g * 12), now() - make_interval(secs => g * 12 - 1 - g % 5), 1, '', ''
             FROM generate_series(1, 50000) AS g
         """)
         cur.execute("""
