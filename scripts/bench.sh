@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark in bench/ (bench_*.py), one after the other, on PostgreSQL.
 # Each prints one figure line (shown here, full output in var/bench/<name>.log) and writes JSON under
-# var/bench/. Select some with BENCH=webhooks,admin; pass one bench's options with BENCH_ARGS.
+# var/bench/. Select some with BENCH=webhooks,admin; pass options with BENCH_ARGS (every selected bench)
+# or BENCH_ARGS_<name> (that bench only, e.g. BENCH_ARGS_webhooks="--inbox-rows 0 --rss-events 0").
 # BENCH_DATABASE_URL names the bench database (default bc_bench; created and migrated on first use).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,8 +31,10 @@ for file in bench/bench_*.py; do
   if [ -n "${BENCH:-}" ] && [[ ",${BENCH}," != *",${name},"* ]]; then continue; fi
   echo "== $name"
   started=$(date +%s)
+  # BENCH_ARGS_<name> (e.g. BENCH_ARGS_webhooks) goes to that bench only; BENCH_ARGS to every selected one.
+  args_var="BENCH_ARGS_${name}"
   # shellcheck disable=SC2086
-  $PY "$file" ${BENCH_ARGS:-} > "var/bench/$name.log" 2>&1
+  $PY "$file" ${BENCH_ARGS:-} ${!args_var:-} > "var/bench/$name.log" 2>&1
   rc=$?
   line=$(grep -v '^\s*$' "var/bench/$name.log" | tail -n 1)
   if [ $rc -ne 0 ]; then
