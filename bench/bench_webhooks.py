@@ -116,8 +116,21 @@ def start_emulator() -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
+def clear_task_flags() -> None:
+    """No cluster runs between phases: a mirror kick or run flag a stopped cluster left in the cache (the
+    database cache, which TRUNCATE does not empty) would hold the next phase's mirror for minutes. In
+    production the minute cron clears them; the bench has no cron."""
+    from django.core.cache import cache
+
+    from billing_console.stripe.mirror import KICK_KEY, RUNNING_KEY
+
+    cache.delete_many([KICK_KEY, RUNNING_KEY])
+
+
 def reset_tables() -> None:
     from django.db import connection
+
+    clear_task_flags()
 
     with connection.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS bench_insert (id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
@@ -222,6 +235,7 @@ def drain(env: dict, clusters: int, timeout: float, since) -> dict:
     from billing_console.stripe.mirror import mirror_lag_seconds
 
     total = WebhookEvent.objects.count()
+    clear_task_flags()
     started = time.perf_counter()
     with Clusters(env, clusters) as running:
         wall = wait_applied(total, timeout, started)
@@ -284,6 +298,7 @@ def rss_phase(env: dict, customers: list[dict], n: int, clients: int, clusters: 
     since = timezone.now()
     before_total = WebhookEvent.objects.count()
     events = build_events("rss_", n, customers, base_created)
+    clear_task_flags()
     started = time.perf_counter()
     with Gunicorn(env) as server, Clusters(env, clusters) as running:
         time.sleep(3)  # imports done
