@@ -122,9 +122,9 @@ def clear_task_flags() -> None:
     production the minute cron clears them; the bench has no cron."""
     from django.core.cache import cache
 
-    from billing_console.stripe.mirror import KICK_KEY, RUNNING_KEY
+    from billing_console.stripe.mirror import DEFERRED_KEY, KICK_KEY, RUNNING_KEY
 
-    cache.delete_many([KICK_KEY, RUNNING_KEY])
+    cache.delete_many([KICK_KEY, RUNNING_KEY, DEFERRED_KEY])
 
 
 def reset_tables() -> None:

@@ -280,6 +280,7 @@ def webhook_events_drain(*, batch_size: int | None = None) -> dict:
     while time.monotonic() - started < budget:
         rows, lease_until = webhook_events_claim(limit=batch_size)
         if not rows:
+            mirror.mirror_resume_after_backlog()
             return counts
         if len(rows) == batch_size:  # a backlog: let another free worker drain beside this one
             webhook_events_wake()

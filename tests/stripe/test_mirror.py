@@ -194,3 +194,55 @@ def test_a_run_stops_when_its_time_is_up_and_kicks_the_next(emulator, stripe_set
     assert mirror.webhook_events_mirror(limit=2) == {"done": 2, "failed": 0, "skipped": 0, "synced": 2}
     assert kicks == [1]
     assert WebhookEvent.objects.filter(mirror=WebhookEvent.Mirror.DUE).count() == 1
+
+
+def test_the_mirror_gives_way_to_a_backlog_and_the_drain_brings_it_back(emulator, stripe_settings, monkeypatch):
+    """With a burst waiting for the drain (>= BACKLOG_DEFERS_AT received events) a mirror run does nothing
+    and leaves its kick flag set, so the burst's applies enqueue no more mirror tasks; the drain, once its
+    queue is empty, kicks the mirror, which then catches up."""
+    from django.core.cache import cache
+
+    from billing_console.stripe import mirror
+    from billing_console.stripe.inbox import webhook_event_process, webhook_event_store, webhook_events_drain
+    from tests.stripe_events import stripe_event, stripe_object
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = BILLING_TYPES
+    at = 1_790_000_000
+    first = stripe_event("customer.updated", created=at, obj=stripe_object(
+        "customer", {"id": "cus_backlog0", "email": "first@example.com", "discount": None, "created": at}))
+    row, _ = webhook_event_store(event=first, enqueue=False)
+    webhook_event_process(webhook_event_id=row.pk)
+    for n in range(1, mirror.BACKLOG_DEFERS_AT + 1):
+        webhook_event_store(event=stripe_event("customer.updated", created=at + n, obj=stripe_object(
+            "customer", {"id": f"cus_backlog{n}", "email": f"b{n}@example.com", "discount": None, "created": at})),
+            enqueue=False)
+
+    assert mirror.webhook_events_mirror()["deferred"] == 1
+    assert WebhookEvent.objects.get(pk=row.pk).mirror == WebhookEvent.Mirror.DUE
+    assert not dj.Customer.objects.filter(id="cus_backlog0").exists()
+    assert cache.get(mirror.DEFERRED_KEY)
+
+    kicks = []
+    monkeypatch.setattr(mirror, "mirror_kick", lambda force=False: kicks.append(force) or cache.delete(
+        mirror.DEFERRED_KEY))  # as the real one does; the task itself is run below
+    counts = webhook_events_drain()
+    assert counts["processed"] == mirror.BACKLOG_DEFERS_AT and kicks == [True]
+    assert not mirror.apply_backlog()
+    assert mirror.webhook_events_mirror()["done"] == mirror.BACKLOG_DEFERS_AT + 1
+    assert dj.Customer.objects.get(id="cus_backlog0").email == "first@example.com"
+
+
+def test_a_trickle_of_arrivals_does_not_hold_the_mirror_back(emulator, stripe_settings):
+    from billing_console.stripe import mirror
+    from billing_console.stripe.inbox import webhook_event_process, webhook_event_store
+    from tests.stripe_events import stripe_event, stripe_object
+
+    stripe_settings.STRIPE_DJSTRIPE_SYNC = BILLING_TYPES
+    at = 1_790_000_000
+    row, _ = webhook_event_store(event=stripe_event("customer.updated", created=at, obj=stripe_object(
+        "customer", {"id": "cus_trickle0", "email": "t@example.com", "discount": None, "created": at})), enqueue=False)
+    webhook_event_process(webhook_event_id=row.pk)
+    for n in range(1, mirror.BACKLOG_DEFERS_AT):  # one fewer than a burst
+        webhook_event_store(event=stripe_event("customer.updated", created=at + n, obj=stripe_object(
+            "customer", {"id": f"cus_trickle{n}", "discount": None, "created": at})), enqueue=False)
+    assert mirror.webhook_events_mirror() == {"done": 1, "failed": 0, "skipped": 0, "synced": 1}
