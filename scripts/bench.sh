@@ -11,6 +11,9 @@ export SANDBOX_ENV_FILE=
 PY=.venv/bin/python
 export BENCH_DATABASE_URL="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/bc_bench}"
 mkdir -p var/bench
+# Benches share the bc_bench database and the machine: a second `make bench` would corrupt both runs.
+exec 9>var/bench/.lock
+flock -n 9 || { echo "another make bench is running (var/bench/.lock): wait for it"; exit 1; }
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
