@@ -61,6 +61,20 @@ def post_event(client, django_capture_on_commit_callbacks):
 
 
 @pytest.fixture
+def send(post_event):
+    """send(event) -> the stored WebhookEvent after processing; the view must answer 200."""
+
+    def run(evt):
+        from billing_console.models import WebhookEvent
+
+        response = post_event(evt)
+        assert response.status_code == 200, response.content
+        return WebhookEvent.objects.get(stripe_id=evt["id"])
+
+    return run
+
+
+@pytest.fixture
 def deliver(post_event):
     """deliver(events) posts each event (a list of emulator events) in the given order; asserts 200."""
 

@@ -23,16 +23,6 @@ FIVE3 = stripe_object("coupon", id="FIVE3", name=None, percent_off=None, amount_
 
 
 @pytest.fixture
-def send(post_event):
-    def run(evt):
-        response = post_event(evt)
-        assert response.status_code == 200, response.content
-        return WebhookEvent.objects.get(stripe_id=evt["id"])
-
-    return run
-
-
-@pytest.fixture
 def customer(stripe_settings):
     return SubscribedCustomerFactory(stripe_customer_id="cus_disc", subscription_id="sub_disc", email="disc@example.com")
 

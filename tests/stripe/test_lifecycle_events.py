@@ -26,18 +26,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def send(post_event):
-    """send(event) -> the stored WebhookEvent after processing; the view must answer 200."""
-
-    def run(evt):
-        response = post_event(evt)
-        assert response.status_code == 200, response.content
-        return WebhookEvent.objects.get(stripe_id=evt["id"])
-
-    return run
-
-
-@pytest.fixture
 def customer(stripe_settings):
     return SubscribedCustomerFactory(stripe_customer_id="cus_life", subscription_id="sub_life",
                                      email="life@example.com")
